@@ -1,0 +1,61 @@
+"""braid: flows of tasks on a swappable task runner (threads, processes, Dask, Ray).
+
+``import braid`` needs only the standard library and cloudpickle; the Dask and Ray
+runners are imported when first used (``braid.DaskTaskRunner``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from braid import errors
+from braid.core.annotations import allow_failure, quote, unmapped
+from braid.core.context import get_run_context, get_run_logger
+from braid.core.flows import Flow, flow
+from braid.core.futures import FutureList, TaskFuture, as_completed, wait
+from braid.core.states import State, StateType
+from braid.core.tasks import Task, task
+from braid.runners.base import TaskRunner
+from braid.runners.threads import ThreadPoolTaskRunner
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Flow",
+    "FutureList",
+    "State",
+    "StateType",
+    "Task",
+    "TaskFuture",
+    "TaskRunner",
+    "ThreadPoolTaskRunner",
+    "allow_failure",
+    "as_completed",
+    "errors",
+    "flow",
+    "get_run_context",
+    "get_run_logger",
+    "quote",
+    "task",
+    "unmapped",
+    "wait",
+]
+
+_LAZY = {
+    "ProcessPoolTaskRunner": "braid.runners.processes",
+    "DaskTaskRunner": "braid.adapters.dask",
+    "RayTaskRunner": "braid.adapters.ray",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'braid' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*__all__, *_LAZY])

@@ -1,0 +1,1 @@
+"""Runners for optional backends (Dask, Ray), imported only when used."""

@@ -1,0 +1,1 @@
+"""Backend-neutral core: states, futures, tasks, flows, the engine.  Imports no backend."""

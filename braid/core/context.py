@@ -1,0 +1,138 @@
+"""The run context: which flow run and task run the current code belongs to.
+
+Held in a ``contextvars.ContextVar``, set by the flow call in the caller's thread
+and by the engine wherever a task runs, so nested submission and
+``get_run_logger()`` work on every runner.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from braid import errors
+
+__all__ = [
+    "FlowRunInfo",
+    "TaskRunInfo",
+    "RunContext",
+    "get_run_context",
+    "get_run_logger",
+    "default_run_name",
+]
+
+
+@dataclass(frozen=True)
+class FlowRunInfo:
+    """What a task or flow can know about its flow run (small: it travels with every call)."""
+
+    id: str
+    name: str
+    flow_name: str
+
+
+class TaskRunInfo:
+    """What a running task can know about itself: id, name, attempt (1-based), parameters."""
+
+    __slots__ = ("_id", "name", "task_name", "attempt", "_task", "_args", "_kwargs", "_params")
+
+    def __init__(self, run_id: int, name: str, task: Any, attempt: int, args: tuple,
+                 kwargs: dict) -> None:
+        self._id = run_id
+        self.name = name
+        self.task_name = task.name
+        self.attempt = attempt
+        self._task, self._args, self._kwargs, self._params = task, args, kwargs, None
+
+    @property
+    def id(self) -> uuid.UUID:
+        """The task run's id, the same as its future's ``task_run_id``."""
+        return uuid.UUID(int=self._id, version=4)
+
+    @property
+    def parameters(self) -> dict:
+        """The task's parameters by name, with upstream results in place of futures."""
+        if self._params is None:
+            self._params = self._task.bind(self._args, self._kwargs)
+        return self._params
+
+    def __repr__(self) -> str:
+        return f"TaskRunInfo(name={self.name!r}, attempt={self.attempt})"
+
+
+def default_run_name(task_name: str, run_id: int) -> str:
+    """The name of a task run whose task has no ``task_run_name``: ``<task>-<8 hex>``."""
+    return f"{task_name}-{run_id & 0xFFFFFFFF:08x}"
+
+
+@dataclass
+class RunContext:
+    """The current run: ``flow_run`` (or None in a task submitted outside a flow),
+    ``task_run`` (None in a flow body), and the runner that nested submits go to."""
+
+    flow_run: FlowRunInfo | None
+    task_run: TaskRunInfo | None
+    task_runner: Any = None
+    log_prints: bool = False
+    flow: Any = None
+    parameters: dict = field(default_factory=dict)
+
+    @property
+    def logger(self) -> logging.LoggerAdapter:
+        return run_logger_for(self)
+
+
+current_run: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar(
+    "braid_run", default=None
+)
+
+
+def get_run_context() -> RunContext:
+    """Return the context of the flow run or task run that is executing now.
+
+    Raises :class:`braid.errors.MissingContextError` outside any flow or task run.
+    """
+    ctx = current_run.get()
+    if ctx is None:
+        raise errors.MissingContextError(
+            "get_run_context() was called outside a flow or task run; call it from code "
+            "running inside a @flow or @task"
+        )
+    return ctx
+
+
+class RunLoggerAdapter(logging.LoggerAdapter):
+    """A logger adapter whose records carry ``flow_run_name`` and ``task_run_name``."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        extra = kwargs.get("extra")
+        kwargs["extra"] = {**self.extra, **extra} if extra else self.extra
+        return msg, kwargs
+
+
+def run_logger_for(ctx: RunContext) -> RunLoggerAdapter:
+    flow_name = ctx.flow_run.name if ctx.flow_run else None
+    if ctx.task_run is not None:
+        logger = logging.getLogger("braid.task_runs")
+        extra = {"flow_run_name": flow_name, "task_run_name": ctx.task_run.name}
+    else:
+        logger = logging.getLogger("braid.flow_runs")
+        extra = {"flow_run_name": flow_name, "task_run_name": None}
+    return RunLoggerAdapter(logger, extra)
+
+
+def get_run_logger() -> RunLoggerAdapter:
+    """Return a logger for the current flow or task run; its records carry the run names.
+
+    Raises :class:`braid.errors.MissingContextError` outside any flow or task run.
+    """
+    ctx = current_run.get()
+    if ctx is None:
+        raise errors.MissingContextError(
+            "get_run_logger() was called outside a flow or task run; inside plain code use "
+            "logging.getLogger(__name__)"
+        )
+    return run_logger_for(ctx)

@@ -1,0 +1,399 @@
+"""The engine: the one function that executes a task run, on every backend.
+
+How a call travels (every runner; only the arrows marked * differ)::
+
+    caller thread                          wherever the task runs
+    -------------                          ----------------------
+    Task.submit(*args, **kw)
+      resolve.extract: futures -> slots
+      TaskCall(task, args, kw, ...)
+      runner.submit(call, upstreams) --*-->  run_task(call, upstream_states)
+        returns TaskFuture                     upstream failed?  -> UpstreamFailed
+                                               resolve.materialize: slots -> values
+                                               render the run name, set the context
+                                               attempt loop: call fn (sync/async,
+                                                 with a deadline), retry on failure
+                                           <--*-- returns a State (never raises)
+      future._finish(state)
+
+Threads call :func:`run_task` in a pool thread and finish the future with the
+State; processes ship the call there and the State back; Dask and Ray run it as
+the body of their own task, so their future's value is always a State.  Retries,
+time-outs, naming, the run context and async handling live here and nowhere
+else, so every runner behaves the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import inspect
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from braid import errors
+from braid.core import resolve
+from braid.core.context import RunContext, TaskRunInfo, current_run, default_run_name
+from braid.core.futures import worker_slot
+from braid.core.states import (
+    Completed,
+    Crashed,
+    Failed,
+    State,
+    StateType,
+    TimedOut,
+    UpstreamFailedState,
+)
+
+__all__ = ["TaskCall", "run_task", "run_task_async", "render_run_name", "AWAITING_RETRY"]
+
+AWAITING_RETRY = "AwaitingRetry"
+
+
+class TaskCall:
+    """A small picklable record of one task run: what to call, with what, and as whom.
+
+    It never holds the flow, the flow's parameters or the runner.  ``args``/``kwargs``
+    may hold :class:`~braid.core.resolve.UpstreamSlot` placeholders (``resolve`` is
+    then True) filled from the upstream states at run time; ``must_succeed[i]`` says
+    whether upstream ``i`` failing stops this run.
+    """
+
+    __slots__ = ("task", "args", "kwargs", "must_succeed", "resolve", "run_id", "run_name",
+                 "attempt", "flow_run", "extra")
+
+    def __init__(self, task: Any, args: tuple, kwargs: dict, must_succeed: list | None,
+                 resolve: bool, run_id: int, run_name: str | None, flow_run: Any) -> None:
+        self.task = task
+        self.args = args
+        self.kwargs = kwargs
+        self.must_succeed = must_succeed
+        self.resolve = resolve
+        self.run_id = run_id
+        self.run_name = run_name
+        self.attempt = 1
+        self.flow_run = flow_run
+        self.extra: dict | None = None  # runner-specific hints (resources, ...)
+
+    def __getstate__(self):
+        return tuple(getattr(self, k) for k in self.__slots__)
+
+    def __setstate__(self, state):
+        for k, v in zip(self.__slots__, state, strict=False):
+            setattr(self, k, v)
+
+    def next_attempt(self) -> TaskCall:
+        """A copy of this call for the next attempt."""
+        new = TaskCall.__new__(TaskCall)
+        new.__setstate__(self.__getstate__())
+        new.attempt = self.attempt + 1
+        return new
+
+    @property
+    def upstream_count(self) -> int:
+        return len(self.must_succeed) if self.must_succeed else 0
+
+
+# -- naming -----------------------------------------------------------------------
+def render_run_name(task: Any, args: tuple, kwargs: dict, run_id: int) -> str:
+    """The task run's name: its template formatted with the parameters, or the default."""
+    template = task.task_run_name
+    if template is None:
+        return default_run_name(task.name, run_id)
+    if callable(template):
+        name = template()
+    else:
+        params = task.bind(args, kwargs)
+        try:
+            name = template.format(**params)
+        except (KeyError, AttributeError, IndexError, ValueError) as exc:
+            raise errors.ConfigurationError(
+                f"task {task.name!r}: task_run_name template {template!r} cannot be formatted "
+                f"with parameters {sorted(params)}: {type(exc).__name__}: {exc}"
+            ) from exc
+    if not isinstance(name, str):
+        raise errors.ConfigurationError(
+            f"task {task.name!r}: task_run_name must give a str, got {type(name).__name__}"
+        )
+    return name
+
+
+# -- preparing a run ----------------------------------------------------------------
+def _prepare(call: TaskCall, upstream_states: Any) -> tuple[tuple, dict] | State:
+    """Check upstreams and put their values in place; a State if the run cannot start."""
+    args, kwargs = call.args, call.kwargs
+    if not call.resolve:
+        return args, kwargs
+    values = []
+    must = call.must_succeed or ()
+    for i, st in enumerate(upstream_states or ()):
+        if st.type is StateType.COMPLETED:
+            values.append(st.data)
+        elif must[i]:
+            if not st.is_final():
+                return Crashed(errors.BraidError(
+                    f"runner bug: upstream {i} of task {call.task.name!r} is not final ({st!r})"
+                ))
+            return UpstreamFailedState(st, f"task {call.task.name!r}")
+        else:
+            values.append(st.result(raise_on_failure=False))
+    return resolve.materialize(args, kwargs, values)
+
+
+def _enter_context(call: TaskCall, args: tuple, kwargs: dict, nested_runner: Any,
+                   on_start: Callable[[str], None] | None) -> tuple[RunContext, Any]:
+    task = call.task
+    name = call.run_name
+    info = TaskRunInfo(call.run_id, name or "", task, call.attempt, args, kwargs)
+    log_prints = task.log_prints
+    if log_prints is None:
+        parent = current_run.get()
+        log_prints = bool(parent and parent.log_prints)
+    ctx = RunContext(call.flow_run, info, nested_runner, log_prints)
+    token = current_run.set(ctx)
+    if name is None:
+        try:
+            info.name = name = render_run_name(task, args, kwargs, call.run_id)
+        except BaseException:
+            current_run.reset(token)
+            raise
+    if on_start is not None:
+        on_start(name)
+    return ctx, token
+
+
+def _final(state: State, ctx: RunContext | None, call: TaskCall) -> State:
+    state.task_run_name = ctx.task_run.name if ctx is not None else call.run_name
+    return state
+
+
+# -- retries --------------------------------------------------------------------------
+def _retry_delay(call: TaskCall, state: State) -> float | None:
+    """Seconds to wait before the next attempt, or None when the run should not retry."""
+    task = call.task
+    if call.attempt > task.retries:
+        return None
+    cond = task.retry_condition_fn
+    if cond is not None:
+        ctx = current_run.get()
+        try:
+            if not cond(task, ctx.task_run if ctx else None, state):
+                return None
+        except Exception as exc:  # a broken condition must not hide the task's own failure
+            state.message += f" (retry_condition_fn raised {type(exc).__name__}: {exc})"
+            return None
+    delays = task.retry_delay_seconds
+    if callable(delays):
+        delays = delays(task.retries)
+    if isinstance(delays, (list, tuple)):
+        delay = float(delays[min(call.attempt - 1, len(delays) - 1)]) if delays else 0.0
+    else:
+        delay = float(delays or 0)
+    jitter = task.retry_jitter_factor
+    if jitter and delay > 0:
+        delay = max(0.0, delay + random.uniform(-jitter * delay, jitter * delay))
+    return delay
+
+
+def _failure_state(exc: BaseException, call: TaskCall) -> State:
+    if isinstance(exc, _AttemptTimedOut):
+        return TimedOut(exc.message, errors.TaskTimeout(exc.message))
+    if isinstance(exc, Exception):
+        return Failed(exc)
+    message = f"{type(exc).__name__} raised inside task {call.task.name!r}; the run was stopped"
+    crash = errors.Crash(message)
+    crash.__cause__ = exc
+    return Crashed(crash, message)
+
+
+class _AttemptTimedOut(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _timeout_message(call: TaskCall, name: str) -> str:
+    return f"task run {name!r} exceeded its timeout of {call.task.timeout_seconds} s"
+
+
+# -- synchronous driver -----------------------------------------------------------------
+_thread_state = threading.local()
+
+
+def thread_loop() -> asyncio.AbstractEventLoop:
+    """The event loop this thread keeps for async tasks, made on first use."""
+    loop = getattr(_thread_state, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = _thread_state.loop = asyncio.new_event_loop()
+    return loop
+
+
+def close_thread_loop() -> None:
+    """Close this thread's event loop, if it has one (pool threads call it as they exit)."""
+    loop = getattr(_thread_state, "loop", None)
+    if loop is not None:
+        _thread_state.loop = None
+        if not loop.is_closed():
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
+
+
+def run_task(call: TaskCall, upstream_states: Any = None, nested_runner: Any = None,
+             reschedule_retries: bool = False,
+             on_start: Callable[[str], None] | None = None) -> State:
+    """Run one task call to a State; never raises for anything the task does.
+
+    ``upstream_states`` are the final states of ``call``'s upstreams, in slot order.
+    ``nested_runner`` receives tasks submitted from inside this one.  With
+    ``reschedule_retries`` a failed attempt that should retry after a delay returns a
+    PENDING state named ``AwaitingRetry`` whose data is the delay, so the runner can
+    run ``call.next_attempt()`` later without holding a worker; otherwise the engine
+    sleeps and retries in place.
+    """
+    prepared = _prepare(call, upstream_states)
+    if isinstance(prepared, State):
+        return _final(prepared, None, call)
+    args, kwargs = prepared
+    try:
+        ctx, token = _enter_context(call, args, kwargs, nested_runner, on_start)
+    except Exception as exc:
+        return _final(Failed(exc), None, call)
+    try:
+        task = call.task
+        fn = task.fn
+        is_async = task.is_async
+        while True:
+            try:
+                if task.timeout_seconds is not None:
+                    value = _call_with_deadline(call, ctx, fn, args, kwargs)
+                elif is_async:
+                    value = thread_loop().run_until_complete(fn(*args, **kwargs))
+                else:
+                    value = fn(*args, **kwargs)
+            except BaseException as exc:  # noqa: BLE001 - every outcome becomes a state
+                state = _failure_state(exc, call)
+                if state.type is StateType.CRASHED:
+                    return _final(state, ctx, call)
+                delay = _retry_delay(call, state)
+                if delay is None:
+                    return _final(state, ctx, call)
+                if reschedule_retries and delay > 0:
+                    retry = State(StateType.PENDING, AWAITING_RETRY, state.message, delay)
+                    return _final(retry, ctx, call)
+                if delay > 0:
+                    time.sleep(delay)
+                call = call.next_attempt()
+                ctx.task_run.attempt = call.attempt
+                continue
+            return _final(Completed(value), ctx, call)
+    finally:
+        current_run.reset(token)
+
+
+def _call_with_deadline(call: TaskCall, ctx: RunContext, fn: Callable, args: tuple,
+                        kwargs: dict) -> Any:
+    """Call ``fn`` in a helper thread and stop waiting for it at the deadline.
+
+    The helper thread shares this worker's slot hook, so a nested wait inside it still
+    hands the slot back.  At the deadline the helper is sent an asynchronous
+    ``TaskTimeout`` (it stops at its next Python instruction; a thread blocked in C
+    stays blocked until that call returns) and the attempt ends TimedOut at once.
+    """
+    timeout = call.task.timeout_seconds
+    if call.task.is_async:
+        coro = fn(*args, **kwargs)
+        return thread_loop().run_until_complete(_await_with_deadline(coro, timeout, call, ctx))
+    box: list = []
+    done = threading.Lock()
+    done.acquire()
+    hook = getattr(worker_slot, "hook", None)
+    import contextvars
+
+    run_ctx = contextvars.copy_context()
+
+    def body() -> None:
+        worker_slot.hook = hook
+        try:
+            box.append((True, run_ctx.run(fn, *args, **kwargs)))
+        except BaseException as exc:  # noqa: BLE001
+            box.append((False, exc))
+        finally:
+            done.release()
+
+    t = threading.Thread(target=body, name=f"braid-timeout-{ctx.task_run.name}", daemon=True)
+    t.start()
+    if not done.acquire(True, timeout):
+        _raise_in_thread(t, errors.TaskTimeout)
+        raise _AttemptTimedOut(_timeout_message(call, ctx.task_run.name))
+    ok, value = box[0]
+    if ok:
+        return value
+    raise value
+
+
+async def _await_with_deadline(coro: Any, timeout: float, call: TaskCall,
+                               ctx: RunContext) -> Any:
+    task = asyncio.ensure_future(coro)
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if not done:
+        task.cancel()
+        try:
+            await task
+        except BaseException:  # noqa: BLE001 - the task's own end does not matter now
+            pass
+        raise _AttemptTimedOut(_timeout_message(call, ctx.task_run.name))
+    return task.result()
+
+
+def _raise_in_thread(t: threading.Thread, exc_type: type[BaseException]) -> None:
+    if t.ident is not None and t.is_alive():
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(t.ident),
+                                                   ctypes.py_object(exc_type))
+
+
+# -- asynchronous driver (``await task(x)`` on the caller's loop) ------------------------
+async def run_task_async(call: TaskCall, upstream_states: Any = None,
+                         nested_runner: Any = None) -> State:
+    """Run an async task call on the running loop to a State; never raises for the task.
+
+    The same steps as :func:`run_task`; retry delays are awaited, not slept.
+    """
+    prepared = _prepare(call, upstream_states)
+    if isinstance(prepared, State):
+        return _final(prepared, None, call)
+    args, kwargs = prepared
+    try:
+        ctx, token = _enter_context(call, args, kwargs, nested_runner, None)
+    except Exception as exc:
+        return _final(Failed(exc), None, call)
+    try:
+        task = call.task
+        while True:
+            try:
+                result = task.fn(*args, **kwargs)
+                if inspect.isawaitable(result):
+                    if task.timeout_seconds is not None:
+                        result = await _await_with_deadline(result, task.timeout_seconds,
+                                                            call, ctx)
+                    else:
+                        result = await result
+            except BaseException as exc:  # noqa: BLE001
+                state = _failure_state(exc, call)
+                if state.type is StateType.CRASHED:
+                    return _final(state, ctx, call)
+                delay = _retry_delay(call, state)
+                if delay is None:
+                    return _final(state, ctx, call)
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                call = call.next_attempt()
+                ctx.task_run.attempt = call.attempt
+                continue
+            return _final(Completed(result), ctx, call)
+    finally:
+        current_run.reset(token)

@@ -1,0 +1,357 @@
+"""Flows: ``@flow``, flow runs, nested flows and the end-of-flow drain.
+
+A flow call runs its body in the caller's thread (async flows on the caller's
+loop) inside a fresh, started duplicate of its task runner.  When the body
+returns, the runner drains: every task run it accepted is final before the flow
+returns.  The flow's state follows its return value (futures and states in it
+are resolved; any failed one fails the flow), or the exception the body raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from braid import errors
+from braid.core.context import FlowRunInfo, RunContext, current_run
+from braid.core.engine import _raise_in_thread
+from braid.core.futures import TaskFuture
+from braid.core.resolve import _unchanged, walk_replace
+from braid.core.states import Completed, Failed, State, TimedOut
+from braid.core.tasks import _check_options, check_reserved
+
+__all__ = ["Flow", "flow"]
+
+R = TypeVar("R")
+
+_OPTIONS = ("name", "description", "flow_run_name", "task_runner", "retries",
+            "retry_delay_seconds", "timeout_seconds", "log_prints")
+
+
+class Flow(Generic[R]):
+    """A function made into a flow: each call is a flow run on its own task runner.
+
+    The caller gets the return value with futures replaced by their results, or the
+    exception that failed the run; ``return_state=True`` gives the final State.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[..., R],
+        name: str | None = None,
+        description: str | None = None,
+        flow_run_name: str | Callable[[], str] | None = None,
+        task_runner: Any = None,
+        retries: int = 0,
+        retry_delay_seconds: float = 0,
+        timeout_seconds: float | None = None,
+        log_prints: bool | None = None,
+    ) -> None:
+        if not callable(fn):
+            raise errors.ConfigurationError(f"@flow needs a function, got {fn!r}")
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", type(fn).__name__)
+        self.description = description if description is not None else inspect.getdoc(fn)
+        self.flow_run_name = flow_run_name
+        self.task_runner = task_runner
+        self.retries = retries
+        self.retry_delay_seconds = retry_delay_seconds
+        self.timeout_seconds = timeout_seconds
+        self.log_prints = log_prints
+        _check_options(f"flow {self.name!r}", self.__dict__)
+        if isinstance(retry_delay_seconds, (list, tuple)) or callable(retry_delay_seconds):
+            raise errors.ConfigurationError(
+                f"flow {self.name!r}: retry_delay_seconds must be a number of seconds"
+            )
+        self._check_runner(task_runner)
+        self._signature = check_reserved(fn, "flow")
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.__doc__ = fn.__doc__
+        self.__name__ = getattr(fn, "__name__", self.name)
+        self.__module__ = getattr(fn, "__module__", None)
+        self.__qualname__ = getattr(fn, "__qualname__", self.name)
+        self.__wrapped__ = fn
+
+    def _check_runner(self, runner: Any) -> None:
+        from braid.runners.base import TaskRunner
+
+        if runner is None:
+            return
+        if isinstance(runner, TaskRunner):
+            return
+        if isinstance(runner, type) and issubclass(runner, TaskRunner):
+            return
+        raise errors.ConfigurationError(
+            f"flow {self.name!r}: task_runner must be a TaskRunner instance or class, "
+            f"got {runner!r}"
+        )
+
+    def with_options(self, **options: Any) -> Flow[R]:
+        """A copy of this flow with some options replaced; unknown options are refused."""
+        unknown = set(options) - set(_OPTIONS)
+        if unknown:
+            raise errors.ConfigurationError(
+                f"flow {self.name!r}: unknown option(s) {sorted(unknown)}; "
+                f"known: {', '.join(_OPTIONS)}"
+            )
+        current = {k: getattr(self, k) for k in _OPTIONS}
+        current.update(options)
+        return Flow(self.fn, **current)
+
+    def __repr__(self) -> str:
+        return f"<Flow {self.name!r}>"
+
+    # -- a call ------------------------------------------------------------------------
+    def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:
+        """Run the flow; return its value (futures resolved) or raise what failed it.
+
+        An ``async def`` flow returns a coroutine to await (``asyncio.run(flow())``).
+        """
+        if self.is_async:
+            return self._call_async(args, kwargs, return_state)
+        args, kwargs = _resolve_inputs(args, kwargs)
+        params = self._bind(args, kwargs)
+        attempt = 0
+        while True:
+            attempt += 1
+            state = self._run_once(args, kwargs, params)
+            if state.is_completed() or attempt > self.retries:
+                break
+            if self.retry_delay_seconds:
+                time.sleep(self.retry_delay_seconds)
+        return state if return_state else state.result()
+
+    async def _call_async(self, args: tuple, kwargs: dict, return_state: bool) -> Any:
+        if _has_pending_future(args, kwargs):
+            args, kwargs = await asyncio.to_thread(_resolve_inputs, args, kwargs)
+        else:
+            args, kwargs = _resolve_inputs(args, kwargs)
+        params = self._bind(args, kwargs)
+        attempt = 0
+        while True:
+            attempt += 1
+            state = await self._run_once_async(args, kwargs, params)
+            if state.is_completed() or attempt > self.retries:
+                break
+            if self.retry_delay_seconds:
+                await asyncio.sleep(self.retry_delay_seconds)
+        return state if return_state else state.result()
+
+    def _bind(self, args: tuple, kwargs: dict) -> dict:
+        sig = self._signature
+        if sig is None:
+            return {}
+        try:
+            bound = sig.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"flow {self.name!r}: {exc}") from None
+        bound.apply_defaults()
+        return dict(bound.arguments)
+
+    def _begin(self, params: dict) -> tuple[Any, RunContext, Any]:
+        runner = _new_runner(self.task_runner)
+        run_id = uuid.uuid4()
+        name = self._render_name(params, run_id)
+        parent = current_run.get()
+        log_prints = self.log_prints
+        if log_prints is None:
+            log_prints = bool(parent and parent.log_prints)
+        ctx = RunContext(FlowRunInfo(str(run_id), name, self.name), None, runner, log_prints,
+                         self, params)
+        token = current_run.set(ctx)
+        try:
+            runner.__enter__()
+        except BaseException:
+            current_run.reset(token)
+            raise
+        return runner, ctx, token
+
+    def _render_name(self, params: dict, run_id: uuid.UUID) -> str:
+        template = self.flow_run_name
+        if template is None:
+            return f"{self.name}-{run_id.hex[:8]}"
+        if callable(template):
+            return str(template())
+        try:
+            return template.format(**params)
+        except (KeyError, AttributeError, IndexError, ValueError) as exc:
+            raise errors.ConfigurationError(
+                f"flow {self.name!r}: flow_run_name template {template!r} cannot be formatted "
+                f"with parameters {sorted(params)}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _run_once(self, args: tuple, kwargs: dict, params: dict) -> State:
+        runner, ctx, token = self._begin(params)
+        try:
+            try:
+                if self.timeout_seconds is None:
+                    rv = self.fn(*args, **kwargs)
+                else:
+                    rv = self._call_with_deadline(args, kwargs, ctx)
+            except errors.FlowTimeout as exc:
+                runner.__exit__(type(exc), exc, exc.__traceback__)
+                return TimedOut(str(exc), exc)
+            except Exception as exc:
+                runner.__exit__(None, None, None)
+                return Failed(exc)
+            except BaseException as exc:
+                runner.__exit__(type(exc), exc, exc.__traceback__)
+                raise
+            try:
+                runner.__exit__(None, None, None)
+            except BaseException as exc:
+                runner.__exit__(type(exc), exc, exc.__traceback__)
+                raise
+            return state_from_return(rv)
+        finally:
+            current_run.reset(token)
+
+    async def _run_once_async(self, args: tuple, kwargs: dict, params: dict) -> State:
+        runner, ctx, token = self._begin(params)
+        try:
+            try:
+                coro = self.fn(*args, **kwargs)
+                if self.timeout_seconds is None:
+                    rv = await coro
+                else:
+                    rv = await self._await_with_deadline(coro)
+            except errors.FlowTimeout as exc:
+                runner.__exit__(type(exc), exc, exc.__traceback__)
+                return TimedOut(str(exc), exc)
+            except Exception as exc:
+                await asyncio.to_thread(runner.__exit__, None, None, None)
+                return Failed(exc)
+            except BaseException as exc:
+                runner.__exit__(type(exc), exc, exc.__traceback__)
+                raise
+            try:
+                await asyncio.to_thread(runner.__exit__, None, None, None)
+            except BaseException as exc:
+                runner.__exit__(type(exc), exc, exc.__traceback__)
+                raise
+            return await asyncio.to_thread(state_from_return, rv)
+        finally:
+            current_run.reset(token)
+
+    def _timeout_error(self) -> errors.FlowTimeout:
+        return errors.FlowTimeout(
+            f"flow {self.name!r} exceeded its timeout of {self.timeout_seconds} s; "
+            f"its queued task runs were cancelled"
+        )
+
+    def _call_with_deadline(self, args: tuple, kwargs: dict, ctx: RunContext) -> Any:
+        """Run the body in a helper thread so the caller can stop waiting at the deadline."""
+        box: list = []
+        done = threading.Lock()
+        done.acquire()
+        body_ctx = contextvars.copy_context()
+
+        def body() -> None:
+            try:
+                box.append((True, body_ctx.run(self.fn, *args, **kwargs)))
+            except BaseException as exc:  # noqa: BLE001
+                box.append((False, exc))
+            finally:
+                done.release()
+
+        t = threading.Thread(target=body, name=f"braid-flow-{ctx.flow_run.name}", daemon=True)
+        t.start()
+        if not done.acquire(True, self.timeout_seconds):
+            _raise_in_thread(t, errors.FlowTimeout)
+            raise self._timeout_error()
+        ok, value = box[0]
+        if ok:
+            return value
+        raise value
+
+    async def _await_with_deadline(self, coro: Any) -> Any:
+        body = asyncio.ensure_future(coro)
+        done, _ = await asyncio.wait({body}, timeout=self.timeout_seconds)
+        if not done:
+            body.cancel()
+            try:
+                await body
+            except BaseException:  # noqa: BLE001
+                pass
+            raise self._timeout_error()
+        return body.result()
+
+
+def _new_runner(spec: Any) -> Any:
+    from braid.runners.base import TaskRunner
+    from braid.runners.threads import ThreadPoolTaskRunner
+
+    if spec is None:
+        return ThreadPoolTaskRunner()
+    if isinstance(spec, TaskRunner):
+        return spec.duplicate()
+    return spec()
+
+
+def _has_pending_future(args: tuple, kwargs: dict) -> bool:
+    pending = []
+
+    def on_future(f: Any, allow: bool) -> Any:
+        if not f.done():
+            pending.append(f)
+        return f
+
+    walk_replace((args, kwargs), on_future, lambda q: q)
+    return bool(pending)
+
+
+def _resolve_inputs(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """Replace futures passed to a flow with their results (waiting for them)."""
+
+    def on_future(f: Any, allow: bool) -> Any:
+        return f.result(raise_on_failure=not allow)
+
+    new = walk_replace((args, kwargs), on_future, lambda q: q.value)
+    return (args, kwargs) if new is _unchanged else new
+
+
+def state_from_return(rv: Any) -> State:
+    """The flow's state from its body's return value: resolve futures and states in it."""
+    if isinstance(rv, State):
+        return rv
+    if isinstance(rv, TaskFuture):
+        rv.wait()
+        return rv.state
+    failures: list[State] = []
+
+    def on_future(f: Any, allow: bool) -> Any:
+        f.wait()
+        st = f.state
+        if not st.is_completed():
+            failures.append(st)
+        return st.result(raise_on_failure=False)
+
+    value = walk_replace(rv, on_future, lambda q: q)
+    if value is _unchanged:
+        value = rv
+    if failures:
+        first = failures[0]
+        msg = (f"{len(failures)} task run(s) in the return value did not complete; "
+               f"first: {first.message or first.name}")
+        exc = first.data if isinstance(first.data, BaseException) else errors.BraidError(msg)
+        return Failed(exc, msg)
+    return Completed(value)
+
+
+def flow(__fn: Callable[..., R] | None = None, **options: Any) -> Any:
+    """Make a function a :class:`Flow`; use as ``@flow`` or ``@flow(task_runner=...)``."""
+    unknown = set(options) - set(_OPTIONS)
+    if unknown:
+        raise errors.ConfigurationError(
+            f"@flow got unknown option(s) {sorted(unknown)}; known: {', '.join(_OPTIONS)}"
+        )
+    if __fn is not None:
+        return Flow(__fn, **options)
+    return lambda fn: Flow(fn, **options)
+

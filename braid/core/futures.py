@@ -1,0 +1,253 @@
+"""Futures of task runs, and the helpers that wait on many of them.
+
+A :class:`TaskFuture` is final exactly once: the runner (or a time-out, or an
+interrupt) calls ``_finish(state)`` and the first call wins.  Waiting costs one
+lock acquire: each future holds a lock, taken at creation and released when the
+future finishes, so a waiter blocks in C and wakes without polling.
+
+A thread that runs a task and blocks on a future gives its worker slot back for
+as long as it waits (see ``runners/threads.py``), which is why nested submission
+never deadlocks a bounded pool.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Generic, NamedTuple, TypeVar
+
+from braid import errors
+from braid.core.context import default_run_name
+from braid.core.states import State, StateType
+
+__all__ = ["TaskFuture", "FutureList", "DoneAndNotDone", "wait", "as_completed"]
+
+R = TypeVar("R")
+
+_finish_lock = threading.Lock()
+_allocate_lock = threading.Lock
+_getrandbits = random.getrandbits
+_PENDING = State(StateType.PENDING, "Pending", "", None, 0.0)
+_RUNNING = State(StateType.RUNNING, "Running", "", None, 0.0)
+_FINAL = (StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED)
+
+#: per-thread hook set by pool workers; ``None`` elsewhere.  A hook has
+#: ``release()``/``reacquire()`` which give the worker's slot away while it waits.
+worker_slot = threading.local()
+
+
+def _blocking_acquire(lock: threading.Lock, timeout: float | None) -> bool:
+    """Acquire ``lock`` (then release it at once), handing a pool slot back while blocked."""
+    if lock.acquire(False):
+        lock.release()
+        return True
+    if timeout is not None and timeout <= 0:
+        return False
+    slot = getattr(worker_slot, "hook", None)
+    if slot is not None:
+        slot.release()
+    try:
+        got = lock.acquire(True, -1 if timeout is None else timeout)
+    finally:
+        if slot is not None:
+            slot.reacquire()
+    if got:
+        lock.release()
+    return got
+
+
+class TaskFuture(Generic[R]):
+    """A handle to one task run: its id, name and state, and a way to wait for its result.
+
+    ``state`` never blocks; ``wait()`` and ``result()`` do.  Futures of every runner
+    share this interface, so ``wait()`` and ``as_completed()`` accept them mixed.
+    """
+
+    __slots__ = ("_id", "_name", "_state", "_done", "_callbacks", "task", "__weakref__")
+
+    def __init__(self, task: Any = None, name: str | None = None,
+                 run_id: int | None = None) -> None:
+        self._id = _getrandbits(128) if run_id is None else run_id
+        self._name = name
+        self._state: State = _PENDING
+        self._done = lock = _allocate_lock()
+        lock.acquire()
+        self._callbacks: list | None = None
+        self.task = task
+
+    # -- identity -----------------------------------------------------------------
+    @property
+    def task_run_id(self) -> uuid.UUID:
+        """The task run's unique id."""
+        return uuid.UUID(int=self._id, version=4)
+
+    @property
+    def task_run_name(self) -> str | None:
+        """The task run's name: known at submit unless its template needs upstream results."""
+        name = self._name
+        if name is None and self.task is not None and self.task.task_run_name is None:
+            name = self._name = default_run_name(self.task.name, self._id)
+        return name
+
+    def _set_name(self, name: str) -> None:
+        self._name = name
+
+    # -- state --------------------------------------------------------------------
+    @property
+    def state(self) -> State:
+        """The run's current state; never blocks."""
+        return self._state
+
+    def done(self) -> bool:
+        """Whether the run is final."""
+        return self._state.type in _FINAL
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the run is final, or until ``timeout`` seconds have passed."""
+        _blocking_acquire(self._done, timeout)
+
+    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> R:
+        """Wait for the run and return its value, or raise its exception.
+
+        ``raise_on_failure=False`` returns the exception instead.  If the run is not
+        final after ``timeout`` seconds, raise :class:`braid.errors.WaitTimeout`.
+        """
+        if not _blocking_acquire(self._done, timeout):
+            raise errors.WaitTimeout(
+                f"task run {self._name or self.task_run_id!s} is not final after {timeout} s"
+                f" (state {self._state.name})"
+            )
+        return self._state.result(raise_on_failure)
+
+    def add_done_callback(self, fn: Callable[[TaskFuture], Any]) -> None:
+        """Call ``fn(future)`` once the run is final (at once if it already is)."""
+        with _finish_lock:
+            if self._state.type not in _FINAL:
+                if self._callbacks is None:
+                    self._callbacks = [fn]
+                else:
+                    self._callbacks.append(fn)
+                return
+        fn(self)
+
+    # -- runner side --------------------------------------------------------------
+    def _set_running(self) -> None:
+        if self._state is _PENDING:
+            self._state = _RUNNING
+
+    def _finish(self, state: State) -> bool:
+        """Make ``state`` the final state unless the future is already final; True if set."""
+        with _finish_lock:
+            if self._state.type in _FINAL:
+                return False
+            self._state = state
+            callbacks, self._callbacks = self._callbacks, None
+        if self._name is None:
+            self._name = state.task_run_name
+        self._done.release()
+        if callbacks:
+            for fn in callbacks:
+                try:
+                    fn(self)
+                except Exception:  # a callback's failure must not stop the others
+                    import logging
+
+                    logging.getLogger("braid").exception("done callback %r raised", fn)
+        return True
+
+    def __repr__(self) -> str:
+        return f"<TaskFuture {self._name or ''} {self._state.name}>"
+
+
+class FutureList(list, Generic[R]):
+    """The futures returned by ``Task.map``, in the order of the mapped elements."""
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait until every future is final (or ``timeout`` seconds have passed)."""
+        wait(self, timeout)
+
+    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> list[R]:
+        """Return every result in order; raise the first failure met in that order.
+
+        Waits for each future in turn, so it raises as soon as the first failed one (in
+        list order) is known, without waiting for the rest.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        out = []
+        for f in self:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            out.append(f.result(left, raise_on_failure))
+        return out
+
+
+class DoneAndNotDone(NamedTuple):
+    """What :func:`wait` returns: the final futures and the others."""
+
+    done: set
+    not_done: set
+
+
+def wait(futures: Iterable[TaskFuture], timeout: float | None = None) -> DoneAndNotDone:
+    """Wait until every future is final or ``timeout`` seconds passed; return both sets."""
+    futures = list(futures)
+    pending = [f for f in futures if not f.done()]
+    if pending:
+        counter = itertools.count()
+        all_done = threading.Lock()
+        all_done.acquire()
+        n = len(pending)
+
+        def _one_done(_f: TaskFuture) -> None:
+            if next(counter) == n - 1:
+                all_done.release()
+
+        for f in pending:
+            f.add_done_callback(_one_done)
+        _blocking_acquire(all_done, timeout)
+    done, not_done = set(), set()
+    for f in futures:
+        (done if f.done() else not_done).add(f)
+    return DoneAndNotDone(done, not_done)
+
+
+def as_completed(
+    futures: Iterable[TaskFuture], timeout: float | None = None
+) -> Iterator[TaskFuture]:
+    """Yield futures as they become final; ``WaitTimeout`` if some are not after ``timeout``."""
+    futures = list(dict.fromkeys(futures))
+    finished: queue.SimpleQueue = queue.SimpleQueue()
+    for f in futures:
+        f.add_done_callback(finished.put)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for _ in range(len(futures)):
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            item = _queue_get(finished, left)
+        except queue.Empty:
+            raise errors.WaitTimeout(
+                f"{sum(not f.done() for f in futures)} of {len(futures)} futures not final "
+                f"after {timeout} s"
+            ) from None
+        yield item
+
+
+def _queue_get(q: queue.SimpleQueue, timeout: float | None) -> Any:
+    """``q.get(timeout=...)`` that hands a pool slot back while it blocks."""
+    try:
+        return q.get_nowait()
+    except queue.Empty:
+        if timeout is not None and timeout <= 0:
+            raise
+    slot = getattr(worker_slot, "hook", None)
+    if slot is not None:
+        slot.release()
+    try:
+        return q.get(timeout=timeout)
+    finally:
+        if slot is not None:
+            slot.reacquire()

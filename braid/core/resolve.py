@@ -1,0 +1,194 @@
+"""Finding futures in task parameters, and putting upstream results in their place.
+
+At submit, :func:`extract` walks the parameters once (lists, tuples, sets, dict
+values, dataclass fields; not into ``quote``) and replaces every future with an
+:class:`UpstreamSlot` numbered by its position in the call's upstream list.  The
+runner waits for (or hands the backend) that list; wherever the task runs, the
+engine calls :func:`materialize` with the upstreams' final states to put the
+values in the slots.  Parameters without futures are neither copied nor walked
+twice.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Any
+
+from braid.core.annotations import allow_failure, quote
+from braid.core.futures import TaskFuture
+
+__all__ = ["UpstreamSlot", "Extraction", "extract", "materialize", "walk_replace"]
+
+_ATOMIC = frozenset({int, float, str, bytes, bool, type(None), complex, range})
+_unchanged = object()
+
+
+class UpstreamSlot:
+    """Stands for upstream number ``index`` inside a shipped call's parameters."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def __reduce__(self):
+        return (UpstreamSlot, (self.index,))
+
+    def __repr__(self) -> str:
+        return f"UpstreamSlot({self.index})"
+
+
+class Extraction:
+    """The futures found in a call: ``upstreams`` in slot order, and which must succeed."""
+
+    __slots__ = ("upstreams", "must_succeed", "_index")
+
+    def __init__(self) -> None:
+        self.upstreams: list[TaskFuture] = []
+        self.must_succeed: list[bool] = []
+        self._index: dict[int, int] = {}
+
+    def add(self, future: TaskFuture, allow: bool) -> int:
+        key = id(future)
+        i = self._index.get(key)
+        if i is None:
+            i = self._index[key] = len(self.upstreams)
+            self.upstreams.append(future)
+            self.must_succeed.append(not allow)
+        elif not allow:
+            self.must_succeed[i] = True
+        return i
+
+
+def walk_replace(obj: Any, on_future: Any, on_quote: Any, allow: bool = False) -> Any:
+    """Return ``obj`` with futures and quotes replaced, or ``_unchanged`` if none were found.
+
+    ``on_future(future, allow)`` gives the replacement of a future (``allow`` is True
+    under ``allow_failure``); ``on_quote(q)`` the replacement of a ``quote``.
+    Containers holding a replacement are rebuilt; the others are returned as they are.
+    """
+    t = type(obj)
+    if t in _ATOMIC:
+        return _unchanged
+    if isinstance(obj, (TaskFuture, UpstreamSlot)):
+        return on_future(obj, allow)
+    if t is list or t is tuple or t is set or t is frozenset:
+        out, changed = [], False
+        for item in obj:
+            new = walk_replace(item, on_future, on_quote, allow)
+            if new is _unchanged:
+                out.append(item)
+            else:
+                out.append(new)
+                changed = True
+        return t(out) if changed else _unchanged
+    if t is dict:
+        new_d, changed = {}, False
+        for k, v in obj.items():
+            new = walk_replace(v, on_future, on_quote, allow)
+            if new is _unchanged:
+                new_d[k] = v
+            else:
+                new_d[k] = new
+                changed = True
+        return new_d if changed else _unchanged
+    if t is quote:
+        return on_quote(obj)
+    if t is allow_failure:
+        new = walk_replace(obj.value, on_future, on_quote, True)
+        return obj.value if new is _unchanged else new
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        changes = {}
+        for f in dataclasses.fields(obj):
+            v = getattr(obj, f.name, None)
+            new = walk_replace(v, on_future, on_quote, allow)
+            if new is not _unchanged:
+                changes[f.name] = new
+        if not changes:
+            return _unchanged
+        clone = copy.copy(obj)
+        for name, v in changes.items():
+            object.__setattr__(clone, name, v)
+        return clone
+    if isinstance(obj, (list, tuple, set, frozenset, dict)):
+        # subclasses (namedtuples, OrderedDict, ...) are walked but rebuilt by their type
+        return _walk_subclass(obj, on_future, on_quote, allow)
+    return _unchanged
+
+
+def _walk_subclass(obj: Any, on_future: Any, on_quote: Any, allow: bool) -> Any:
+    if isinstance(obj, dict):
+        items = {k: walk_replace(v, on_future, on_quote, allow) for k, v in obj.items()}
+        if all(v is _unchanged for v in items.values()):
+            return _unchanged
+        clone = copy.copy(obj)
+        for k, v in items.items():
+            if v is not _unchanged:
+                clone[k] = v
+        return clone
+    items = [walk_replace(v, on_future, on_quote, allow) for v in obj]
+    if all(v is _unchanged for v in items):
+        return _unchanged
+    values = [old if new is _unchanged else new for old, new in zip(obj, items, strict=False)]
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
+        return type(obj)(*values)
+    return type(obj)(values)
+
+
+def _keep_quote(q: quote) -> Any:
+    return q
+
+
+def extract(
+    args: tuple, kwargs: dict, wait_for: Any = None
+) -> tuple[tuple, dict, Extraction] | None:
+    """Replace futures in ``args``/``kwargs`` with slots; None when there is nothing to do.
+
+    ``wait_for`` futures join the upstream list without a slot.  Quotes are kept (the
+    engine unwraps them), but their presence makes the result non-None so the engine
+    knows to walk the parameters.
+    """
+    ex = Extraction()
+    found_quote = False
+
+    def on_future(f: Any, allow: bool) -> Any:
+        return UpstreamSlot(ex.add(f, allow))
+
+    def on_quote(q: quote) -> Any:
+        nonlocal found_quote
+        found_quote = True
+        return q
+
+    new_args = walk_replace(args, on_future, on_quote) if args else _unchanged
+    new_kwargs = walk_replace(kwargs, on_future, on_quote) if kwargs else _unchanged
+    if wait_for:
+        if isinstance(wait_for, (TaskFuture, allow_failure)):
+            wait_for = [wait_for]
+        for w in wait_for:
+            allow = isinstance(w, allow_failure)
+            f = w.value if allow else w
+            if isinstance(f, TaskFuture):
+                ex.add(f, allow)
+    if new_args is _unchanged and new_kwargs is _unchanged and not ex.upstreams:
+        return None
+    if new_args is _unchanged:
+        new_args = args
+    if new_kwargs is _unchanged:
+        new_kwargs = kwargs
+    return new_args, new_kwargs, ex
+
+
+def materialize(args: tuple, kwargs: dict, values: list) -> tuple[tuple, dict]:
+    """Put ``values[i]`` in place of every ``UpstreamSlot(i)`` and unwrap quotes."""
+
+    def on_future(slot: Any, allow: bool) -> Any:
+        return values[slot.index]
+
+    def on_quote(q: quote) -> Any:
+        return q.value
+
+    new_args = walk_replace(args, on_future, on_quote)
+    new_kwargs = walk_replace(kwargs, on_future, on_quote)
+    return (args if new_args is _unchanged else new_args,
+            kwargs if new_kwargs is _unchanged else new_kwargs)

@@ -1,0 +1,240 @@
+"""States of task and flow runs: what happened, when, and the result or the error.
+
+A State is immutable once made.  Final states (COMPLETED, FAILED, CRASHED,
+CANCELLED) carry the return value or the exception in ``data``.  States travel
+between processes: a failed state pickles its exception together with the
+formatted traceback and the ``__cause__`` chain, and the receiving side attaches
+that traceback as a :class:`RemoteTraceback` cause so the user sees the line of
+the task that raised.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import enum
+import time
+import traceback
+from typing import Any
+
+from braid import errors
+
+__all__ = [
+    "RemoteTraceback",
+    "State",
+    "StateType",
+    "Cancelled",
+    "Completed",
+    "Crashed",
+    "Failed",
+    "Pending",
+    "Running",
+    "TimedOut",
+    "UpstreamFailedState",
+]
+
+
+class StateType(str, enum.Enum):
+    """The kind of a state; the last four are final."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CRASHED = "CRASHED"
+    CANCELLED = "CANCELLED"
+
+
+_FINAL = frozenset(
+    {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
+)
+_time = time.time
+
+
+class RemoteTraceback(Exception):
+    """The formatted traceback of an exception raised in another process.
+
+    Attached as ``__cause__`` of an exception re-raised after crossing a process
+    boundary; its string is the remote traceback, file, line and source included.
+    """
+
+    def __init__(self, tb: str) -> None:
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return self.tb
+
+
+def _pack_exception(exc: BaseException, depth: int = 0) -> tuple:
+    """Reduce an exception to picklable parts that keep its traceback and cause."""
+    tb = exc.__traceback__
+    if tb is not None:
+        text = "".join(traceback.format_exception(type(exc), exc, tb, chain=False))
+        text = '\n"""\n' + text + '"""'
+    elif isinstance(exc.__cause__, RemoteTraceback):
+        text = exc.__cause__.tb
+    else:
+        text = None
+    cause = exc.__cause__
+    packed_cause = None
+    if cause is not None and not isinstance(cause, RemoteTraceback) and depth < 8:
+        packed_cause = _pack_exception(cause, depth + 1)
+    return (exc, text, packed_cause)
+
+
+def _unpack_exception(packed: tuple) -> BaseException:
+    exc, text, packed_cause = packed
+    if packed_cause is not None:
+        cause = _unpack_exception(packed_cause)
+        if text is not None:
+            # the remote traceback hangs off the innermost cause of the chain we rebuild
+            exc.__cause__ = cause
+            exc.__notes__ = [*getattr(exc, "__notes__", []), f"Remote traceback:{text}"]
+        else:
+            exc.__cause__ = cause
+    elif text is not None:
+        exc.__cause__ = RemoteTraceback(text)
+    return exc
+
+
+def _rebuild_state(type_, name, message, ts, data, packed_exc, task_run_name, extra):
+    if packed_exc is not None:
+        data = _unpack_exception(packed_exc)
+    state = State(type_, name, message, data, ts)
+    state.task_run_name = task_run_name
+    state.extra = extra
+    return state
+
+
+class State:
+    """The state of a task or flow run: a type, a name, a message, a timestamp and data.
+
+    ``data`` holds the return value of a COMPLETED run and the exception of any other
+    final run.  ``result()`` returns the value or raises the exception.
+    """
+
+    __slots__ = ("type", "name", "message", "data", "_ts", "task_run_name", "extra")
+
+    def __init__(
+        self,
+        type: StateType,
+        name: str | None = None,
+        message: str = "",
+        data: Any = None,
+        timestamp: float | None = None,
+    ) -> None:
+        self.type = type
+        self.name = name if name is not None else type.value.title()
+        self.message = message
+        self.data = data
+        self._ts = _time() if timestamp is None else timestamp
+        #: the rendered name of the task run, set by the engine when it ran the task
+        self.task_run_name: str | None = None
+        #: small metadata the runner attached (where it ran, log records); or None
+        self.extra: dict | None = None
+
+    # -- when ---------------------------------------------------------------------
+    @property
+    def timestamp(self) -> _dt.datetime:
+        """When the run entered this state, as an aware UTC datetime."""
+        return _dt.datetime.fromtimestamp(self._ts, _dt.timezone.utc)
+
+    # -- predicates ---------------------------------------------------------------
+    def is_pending(self) -> bool:
+        return self.type is StateType.PENDING
+
+    def is_running(self) -> bool:
+        return self.type is StateType.RUNNING
+
+    def is_completed(self) -> bool:
+        return self.type is StateType.COMPLETED
+
+    def is_failed(self) -> bool:
+        return self.type is StateType.FAILED
+
+    def is_crashed(self) -> bool:
+        return self.type is StateType.CRASHED
+
+    def is_cancelled(self) -> bool:
+        return self.type is StateType.CANCELLED
+
+    def is_final(self) -> bool:
+        return self.type in _FINAL
+
+    # -- result -------------------------------------------------------------------
+    def result(self, raise_on_failure: bool = True) -> Any:
+        """Return the run's value; for a failed, crashed or cancelled run raise its error.
+
+        With ``raise_on_failure=False`` the exception is returned instead of raised.
+        A state that is not final has no result: ``ValueError``.
+        """
+        t = self.type
+        if t is StateType.COMPLETED:
+            return self.data
+        if t not in _FINAL:
+            raise ValueError(f"a {self.name} state has no result yet; wait for the run first")
+        exc = self.data
+        if not isinstance(exc, BaseException):
+            exc = errors.Crash(self.message or f"run ended {self.name} without an exception")
+        if raise_on_failure:
+            raise exc
+        return exc
+
+    def __repr__(self) -> str:
+        msg = f", message={self.message!r}" if self.message else ""
+        return f"{self.name}({self.type.value}{msg})"
+
+    def __reduce__(self):
+        data, packed = self.data, None
+        if isinstance(data, BaseException):
+            data, packed = None, _pack_exception(self.data)
+        return (
+            _rebuild_state,
+            (self.type, self.name, self.message, self._ts, data, packed, self.task_run_name,
+             self.extra),
+        )
+
+
+# -- constructors -----------------------------------------------------------------
+def Pending(name: str = "Pending", message: str = "") -> State:
+    return State(StateType.PENDING, name, message)
+
+
+def Running(message: str = "") -> State:
+    return State(StateType.RUNNING, "Running", message)
+
+
+def Completed(data: Any = None, message: str = "") -> State:
+    return State(StateType.COMPLETED, "Completed", message, data)
+
+
+def Failed(exc: BaseException, message: str | None = None, name: str = "Failed") -> State:
+    if message is None:
+        message = _describe(exc)
+    return State(StateType.FAILED, name, message, exc)
+
+
+def Crashed(exc: BaseException, message: str | None = None) -> State:
+    if message is None:
+        message = _describe(exc)
+    return State(StateType.CRASHED, "Crashed", message, exc)
+
+
+def Cancelled(message: str = "cancelled before it started") -> State:
+    return State(StateType.CANCELLED, "Cancelled", message, errors.TaskCancelled(message))
+
+
+def TimedOut(message: str, exc: BaseException | None = None) -> State:
+    return State(StateType.FAILED, "TimedOut", message, exc or errors.TaskTimeout(message))
+
+
+def UpstreamFailedState(upstream: State, what: str) -> State:
+    exc = errors.UpstreamFailed(f"{what} did not run: {upstream.message or upstream.name}")
+    cause = upstream.data if isinstance(upstream.data, BaseException) else None
+    exc.__cause__ = cause
+    return State(StateType.FAILED, "UpstreamFailed", str(exc), exc)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

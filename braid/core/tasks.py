@@ -1,0 +1,373 @@
+"""Tasks: ``@task``, direct calls, ``.submit()``, ``.map()`` and ``with_options``.
+
+A task only builds :class:`~braid.core.engine.TaskCall` records and hands them to
+the runner of the current run (the flow's, the one a task runs on for nested
+submission, or a process-wide default thread runner outside any flow).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import random
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any, Generic, TypeVar, overload
+
+from braid import errors
+from braid.core.annotations import unmapped
+from braid.core.context import current_run
+from braid.core.engine import TaskCall, render_run_name, run_task, run_task_async
+from braid.core.futures import FutureList, TaskFuture
+from braid.core.resolve import extract
+from braid.core.states import State
+
+__all__ = ["Task", "task", "RESERVED_PARAMETERS"]
+
+R = TypeVar("R")
+RESERVED_PARAMETERS = ("wait_for", "return_state")
+_getrandbits = random.getrandbits
+
+_OPTIONS = (
+    "name", "description", "task_run_name", "retries", "retry_delay_seconds",
+    "retry_jitter_factor", "retry_condition_fn", "timeout_seconds", "log_prints", "tags",
+    "resources",
+)
+
+
+def check_reserved(fn: Callable, what: str) -> inspect.Signature | None:
+    """Refuse a function that declares a parameter braid reserves; return its signature."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    for name in RESERVED_PARAMETERS:
+        if name in sig.parameters:
+            raise errors.ReservedParameterName(
+                f"{what} {getattr(fn, '__name__', fn)!r} declares a parameter named {name!r}, "
+                f"which braid reserves as a keyword of .submit()/.map()/calls; rename it"
+            )
+    return sig
+
+
+def _check_options(owner: str, opts: dict) -> None:
+    retries = opts.get("retries", 0)
+    if not isinstance(retries, int) or retries < 0:
+        raise errors.ConfigurationError(f"{owner}: retries must be an int >= 0, got {retries!r}")
+    timeout = opts.get("timeout_seconds")
+    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+        raise errors.ConfigurationError(
+            f"{owner}: timeout_seconds must be a number > 0 or None, got {timeout!r}"
+        )
+    delay = opts.get("retry_delay_seconds", 0)
+    if not (callable(delay) or isinstance(delay, (int, float, list, tuple))):
+        raise errors.ConfigurationError(
+            f"{owner}: retry_delay_seconds must be a number, a list of numbers or a callable, "
+            f"got {delay!r}"
+        )
+    jitter = opts.get("retry_jitter_factor")
+    if jitter is not None and (not isinstance(jitter, (int, float)) or jitter < 0):
+        raise errors.ConfigurationError(
+            f"{owner}: retry_jitter_factor must be a number >= 0, got {jitter!r}"
+        )
+
+
+class Task(Generic[R]):
+    """A function made into a task: call it, ``.submit()`` it, or ``.map()`` it.
+
+    Calling runs it now in the caller's thread and returns its value (or raises);
+    ``.submit()`` hands it to the current runner and returns a :class:`TaskFuture` at
+    once; ``.map()`` submits one run per element and returns a :class:`FutureList`.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[..., R],
+        name: str | None = None,
+        description: str | None = None,
+        task_run_name: str | Callable[[], str] | None = None,
+        retries: int = 0,
+        retry_delay_seconds: float | list[float] | Callable[[int], list[float]] = 0,
+        retry_jitter_factor: float | None = None,
+        retry_condition_fn: Callable[..., bool] | None = None,
+        timeout_seconds: float | None = None,
+        log_prints: bool | None = None,
+        tags: Iterable[str] | None = None,
+        resources: dict[str, Any] | None = None,
+    ) -> None:
+        if not callable(fn):
+            raise errors.ConfigurationError(f"@task needs a function, got {fn!r}")
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", type(fn).__name__)
+        self.description = description if description is not None else inspect.getdoc(fn)
+        self.task_run_name = task_run_name
+        self.retries = retries
+        self.retry_delay_seconds = retry_delay_seconds
+        self.retry_jitter_factor = retry_jitter_factor
+        self.retry_condition_fn = retry_condition_fn
+        self.timeout_seconds = timeout_seconds
+        self.log_prints = log_prints
+        self.tags = frozenset(tags or ())
+        self.resources = dict(resources) if resources else None
+        _check_options(f"task {self.name!r}", self.__dict__)
+        if task_run_name is not None and not (isinstance(task_run_name, str)
+                                              or callable(task_run_name)):
+            raise errors.ConfigurationError(
+                f"task {self.name!r}: task_run_name must be a str template or a callable"
+            )
+        self._signature = check_reserved(fn, "task")
+        self.is_async = inspect.iscoroutinefunction(fn)
+        functools.update_wrapper(self, fn, updated=())
+
+    # -- pickling: by reference when importable, else by value without the cache ------
+    def __reduce__(self) -> tuple:
+        module, qualname = getattr(self, "__module__", None), getattr(self, "__qualname__", "")
+        if module and module != "__main__" and "<" not in qualname:
+            obj: Any = sys.modules.get(module)
+            for part in qualname.split("."):
+                obj = getattr(obj, part, None)
+            if obj is self:
+                return (_import_task, (module, qualname))
+        state = self.__dict__.copy()
+        state["_signature"] = None
+        state.pop("__wrapped__", None)
+        return (_rebuild_task, (state,))
+
+    # -- options -------------------------------------------------------------------
+    def with_options(self, **options: Any) -> Task[R]:
+        """A copy of this task with some options replaced; unknown options are refused."""
+        unknown = set(options) - set(_OPTIONS)
+        if unknown:
+            raise errors.ConfigurationError(
+                f"task {self.name!r}: unknown option(s) {sorted(unknown)}; "
+                f"known: {', '.join(_OPTIONS)}"
+            )
+        current = {k: getattr(self, k) for k in _OPTIONS}
+        current.update(options)
+        return Task(self.fn, **current)
+
+    def bind(self, args: tuple, kwargs: dict) -> dict:
+        """The parameters by name, defaults applied (used for names and messages)."""
+        sig = self._signature
+        if sig is None:
+            sig = self._signature = inspect.signature(self.fn)
+        try:
+            bound = sig.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"task {self.name!r}: {exc}") from None
+        bound.apply_defaults()
+        return dict(bound.arguments)
+
+    # -- making calls --------------------------------------------------------------
+    def _make_call(self, args: tuple, kwargs: dict, wait_for: Any,
+                   ctx: Any) -> tuple[TaskCall, list[TaskFuture]]:
+        found = extract(args, kwargs, wait_for)
+        run_id = _getrandbits(128)
+        if found is None:
+            upstreams: list = []
+            must = None
+            resolve = False
+        else:
+            args, kwargs, ex = found
+            upstreams, must, resolve = ex.upstreams, ex.must_succeed, True
+        run_name = None
+        if self.task_run_name is not None and not upstreams and isinstance(
+            self.task_run_name, str
+        ):
+            run_name = render_run_name(self, args, kwargs, run_id)
+        flow_run = ctx.flow_run if ctx is not None else None
+        return TaskCall(self, args, kwargs, must, resolve, run_id, run_name, flow_run), upstreams
+
+    def __call__(self, *args: Any, return_state: bool = False, wait_for: Any = None,
+                 **kwargs: Any) -> Any:
+        """Run the task now, in this thread; return its value or raise its exception.
+
+        An ``async def`` task returns a coroutine to await.  Futures in the arguments
+        are waited for first.  ``return_state=True`` returns the final State instead.
+        """
+        ctx = current_run.get()
+        call, upstreams = self._make_call(args, kwargs, wait_for, ctx)
+        nested = ctx.task_runner if ctx is not None else None
+        if self.is_async:
+            return self._call_async(call, upstreams, nested, return_state)
+        states = None
+        if upstreams:
+            for u in upstreams:
+                u.wait()
+            states = [u.state for u in upstreams]
+        state = run_task(call, states, nested_runner=nested)
+        return state if return_state else _direct_result(state)
+
+    async def _call_async(self, call: TaskCall, upstreams: list, nested: Any,
+                          return_state: bool) -> Any:
+        states = None
+        if upstreams:
+            import asyncio
+
+            for u in upstreams:
+                if not u.done():
+                    await asyncio.to_thread(u.wait)
+            states = [u.state for u in upstreams]
+        state = await run_task_async(call, states, nested_runner=nested)
+        return state if return_state else _direct_result(state)
+
+    @overload
+    def submit(self, *args: Any, return_state: bool = ..., wait_for: Any = ...,
+               **kwargs: Any) -> TaskFuture[R]: ...
+
+    def submit(self, *args: Any, return_state: bool = False, wait_for: Any = None,
+               **kwargs: Any) -> TaskFuture[R] | State:
+        """Hand one run of the task to the current runner; return its future at once.
+
+        ``wait_for`` futures must be final before it starts (ordering without data).
+        ``return_state=True`` waits and returns the final State instead.
+        """
+        ctx = current_run.get()
+        runner = ctx.task_runner if ctx is not None and ctx.task_runner is not None else None
+        if runner is None:
+            runner = _default_runner()
+        call, upstreams = self._make_call(args, kwargs, wait_for, ctx)
+        future = runner.submit(call, upstreams)
+        if return_state:
+            future.wait()
+            return future.state
+        return future
+
+    def map(self, *args: Any, return_state: bool = False, wait_for: Any = None,
+            **kwargs: Any) -> FutureList[R] | list[State]:
+        """Submit one run per element of the iterable arguments, zipped; return the futures.
+
+        Iterables (not str/bytes; a dict gives its keys; generators are consumed; a
+        future whose result is iterable is waited for) are zipped; every other argument
+        and anything wrapped in ``unmapped`` goes to every run.
+        """
+        ctx = current_run.get()
+        runner = ctx.task_runner if ctx is not None and ctx.task_runner is not None else None
+        if runner is None:
+            runner = _default_runner()
+        calls, ups = [], []
+        for a, kw in self._expand_map(args, kwargs):
+            call, upstreams = self._make_call(a, kw, wait_for, ctx)
+            calls.append(call)
+            ups.append(upstreams)
+        futures = FutureList(runner.map(calls, ups))
+        if return_state:
+            futures.wait()
+            return [f.state for f in futures]
+        return futures
+
+    def _expand_map(self, args: tuple, kwargs: dict) -> list[tuple[tuple, dict]]:
+        mapped: dict[Any, list] = {}
+        static: dict[Any, Any] = {}
+        for key, value in [*enumerate(args), *kwargs.items()]:
+            as_list = _as_map_iterable(value)
+            if as_list is None:
+                static[key] = value.value if isinstance(value, unmapped) else value
+            else:
+                mapped[key] = as_list
+        if not mapped:
+            raise errors.MappingMissingIterable(
+                f"task {self.name!r}.map() got no iterable argument to map over "
+                f"(got {self._describe_keys(list(static))}); pass a list, tuple, set, dict, "
+                f"generator or a future of one, or use .submit() for a single run"
+            )
+        lengths = {k: len(v) for k, v in mapped.items()}
+        if len(set(lengths.values())) > 1:
+            detail = ", ".join(f"{self._describe_key(k)} has {n}" for k, n in lengths.items())
+            raise errors.MappingLengthMismatch(
+                f"task {self.name!r}.map() got iterables of different lengths: {detail}; "
+                f"make them equal or wrap the ones to broadcast in unmapped()"
+            )
+        n = next(iter(lengths.values()))
+        n_pos = len(args)
+        out = []
+        for i in range(n):
+            a = [mapped[j][i] if j in mapped else static[j] for j in range(n_pos)]
+            kw = {k: (mapped[k][i] if k in mapped else static[k]) for k in kwargs}
+            out.append((tuple(a), kw))
+        return out
+
+    def _describe_key(self, key: Any) -> str:
+        if isinstance(key, str):
+            return f"parameter {key!r}"
+        try:
+            sig = self._signature or inspect.signature(self.fn)
+            params = list(sig.parameters)
+            if key < len(params) and sig.parameters[params[key]].kind in (
+                inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD
+            ):
+                return f"parameter {params[key]!r}"
+        except (TypeError, ValueError):
+            pass
+        return f"positional argument {key}"
+
+    def _describe_keys(self, keys: list) -> str:
+        return ", ".join(self._describe_key(k) for k in keys) or "no arguments"
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name!r}>"
+
+
+def _as_map_iterable(value: Any) -> list | None:
+    """The elements to map over for one argument, or None when it is broadcast."""
+    if isinstance(value, unmapped):
+        return None
+    if isinstance(value, TaskFuture):
+        value = value.result()
+        if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+            return None
+    if isinstance(value, (str, bytes, bytearray)):
+        return None
+    if isinstance(value, dict):
+        return list(value.keys())
+    if isinstance(value, Iterable):
+        return list(value)
+    return None
+
+
+def _import_task(module: str, qualname: str) -> Task:
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _rebuild_task(state: dict) -> Task:
+    t = Task.__new__(Task)
+    t.__dict__.update(state)
+    return t
+
+
+def _direct_result(state: State) -> Any:
+    if state.is_crashed():
+        cause = getattr(state.data, "__cause__", None)
+        if isinstance(cause, (KeyboardInterrupt, SystemExit)):
+            raise cause
+    return state.result()
+
+
+def _default_runner() -> Any:
+    from braid.runners.threads import default_runner
+
+    return default_runner()
+
+
+@overload
+def task(__fn: Callable[..., R]) -> Task[R]: ...
+
+
+@overload
+def task(**options: Any) -> Callable[[Callable[..., R]], Task[R]]: ...
+
+
+def task(__fn: Callable[..., R] | None = None, **options: Any) -> Any:
+    """Make a function a :class:`Task`; use as ``@task`` or ``@task(name=..., retries=...)``."""
+    unknown = set(options) - set(_OPTIONS)
+    if unknown:
+        raise errors.ConfigurationError(
+            f"@task got unknown option(s) {sorted(unknown)}; known: {', '.join(_OPTIONS)}"
+        )
+    if __fn is not None:
+        return Task(__fn, **options)
+    return lambda fn: Task(fn, **options)

@@ -1,0 +1,140 @@
+"""The exceptions braid raises; every one derives from :class:`BraidError`.
+
+User exceptions raised inside tasks are never wrapped: ``.result()`` re-raises
+them as themselves.  Backend exceptions (a broken process pool, Dask's
+``KilledWorker``, Ray's ``WorkerCrashedError``) are translated at the runner's
+edge into the classes below, with the backend's exception as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BraidError",
+    "ConfigurationError",
+    "Crash",
+    "FlowTimeout",
+    "MappingLengthMismatch",
+    "MappingMissingIterable",
+    "MissingExtraError",
+    "MissingContextError",
+    "ReservedParameterName",
+    "RunnerNotStarted",
+    "SerializationError",
+    "TaskCancelled",
+    "TaskTimeout",
+    "UpstreamFailed",
+    "WaitTimeout",
+    "WorkerLost",
+]
+
+
+class BraidError(Exception):
+    """Base class of every exception braid itself raises."""
+
+
+class ConfigurationError(BraidError, ValueError):
+    """Raised at construction or decoration when options are invalid or conflict.
+
+    Raised by ``@task``, ``@flow``, ``with_options`` and runner constructors, before
+    anything runs, with a message naming the option and what to change.
+    """
+
+
+class ReservedParameterName(ConfigurationError):
+    """Raised by ``@task``/``@flow`` when the function has a parameter braid reserves.
+
+    ``wait_for`` and ``return_state`` are keyword arguments of ``.submit()``,
+    ``.map()`` and ``__call__``; a function that declares one could never receive it.
+    """
+
+
+class MappingMissingIterable(BraidError, TypeError):
+    """Raised by ``Task.map`` when no argument is iterable, so there is nothing to map over."""
+
+
+class MappingLengthMismatch(BraidError, ValueError):
+    """Raised by ``Task.map`` when the mapped iterables have different lengths.
+
+    The message names every mapped parameter with its length.
+    """
+
+
+class UpstreamFailed(BraidError):
+    """Raised by ``.result()`` of a task run that did not run because an upstream failed.
+
+    Its ``__cause__`` is the upstream's exception.  The task run's final state is
+    FAILED with the name ``UpstreamFailed``.
+    """
+
+
+class TaskTimeout(BraidError, TimeoutError):
+    """Raised by ``.result()`` of a task run that exceeded its ``timeout_seconds``.
+
+    The task run's final state is FAILED with the name ``TimedOut``.
+    """
+
+
+class FlowTimeout(TaskTimeout):
+    """Raised by a flow call that exceeded the flow's ``timeout_seconds``.
+
+    The flow run's final state is FAILED with the name ``TimedOut``; its queued task
+    runs end CANCELLED.
+    """
+
+
+class WaitTimeout(BraidError, TimeoutError):
+    """Raised by ``.result(timeout=...)``, ``FutureList.result`` and ``as_completed`` when the
+    runs waited on are not final within the given time.  The runs themselves go on.
+    """
+
+
+class TaskCancelled(BraidError):
+    """Raised by ``.result()`` of a task run that was cancelled before it started.
+
+    Task runs are cancelled when their flow is interrupted (Ctrl-C) or times out while
+    they are still queued, or when their runner shuts down before running them.
+    """
+
+
+class SerializationError(BraidError, TypeError):
+    """Raised when a task call or a task's return value cannot be pickled.
+
+    Raised by ``.submit()``/``.map()`` on a runner that pickles its calls, before the
+    call leaves the process; carried in a FAILED state when a return value cannot be
+    pickled.  The message names the task, the parameter and the path to the culprit,
+    e.g. ``task 'load': parameter 'cfg' → cfg['conn'] → sqlite3.Connection``.
+    """
+
+
+class WorkerLost(BraidError):
+    """Raised by ``.result()`` of a task run whose worker died while running it.
+
+    A process that exited or was killed, a Dask worker lost (``KilledWorker``), a Ray
+    worker or node that crashed.  The task run's final state is CRASHED; the backend's
+    exception is the ``__cause__``.
+    """
+
+
+class MissingExtraError(BraidError, ImportError):
+    """Raised when a runner needs an optional dependency that is not installed.
+
+    The message names the command to run, e.g. ``pip install 'braid[dask]'``.
+    """
+
+
+class MissingContextError(BraidError, RuntimeError):
+    """Raised by ``get_run_logger()``/``get_run_context()`` called outside any flow or task run."""
+
+
+class RunnerNotStarted(BraidError, RuntimeError):
+    """Raised by ``TaskRunner.submit`` on a runner that was not entered (``with runner:``)
+    or that has already exited."""
+
+
+class Crash(BraidError):
+    """Carried by a CRASHED state for a run ended by something other than a user error.
+
+    A ``KeyboardInterrupt`` or ``SystemExit`` raised inside a task, or a flow
+    interrupted while the task was running; ``.result()`` raises it.
+    """
+

@@ -1,0 +1,1 @@
+"""Task runners that need nothing beyond the standard library and cloudpickle."""

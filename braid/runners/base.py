@@ -1,0 +1,271 @@
+"""The runner contract, and the dependency-aware base of the local runners.
+
+A runner moves a :class:`~braid.core.engine.TaskCall` to where it runs and hands
+back a :class:`~braid.core.futures.TaskFuture`; the core owns every policy.
+
+Local runners (threads, processes) share :class:`LocalTaskRunner`::
+
+    submit(call, upstreams)
+      future = TaskFuture(...)                      outstanding += 1
+      any upstream not final? -- yes --> add_done_callback on each; the last one
+      |                                  to finish calls _dispatch (no thread waits)
+      no
+      v
+    _dispatch(run)   (subclass: hand to a pool thread / a process)
+      ...  run_task(call, upstream states)  ->  State
+    _complete(run, state)
+      AwaitingRetry? -> re-dispatch call.next_attempt() after the delay (timer thread)
+      else future._finish(state)                    outstanding -= 1 (wakes the drain)
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from braid import errors
+from braid.core.engine import AWAITING_RETRY, TaskCall
+from braid.core.futures import TaskFuture
+from braid.core.states import Cancelled, Crashed, State, StateType
+
+__all__ = ["Capabilities", "TaskRunner", "LocalTaskRunner", "PendingRun"]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a runner can do; the core and the conformance suite read these as data.
+
+    - ``requires_pickling``: calls and results cross a process boundary.
+    - ``native_dependencies``: the backend orders dependent tasks itself.
+    - ``can_interrupt_running``: a running task can be stopped (a process ended).
+    - ``reschedules_retries``: a task waiting out its retry delay holds no worker.
+    - ``remote``: tasks run outside the driver's process.
+    """
+
+    requires_pickling: bool = False
+    native_dependencies: bool = False
+    can_interrupt_running: bool = False
+    reschedules_retries: bool = False
+    remote: bool = False
+
+
+class TaskRunner(ABC):
+    """Runs task calls somewhere and hands back futures; enter it before submitting.
+
+    ``__exit__`` returns when every accepted run is final (it drains), except when
+    leaving because of an interrupt or a flow time-out: then queued runs end
+    CANCELLED and running ones CRASHED, and it returns at once.
+    """
+
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    def __init__(self) -> None:
+        self._started = False
+
+    @abstractmethod
+    def duplicate(self) -> TaskRunner:
+        """A fresh, unstarted runner with the same configuration."""
+
+    @abstractmethod
+    def submit(self, call: TaskCall, upstreams: Sequence[TaskFuture]) -> TaskFuture:
+        """Start ``call`` once every future in ``upstreams`` is final; return its future."""
+
+    def map(self, calls: Sequence[TaskCall],
+            upstreams: Sequence[Sequence[TaskFuture]]) -> list[TaskFuture]:
+        """Submit many calls; a backend may send them in one batch."""
+        return [self.submit(c, u) for c, u in zip(calls, upstreams, strict=False)]
+
+    def _start(self) -> None:
+        """Acquire resources (a pool, a client)."""
+
+    def _stop(self, abandon: bool, reason: str) -> None:
+        """Release resources; drain first unless ``abandon``."""
+
+    def __enter__(self) -> TaskRunner:
+        if self._started:
+            raise errors.ConfigurationError(
+                f"{type(self).__name__} is already started; use runner.duplicate() for "
+                f"another concurrent use"
+            )
+        self._start()
+        self._started = True
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if not self._started:
+            return
+        abandon = exc_type is not None and (
+            not issubclass(exc_type, Exception) or issubclass(exc_type, errors.FlowTimeout)
+        )
+        if abandon:
+            reason = ("the flow timed out" if issubclass(exc_type, errors.FlowTimeout)
+                      else f"the flow was interrupted ({exc_type.__name__})")
+        else:
+            reason = ""
+        try:
+            self._stop(abandon, reason)
+        finally:
+            self._started = False
+
+    def _not_started(self) -> errors.RunnerNotStarted:
+        return errors.RunnerNotStarted(
+            f"{type(self).__name__} is not started: use it as `with runner:` or pass it to "
+            f"@flow(task_runner=...)"
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class PendingRun:
+    """A call accepted by a local runner, with its upstream futures and its own future."""
+
+    __slots__ = ("call", "upstreams", "future")
+
+    def __init__(self, call: TaskCall, upstreams: Sequence[TaskFuture],
+                 future: TaskFuture) -> None:
+        self.call = call
+        self.upstreams = upstreams
+        self.future = future
+
+
+class LocalTaskRunner(TaskRunner):
+    """A runner whose dependencies are resolved here: runs are dispatched once runnable."""
+
+    def _start(self) -> None:
+        self._lock = threading.Lock()
+        self._drained = threading.Condition(self._lock)
+        self._outstanding = 0
+        self._draining = False
+        self._cancel_reason: str | None = None
+        self._running: dict[TaskFuture, None] = {}
+        self._delayed: _DelayedRuns | None = None
+        self._start_pool()
+
+    @abstractmethod
+    def _start_pool(self) -> None: ...
+
+    @abstractmethod
+    def _stop_pool(self, abandon: bool) -> None: ...
+
+    @abstractmethod
+    def _dispatch(self, run: PendingRun) -> None:
+        """Hand a runnable run to a worker; called from any thread."""
+
+    def submit(self, call: TaskCall, upstreams: Sequence[TaskFuture]) -> TaskFuture:
+        if not self._started:
+            raise self._not_started()
+        future = TaskFuture(call.task, call.run_name, call.run_id)
+        with self._lock:
+            self._outstanding += 1
+        run = PendingRun(call, upstreams, future)
+        if upstreams:
+            pending = [u for u in upstreams if not u.done()]
+            if pending:
+                n = len(pending)
+                countdown = itertools.count(1)
+
+                def one_upstream_done(_f: TaskFuture) -> None:
+                    if next(countdown) == n:
+                        self._dispatch(run)
+
+                for u in pending:
+                    u.add_done_callback(one_upstream_done)
+                return future
+        self._dispatch(run)
+        return future
+
+    def _cancelled(self, run: PendingRun) -> bool:
+        """Finish ``run`` as CANCELLED if the runner is cancelling; True if it did."""
+        reason = self._cancel_reason
+        if reason is None:
+            return False
+        self._complete(run, Cancelled(f"cancelled before it started: {reason}"))
+        return True
+
+    def _complete(self, run: PendingRun, state: State) -> None:
+        """Record a run's outcome: retry later, or finish its future."""
+        if state.type is StateType.PENDING and state.name == AWAITING_RETRY:
+            if self._cancel_reason is None:
+                if self._delayed is None:
+                    with self._lock:
+                        if self._delayed is None:
+                            self._delayed = _DelayedRuns(self._dispatch)
+                run.call = run.call.next_attempt()
+                run.future._state = state
+                self._delayed.add(time.monotonic() + state.data, run)
+                return
+            state = Cancelled(f"not retried: {self._cancel_reason}")
+        run.future._finish(state)
+        with self._lock:
+            self._outstanding -= 1
+            if self._draining and self._outstanding == 0:
+                self._drained.notify_all()
+
+    def _stop(self, abandon: bool, reason: str) -> None:
+        if abandon:
+            self._cancel_reason = reason
+            for future in list(self._running):
+                future._finish(Crashed(errors.Crash(f"stopped while running: {reason}"),
+                                       f"stopped while running: {reason}"))
+            if self._delayed is not None:
+                for run in self._delayed.stop():
+                    self._complete(run, Cancelled(f"not retried: {reason}"))
+            self._stop_pool(abandon=True)
+            return
+        with self._lock:
+            self._draining = True
+            while self._outstanding:
+                self._drained.wait()
+            self._draining = False
+        if self._delayed is not None:
+            self._delayed.stop()
+        self._stop_pool(abandon=False)
+
+
+class _DelayedRuns:
+    """One timer thread that re-dispatches runs whose retry delay has passed."""
+
+    def __init__(self, dispatch: Any) -> None:
+        self._dispatch = dispatch
+        self._heap: list = []
+        self._seq = itertools.count()
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._loop, name="braid-retry-timer", daemon=True)
+        self._thread.start()
+
+    def add(self, when: float, run: PendingRun) -> None:
+        with self._cond:
+            heapq.heappush(self._heap, (when, next(self._seq), run))
+            self._cond.notify()
+
+    def stop(self) -> list[PendingRun]:
+        """Stop the timer; return the runs still waiting."""
+        with self._cond:
+            self._stopped = True
+            left = [item[2] for item in self._heap]
+            self._heap.clear()
+            self._cond.notify()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+        return left
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopped:
+                    if self._heap and self._heap[0][0] <= time.monotonic():
+                        break
+                    wait = self._heap[0][0] - time.monotonic() if self._heap else None
+                    self._cond.wait(wait)
+                if self._stopped:
+                    return
+                run = heapq.heappop(self._heap)[2]
+            self._dispatch(run)

@@ -1,0 +1,211 @@
+"""ThreadPoolTaskRunner: task runs on a bounded pool of threads, dependency-aware.
+
+How a call travels::
+
+    submit ──(upstreams not final: wait in callbacks, no thread)──┐
+      │                                                           │ last upstream done
+      v                                                           v
+    _dispatch: SimpleQueue.put(run) ── spawn a thread if none is idle and fewer than
+      │                                max_workers threads are running tasks
+      v
+    worker thread: q.get() -> take a slot -> run_task(call, states) -> _complete
+                   (a task that blocks on a future gives its slot back while it
+                    waits, so nested submission never deadlocks, even with one
+                    worker; the slot is taken back before it goes on)
+
+``max_workers`` is a hard cap on task runs executing at once.  Threads blocked in
+``.result()``/``wait()`` do not count, so the pool may hold more threads than
+``max_workers`` while tasks wait on other tasks.  Threads are daemons: an
+interrupted interpreter never hangs on them.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import queue
+import threading
+
+from braid import errors
+from braid.core.engine import close_thread_loop, run_task
+from braid.core.futures import worker_slot
+from braid.core.states import Crashed
+from braid.runners.base import Capabilities, LocalTaskRunner, PendingRun
+
+__all__ = ["ThreadPoolTaskRunner", "default_runner"]
+
+
+class ThreadPoolTaskRunner(LocalTaskRunner):
+    """Runs tasks on up to ``max_workers`` threads of this process (default as
+    ``concurrent.futures.ThreadPoolExecutor``: ``min(32, cpu_count + 4)``)."""
+
+    capabilities = Capabilities(reschedules_retries=True)
+
+    def __init__(self, max_workers: int | None = None) -> None:
+        super().__init__()
+        if max_workers is not None and (
+            not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers < 1
+        ):
+            raise errors.ConfigurationError(
+                f"ThreadPoolTaskRunner: max_workers must be an int >= 1 or None, "
+                f"got {max_workers!r}"
+            )
+        self._max_workers_arg = max_workers
+        self.max_workers = max_workers or min(32, (os.cpu_count() or 1) + 4)
+
+    def duplicate(self) -> ThreadPoolTaskRunner:
+        return type(self)(max_workers=self._max_workers_arg)
+
+    def __repr__(self) -> str:
+        return f"ThreadPoolTaskRunner(max_workers={self.max_workers})"
+
+    # -- pool -------------------------------------------------------------------------
+    def _start_pool(self) -> None:
+        self._q: queue.SimpleQueue = queue.SimpleQueue()
+        self._slot_free = threading.Condition(self._lock)
+        self._threads: list[threading.Thread] = []
+        self._queued = 0        # runs put on the queue, not yet taken
+        self._busy = 0          # threads between taking a run and finishing it
+        self._blocked = 0       # busy threads waiting on a future (slot given back)
+        self._active = 0        # slots in use: runs executing now (<= max_workers)
+        self._slot_waiters = 0
+        self._hook = _SlotHook(self)
+
+    def _spawn_if_needed(self) -> None:
+        # called with self._lock held
+        n = len(self._threads)
+        if self._queued > n - self._busy and n - self._blocked < self.max_workers:
+            t = threading.Thread(target=self._work, daemon=True,
+                                 name=f"braid-worker-{id(self):x}-{n}")
+            self._threads.append(t)
+            t.start()
+
+    def _dispatch(self, run: PendingRun) -> None:
+        if self._cancelled(run):
+            return
+        self._q.put(run)
+        with self._lock:
+            self._queued += 1
+            self._spawn_if_needed()
+
+    def _take_slot(self) -> None:
+        # called with self._lock held
+        while self._active >= self.max_workers:
+            self._slot_waiters += 1
+            self._slot_free.wait()
+            self._slot_waiters -= 1
+        self._active += 1
+
+    def _work(self) -> None:
+        worker_slot.hook = self._hook
+        q, lock = self._q, self._lock
+        try:
+            while True:
+                run = q.get()
+                if run is None:
+                    return
+                with lock:
+                    self._queued -= 1
+                    self._busy += 1
+                    self._take_slot()
+                try:
+                    self._execute(run)
+                finally:
+                    with lock:
+                        self._busy -= 1
+                        self._active -= 1
+                        if self._slot_waiters:
+                            self._slot_free.notify()
+        finally:
+            worker_slot.hook = None
+            close_thread_loop()
+
+    def _execute(self, run: PendingRun) -> None:
+        if self._cancelled(run):
+            return
+        future = run.future
+        future._set_running()
+        self._running[future] = None
+        call = run.call
+        try:
+            states = [u.state for u in run.upstreams] if run.upstreams else None
+            state = run_task(call, states, self, True,
+                             future._set_name if call.run_name is None else None)
+        except BaseException as exc:  # noqa: BLE001 - an engine bug must not kill the thread
+            state = Crashed(errors.BraidError(f"braid engine error: {exc!r}"))
+        finally:
+            self._running.pop(future, None)
+        self._complete(run, state)
+
+    def _stop_pool(self, abandon: bool) -> None:
+        if abandon:
+            while True:  # queued runs will never be taken by stuck threads: cancel them
+                try:
+                    run = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if run is not None:
+                    with self._lock:
+                        self._queued -= 1
+                    self._cancelled(run)
+        threads = self._threads
+        for _ in threads:
+            self._q.put(None)
+        if not abandon:
+            current = threading.current_thread()
+            for t in threads:
+                if t is not current:
+                    t.join()
+
+
+class _SlotHook:
+    """Lets a worker thread give its slot back while it blocks on a future."""
+
+    __slots__ = ("_runner",)
+
+    def __init__(self, runner: ThreadPoolTaskRunner) -> None:
+        self._runner = runner
+
+    def release(self) -> None:
+        r = self._runner
+        with r._lock:
+            r._active -= 1
+            r._blocked += 1
+            if r._slot_waiters:
+                r._slot_free.notify()
+            r._spawn_if_needed()
+
+    def reacquire(self) -> None:
+        r = self._runner
+        with r._lock:
+            r._blocked -= 1
+            r._take_slot()
+
+
+_default: ThreadPoolTaskRunner | None = None
+_default_lock = threading.Lock()
+
+
+def default_runner() -> ThreadPoolTaskRunner:
+    """The process-wide runner for tasks submitted outside any flow (started on first use).
+
+    At interpreter exit it drains, so runs submitted outside a flow are not lost.
+    """
+    global _default
+    runner = _default
+    if runner is not None:
+        return runner
+    with _default_lock:
+        if _default is None:
+            runner = ThreadPoolTaskRunner()
+            runner.__enter__()
+            atexit.register(_drain_default)
+            _default = runner
+        return _default
+
+
+def _drain_default() -> None:
+    global _default
+    runner, _default = _default, None
+    if runner is not None:
+        runner.__exit__(None, None, None)

@@ -1,0 +1,1 @@
+"""The conformance suite: behaviour every task runner must show, importable by runner authors."""

@@ -1,0 +1,184 @@
+"""Module-level tasks and flows the conformance suite runs.
+
+They live at module top level so that spawned processes, Dask and Ray workers can
+import them by name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+from braid import get_run_context, get_run_logger, task, wait
+
+
+class UserError(ValueError):
+    """An exception type of the user's, to check types survive every runner."""
+
+
+@dataclass
+class Box:
+    """A dataclass whose fields may hold futures."""
+
+    value: object
+    label: str = "box"
+
+
+@dataclass
+class Named:
+    name: str
+
+
+@task
+def identity(x):
+    return x
+
+
+@task
+def add(x, y):
+    return x + y
+
+
+@task
+def inc(x):
+    return x + 1
+
+
+@task
+def noop():
+    return None
+
+
+@task
+def fail(message="boom"):
+    raise UserError(message)
+
+
+@task
+def total(values):
+    return sum(values)
+
+
+@task
+def describe(x):
+    """Return the type name and value, to check what a task received."""
+    return type(x).__name__, x
+
+
+@task
+def sleep_then(x, seconds):
+    time.sleep(seconds)
+    return x
+
+
+@task
+def run_name_of(x=None):
+    return get_run_context().task_run.name
+
+
+@task(task_run_name="double-{x}")
+def double_named(x):
+    return get_run_context().task_run.name, x * 2
+
+
+@task(task_run_name="train on {dataset.name}")
+def train_named(dataset):
+    return get_run_context().task_run.name
+
+
+def _callable_name():
+    params = get_run_context().task_run.parameters
+    return f"callable-{params['x']}"
+
+
+@task(task_run_name=_callable_name)
+def callable_named(x):
+    return get_run_context().task_run.name
+
+
+@task
+def where():
+    """Where the task ran: process id and thread name."""
+    return os.getpid(), threading.current_thread().name
+
+
+@task
+def submit_children(n):
+    """Submit ``n`` children from inside a task and wait for them."""
+    futures = [inc.submit(i) for i in range(n)]
+    return [f.result() for f in futures]
+
+
+@task
+def map_children(values):
+    futures = inc.map(values)
+    wait(futures)
+    return futures.result()
+
+
+@task
+def nested_depth(depth):
+    """Each level submits the next and waits for it: a chain of blocked parents."""
+    if depth == 0:
+        return 0
+    return nested_depth.submit(depth - 1).result() + 1
+
+
+@task
+def log_something(message):
+    get_run_logger().info(message)
+    return message
+
+
+@task
+def raise_keyboard_interrupt():
+    raise KeyboardInterrupt
+
+
+@task
+def raise_system_exit():
+    raise SystemExit(3)
+
+
+@task
+async def async_add(x, y):
+    await asyncio.sleep(0)
+    return x + y
+
+
+@task
+async def async_fail():
+    await asyncio.sleep(0)
+    raise UserError("async boom")
+
+
+@task
+async def loop_id():
+    """The id of the event loop the task ran on."""
+    return id(asyncio.get_running_loop())
+
+
+@task
+def unpicklable_result():
+    return threading.Lock()
+
+
+@task
+def attempt_number():
+    return get_run_context().task_run.attempt
+
+
+_flaky_counts: dict = {}
+_flaky_lock = threading.Lock()
+
+
+@task(retries=2)
+def flaky(key, fail_times):
+    """Fail the first ``fail_times`` attempts (counted by attempt number)."""
+    attempt = get_run_context().task_run.attempt
+    if attempt <= fail_times:
+        raise UserError(f"attempt {attempt} fails")
+    return attempt
