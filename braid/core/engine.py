@@ -38,6 +38,7 @@ from braid import errors
 from braid.core import resolve
 from braid.core.context import RunContext, TaskRunInfo, current_run, default_run_name
 from braid.core.futures import worker_slot
+from braid.core.logs import capture, ensure_print_hook
 from braid.core.states import (
     Completed,
     Crashed,
@@ -48,7 +49,9 @@ from braid.core.states import (
     UpstreamFailedState,
 )
 
-__all__ = ["TaskCall", "run_task", "run_task_async", "render_run_name", "AWAITING_RETRY"]
+__all__ = [
+    "TaskCall", "run_task", "run_task_async", "run_pickled", "render_run_name", "AWAITING_RETRY",
+]
 
 AWAITING_RETRY = "AwaitingRetry"
 
@@ -152,6 +155,8 @@ def _enter_context(call: TaskCall, args: tuple, kwargs: dict, nested_runner: Any
     if log_prints is None:
         parent = current_run.get()
         log_prints = bool(parent and parent.log_prints)
+    if log_prints:
+        ensure_print_hook()
     ctx = RunContext(call.flow_run, info, nested_runner, log_prints)
     token = current_run.set(ctx)
     if name is None:
@@ -354,6 +359,35 @@ def _raise_in_thread(t: threading.Thread, exc_type: type[BaseException]) -> None
     if t.ident is not None and t.is_alive():
         ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(t.ident),
                                                    ctypes.py_object(exc_type))
+
+
+# -- the worker side of runners that pickle ----------------------------------------------
+def run_pickled(call_bytes: bytes, upstream_payloads: Any = (), nested_runner: Any = None,
+                log_level: int = 20) -> bytes:
+    """Run a pickled call where a pickling runner delivered it; return the pickled State.
+
+    ``upstream_payloads`` are the upstreams' final states, pickled or not.  Records of
+    the run loggers at ``log_level`` and above travel back in ``state.extra["logs"]``.
+    Never raises for the task: a call that cannot be loaded here (a module missing on
+    the worker) or a result that cannot be pickled gives a FAILED state.
+    """
+    from braid.core.serialization import dumps_state, loads
+
+    try:
+        call = loads(call_bytes)
+        states = [p if isinstance(p, State) else loads(p) for p in upstream_payloads]
+    except Exception as exc:  # noqa: BLE001
+        err = errors.SerializationError(
+            f"the task call could not be loaded on the worker: {type(exc).__name__}: {exc}; "
+            f"the task's module must be importable there"
+        )
+        err.__cause__ = exc
+        return dumps_state(Failed(err))
+    with capture(log_level) as records:
+        state = run_task(call, states, nested_runner)
+    if records:
+        state.extra = {**(state.extra or {}), "logs": records}
+    return dumps_state(state, call.task.name)
 
 
 # -- asynchronous driver (``await task(x)`` on the caller's loop) ------------------------

@@ -22,6 +22,7 @@ from braid import errors
 from braid.core.context import FlowRunInfo, RunContext, current_run
 from braid.core.engine import _raise_in_thread
 from braid.core.futures import TaskFuture
+from braid.core.logs import ensure_print_hook
 from braid.core.resolve import _unchanged, walk_replace
 from braid.core.states import Completed, Failed, State, TimedOut
 from braid.core.tasks import _check_options, check_reserved
@@ -162,6 +163,8 @@ class Flow(Generic[R]):
         log_prints = self.log_prints
         if log_prints is None:
             log_prints = bool(parent and parent.log_prints)
+        if log_prints:
+            ensure_print_hook()
         ctx = RunContext(FlowRunInfo(str(run_id), name, self.name), None, runner, log_prints,
                          self, params)
         token = current_run.set(ctx)

@@ -21,6 +21,7 @@ from braid.core.context import current_run
 from braid.core.engine import TaskCall, render_run_name, run_task, run_task_async
 from braid.core.futures import FutureList, TaskFuture
 from braid.core.resolve import extract
+from braid.core.resources import ResourceHints, current_hints, hints_from
 from braid.core.states import State
 
 __all__ = ["Task", "task", "RESERVED_PARAMETERS"]
@@ -94,7 +95,7 @@ class Task(Generic[R]):
         timeout_seconds: float | None = None,
         log_prints: bool | None = None,
         tags: Iterable[str] | None = None,
-        resources: dict[str, Any] | None = None,
+        resources: dict[str, Any] | ResourceHints | None = None,
     ) -> None:
         if not callable(fn):
             raise errors.ConfigurationError(f"@task needs a function, got {fn!r}")
@@ -109,7 +110,7 @@ class Task(Generic[R]):
         self.timeout_seconds = timeout_seconds
         self.log_prints = log_prints
         self.tags = frozenset(tags or ())
-        self.resources = dict(resources) if resources else None
+        self.resources = hints_from(resources, f"task {self.name!r}")
         _check_options(f"task {self.name!r}", self.__dict__)
         if task_run_name is not None and not (isinstance(task_run_name, str)
                                               or callable(task_run_name)):
@@ -177,7 +178,11 @@ class Task(Generic[R]):
         ):
             run_name = render_run_name(self, args, kwargs, run_id)
         flow_run = ctx.flow_run if ctx is not None else None
-        return TaskCall(self, args, kwargs, must, resolve, run_id, run_name, flow_run), upstreams
+        call = TaskCall(self, args, kwargs, must, resolve, run_id, run_name, flow_run)
+        hints = current_hints(self.resources)
+        if hints is not None:
+            call.extra = {"resources": hints}
+        return call, upstreams
 
     def __call__(self, *args: Any, return_state: bool = False, wait_for: Any = None,
                  **kwargs: Any) -> Any:

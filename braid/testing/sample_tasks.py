@@ -182,3 +182,59 @@ def flaky(key, fail_times):
     if attempt <= fail_times:
         raise UserError(f"attempt {attempt} fails")
     return attempt
+
+
+@task(retries=3, retry_delay_seconds=[0.01, 0.02])
+def fails_until_third(x):
+    attempt = get_run_context().task_run.attempt
+    if attempt < 3:
+        raise UserError(f"attempt {attempt} of {x} fails")
+    return attempt
+
+
+@task(retries=2)
+def always_fails(x):
+    attempt = get_run_context().task_run.attempt
+    raise UserError(f"attempt {attempt}")
+
+
+def never_retry(task, task_run, state):
+    return False
+
+
+def retry_only_user_errors(task, task_run, state):
+    return isinstance(state.data, UserError)
+
+
+@task(retries=3, retry_condition_fn=never_retry)
+def fails_no_retry():
+    raise UserError(f"attempt {get_run_context().task_run.attempt}")
+
+
+@task(timeout_seconds=0.3)
+def stuck(seconds):
+    time.sleep(seconds)
+    return "woke"
+
+
+@task(timeout_seconds=0.3)
+async def async_stuck(seconds):
+    await asyncio.sleep(seconds)
+    return "woke"
+
+
+@task(timeout_seconds=5)
+def quick_with_timeout(x):
+    return x
+
+
+@task(log_prints=True)
+def prints(message):
+    print(message)
+    return message
+
+
+@task
+def flow_run_name_of():
+    ctx = get_run_context()
+    return ctx.flow_run.name if ctx.flow_run else None

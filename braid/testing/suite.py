@@ -484,6 +484,16 @@ class NestedSubmissionTests:
         assert run_in_flow(runner, body) == [3, 3, 3, 3]
 
 
+from braid.testing.suite_lifecycle import (  # noqa: E402 - they import run_in_flow from here
+    AsyncTests,
+    LoggingTests,
+    OptionTests,
+    RetryTests,
+    TimeoutTests,
+)
+
+
 class RunnerConformance(SubmitTests, DependencyTests, MapTests, WaitTests, StateTests,
-                        NamingTests, FlowTests, NestedSubmissionTests):
+                        NamingTests, FlowTests, NestedSubmissionTests, RetryTests,
+                        TimeoutTests, AsyncTests, LoggingTests, OptionTests):
     """Every behaviour test; subclass it and provide a ``runner`` fixture."""
