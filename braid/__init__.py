@@ -16,6 +16,7 @@ from braid.core.futures import FutureList, TaskFuture, as_completed, wait
 from braid.core.states import State, StateType
 from braid.core.tasks import Task, task
 from braid.runners.base import TaskRunner
+from braid.runners.processes import ProcessPoolTaskRunner
 from braid.runners.threads import ThreadPoolTaskRunner
 
 __version__ = "0.1.0"
@@ -23,6 +24,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Flow",
     "FutureList",
+    "ProcessPoolTaskRunner",
     "State",
     "StateType",
     "Task",
@@ -42,7 +44,6 @@ __all__ = [
 ]
 
 _LAZY = {
-    "ProcessPoolTaskRunner": "braid.runners.processes",
     "DaskTaskRunner": "braid.adapters.dask",
     "RayTaskRunner": "braid.adapters.ray",
 }

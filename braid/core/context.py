@@ -113,7 +113,46 @@ class RunLoggerAdapter(logging.LoggerAdapter):
         return msg, kwargs
 
 
+class _WhenRootHasNoHandlers(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not logging.getLogger().handlers
+
+
+_console_ready = False
+
+
+def _ensure_console() -> None:
+    """Show run records on stderr while the application has not configured logging.
+
+    The ``braid`` logger gets level INFO (if unset) and a console handler that stays
+    silent as soon as the root logger has a handler, so nothing is printed twice.
+    """
+    global _console_ready
+    if _console_ready:
+        return
+    _console_ready = True
+    logger = logging.getLogger("braid")
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
+    handler = logging.StreamHandler()
+    handler.addFilter(_WhenRootHasNoHandlers())
+    handler.setFormatter(logging.Formatter(
+        "%(asctime)s.%(msecs)03d | %(levelname)-7s | %(run_label)s - %(message)s", "%H:%M:%S"
+    ))
+    handler.addFilter(_label)
+    logger.addHandler(handler)
+
+
+def _label(record: logging.LogRecord) -> bool:
+    task_run = getattr(record, "task_run_name", None)
+    flow_run = getattr(record, "flow_run_name", None)
+    record.run_label = (f"Task run {task_run!r}" if task_run
+                        else f"Flow run {flow_run!r}" if flow_run else record.name)
+    return True
+
+
 def run_logger_for(ctx: RunContext) -> RunLoggerAdapter:
+    _ensure_console()
     flow_name = ctx.flow_run.name if ctx.flow_run else None
     if ctx.task_run is not None:
         logger = logging.getLogger("braid.task_runs")

@@ -66,7 +66,7 @@ class TaskCall:
     """
 
     __slots__ = ("task", "args", "kwargs", "must_succeed", "resolve", "run_id", "run_name",
-                 "attempt", "flow_run", "extra")
+                 "attempt", "flow_run", "log_prints", "extra")
 
     def __init__(self, task: Any, args: tuple, kwargs: dict, must_succeed: list | None,
                  resolve: bool, run_id: int, run_name: str | None, flow_run: Any) -> None:
@@ -79,6 +79,7 @@ class TaskCall:
         self.run_name = run_name
         self.attempt = 1
         self.flow_run = flow_run
+        self.log_prints = False  # the submitting run's log_prints, for tasks that do not say
         self.extra: dict | None = None  # runner-specific hints (resources, ...)
 
     def __getstate__(self):
@@ -153,8 +154,7 @@ def _enter_context(call: TaskCall, args: tuple, kwargs: dict, nested_runner: Any
     info = TaskRunInfo(call.run_id, name or "", task, call.attempt, args, kwargs)
     log_prints = task.log_prints
     if log_prints is None:
-        parent = current_run.get()
-        log_prints = bool(parent and parent.log_prints)
+        log_prints = call.log_prints
     if log_prints:
         ensure_print_hook()
     ctx = RunContext(call.flow_run, info, nested_runner, log_prints)

@@ -179,6 +179,8 @@ class Task(Generic[R]):
             run_name = render_run_name(self, args, kwargs, run_id)
         flow_run = ctx.flow_run if ctx is not None else None
         call = TaskCall(self, args, kwargs, must, resolve, run_id, run_name, flow_run)
+        if ctx is not None and ctx.log_prints:
+            call.log_prints = True
         hints = current_hints(self.resources)
         if hints is not None:
             call.extra = {"resources": hints}

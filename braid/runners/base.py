@@ -126,13 +126,14 @@ class TaskRunner(ABC):
 class PendingRun:
     """A call accepted by a local runner, with its upstream futures and its own future."""
 
-    __slots__ = ("call", "upstreams", "future")
+    __slots__ = ("call", "upstreams", "future", "payload")
 
     def __init__(self, call: TaskCall, upstreams: Sequence[TaskFuture],
-                 future: TaskFuture) -> None:
+                 future: TaskFuture, payload: bytes | None = None) -> None:
         self.call = call
         self.upstreams = upstreams
         self.future = future
+        self.payload = payload  # the pickled call, for runners that pickle
 
 
 class LocalTaskRunner(TaskRunner):
@@ -161,10 +162,11 @@ class LocalTaskRunner(TaskRunner):
     def submit(self, call: TaskCall, upstreams: Sequence[TaskFuture]) -> TaskFuture:
         if not self._started:
             raise self._not_started()
+        payload = self._pickle_call(call)
         future = TaskFuture(call.task, call.run_name, call.run_id)
         with self._lock:
             self._outstanding += 1
-        run = PendingRun(call, upstreams, future)
+        run = PendingRun(call, upstreams, future, payload)
         if upstreams:
             pending = [u for u in upstreams if not u.done()]
             if pending:
@@ -180,6 +182,10 @@ class LocalTaskRunner(TaskRunner):
                 return future
         self._dispatch(run)
         return future
+
+    def _pickle_call(self, call: TaskCall) -> bytes | None:
+        """The pickled call for runners that pickle (raising SerializationError); else None."""
+        return None
 
     def _cancelled(self, run: PendingRun) -> bool:
         """Finish ``run`` as CANCELLED if the runner is cancelling; True if it did."""

@@ -25,10 +25,12 @@ import atexit
 import os
 import queue
 import threading
+from typing import Any
 
 from braid import errors
 from braid.core.engine import close_thread_loop, run_task
 from braid.core.futures import worker_slot
+from braid.core.serialization import dumps, dumps_call, dumps_state, loads
 from braid.core.states import Crashed
 from braid.runners.base import Capabilities, LocalTaskRunner, PendingRun
 
@@ -37,11 +39,17 @@ __all__ = ["ThreadPoolTaskRunner", "default_runner"]
 
 class ThreadPoolTaskRunner(LocalTaskRunner):
     """Runs tasks on up to ``max_workers`` threads of this process (default as
-    ``concurrent.futures.ThreadPoolExecutor``: ``min(32, cpu_count + 4)``)."""
+    ``concurrent.futures.ThreadPoolExecutor``: ``min(32, cpu_count + 4)``).
+
+    ``check_pickling=True`` round-trips every call, upstream result and return value
+    through cloudpickle, as a process, Dask or Ray runner would: a flow tested this way
+    on threads is known to serialize (unpicklable input raises ``SerializationError``
+    at submit).  It costs a pickle per call, so it is off by default.
+    """
 
     capabilities = Capabilities(reschedules_retries=True)
 
-    def __init__(self, max_workers: int | None = None) -> None:
+    def __init__(self, max_workers: int | None = None, check_pickling: bool = False) -> None:
         super().__init__()
         if max_workers is not None and (
             not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers < 1
@@ -52,12 +60,19 @@ class ThreadPoolTaskRunner(LocalTaskRunner):
             )
         self._max_workers_arg = max_workers
         self.max_workers = max_workers or min(32, (os.cpu_count() or 1) + 4)
+        self.check_pickling = bool(check_pickling)
+        if self.check_pickling:
+            self.capabilities = Capabilities(reschedules_retries=True, requires_pickling=True)
 
     def duplicate(self) -> ThreadPoolTaskRunner:
-        return type(self)(max_workers=self._max_workers_arg)
+        return type(self)(max_workers=self._max_workers_arg, check_pickling=self.check_pickling)
+
+    def _pickle_call(self, call: Any) -> bytes | None:
+        return dumps_call(call) if self.check_pickling else None
 
     def __repr__(self) -> str:
-        return f"ThreadPoolTaskRunner(max_workers={self.max_workers})"
+        extra = ", check_pickling=True" if self.check_pickling else ""
+        return f"ThreadPoolTaskRunner(max_workers={self.max_workers}{extra})"
 
     # -- pool -------------------------------------------------------------------------
     def _start_pool(self) -> None:
@@ -129,8 +144,14 @@ class ThreadPoolTaskRunner(LocalTaskRunner):
         call = run.call
         try:
             states = [u.state for u in run.upstreams] if run.upstreams else None
+            if run.payload is not None:  # check_pickling: travel as if to another process
+                call = loads(run.payload)
+                call.attempt = run.call.attempt
+                states = [loads(dumps(s)) for s in states] if states else None
             state = run_task(call, states, self, True,
                              future._set_name if call.run_name is None else None)
+            if run.payload is not None:
+                state = loads(dumps_state(state, call.task.name))
         except BaseException as exc:  # noqa: BLE001 - an engine bug must not kill the thread
             state = Crashed(errors.BraidError(f"braid engine error: {exc!r}"))
         finally:

@@ -238,3 +238,37 @@ def prints(message):
 def flow_run_name_of():
     ctx = get_run_context()
     return ctx.flow_run.name if ctx.flow_run else None
+
+
+@task
+def exit_process(code=1):
+    """End the worker process abruptly, as a crash would."""
+    os._exit(code)
+
+
+@task
+def kill_self():
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@task
+def takes_anything(value):
+    return "ran"
+
+
+@task(timeout_seconds=0.5)
+def stuck_then_write(path, seconds):
+    """Sleep past the deadline, then write ``path``: the file appears only if not stopped."""
+    time.sleep(seconds)
+    with open(path, "w") as fh:
+        fh.write("still running")
+    return "woke"
+
+
+@task
+def nested_where():
+    """Where a task submitted from inside this task ran, next to where this one ran."""
+    inner = where.submit().result()
+    return os.getpid(), inner[0]

@@ -484,6 +484,11 @@ class NestedSubmissionTests:
         assert run_in_flow(runner, body) == [3, 3, 3, 3]
 
 
+from braid.testing.suite_faults import (  # noqa: E402
+    FaultTests,
+    SerializationTests,
+    TracebackTests,
+)
 from braid.testing.suite_lifecycle import (  # noqa: E402 - they import run_in_flow from here
     AsyncTests,
     LoggingTests,
@@ -495,5 +500,6 @@ from braid.testing.suite_lifecycle import (  # noqa: E402 - they import run_in_f
 
 class RunnerConformance(SubmitTests, DependencyTests, MapTests, WaitTests, StateTests,
                         NamingTests, FlowTests, NestedSubmissionTests, RetryTests,
-                        TimeoutTests, AsyncTests, LoggingTests, OptionTests):
+                        TimeoutTests, AsyncTests, LoggingTests, OptionTests,
+                        SerializationTests, TracebackTests, FaultTests):
     """Every behaviour test; subclass it and provide a ``runner`` fixture."""

@@ -1,0 +1,290 @@
+"""ProcessPoolTaskRunner: task runs in worker processes, for CPU-bound work.
+
+How a call travels::
+
+    parent                                                 worker process (spawn)
+    ------                                                 ----------------------
+    submit: dumps_call(call) ── SerializationError here, naming the culprit
+      upstreams not final? wait in callbacks (no thread per run)
+    _dispatch: an idle worker? ── send (call bytes, upstream states) ──>  run_pickled
+               else queue it (FIFO)                                       (engine: retries,
+                                                                          time-outs, logs)
+    result thread: multiprocessing.connection.wait(<─ pickled State ───  send_bytes
+      on every worker's pipe and process sentinel)
+      result   -> replay logs, finish the future, give the worker the next queued run
+      sentinel -> the worker died: its run ends CRASHED (WorkerLost); a new
+                  worker is started if runs are waiting
+
+Each worker runs one call at a time, so the parent always knows which run a dead
+worker took with it, and ``max_workers`` is a hard cap.  Futures never cross the
+boundary: dependencies are resolved here and only final states are sent.
+
+Tasks submitted from inside a task running in a worker go to that worker process's
+own default thread runner, so nested submission cannot deadlock the pool.
+
+A run that times out while its thread is stuck makes the worker process exit after
+it has reported the TimedOut state, which ends the stuck code; the parent starts a
+fresh worker.
+"""
+
+from __future__ import annotations
+
+import collections
+import multiprocessing
+import multiprocessing.connection as mpc
+import os
+import signal
+import threading
+from typing import Any
+
+from braid import errors
+from braid.core.logs import driver_level, replay
+from braid.core.serialization import dumps, dumps_call, loads
+from braid.core.states import Crashed, Failed, State
+from braid.runners.base import Capabilities, LocalTaskRunner, PendingRun
+
+__all__ = ["ProcessPoolTaskRunner"]
+
+_START_METHODS = ("spawn", "forkserver", "fork")
+
+
+class ProcessPoolTaskRunner(LocalTaskRunner):
+    """Runs tasks in up to ``max_workers`` processes (default: the number of CPUs).
+
+    ``start_method`` is ``"spawn"`` (default, safe everywhere), ``"forkserver"`` or
+    ``"fork"``.  Calls and results travel with cloudpickle, so tasks defined in
+    ``__main__``, closures and lambdas work.
+    """
+
+    capabilities = Capabilities(requires_pickling=True, can_interrupt_running=True,
+                                remote=True)
+
+    def __init__(self, max_workers: int | None = None, start_method: str = "spawn") -> None:
+        super().__init__()
+        if max_workers is not None and (
+            not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers < 1
+        ):
+            raise errors.ConfigurationError(
+                f"ProcessPoolTaskRunner: max_workers must be an int >= 1 or None, "
+                f"got {max_workers!r}"
+            )
+        if start_method not in _START_METHODS:
+            raise errors.ConfigurationError(
+                f"ProcessPoolTaskRunner: start_method must be one of {_START_METHODS}, "
+                f"got {start_method!r}"
+            )
+        self._max_workers_arg = max_workers
+        self.max_workers = max_workers or os.cpu_count() or 1
+        self.start_method = start_method
+
+    def duplicate(self) -> ProcessPoolTaskRunner:
+        return type(self)(max_workers=self._max_workers_arg, start_method=self.start_method)
+
+    def __repr__(self) -> str:
+        return (f"ProcessPoolTaskRunner(max_workers={self.max_workers}, "
+                f"start_method={self.start_method!r})")
+
+    def _pickle_call(self, call: Any) -> bytes:
+        return dumps_call(call)  # at submit, so a call that will not pickle fails there
+
+    # -- pool -------------------------------------------------------------------------
+    def _start_pool(self) -> None:
+        self._ctx = multiprocessing.get_context(self.start_method)
+        self._waiting: collections.deque[tuple[PendingRun, bytes]] = collections.deque()
+        self._idle: list[_Worker] = []
+        self._workers: dict[Any, _Worker] = {}  # by sentinel
+        self._log_level = driver_level()
+        self._wake_r, self._wake_w = mpc.Pipe(duplex=False)
+        self._closing = False
+        self._results = threading.Thread(target=self._collect, daemon=True,
+                                         name=f"braid-processes-{id(self):x}")
+        self._results.start()
+
+    def _spawn(self) -> _Worker:
+        # called with self._lock held
+        parent_end, child_end = self._ctx.Pipe()
+        proc = self._ctx.Process(target=_worker_main, args=(child_end, self._log_level),
+                                 daemon=True, name="braid-process-worker")
+        proc.start()
+        child_end.close()
+        worker = _Worker(proc, parent_end)
+        self._workers[proc.sentinel] = worker
+        self._wake_w.send_bytes(b"")  # the result thread must watch the new worker
+        return worker
+
+    def _dispatch(self, run: PendingRun) -> None:
+        call_bytes, run.payload = run.payload, None
+        if self._cancelled(run):
+            return
+        states = [u.state for u in run.upstreams] if run.upstreams else ()
+        try:
+            message = dumps((call_bytes, states))
+        except Exception as exc:  # noqa: BLE001 - an upstream value that will not pickle
+            err = errors.SerializationError(
+                f"task run {run.future.task_run_name!r}: an upstream result could not be "
+                f"pickled to send it to a worker process: {exc}"
+            )
+            self._complete(run, Failed(err))
+            return
+        with self._lock:
+            if self._idle:
+                worker = self._idle.pop()
+            elif len(self._workers) < self.max_workers:
+                worker = self._spawn()
+            else:
+                self._waiting.append((run, message))
+                return
+            self._send(worker, run, message)
+
+    def _send(self, worker: _Worker, run: PendingRun, message: bytes) -> None:
+        # called with self._lock held
+        worker.run = run
+        run.future._set_running()
+        self._running[run.future] = None
+        try:
+            worker.conn.send_bytes(message)
+        except OSError:
+            pass  # the worker is dead; its sentinel reports the run as lost
+
+    def _collect(self) -> None:
+        """The result thread: results, and deaths of worker processes."""
+        while True:
+            with self._lock:
+                if self._closing and not self._workers:
+                    return
+                watch = [self._wake_r, *self._workers, *(w.conn for w in self._workers.values())]
+            ready = mpc.wait(watch)
+            for obj in ready:
+                if obj is self._wake_r:
+                    try:
+                        self._wake_r.recv_bytes()
+                    except EOFError:
+                        return
+                    continue
+                worker = self._workers.get(obj)
+                if worker is not None:
+                    self._on_death(worker)
+                    continue
+                for w in list(self._workers.values()):
+                    if w.conn is obj:
+                        self._on_result(w)
+                        break
+
+    def _on_result(self, worker: _Worker, alive: bool = True) -> None:
+        try:
+            payload = worker.conn.recv_bytes()
+        except (EOFError, OSError):
+            return  # the sentinel will report the death
+        run = worker.run
+        state: State = loads(payload)
+        with self._lock:
+            worker.run = None
+            if run is not None:
+                self._running.pop(run.future, None)
+            if alive and not self._closing:
+                if self._waiting:
+                    self._send(worker, *self._waiting.popleft())
+                else:
+                    self._idle.append(worker)
+        if state.extra and "logs" in state.extra:
+            replay(state.extra.pop("logs"), f"process {worker.proc.pid}")
+        if run is not None:
+            self._complete(run, state)
+
+    def _on_death(self, worker: _Worker) -> None:
+        worker.proc.join(timeout=5)
+        with self._lock:
+            if worker in self._idle:
+                self._idle.remove(worker)
+        if worker.conn.poll():
+            self._on_result(worker, alive=False)  # it reported, then exited (a stuck time-out)
+        with self._lock:
+            self._workers.pop(worker.proc.sentinel, None)
+            if worker in self._idle:
+                self._idle.remove(worker)
+            run, worker.run = worker.run, None
+            if run is not None:
+                self._running.pop(run.future, None)
+            replacement = None
+            if self._waiting and not self._closing:
+                replacement = self._spawn()
+                self._send(replacement, *self._waiting.popleft())
+        worker.conn.close()
+        if run is not None:
+            code = worker.proc.exitcode
+            how = _describe_exit(code)
+            err = errors.WorkerLost(
+                f"the worker process (pid {worker.proc.pid}) running task run "
+                f"{run.future.task_run_name!r} died: {how}"
+            )
+            self._complete(run, Crashed(err, str(err)))
+
+    def _stop_pool(self, abandon: bool) -> None:
+        with self._lock:
+            self._closing = True
+            waiting, self._waiting = list(self._waiting), collections.deque()
+            workers = list(self._workers.values())
+        for run, _message in waiting:
+            self._cancelled(run)
+        for w in workers:
+            if abandon or w.run is not None:
+                w.proc.terminate()
+            else:
+                try:
+                    w.conn.send_bytes(b"")
+                except OSError:
+                    pass
+        for w in workers:
+            w.proc.join(timeout=10)
+            if w.proc.is_alive():
+                w.proc.kill()
+                w.proc.join()
+        self._wake_w.send_bytes(b"")
+        self._results.join(timeout=10)
+        for w in workers:
+            w.conn.close()
+        self._wake_w.close()
+        self._wake_r.close()
+
+
+class _Worker:
+    __slots__ = ("proc", "conn", "run")
+
+    def __init__(self, proc: Any, conn: Any) -> None:
+        self.proc = proc
+        self.conn = conn
+        self.run: PendingRun | None = None
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "it stopped answering"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (out of memory?)" if name == "SIGKILL" else ""
+        return f"killed by {name}{hint}"
+    return f"exited with code {code}"
+
+
+def _worker_main(conn: Any, log_level: int) -> None:
+    """A worker process: run one call at a time until told to stop (an empty message)."""
+    from braid.core.engine import run_pickled
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    while True:
+        try:
+            msg = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        if not msg:
+            return
+        call_bytes, states = loads(msg)
+        conn.send_bytes(run_pickled(call_bytes, states, None, log_level))
+        if any(t.name.startswith("braid-timeout-") and t.is_alive()
+               for t in threading.enumerate()):
+            # a timed-out run is still stuck in this process: end it for real
+            conn.close()
+            os._exit(0)
