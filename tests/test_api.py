@@ -12,7 +12,8 @@ import braid
 
 def test_exported_names():
     assert set(braid.__all__) == {
-        "Flow", "FutureList", "ProcessPoolTaskRunner", "State", "StateType", "Task", "TaskFuture", "TaskRunner",
+        "Flow", "FutureList", "ProcessPoolTaskRunner", "State", "StateType", "Task",
+        "TaskFuture", "TaskRunner",
         "ThreadPoolTaskRunner", "allow_failure", "as_completed", "errors", "flow",
         "get_run_context", "get_run_logger", "quote", "task", "unmapped", "wait",
     }

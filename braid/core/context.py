@@ -79,6 +79,7 @@ class RunContext:
     log_prints: bool = False
     flow: Any = None
     parameters: dict = field(default_factory=dict)
+    record: Any = None  # the FlowRunRecord of a flow body's context
 
     @property
     def logger(self) -> logging.LoggerAdapter:

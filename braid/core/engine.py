@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import inspect
+import os
 import random
 import threading
 import time
@@ -170,9 +171,24 @@ def _enter_context(call: TaskCall, args: tuple, kwargs: dict, nested_runner: Any
     return ctx, token
 
 
-def _final(state: State, ctx: RunContext | None, call: TaskCall) -> State:
+def _final(state: State, ctx: RunContext | None, call: TaskCall,
+           started: float | None = None) -> State:
     state.task_run_name = ctx.task_run.name if ctx is not None else call.run_name
+    if started is not None:
+        state.started = started
+        state.where = _where()
     return state
+
+
+_pid = os.getpid()
+
+
+def _where() -> str:
+    """This process and thread, as a lane name: ``pid 123 / braid-worker-0``."""
+    global _pid
+    if _pid != os.getpid():  # forked
+        _pid = os.getpid()
+    return f"pid {_pid} / {threading.current_thread().name}"
 
 
 # -- retries --------------------------------------------------------------------------
@@ -268,6 +284,7 @@ def run_task(call: TaskCall, upstream_states: Any = None, nested_runner: Any = N
         ctx, token = _enter_context(call, args, kwargs, nested_runner, on_start)
     except Exception as exc:
         return _final(Failed(exc), None, call)
+    started = time.time()
     try:
         task = call.task
         fn = task.fn
@@ -283,10 +300,10 @@ def run_task(call: TaskCall, upstream_states: Any = None, nested_runner: Any = N
             except BaseException as exc:  # noqa: BLE001 - every outcome becomes a state
                 state = _failure_state(exc, call)
                 if state.type is StateType.CRASHED:
-                    return _final(state, ctx, call)
+                    return _final(state, ctx, call, started)
                 delay = _retry_delay(call, state)
                 if delay is None:
-                    return _final(state, ctx, call)
+                    return _final(state, ctx, call, started)
                 if reschedule_retries and delay > 0:
                     retry = State(StateType.PENDING, AWAITING_RETRY, state.message, delay)
                     return _final(retry, ctx, call)
@@ -295,7 +312,7 @@ def run_task(call: TaskCall, upstream_states: Any = None, nested_runner: Any = N
                 call = call.next_attempt()
                 ctx.task_run.attempt = call.attempt
                 continue
-            return _final(Completed(value), ctx, call)
+            return _final(Completed(value), ctx, call, started)
     finally:
         current_run.reset(token)
 
@@ -405,6 +422,7 @@ async def run_task_async(call: TaskCall, upstream_states: Any = None,
         ctx, token = _enter_context(call, args, kwargs, nested_runner, None)
     except Exception as exc:
         return _final(Failed(exc), None, call)
+    started = time.time()
     try:
         task = call.task
         while True:
@@ -419,15 +437,15 @@ async def run_task_async(call: TaskCall, upstream_states: Any = None,
             except BaseException as exc:  # noqa: BLE001
                 state = _failure_state(exc, call)
                 if state.type is StateType.CRASHED:
-                    return _final(state, ctx, call)
+                    return _final(state, ctx, call, started)
                 delay = _retry_delay(call, state)
                 if delay is None:
-                    return _final(state, ctx, call)
+                    return _final(state, ctx, call, started)
                 if delay > 0:
                     await asyncio.sleep(delay)
                 call = call.next_attempt()
                 ctx.task_run.attempt = call.attempt
                 continue
-            return _final(Completed(result), ctx, call)
+            return _final(Completed(result), ctx, call, started)
     finally:
         current_run.reset(token)

@@ -23,8 +23,9 @@ from braid.core.context import FlowRunInfo, RunContext, current_run
 from braid.core.engine import _raise_in_thread
 from braid.core.futures import TaskFuture
 from braid.core.logs import ensure_print_hook
+from braid.core.records import FlowRunRecord
 from braid.core.resolve import _unchanged, walk_replace
-from braid.core.states import Completed, Failed, State, TimedOut
+from braid.core.states import Completed, Crashed, Failed, State, TimedOut
 from braid.core.tasks import _check_options, check_reserved
 
 __all__ = ["Flow", "flow"]
@@ -165,8 +166,11 @@ class Flow(Generic[R]):
             log_prints = bool(parent and parent.log_prints)
         if log_prints:
             ensure_print_hook()
+        record = FlowRunRecord(str(run_id), name, self.name, repr(runner))
+        if parent is not None and parent.record is not None:
+            parent.record.flow_runs.append(record)
         ctx = RunContext(FlowRunInfo(str(run_id), name, self.name), None, runner, log_prints,
-                         self, params)
+                         self, params, record)
         token = current_run.set(ctx)
         try:
             runner.__enter__()
@@ -192,55 +196,68 @@ class Flow(Generic[R]):
     def _run_once(self, args: tuple, kwargs: dict, params: dict) -> State:
         runner, ctx, token = self._begin(params)
         try:
-            try:
-                if self.timeout_seconds is None:
-                    rv = self.fn(*args, **kwargs)
-                else:
-                    rv = self._call_with_deadline(args, kwargs, ctx)
-            except errors.FlowTimeout as exc:
-                runner.__exit__(type(exc), exc, exc.__traceback__)
-                return TimedOut(str(exc), exc)
-            except Exception as exc:
-                runner.__exit__(None, None, None)
-                return Failed(exc)
-            except BaseException as exc:
-                runner.__exit__(type(exc), exc, exc.__traceback__)
-                raise
-            try:
-                runner.__exit__(None, None, None)
-            except BaseException as exc:
-                runner.__exit__(type(exc), exc, exc.__traceback__)
-                raise
-            return state_from_return(rv)
+            return _with_record(self._run_body(runner, ctx, args, kwargs), ctx.record)
+        except BaseException:
+            ctx.record.finish(_interrupted())
+            raise
         finally:
             current_run.reset(token)
+
+    def _run_body(self, runner: Any, ctx: RunContext, args: tuple, kwargs: dict) -> State:
+        try:
+            if self.timeout_seconds is None:
+                rv = self.fn(*args, **kwargs)
+            else:
+                rv = self._call_with_deadline(args, kwargs, ctx)
+        except errors.FlowTimeout as exc:
+            runner.__exit__(type(exc), exc, exc.__traceback__)
+            return TimedOut(str(exc), exc)
+        except Exception as exc:
+            runner.__exit__(None, None, None)
+            return Failed(exc)
+        except BaseException as exc:
+            runner.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        try:
+            runner.__exit__(None, None, None)
+        except BaseException as exc:
+            runner.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        return state_from_return(rv)
 
     async def _run_once_async(self, args: tuple, kwargs: dict, params: dict) -> State:
         runner, ctx, token = self._begin(params)
         try:
-            try:
-                coro = self.fn(*args, **kwargs)
-                if self.timeout_seconds is None:
-                    rv = await coro
-                else:
-                    rv = await self._await_with_deadline(coro)
-            except errors.FlowTimeout as exc:
-                runner.__exit__(type(exc), exc, exc.__traceback__)
-                return TimedOut(str(exc), exc)
-            except Exception as exc:
-                await asyncio.to_thread(runner.__exit__, None, None, None)
-                return Failed(exc)
-            except BaseException as exc:
-                runner.__exit__(type(exc), exc, exc.__traceback__)
-                raise
-            try:
-                await asyncio.to_thread(runner.__exit__, None, None, None)
-            except BaseException as exc:
-                runner.__exit__(type(exc), exc, exc.__traceback__)
-                raise
-            return await asyncio.to_thread(state_from_return, rv)
+            return _with_record(await self._run_body_async(runner, ctx, args, kwargs), ctx.record)
+        except BaseException:
+            ctx.record.finish(_interrupted())
+            raise
         finally:
             current_run.reset(token)
+
+    async def _run_body_async(self, runner: Any, ctx: RunContext, args: tuple,
+                              kwargs: dict) -> State:
+        try:
+            coro = self.fn(*args, **kwargs)
+            if self.timeout_seconds is None:
+                rv = await coro
+            else:
+                rv = await self._await_with_deadline(coro)
+        except errors.FlowTimeout as exc:
+            runner.__exit__(type(exc), exc, exc.__traceback__)
+            return TimedOut(str(exc), exc)
+        except Exception as exc:
+            await asyncio.to_thread(runner.__exit__, None, None, None)
+            return Failed(exc)
+        except BaseException as exc:
+            runner.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        try:
+            await asyncio.to_thread(runner.__exit__, None, None, None)
+        except BaseException as exc:
+            runner.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        return await asyncio.to_thread(state_from_return, rv)
 
     def _timeout_error(self) -> errors.FlowTimeout:
         return errors.FlowTimeout(
@@ -284,6 +301,18 @@ class Flow(Generic[R]):
                 pass
             raise self._timeout_error()
         return body.result()
+
+
+def _with_record(state: State, record: FlowRunRecord) -> State:
+    # a copy: the body may have returned a task run's own state
+    flow_state = State(state.type, state.name, state.message, state.data)
+    record.finish(flow_state)
+    flow_state.extra = {"record": record}
+    return flow_state
+
+
+def _interrupted() -> State:
+    return Crashed(errors.Crash("the flow run was interrupted"), "the flow run was interrupted")
 
 
 def _new_runner(spec: Any) -> Any:

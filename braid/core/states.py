@@ -97,12 +97,15 @@ def _unpack_exception(packed: tuple) -> BaseException:
     return exc
 
 
-def _rebuild_state(type_, name, message, ts, data, packed_exc, task_run_name, extra):
+def _rebuild_state(type_, name, message, ts, data, packed_exc, task_run_name, extra,
+                   started=None, where=None):
     if packed_exc is not None:
         data = _unpack_exception(packed_exc)
     state = State(type_, name, message, data, ts)
     state.task_run_name = task_run_name
     state.extra = extra
+    state.started = started
+    state.where = where
     return state
 
 
@@ -113,7 +116,8 @@ class State:
     final run.  ``result()`` returns the value or raises the exception.
     """
 
-    __slots__ = ("type", "name", "message", "data", "_ts", "task_run_name", "extra")
+    __slots__ = ("type", "name", "message", "data", "_ts", "task_run_name", "extra", "started",
+                 "where")
 
     def __init__(
         self,
@@ -130,8 +134,17 @@ class State:
         self._ts = _time() if timestamp is None else timestamp
         #: the rendered name of the task run, set by the engine when it ran the task
         self.task_run_name: str | None = None
-        #: small metadata the runner attached (where it ran, log records); or None
+        #: small metadata the runner attached (log records, ...); or None
         self.extra: dict | None = None
+        #: for a final task run state: when the run started (epoch seconds), or None
+        self.started: float | None = None
+        #: for a final task run state: where it ran (process and thread, worker, node)
+        self.where: str | None = None
+
+    @property
+    def record(self) -> Any:
+        """For a flow run's final state: its :class:`~braid.core.records.FlowRunRecord`."""
+        return self.extra.get("record") if self.extra else None
 
     # -- when ---------------------------------------------------------------------
     @property
@@ -191,7 +204,7 @@ class State:
         return (
             _rebuild_state,
             (self.type, self.name, self.message, self._ts, data, packed, self.task_run_name,
-             self.extra),
+             self.extra, self.started, self.where),
         )
 
 

@@ -20,6 +20,7 @@ from braid.core.annotations import unmapped
 from braid.core.context import current_run
 from braid.core.engine import TaskCall, render_run_name, run_task, run_task_async
 from braid.core.futures import FutureList, TaskFuture
+from braid.core.records import DirectRun
 from braid.core.resolve import extract
 from braid.core.resources import ResourceHints, current_hints, hints_from
 from braid.core.states import State
@@ -204,6 +205,8 @@ class Task(Generic[R]):
                 u.wait()
             states = [u.state for u in upstreams]
         state = run_task(call, states, nested_runner=nested)
+        if ctx is not None and ctx.record is not None:
+            ctx.record.add(DirectRun(state, self, call.run_id))
         return state if return_state else _direct_result(state)
 
     async def _call_async(self, call: TaskCall, upstreams: list, nested: Any,
@@ -236,6 +239,8 @@ class Task(Generic[R]):
             runner = _default_runner()
         call, upstreams = self._make_call(args, kwargs, wait_for, ctx)
         future = runner.submit(call, upstreams)
+        if ctx is not None and ctx.record is not None:
+            ctx.record.add(future)
         if return_state:
             future.wait()
             return future.state
@@ -259,6 +264,9 @@ class Task(Generic[R]):
             calls.append(call)
             ups.append(upstreams)
         futures = FutureList(runner.map(calls, ups))
+        if ctx is not None and ctx.record is not None:
+            for f in futures:
+                ctx.record.add(f)
         if return_state:
             futures.wait()
             return [f.state for f in futures]

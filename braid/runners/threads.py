@@ -91,7 +91,7 @@ class ThreadPoolTaskRunner(LocalTaskRunner):
         n = len(self._threads)
         if self._queued > n - self._busy and n - self._blocked < self.max_workers:
             t = threading.Thread(target=self._work, daemon=True,
-                                 name=f"braid-worker-{id(self):x}-{n}")
+                                 name=f"braid-worker-{n}")
             self._threads.append(t)
             t.start()
 

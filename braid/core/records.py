@@ -1,0 +1,138 @@
+"""Run records: what a flow run did — its task runs, their states, times and places.
+
+Every flow run keeps a :class:`FlowRunRecord`; ``.submit()``/``.map()`` and direct
+calls in the flow's body add to it (one list append per run; the details are read
+from the futures' final states only when asked).  The final flow State carries it as
+``state.record``, which is what ``braid run`` summarises and draws.
+
+Task runs submitted from inside other tasks are not listed (they still drain with
+their runner).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from braid.core.states import State, StateType
+
+__all__ = ["TaskRunRecord", "FlowRunRecord", "DirectRun"]
+
+
+@dataclass
+class TaskRunRecord:
+    """One task run: names, final state, start and end (epoch seconds), where it ran."""
+
+    id: str
+    name: str
+    task_name: str
+    state_type: str
+    state_name: str
+    start: float | None
+    end: float | None
+    where: str | None
+    error: str | None
+
+    @property
+    def duration(self) -> float | None:
+        if self.start is None or self.end is None:
+            return None
+        return max(0.0, self.end - self.start)
+
+    def to_dict(self) -> dict:
+        return {**self.__dict__, "duration": self.duration}
+
+
+@dataclass
+class FlowRunRecord:
+    """One flow run: its task runs and nested flow runs, filled in as the run goes."""
+
+    id: str
+    name: str
+    flow_name: str
+    runner: str
+    start: float = field(default_factory=time.time)
+    end: float | None = None
+    state_type: str | None = None
+    state_name: str | None = None
+    error: str | None = None
+    flow_runs: list[FlowRunRecord] = field(default_factory=list)
+    _entries: list = field(default_factory=list, repr=False)
+
+    # -- filled in while running ------------------------------------------------------
+    def add(self, entry: Any) -> None:
+        """Record a submitted run (its future) or a finished direct call (a DirectRun)."""
+        self._entries.append(entry)
+
+    def finish(self, state: State) -> None:
+        self.end = time.time()
+        self.state_type = state.type.value
+        self.state_name = state.name
+        if not state.is_completed():
+            self.error = _first_line(state.message)
+
+    # -- read -------------------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        """Task runs by state type now (PENDING, RUNNING, COMPLETED, ...), this flow only."""
+        out: dict[str, int] = {}
+        for entry in self._entries:
+            key = entry.state.type.value
+            out[key] = out.get(key, 0) + 1
+        return out
+
+    @property
+    def task_runs(self) -> list[TaskRunRecord]:
+        """The task runs of this flow run (not of nested flows), in submission order."""
+        return [_task_record(e) for e in self._entries]
+
+    def all_task_runs(self) -> list[TaskRunRecord]:
+        """Task runs of this flow run and of every nested flow run."""
+        out = self.task_runs
+        for child in self.flow_runs:
+            out.extend(child.all_task_runs())
+        return out
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id, "name": self.name, "flow_name": self.flow_name,
+            "runner": self.runner, "start": self.start, "end": self.end,
+            "state_type": self.state_type, "state_name": self.state_name,
+            "error": self.error,
+            "task_runs": [t.to_dict() for t in self.task_runs],
+            "flow_runs": [f.to_dict() for f in self.flow_runs],
+        }
+
+
+def _first_line(text: str | None) -> str | None:
+    if not text:
+        return None
+    return text.strip().splitlines()[0] if text.strip() else None
+
+
+class DirectRun:
+    """A task called directly in a flow body: already final, shaped like a future."""
+
+    __slots__ = ("state", "task", "task_run_id", "task_run_name")
+
+    def __init__(self, state: State, task: Any, run_id: Any) -> None:
+        self.state = state
+        self.task = task
+        self.task_run_id = run_id
+        self.task_run_name = state.task_run_name
+
+
+def _task_record(entry: Any) -> TaskRunRecord:
+    st = entry.state
+    run_id = str(entry.task_run_id)
+    name = entry.task_run_name or ""
+    task_name = entry.task.name if entry.task is not None else ""
+    final = st.type not in (StateType.PENDING, StateType.RUNNING)
+    error = None
+    if final and st.type is not StateType.COMPLETED:
+        error = _first_line(st.message) or st.name
+    return TaskRunRecord(
+        id=run_id, name=name, task_name=task_name, state_type=st.type.value,
+        state_name=st.name, start=st.started, end=st._ts if final else None,
+        where=st.where, error=error,
+    )
