@@ -51,3 +51,21 @@ def test_failed_flow_records_error():
     state = failing(return_state=True)
     assert state.record.state_type == "FAILED"
     assert state.record.error == "UserError: flow failed here"
+
+
+def test_watch_flow_runs_sees_top_level_runs_as_they_start():
+    from braid.core.records import watch_flow_runs
+
+    seen_inside = []
+
+    @flow
+    def watched():
+        seen_inside.append(len(seen))
+        return st.inc.submit(1).result()
+
+    with watch_flow_runs() as seen:
+        watched()
+        recorded()
+    assert seen_inside == [1]
+    assert [r.flow_name for r in seen] == ["watched", "recorded"]
+    assert len(seen[1].flow_runs) == 1

@@ -23,6 +23,7 @@ from braid.core.context import FlowRunInfo, RunContext, current_run
 from braid.core.engine import _raise_in_thread
 from braid.core.futures import TaskFuture
 from braid.core.logs import ensure_print_hook
+from braid.core import records
 from braid.core.records import FlowRunRecord
 from braid.core.resolve import _unchanged, walk_replace
 from braid.core.states import Completed, Crashed, Failed, State, TimedOut
@@ -167,8 +168,7 @@ class Flow(Generic[R]):
         if log_prints:
             ensure_print_hook()
         record = FlowRunRecord(str(run_id), name, self.name, repr(runner))
-        if parent is not None and parent.record is not None:
-            parent.record.flow_runs.append(record)
+        records.started(record, parent.record if parent is not None else None)
         ctx = RunContext(FlowRunInfo(str(run_id), name, self.name), None, runner, log_prints,
                          self, params, record)
         token = current_run.set(ctx)

@@ -12,12 +12,16 @@ their runner).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from braid.core.states import State, StateType
 
-__all__ = ["TaskRunRecord", "FlowRunRecord", "DirectRun"]
+__all__ = ["TaskRunRecord", "FlowRunRecord", "DirectRun", "watch_flow_runs"]
+
+_watchers: list[list] = []
 
 
 @dataclass
@@ -102,6 +106,30 @@ class FlowRunRecord:
             "task_runs": [t.to_dict() for t in self.task_runs],
             "flow_runs": [f.to_dict() for f in self.flow_runs],
         }
+
+
+@contextmanager
+def watch_flow_runs() -> Iterator[list[FlowRunRecord]]:
+    """Collect the records of top-level flow runs started inside the block, as they start.
+
+    The list fills while the flows run, so another thread can show live progress
+    (``record.counts()``); nested flow runs appear under their parent's ``flow_runs``.
+    """
+    seen: list[FlowRunRecord] = []
+    _watchers.append(seen)
+    try:
+        yield seen
+    finally:
+        _watchers.remove(seen)
+
+
+def started(record: FlowRunRecord, parent: FlowRunRecord | None) -> None:
+    """Called by the flow engine when a flow run starts."""
+    if parent is not None:
+        parent.flow_runs.append(record)
+    else:
+        for seen in _watchers:
+            seen.append(record)
 
 
 def _first_line(text: str | None) -> str | None:
