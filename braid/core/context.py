@@ -37,15 +37,30 @@ class FlowRunInfo:
 class TaskRunInfo:
     """What a running task can know about itself: id, name, attempt (1-based), parameters."""
 
-    __slots__ = ("_id", "name", "task_name", "attempt", "_task", "_args", "_kwargs", "_params")
+    __slots__ = ("_id", "_name", "attempt", "_task", "_args", "_kwargs", "_params")
 
-    def __init__(self, run_id: int, name: str, task: Any, attempt: int, args: tuple,
+    def __init__(self, run_id: int, name: str | None, task: Any, attempt: int, args: tuple,
                  kwargs: dict) -> None:
         self._id = run_id
-        self.name = name
-        self.task_name = task.name
+        self._name = name  # None: the default name, made only if asked for
         self.attempt = attempt
         self._task, self._args, self._kwargs, self._params = task, args, kwargs, None
+
+    @property
+    def name(self) -> str:
+        """The task run's name (its template rendered, or ``<task>-<8 hex>``)."""
+        name = self._name
+        if name is None:
+            name = self._name = default_run_name(self._task.name, self._id)
+        return name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._name = value
+
+    @property
+    def task_name(self) -> str:
+        return self._task.name
 
     @property
     def id(self) -> uuid.UUID:
@@ -68,7 +83,7 @@ def default_run_name(task_name: str, run_id: int) -> str:
     return f"{task_name}-{run_id & 0xFFFFFFFF:08x}"
 
 
-@dataclass
+@dataclass(slots=True)
 class RunContext:
     """The current run: ``flow_run`` (or None in a task submitted outside a flow),
     ``task_run`` (None in a flow body), and the runner that nested submits go to."""
@@ -84,6 +99,10 @@ class RunContext:
     @property
     def logger(self) -> logging.LoggerAdapter:
         return run_logger_for(self)
+
+    @property
+    def task_runner_or_default(self) -> Any:
+        return self.task_runner
 
 
 current_run: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar(

@@ -55,6 +55,7 @@ __all__ = [
 ]
 
 AWAITING_RETRY = "AwaitingRetry"
+_COMPLETED = StateType.COMPLETED
 
 
 class TaskCall:
@@ -152,7 +153,7 @@ def _enter_context(call: TaskCall, args: tuple, kwargs: dict, nested_runner: Any
                    on_start: Callable[[str], None] | None) -> tuple[RunContext, Any]:
     task = call.task
     name = call.run_name
-    info = TaskRunInfo(call.run_id, name or "", task, call.attempt, args, kwargs)
+    info = TaskRunInfo(call.run_id, name, task, call.attempt, args, kwargs)
     log_prints = task.log_prints
     if log_prints is None:
         log_prints = call.log_prints
@@ -160,35 +161,33 @@ def _enter_context(call: TaskCall, args: tuple, kwargs: dict, nested_runner: Any
         ensure_print_hook()
     ctx = RunContext(call.flow_run, info, nested_runner, log_prints)
     token = current_run.set(ctx)
-    if name is None:
+    if name is None and task.task_run_name is not None:
         try:
-            info.name = name = render_run_name(task, args, kwargs, call.run_id)
+            info._name = name = render_run_name(task, args, kwargs, call.run_id)
         except BaseException:
             current_run.reset(token)
             raise
-    if on_start is not None:
-        on_start(name)
+        if on_start is not None:
+            on_start(name)
     return ctx, token
 
 
 def _final(state: State, ctx: RunContext | None, call: TaskCall,
            started: float | None = None) -> State:
-    state.task_run_name = ctx.task_run.name if ctx is not None else call.run_name
+    # a default name stays None here: futures and records make it from the run id
+    state.task_run_name = ctx.task_run._name if ctx is not None else call.run_name
     if started is not None:
         state.started = started
         state.where = _where()
     return state
 
 
-_pid = os.getpid()
-
-
 def _where() -> str:
-    """This process and thread, as a lane name: ``pid 123 / braid-worker-0``."""
-    global _pid
-    if _pid != os.getpid():  # forked
-        _pid = os.getpid()
-    return f"pid {_pid} / {threading.current_thread().name}"
+    """This process and thread, as a lane name: ``pid 123 / braid-worker-0`` (cached)."""
+    where = getattr(_thread_state, "where", None)
+    if where is None or not where.startswith(f"pid {os.getpid()} "):
+        where = _thread_state.where = f"pid {os.getpid()} / {threading.current_thread().name}"
+    return where
 
 
 # -- retries --------------------------------------------------------------------------
@@ -312,7 +311,7 @@ def run_task(call: TaskCall, upstream_states: Any = None, nested_runner: Any = N
                 call = call.next_attempt()
                 ctx.task_run.attempt = call.attempt
                 continue
-            return _final(Completed(value), ctx, call, started)
+            return _final(State(_COMPLETED, "Completed", "", value), ctx, call, started)
     finally:
         current_run.reset(token)
 

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from braid.core.context import default_run_name
 from braid.core.states import State, StateType
 
 __all__ = ["TaskRunRecord", "FlowRunRecord", "DirectRun", "watch_flow_runs"]
@@ -147,7 +148,7 @@ class DirectRun:
         self.state = state
         self.task = task
         self.task_run_id = run_id
-        self.task_run_name = state.task_run_name
+        self.task_run_name = state.task_run_name or default_run_name(task.name, run_id)
 
 
 def _task_record(entry: Any) -> TaskRunRecord:

@@ -34,6 +34,8 @@ from braid.core.engine import AWAITING_RETRY, TaskCall
 from braid.core.futures import TaskFuture
 from braid.core.states import Cancelled, Crashed, State, StateType
 
+_PENDING = StateType.PENDING
+
 __all__ = ["Capabilities", "TaskRunner", "LocalTaskRunner", "PendingRun"]
 
 
@@ -142,7 +144,11 @@ class LocalTaskRunner(TaskRunner):
     def _start(self) -> None:
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)
-        self._outstanding = 0
+        # accepted runs are counted without a lock (next() on a count is atomic);
+        # finished ones under the lock; the drain compares the two
+        self._accepted = itertools.count()
+        self._probes = 0
+        self._finished = 0
         self._draining = False
         self._cancel_reason: str | None = None
         self._running: dict[TaskFuture, None] = {}
@@ -162,10 +168,9 @@ class LocalTaskRunner(TaskRunner):
     def submit(self, call: TaskCall, upstreams: Sequence[TaskFuture]) -> TaskFuture:
         if not self._started:
             raise self._not_started()
-        payload = self._pickle_call(call)
+        payload = self._pickle_call(call) if self._pickles else None
         future = TaskFuture(call.task, call.run_name, call.run_id)
-        with self._lock:
-            self._outstanding += 1
+        next(self._accepted)
         run = PendingRun(call, upstreams, future, payload)
         if upstreams:
             pending = [u for u in upstreams if not u.done()]
@@ -183,8 +188,11 @@ class LocalTaskRunner(TaskRunner):
         self._dispatch(run)
         return future
 
+    #: whether submit() pickles calls (then _pickle_call must be overridden)
+    _pickles = False
+
     def _pickle_call(self, call: TaskCall) -> bytes | None:
-        """The pickled call for runners that pickle (raising SerializationError); else None."""
+        """The pickled call for runners that pickle (raising SerializationError)."""
         return None
 
     def _cancelled(self, run: PendingRun) -> bool:
@@ -197,7 +205,16 @@ class LocalTaskRunner(TaskRunner):
 
     def _complete(self, run: PendingRun, state: State) -> None:
         """Record a run's outcome: retry later, or finish its future."""
-        if state.type is StateType.PENDING and state.name == AWAITING_RETRY:
+        if self._settle(run, state):
+            with self._lock:
+                self._count_finished()
+
+    def _settle(self, run: PendingRun, state: State) -> bool:
+        """Finish the run's future, or schedule its retry; True if the run is final.
+
+        A final run must then be counted with ``_count_finished()`` under the lock.
+        """
+        if state.type is _PENDING and state.name == AWAITING_RETRY:
             if self._cancel_reason is None:
                 if self._delayed is None:
                     with self._lock:
@@ -206,13 +223,22 @@ class LocalTaskRunner(TaskRunner):
                 run.call = run.call.next_attempt()
                 run.future._state = state
                 self._delayed.add(time.monotonic() + state.data, run)
-                return
+                return False
             state = Cancelled(f"not retried: {self._cancel_reason}")
         run.future._finish(state)
-        with self._lock:
-            self._outstanding -= 1
-            if self._draining and self._outstanding == 0:
-                self._drained.notify_all()
+        return True
+
+    def _count_finished(self) -> None:
+        # called with self._lock held
+        self._finished += 1
+        if self._draining:
+            self._drained.notify_all()
+
+    def _accepted_so_far(self) -> int:
+        # called with self._lock held, by the drain only: every probe adds one to the count
+        n = next(self._accepted) - self._probes
+        self._probes += 1
+        return n
 
     def _stop(self, abandon: bool, reason: str) -> None:
         if abandon:
@@ -227,7 +253,7 @@ class LocalTaskRunner(TaskRunner):
             return
         with self._lock:
             self._draining = True
-            while self._outstanding:
+            while self._finished < self._accepted_so_far():
                 self._drained.wait()
             self._draining = False
         if self._delayed is not None:

@@ -84,6 +84,8 @@ class ProcessPoolTaskRunner(LocalTaskRunner):
         return (f"ProcessPoolTaskRunner(max_workers={self.max_workers}, "
                 f"start_method={self.start_method!r})")
 
+    _pickles = True
+
     def _pickle_call(self, call: Any) -> bytes:
         return dumps_call(call)  # at submit, so a call that will not pickle fails there
 

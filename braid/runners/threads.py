@@ -67,8 +67,12 @@ class ThreadPoolTaskRunner(LocalTaskRunner):
     def duplicate(self) -> ThreadPoolTaskRunner:
         return type(self)(max_workers=self._max_workers_arg, check_pickling=self.check_pickling)
 
+    @property
+    def _pickles(self) -> bool:  # type: ignore[override]
+        return self.check_pickling
+
     def _pickle_call(self, call: Any) -> bytes | None:
-        return dumps_call(call) if self.check_pickling else None
+        return dumps_call(call)
 
     def __repr__(self) -> str:
         extra = ", check_pickling=True" if self.check_pickling else ""
@@ -96,12 +100,14 @@ class ThreadPoolTaskRunner(LocalTaskRunner):
             t.start()
 
     def _dispatch(self, run: PendingRun) -> None:
-        if self._cancelled(run):
+        if self._cancel_reason is not None and self._cancelled(run):
             return
         self._q.put(run)
         with self._lock:
             self._queued += 1
-            self._spawn_if_needed()
+            n = len(self._threads)
+            if self._queued > n - self._busy and n - self._blocked < self.max_workers:
+                self._spawn_if_needed()
 
     def _take_slot(self) -> None:
         # called with self._lock held
@@ -113,7 +119,7 @@ class ThreadPoolTaskRunner(LocalTaskRunner):
 
     def _work(self) -> None:
         worker_slot.hook = self._hook
-        q, lock = self._q, self._lock
+        q, lock, running = self._q, self._lock, self._running
         try:
             while True:
                 run = q.get()
@@ -122,41 +128,47 @@ class ThreadPoolTaskRunner(LocalTaskRunner):
                 with lock:
                     self._queued -= 1
                     self._busy += 1
-                    self._take_slot()
+                    if self._active >= self.max_workers:
+                        self._take_slot()
+                    else:
+                        self._active += 1
+                final = False
                 try:
-                    self._execute(run)
+                    if self._cancel_reason is not None and self._cancelled(run):
+                        continue
+                    future = run.future
+                    future._set_running()
+                    running[future] = None
+                    try:
+                        state = self._execute(run)
+                    except BaseException as exc:  # noqa: BLE001 - an engine bug
+                        state = Crashed(errors.BraidError(f"braid engine error: {exc!r}"))
+                    del running[future]
+                    final = self._settle(run, state)
                 finally:
                     with lock:
                         self._busy -= 1
                         self._active -= 1
                         if self._slot_waiters:
                             self._slot_free.notify()
+                        if final:
+                            self._count_finished()
         finally:
             worker_slot.hook = None
             close_thread_loop()
 
-    def _execute(self, run: PendingRun) -> None:
-        if self._cancelled(run):
-            return
-        future = run.future
-        future._set_running()
-        self._running[future] = None
+    def _execute(self, run: PendingRun) -> Any:
         call = run.call
-        try:
-            states = [u.state for u in run.upstreams] if run.upstreams else None
-            if run.payload is not None:  # check_pickling: travel as if to another process
-                call = loads(run.payload)
-                call.attempt = run.call.attempt
-                states = [loads(dumps(s)) for s in states] if states else None
-            state = run_task(call, states, self, True,
-                             future._set_name if call.run_name is None else None)
-            if run.payload is not None:
-                state = loads(dumps_state(state, call.task.name))
-        except BaseException as exc:  # noqa: BLE001 - an engine bug must not kill the thread
-            state = Crashed(errors.BraidError(f"braid engine error: {exc!r}"))
-        finally:
-            self._running.pop(future, None)
-        self._complete(run, state)
+        states = [u.state for u in run.upstreams] if run.upstreams else None
+        if run.payload is None:
+            return run_task(call, states, self, True,
+                            run.future._set_name if call.run_name is None else None)
+        # check_pickling: travel as if to another process
+        call = loads(run.payload)
+        call.attempt = run.call.attempt
+        states = [loads(dumps(s)) for s in states] if states else None
+        state = run_task(call, states, self, True, None)
+        return loads(dumps_state(state, call.task.name))
 
     def _stop_pool(self, abandon: bool) -> None:
         if abandon:
