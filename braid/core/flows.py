@@ -19,11 +19,11 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from braid import errors
+from braid.core import records
 from braid.core.context import FlowRunInfo, RunContext, current_run
 from braid.core.engine import _raise_in_thread
 from braid.core.futures import TaskFuture
 from braid.core.logs import ensure_print_hook
-from braid.core import records
 from braid.core.records import FlowRunRecord
 from braid.core.resolve import _unchanged, walk_replace
 from braid.core.states import Completed, Crashed, Failed, State, TimedOut
