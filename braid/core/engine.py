@@ -25,7 +25,6 @@ else, so every runner behaves the same.
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import inspect
 import os
@@ -33,9 +32,13 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from braid import errors
+
+if TYPE_CHECKING:
+    import asyncio
+
 from braid.core import resolve
 from braid.core.context import RunContext, TaskRunInfo, current_run, default_run_name
 from braid.core.futures import worker_slot
@@ -245,6 +248,8 @@ _thread_state = threading.local()
 
 def thread_loop() -> asyncio.AbstractEventLoop:
     """The event loop this thread keeps for async tasks, made on first use."""
+    import asyncio
+
     loop = getattr(_thread_state, "loop", None)
     if loop is None or loop.is_closed():
         loop = _thread_state.loop = asyncio.new_event_loop()
@@ -359,6 +364,8 @@ def _call_with_deadline(call: TaskCall, ctx: RunContext, fn: Callable, args: tup
 
 async def _await_with_deadline(coro: Any, timeout: float, call: TaskCall,
                                ctx: RunContext) -> Any:
+    import asyncio
+
     task = asyncio.ensure_future(coro)
     done, _ = await asyncio.wait({task}, timeout=timeout)
     if not done:
@@ -413,6 +420,8 @@ async def run_task_async(call: TaskCall, upstream_states: Any = None,
 
     The same steps as :func:`run_task`; retry delays are awaited, not slept.
     """
+    import asyncio
+
     prepared = _prepare(call, upstream_states)
     if isinstance(prepared, State):
         return _final(prepared, None, call)

@@ -9,7 +9,6 @@ are resolved; any failed one fails the flow), or the exception the body raised.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import inspect
 import threading
@@ -131,6 +130,7 @@ class Flow(Generic[R]):
         return state if return_state else state.result()
 
     async def _call_async(self, args: tuple, kwargs: dict, return_state: bool) -> Any:
+        import asyncio
         if _has_pending_future(args, kwargs):
             args, kwargs = await asyncio.to_thread(_resolve_inputs, args, kwargs)
         else:
@@ -237,6 +237,7 @@ class Flow(Generic[R]):
 
     async def _run_body_async(self, runner: Any, ctx: RunContext, args: tuple,
                               kwargs: dict) -> State:
+        import asyncio
         try:
             coro = self.fn(*args, **kwargs)
             if self.timeout_seconds is None:
@@ -291,6 +292,8 @@ class Flow(Generic[R]):
         raise value
 
     async def _await_with_deadline(self, coro: Any) -> Any:
+        import asyncio
+
         body = asyncio.ensure_future(coro)
         done, _ = await asyncio.wait({body}, timeout=self.timeout_seconds)
         if not done:

@@ -30,8 +30,6 @@ fresh worker.
 from __future__ import annotations
 
 import collections
-import multiprocessing
-import multiprocessing.connection as mpc
 import os
 import signal
 import threading
@@ -91,12 +89,14 @@ class ProcessPoolTaskRunner(LocalTaskRunner):
 
     # -- pool -------------------------------------------------------------------------
     def _start_pool(self) -> None:
+        import multiprocessing  # here, not at import: `import braid` stays light
+
         self._ctx = multiprocessing.get_context(self.start_method)
         self._waiting: collections.deque[tuple[PendingRun, bytes]] = collections.deque()
         self._idle: list[_Worker] = []
         self._workers: dict[Any, _Worker] = {}  # by sentinel
         self._log_level = driver_level()
-        self._wake_r, self._wake_w = mpc.Pipe(duplex=False)
+        self._wake_r, self._wake_w = multiprocessing.Pipe(duplex=False)
         self._closing = False
         self._results = threading.Thread(target=self._collect, daemon=True,
                                          name=f"braid-processes-{id(self):x}")
@@ -155,7 +155,7 @@ class ProcessPoolTaskRunner(LocalTaskRunner):
                 if self._closing and not self._workers:
                     return
                 watch = [self._wake_r, *self._workers, *(w.conn for w in self._workers.values())]
-            ready = mpc.wait(watch)
+            ready = _wait(watch)
             for obj in ready:
                 if obj is self._wake_r:
                     try:
@@ -256,6 +256,12 @@ class _Worker:
         self.proc = proc
         self.conn = conn
         self.run: PendingRun | None = None
+
+
+def _wait(objects: list) -> list:
+    from multiprocessing.connection import wait
+
+    return wait(objects)
 
 
 def _describe_exit(code: int | None) -> str:
