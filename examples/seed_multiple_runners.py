@@ -10,11 +10,11 @@ from __future__ import annotations
 import braid
 from braid import flow, get_run_context, task
 
-# One nested flow per entry.  The seed's Dask nested flow joins here as
-# "dask": braid.DaskTaskRunner() when that runner lands.
+# One nested flow per entry: the seed's Dask nested flow, plus threads and processes.
 NESTED_RUNNERS: dict[str, braid.TaskRunner] = {
     "threads": braid.ThreadPoolTaskRunner(max_workers=2),
     "processes": braid.ProcessPoolTaskRunner(max_workers=2),
+    "dask": braid.DaskTaskRunner(cluster_kwargs={"n_workers": 1, "threads_per_worker": 2}),
 }
 
 

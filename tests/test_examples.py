@@ -88,10 +88,13 @@ EXPECTED: dict[str, Expect] = {
             "Hello from threads!",
             "processes nested flow runs on ProcessPoolTaskRunner",
             "Hello from processes!",
+            "dask nested flow runs on DaskTaskRunner",
+            "Hello from dask!",
         ),
         in_order=(
             ("threads nested flow runs on ThreadPoolTaskRunner", "Hello from threads!"),
             ("processes nested flow runs on ProcessPoolTaskRunner", "Hello from processes!"),
+            ("dask nested flow runs on DaskTaskRunner", "Hello from dask!"),
         ),
     ),
     "retries_and_timeouts.py": Expect(

@@ -386,7 +386,8 @@ def _raise_in_thread(t: threading.Thread, exc_type: type[BaseException]) -> None
 
 # -- the worker side of runners that pickle ----------------------------------------------
 def run_pickled(call_bytes: bytes, upstream_payloads: Any = (), nested_runner: Any = None,
-                log_level: int = 20) -> bytes:
+                log_level: int = 20,
+                ship_logs: Callable[[list], None] | None = None) -> bytes:
     """Run a pickled call where a pickling runner delivered it; return the pickled State.
 
     ``upstream_payloads`` are the upstreams' final states, pickled or not.  Records of
@@ -409,7 +410,13 @@ def run_pickled(call_bytes: bytes, upstream_payloads: Any = (), nested_runner: A
     with capture(log_level) as records:
         state = run_task(call, states, nested_runner)
     if records:
-        state.extra = {**(state.extra or {}), "logs": records}
+        if ship_logs is not None:
+            try:
+                ship_logs(records)
+            except Exception:  # noqa: BLE001 - losing records must never fail the run
+                pass
+        else:
+            state.extra = {**(state.extra or {}), "logs": records}
     return dumps_state(state, call.task.name)
 
 

@@ -109,7 +109,8 @@ class TaskFuture(Generic[R]):
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until the run is final, or until ``timeout`` seconds have passed."""
-        _blocking_acquire(self._done, timeout)
+        if self._state.type not in _FINAL:
+            _blocking_acquire(self._done, timeout)
 
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> R:
         """Wait for the run and return its value, or raise its exception.
@@ -117,7 +118,7 @@ class TaskFuture(Generic[R]):
         ``raise_on_failure=False`` returns the exception instead.  If the run is not
         final after ``timeout`` seconds, raise :class:`braid.errors.WaitTimeout`.
         """
-        if not _blocking_acquire(self._done, timeout):
+        if self._state.type not in _FINAL and not _blocking_acquire(self._done, timeout):
             raise errors.WaitTimeout(
                 f"task run {self._name or self.task_run_id!s} is not final after {timeout} s"
                 f" (state {self._state.name})"
@@ -141,7 +142,8 @@ class TaskFuture(Generic[R]):
             self._state = _RUNNING
 
     def _finish(self, state: State) -> bool:
-        """Make ``state`` the final state unless the future is already final; True if set."""
+        """Make ``state`` final unless the future already is; run the callbacks, then wake
+        the waiters.  True if this call set the state."""
         with _finish_lock:
             if self._state.type in _FINAL:
                 return False
@@ -149,7 +151,8 @@ class TaskFuture(Generic[R]):
             callbacks, self._callbacks = self._callbacks, None
         if self._name is None:
             self._name = state.task_run_name
-        self._done.release()
+        # callbacks first: whoever waited on the future sees them done (a callback that
+        # waits on this future returns at once, since the state is already final)
         if callbacks:
             for fn in callbacks:
                 try:
@@ -158,6 +161,7 @@ class TaskFuture(Generic[R]):
                     import logging
 
                     logging.getLogger("braid").exception("done callback %r raised", fn)
+        self._done.release()
         return True
 
     def __repr__(self) -> str:

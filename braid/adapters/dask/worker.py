@@ -1,0 +1,154 @@
+"""The worker side of :class:`~braid.adapters.dask.DaskTaskRunner`: what a braid task runs
+as on a Dask worker, and :func:`get_dask_client`.
+
+Every braid task is the Dask task ``run_call(call_bytes, upstreams, log_level,
+log_topic)``.  Dask has already replaced the ``distributed.Future`` objects in
+``upstreams`` (a list: one of the containers Dask looks into) by their values,
+which are the pickled final States returned by the upstream runs; upstreams from
+other runners arrive as pickled States too.  The engine does the rest.
+
+Log records of the run travel to the driver as a Dask event on ``log_topic`` (the
+driver's client subscribes to it), not with the State: the driver fetches a State
+only when someone asks for it, and records must arrive either way.  The event is
+sent before the task returns, so it reaches the client before the key finishes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from distributed import get_worker, rejoin, secede
+from distributed.worker import thread_state
+
+from braid import errors
+from braid.core.context import current_run
+from braid.core.engine import run_pickled
+from braid.core.futures import worker_slot
+from braid.core.serialization import dumps
+
+__all__ = ["run_call", "get_dask_client"]
+
+_nested_runners: dict[str, Any] = {}
+_nested_lock = threading.Lock()
+
+#: the driver's log topic for the run executing here; children submitted from the run
+#: send their records there too
+current_log_topic: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "braid_dask_log_topic", default=None
+)
+#: records are pickled inside the State; a payload without this name holds none
+
+
+class _SecedeHook:
+    """Gives the Dask worker thread back while the task blocks on a braid future.
+
+    ``secede()`` opens a slot for another task (so a task that waits for its own
+    children never deadlocks a one-thread worker); ``rejoin()`` waits for a slot
+    before the task goes on.  Only the task's own thread may secede: a helper thread
+    (a task with a time-out runs its body in one) has no Dask slot to give back.
+    Waits inside ``get_dask_client()`` / ``worker_client()`` have seceded already.
+    """
+
+    __slots__ = ("_thread", "_depth", "_seceded")
+
+    def __init__(self) -> None:
+        self._thread = threading.get_ident()
+        self._depth = 0          # waits in progress on the task's thread
+        self._seceded = False    # whether the outermost one seceded (and must rejoin)
+
+    def release(self) -> None:
+        if threading.get_ident() != self._thread:
+            return
+        self._depth += 1
+        if self._depth == 1:
+            try:
+                secede()
+            except (KeyError, AttributeError, ValueError):  # seceded already / no slot
+                return
+            self._seceded = True
+
+    def reacquire(self) -> None:
+        if threading.get_ident() != self._thread:
+            return
+        self._depth -= 1
+        if self._depth == 0 and self._seceded:
+            self._seceded = False
+            rejoin()
+
+
+def _nested_runner() -> Any:
+    """The runner tasks submitted from this worker go to: one per worker, made lazily."""
+    address = get_worker().address
+    runner = _nested_runners.get(address)
+    if runner is None:
+        with _nested_lock:
+            runner = _nested_runners.get(address)
+            if runner is None:
+                from braid.adapters.dask.runner import DaskTaskRunner
+
+                runner = _nested_runners[address] = DaskTaskRunner._on_worker()
+    return runner
+
+
+def run_call(call_bytes: bytes, upstreams: list, log_level: int,
+             log_topic: str | None = None) -> bytes:
+    """Run one pickled braid call on this Dask worker; return its pickled final State.
+
+    Never raises for the task itself (the engine turns every outcome into a State),
+    so a Dask error on this key always means Dask could not run it (a dead worker).
+    """
+    hook = _SecedeHook()
+    previous = getattr(worker_slot, "hook", None)
+    worker_slot.hook = hook
+    token = current_log_topic.set(log_topic)
+    try:
+        ship = None if log_topic is None else functools.partial(_send_logs, log_topic)
+        payload = run_pickled(call_bytes, upstreams, _nested_runner(), log_level, ship)
+    finally:
+        current_log_topic.reset(token)
+        worker_slot.hook = previous
+        if hook._seceded:  # never leave the pool short of a thread
+            rejoin()
+    return payload
+
+
+def _send_logs(topic: str, records: list) -> None:
+    """Publish a run's log records on the driver's topic (before the run completes)."""
+    get_worker().log_event(topic, dumps((get_worker().address, records)))
+
+
+@contextlib.contextmanager
+def get_dask_client(timeout: float | str | None = None) -> Iterator[Any]:
+    """Yield a ``distributed.Client`` for Dask collections, inside a task or a flow.
+
+    Inside a task running on a Dask worker it is the worker's client, and the task
+    secedes from the worker's thread pool for the block (Dask's ``worker_client``), so
+    computing collections there never deadlocks the worker.  In a flow body running on
+    a :class:`DaskTaskRunner` it is that runner's client.  Elsewhere it raises
+    :class:`braid.errors.MissingContextError`.
+    """
+    try:
+        get_worker()
+        on_worker = getattr(thread_state, "key", None) is not None
+    except ValueError:
+        on_worker = False
+    if on_worker:
+        from distributed import worker_client
+
+        with worker_client(timeout=timeout) as client:
+            yield client
+        return
+    ctx = current_run.get()
+    runner = ctx.task_runner if ctx is not None else None
+    client = getattr(runner, "_client", None)
+    if client is None:
+        raise errors.MissingContextError(
+            "get_dask_client() needs a task running on a Dask worker or a flow running on "
+            "a DaskTaskRunner"
+        )
+    yield client

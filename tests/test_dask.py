@@ -1,0 +1,263 @@
+"""DaskTaskRunner beyond the conformance suite: construction, cluster ownership, real
+``dask scheduler``/``dask worker`` processes with a worker killed mid-map, workers lost
+for good, resources, nested submission, get_dask_client, serialization, missing extra."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+pytest.importorskip("distributed")
+
+import dask  # noqa: E402
+from distributed import Client, LocalCluster  # noqa: E402
+
+from braid import errors, flow  # noqa: E402
+from braid.adapters.dask import DaskTaskRunner  # noqa: E402
+from braid.core.resources import resources  # noqa: E402
+from braid.testing import dask_tasks as dt  # noqa: E402
+from braid.testing import sample_tasks as st  # noqa: E402
+
+QUIET = {"dashboard_address": "127.0.0.1:0", "silence_logs": logging.ERROR}
+
+
+@pytest.fixture(scope="module")
+def gpu_cluster(tmp_path_factory):
+    """One worker process with one thread that offers a GPU resource."""
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, resources={"GPU": 1},
+                      local_directory=str(tmp_path_factory.mktemp("dask")), **QUIET) as cluster:
+        yield cluster
+
+
+# -- construction ---------------------------------------------------------------------
+@pytest.mark.parametrize("kwargs, match", [
+    ({"address": "tcp://127.0.0.1:1", "cluster_class": LocalCluster}, "cluster_class"),
+    ({"address": "tcp://127.0.0.1:1", "cluster_kwargs": {"n_workers": 1}}, "cluster_kwargs"),
+    ({"address": "tcp://127.0.0.1:1", "adapt_kwargs": {"maximum": 2}}, "adapt_kwargs"),
+    ({"address": 8786}, "address"),
+    ({"cluster_class": "LocalCluster"}, "dotted path"),
+    ({"cluster_kwargs": [1]}, "cluster_kwargs must be a dict"),
+])
+def test_conflicting_or_bad_arguments_refused_at_construction(kwargs, match):
+    with pytest.raises(errors.ConfigurationError, match=match):
+        DaskTaskRunner(**kwargs)
+
+
+def test_unimportable_cluster_class_is_a_configuration_error():
+    runner = DaskTaskRunner(cluster_class="no_such_module.Cluster")
+    with pytest.raises(errors.ConfigurationError, match="no_such_module"):
+        runner.__enter__()
+
+
+def test_duplicate_keeps_configuration():
+    runner = DaskTaskRunner(cluster_class="distributed.LocalCluster",
+                            cluster_kwargs={"n_workers": 1}, adapt_kwargs={"maximum": 2})
+    copy = runner.duplicate()
+    assert copy is not runner
+    assert (copy.cluster_class, copy.cluster_kwargs, copy.adapt_kwargs) == (
+        "distributed.LocalCluster", {"n_workers": 1}, {"maximum": 2})
+
+
+def test_missing_extra_names_the_install_command():
+    code = ("import sys; sys.modules['distributed'] = None\n"
+            "import braid, braid.errors as e\n"
+            "try:\n    braid.DaskTaskRunner\n"
+            "except e.MissingExtraError as exc:\n    print('MISSING:', exc)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert "MISSING:" in out.stdout, out.stderr
+    assert "pip install 'braid[dask]'" in out.stdout
+
+
+# -- a cluster it did not create ------------------------------------------------------------
+def test_never_closes_a_cluster_it_did_not_create(gpu_cluster):
+    @flow(task_runner=DaskTaskRunner(address=gpu_cluster.scheduler_address))
+    def twice():
+        return st.inc.submit(1).result()
+
+    assert twice() == 2 and twice() == 2
+    with Client(gpu_cluster, set_as_default=False) as client:
+        assert client.submit(sum, [1, 2]).result(timeout=30) == 3
+        assert len(client.scheduler_info()["workers"]) == 1
+
+
+def test_resource_hints_reach_dask(gpu_cluster):
+    @flow(task_runner=DaskTaskRunner(address=gpu_cluster.scheduler_address))
+    def body():
+        plain = dt.resource_restrictions.submit()
+        with resources(gpus=1):
+            hinted = dt.resource_restrictions.submit()
+        with resources(gpus=0.5):
+            mapped = dt.resource_restrictions.map([None, None])
+        return plain.result(), hinted.result(), mapped.result(), dt.on_gpu.submit(3).result()
+
+    plain, hinted, mapped, value = body()
+    assert plain == {} and hinted == {"GPU": 1} and mapped == [{"GPU": 0.5}] * 2
+    assert value == 3
+
+
+def test_resource_no_worker_offers_is_refused_at_submit(gpu_cluster):
+    @flow(task_runner=DaskTaskRunner(address=gpu_cluster.scheduler_address))
+    def body():
+        with pytest.raises(errors.ConfigurationError, match="TPU"):
+            dt.on_tpu.submit(1)
+        with pytest.raises(errors.ConfigurationError, match="GPU"), resources(gpus=2):
+            st.inc.map([1, 2])
+        return True
+
+    assert body()
+
+
+def test_nested_submission_on_a_one_thread_worker(gpu_cluster):
+    @flow(task_runner=DaskTaskRunner(address=gpu_cluster.scheduler_address))
+    def body():
+        return (st.nested_depth.submit(4).result(), st.submit_children.submit(3).result(),
+                st.map_children.map([[1], [2, 3]]).result())
+
+    assert body() == (4, [1, 2, 3], [[2], [3, 4]])
+
+
+def test_get_dask_client_inside_a_task_and_in_the_flow(gpu_cluster):
+    from braid.adapters.dask import get_dask_client
+
+    @flow(task_runner=DaskTaskRunner(address=gpu_cluster.scheduler_address))
+    def body():
+        with get_dask_client() as client:
+            direct = client.submit(sum, [1, 1]).result()
+        return direct, dt.sum_with_dask_client.submit([1, 2, 3]).result()
+
+    assert body() == (2, 12)
+    with pytest.raises(errors.MissingContextError), get_dask_client():
+        pass
+
+
+def test_unpicklable_input_fails_at_submit(gpu_cluster):
+    @flow(task_runner=DaskTaskRunner(address=gpu_cluster.scheduler_address))
+    def body():
+        with pytest.raises(errors.SerializationError, match="parameter 'x'"):
+            st.identity.submit(threading.Lock())
+        with pytest.raises(errors.SerializationError):
+            st.identity.map([1, threading.Lock()])
+        return True
+
+    assert body()
+
+
+def test_worker_logs_reach_the_driver(gpu_cluster, caplog):
+    caplog.set_level(logging.INFO, logger="braid")
+
+    @flow(task_runner=DaskTaskRunner(address=gpu_cluster.scheduler_address))
+    def body():
+        st.log_something.map(["one", "two"]).wait()  # never fetched: logs come anyway
+
+    body()
+    messages = {r.getMessage() for r in caplog.records if r.name == "braid.task_runs"}
+    assert {"one", "two"} <= messages
+
+
+# -- a cluster it creates ---------------------------------------------------------------------
+def test_own_cluster_is_closed_and_lost_workers_crash_runs(tmp_path):
+    runner = DaskTaskRunner(cluster_kwargs={"n_workers": 1, "threads_per_worker": 1,
+                                            "local_directory": str(tmp_path), **QUIET})
+    seen = {}
+
+    @flow(task_runner=runner)
+    def body():
+        seen["scheduler"] = get_run_scheduler()
+        doomed = dt.kill_my_worker.submit()
+        after = st.inc.submit(doomed)
+        doomed.wait()
+        seen["doomed"] = doomed.state
+        return after, dt.worker_pid.submit()  # the restarted worker still serves
+
+    def get_run_scheduler():
+        from braid import get_run_context
+
+        return get_run_context().task_runner.client.scheduler.address
+
+    # the scheduler of a LocalCluster runs in this process and reads this now
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        state = body(return_state=True)
+    assert state.is_failed()  # `after` failed upstream
+    with pytest.raises(errors.UpstreamFailed) as info:
+        state.result()
+    assert isinstance(info.value.__cause__, errors.WorkerLost)
+    assert type(info.value.__cause__.__cause__).__name__ == "KilledWorker"
+    assert seen["doomed"].is_crashed()
+    assert isinstance(seen["doomed"].data, errors.WorkerLost)
+    with pytest.raises(OSError), Client(seen["scheduler"], timeout=2):
+        pass
+
+
+# -- real processes: dask scheduler + two dask workers -----------------------------------------
+@pytest.fixture
+def process_cluster(tmp_path):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    bin_dir = os.path.dirname(sys.executable)
+    sched_file = tmp_path / "scheduler.json"
+    procs = []
+    logs = []
+
+    def start(args, name):
+        log = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 - closed below
+        logs.append(log)
+        procs.append(subprocess.Popen([os.path.join(bin_dir, "dask"), *args], stdout=log,
+                                      stderr=subprocess.STDOUT, env=env, cwd=tmp_path))
+
+    start(["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+           "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(sched_file)],
+          "scheduler")
+    try:
+        deadline = time.monotonic() + 60
+        while not sched_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for i in range(2):
+            start(["worker", "--scheduler-file", str(sched_file), "--host", "127.0.0.1",
+                   "--nthreads", "1", "--no-dashboard", "--dashboard-address",
+                   "127.0.0.1:0", "--local-directory", str(tmp_path / f"w{i}")], f"worker{i}")
+        with Client(scheduler_file=str(sched_file), set_as_default=False) as client:
+            client.wait_for_workers(2, timeout=60)
+            address = client.scheduler.address
+        yield address, sched_file
+    finally:
+        for p in procs[1:]:  # workers first, then the scheduler
+            p.send_signal(signal.SIGTERM)
+        for p in procs[1:]:
+            _reap(p)
+        procs[0].send_signal(signal.SIGTERM)
+        _reap(procs[0])
+        for log in logs:
+            log.close()
+
+
+def _reap(p: subprocess.Popen) -> None:
+    try:
+        p.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait(timeout=10)
+
+
+def test_worker_killed_mid_map_every_run_ends_final(process_cluster):
+    address, sched_file = process_cluster
+
+    @flow(task_runner=DaskTaskRunner(address=address))
+    def body():
+        futures = dt.slow_inc.map(range(8), 0.4)
+        futures[0].wait()
+        with Client(scheduler_file=str(sched_file), set_as_default=False) as client:
+            pids = client.run(os.getpid)
+        os.kill(next(iter(pids.values())), signal.SIGKILL)
+        futures.wait(timeout=90)
+        return [f.state for f in futures]
+
+    states = body()
+    assert all(s.is_final() for s in states)
+    assert [s.result() for s in states] == list(range(1, 9))
