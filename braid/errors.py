@@ -17,6 +17,7 @@ __all__ = [
     "MappingMissingIterable",
     "MissingExtraError",
     "MissingContextError",
+    "ParameterBindError",
     "ReservedParameterName",
     "RunnerNotStarted",
     "SerializationError",
@@ -45,6 +46,13 @@ class ReservedParameterName(ConfigurationError):
 
     ``wait_for`` and ``return_state`` are keyword arguments of ``.submit()``,
     ``.map()`` and ``__call__``; a function that declares one could never receive it.
+    """
+
+
+class ParameterBindError(BraidError, TypeError):
+    """Raised by a task or flow call, ``.submit()`` or ``.map()`` whose arguments do not fit
+    the function's signature (a missing, unexpected or repeated parameter), before
+    anything is handed to a runner.
     """
 
 

@@ -153,7 +153,7 @@ class Flow(Generic[R]):
         try:
             bound = sig.bind(*args, **kwargs)
         except TypeError as exc:
-            raise TypeError(f"flow {self.name!r}: {exc}") from None
+            raise errors.ParameterBindError(f"flow {self.name!r}: {exc}") from None
         bound.apply_defaults()
         return dict(bound.arguments)
 

@@ -119,6 +119,7 @@ class Task(Generic[R]):
                 f"task {self.name!r}: task_run_name must be a str template or a callable"
             )
         self._signature = check_reserved(fn, "task")
+        self._shape = _shape_of(self._signature)
         self.is_async = inspect.iscoroutinefunction(fn)
         functools.update_wrapper(self, fn, updated=())
 
@@ -157,13 +158,35 @@ class Task(Generic[R]):
         try:
             bound = sig.bind(*args, **kwargs)
         except TypeError as exc:
-            raise TypeError(f"task {self.name!r}: {exc}") from None
+            raise errors.ParameterBindError(f"task {self.name!r}: {exc}") from None
         bound.apply_defaults()
         return dict(bound.arguments)
 
     # -- making calls --------------------------------------------------------------
+    def _check_arguments(self, args: tuple, kwargs: dict) -> None:
+        """Refuse arguments that cannot bind: cheap counts and names first, then bind()
+        (which raises ParameterBindError saying why) only if something looks off."""
+        shape = self.__dict__.get("_shape")
+        if shape is None:
+            if self._signature is not None:
+                self.bind(args, kwargs)
+            return
+        names, required, known, kwonly_required, var_pos, var_kw = shape
+        ok = var_pos or len(args) <= len(names)
+        if ok and kwargs and not var_kw:
+            ok = all(k in known for k in kwargs)
+        if ok and len(args) < len(required):
+            ok = all(name in kwargs for name in required[len(args):])
+        if ok and kwonly_required:
+            ok = all(name in kwargs for name in kwonly_required)
+        if ok and kwargs and len(args) > 0:
+            ok = not any(k in kwargs for k in names[:len(args)])
+        if not ok:
+            self.bind(args, kwargs)
+
     def _make_call(self, args: tuple, kwargs: dict, wait_for: Any,
                    ctx: Any) -> tuple[TaskCall, list[TaskFuture]]:
+        self._check_arguments(args, kwargs)
         found = extract(args, kwargs, wait_for)
         run_id = _getrandbits(128)
         if found is None:
@@ -339,6 +362,38 @@ def _as_map_iterable(value: Any) -> list | None:
     if isinstance(value, Iterable):
         return list(value)
     return None
+
+
+def _shape_of(sig: inspect.Signature | None) -> tuple | None:
+    """What ``_check_arguments`` needs of a signature, or None to check with ``bind()``.
+
+    (positional names, required positional names (a prefix), keyword-only names,
+    required keyword-only names, takes *args, takes **kwargs).
+    """
+    if sig is None:
+        return None
+    names: list[str] = []
+    required: list[str] = []
+    kwonly: list[str] = []
+    kwonly_required: list[str] = []
+    var_pos = var_kw = False
+    for p in sig.parameters.values():
+        if p.kind is p.POSITIONAL_OR_KEYWORD:
+            names.append(p.name)
+            if p.default is p.empty:
+                required.append(p.name)
+        elif p.kind is p.KEYWORD_ONLY:
+            kwonly.append(p.name)
+            if p.default is p.empty:
+                kwonly_required.append(p.name)
+        elif p.kind is p.VAR_POSITIONAL:
+            var_pos = True
+        elif p.kind is p.VAR_KEYWORD:
+            var_kw = True
+        else:
+            return None  # positional-only parameters: let bind() judge
+    return (tuple(names), tuple(required), frozenset(names) | frozenset(kwonly),
+            tuple(kwonly_required), var_pos, var_kw)
 
 
 def _import_task(module: str, qualname: str) -> Task:

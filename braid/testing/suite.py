@@ -104,6 +104,23 @@ class SubmitTests:
         assert seen[-1] == "late"
         assert StateType.COMPLETED in seen
 
+    def test_bad_arguments_refused_at_submit(self, runner):
+        def body():
+            errs = []
+            for call in (lambda: st.add.submit(1), lambda: st.add.submit(1, 2, 3),
+                         lambda: st.add.submit(1, 2, z=2), lambda: st.add.map([1], y=[1], x=[2]),
+                         lambda: st.add(1)):
+                with pytest.raises(errors.ParameterBindError) as info:
+                    call()
+                errs.append(str(info.value))
+            return errs
+
+        errs = run_in_flow(runner, body)
+        assert "missing a required argument: 'y'" in errs[0]
+        assert "too many positional arguments" in errs[1]
+        assert "unexpected keyword argument 'z'" in errs[2]
+        assert all(e.startswith("task 'add'") for e in errs)
+
     def test_submit_outside_flow_uses_default_runner(self):
         assert st.add.submit(2, 3).result() == 5
 
