@@ -1,0 +1,66 @@
+"""Ray options from braid's resource hints, and ``remote_options`` to set them around submits.
+
+``remote_options`` is :func:`braid.core.resources.resources` under Ray's names, so
+the hints it sets are the same ones the Dask runner reads and the same ones
+``@task(resources={...})`` declares; the Ray runner turns whatever hints a call
+carries into ``.options(num_cpus=..., num_gpus=..., memory=..., resources=...)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from braid import errors
+from braid.core import resources as core_resources
+from braid.core.resources import ResourceHints
+
+__all__ = ["remote_options", "ray_options"]
+
+# Ray's own names for the resources remote_options takes as keywords; as custom
+# resource names they would be refused by Ray at submit, far from the mistake.
+_RESERVED = frozenset({"CPU", "GPU", "memory", "object_store_memory", "cpus", "gpus"})
+
+
+@contextmanager
+def remote_options(num_cpus: float | None = None, num_gpus: float | None = None,
+                   memory: int | None = None,
+                   resources: Mapping[str, float] | None = None) -> Iterator[ResourceHints]:
+    """Give every task submitted inside the block these Ray resources (inner values win).
+
+    ``memory`` is in bytes; ``resources`` are custom resources such as
+    ``{"accelerator": 1}``.  Values set here override the task's own
+    ``@task(resources=...)`` hints; on other runners they are the same hints
+    (the Dask runner reads them, local runners ignore them).
+    """
+    if not isinstance(resources, (Mapping, type(None))):
+        raise errors.ConfigurationError(
+            f"remote_options: resources must be a dict of custom resources, got {resources!r}"
+        )
+    custom = dict(resources or {})
+    clash = sorted(set(custom) & _RESERVED)
+    if clash:
+        raise errors.ConfigurationError(
+            f"remote_options: {clash} are not custom resources; use num_cpus=, num_gpus= "
+            f"or memory= instead"
+        )
+    with core_resources.resources(cpus=num_cpus, gpus=num_gpus, memory=memory,
+                                  **custom) as hints:
+        yield hints
+
+
+def ray_options(hints: ResourceHints | None) -> dict[str, Any]:
+    """The ``.options(...)`` keywords for a call's resource hints (empty for none)."""
+    if hints is None:
+        return {}
+    out: dict[str, Any] = {}
+    if hints.cpus is not None:
+        out["num_cpus"] = hints.cpus
+    if hints.gpus is not None:
+        out["num_gpus"] = hints.gpus
+    if hints.memory is not None:
+        out["memory"] = hints.memory
+    if hints.custom:
+        out["resources"] = dict(hints.custom)
+    return out

@@ -1,0 +1,43 @@
+"""Module-level tasks the Ray runner's own tests use (Ray workers import them by name)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from braid import get_run_context, task
+from braid.testing import sample_tasks as st
+
+
+@task
+def pid_then_sleep(path: str, seconds: float) -> int:
+    """Write this worker's pid to ``path`` (atomically), then sleep: a task to kill."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as fh:
+        fh.write(str(os.getpid()))
+    os.replace(tmp, path)
+    time.sleep(seconds)
+    return os.getpid()
+
+
+@task
+def ray_view() -> dict:
+    """What Ray says about the task running this: its name and its assigned resources."""
+    import ray
+
+    ctx = ray.get_runtime_context()
+    return {"name": ctx.get_task_name(), "resources": ctx.get_assigned_resources()}
+
+
+@task(resources={"braid_slot": 1, "cpus": 1})
+def ray_view_with_hints() -> dict:
+    """``ray_view`` for a task that declares its own resource hints."""
+    return ray_view.fn()
+
+
+@task
+def nested_where() -> tuple:
+    """The nested runner's type, this pid, and the pid a child task ran in."""
+    runner = get_run_context().task_runner
+    child_pid = st.where.submit().result()[0]
+    return type(runner).__name__, os.getpid(), child_pid

@@ -1,0 +1,390 @@
+"""RayTaskRunner beyond the conformance suite: configuration, which Ray it starts and
+stops, a real ``ray start --head`` cluster used by address, dead workers, resource
+options, nested submission, errors and logs.
+
+One process can be connected to one Ray at a time, so this process connects to the
+head node once (as a user would, which the runner must then leave alone); flows in
+which the runner itself starts or connects to Ray run in subprocess drivers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+_RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled",
+            "RAY_USAGE_STATS_ENABLED": "0"}
+for _key, _value in _RAY_ENV.items():
+    os.environ.setdefault(_key, _value)
+
+ray = pytest.importorskip("ray")
+
+from braid import allow_failure, errors, flow  # noqa: E402
+from braid.adapters.ray import RayTaskRunner, remote_options  # noqa: E402
+from braid.core.states import RemoteTraceback  # noqa: E402
+from braid.testing import ray_tasks as rt  # noqa: E402
+from braid.testing import sample_tasks as st  # noqa: E402
+
+DRIVER_TIMEOUT = 100
+
+
+# -- processes: a head node, subprocess drivers, a scoped stop ---------------------------
+def _short_temp_dir(prefix: str) -> str:
+    return tempfile.mkdtemp(prefix=prefix, dir="/tmp")  # Ray's socket paths must stay short
+
+
+def _processes() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, command line) of every process we can see."""
+    out = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if stat[0] != "Z":
+            out[int(entry)] = (int(stat[1]), cmd)
+    return out
+
+
+def ray_processes(temp_dir: str) -> dict[int, str]:
+    """The processes of the Ray whose temp dir is ``temp_dir``, with their descendants."""
+    procs = _processes()
+    family = {pid for pid, (_, cmd) in procs.items() if temp_dir in cmd}
+    grew = True
+    while grew:
+        grew = False
+        for pid, (ppid, _) in procs.items():
+            if ppid in family and pid not in family:
+                family.add(pid)
+                grew = True
+    return {pid: procs[pid][1] for pid in family}
+
+
+def _terminate(pids: list[int], timeout: float = 15) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and set(pids) & set(_processes()):
+        time.sleep(0.1)
+
+
+def stop_scoped(temp_dir: str) -> None:
+    """Stop only the Ray using ``temp_dir``: raylet, then the rest, then gcs_server."""
+    family = ray_processes(temp_dir)
+    _terminate([p for p, cmd in family.items() if "/raylet " in cmd])
+    _terminate([p for p, cmd in family.items() if "gcs_server" not in cmd])
+    _terminate([p for p, cmd in family.items() if "gcs_server" in cmd])
+    for pid in set(family) & set(_processes()):
+        os.kill(pid, signal.SIGKILL)
+
+
+def run_driver(code: str, *, env: dict | None = None) -> dict:
+    """Run ``code`` in a fresh Python under a timeout; it prints one JSON line last."""
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)],
+                          env={**os.environ, **_RAY_ENV, **(env or {})},
+                          capture_output=True, text=True, timeout=DRIVER_TIMEOUT)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# -- no Ray needed ------------------------------------------------------------------------
+@pytest.mark.parametrize("kwargs, match", [
+    ({"address": 42}, "address must be"),
+    ({"address": " "}, "address must be"),
+    ({"address": "ray://127.0.0.1:10001"}, "Ray Client"),
+    ({"init_kwargs": [("num_cpus", 2)]}, "init_kwargs must be a dict"),
+    ({"init_kwargs": {"address": "127.0.0.1:6379"}}, "RayTaskRunner\\(address=...\\)"),
+    ({"address": "127.0.0.1:6379", "init_kwargs": {"num_cpus": 2}}, "num_cpus"),
+])
+def test_invalid_configuration_is_refused_at_construction(kwargs, match):
+    with pytest.raises(errors.ConfigurationError, match=match):
+        RayTaskRunner(**kwargs)
+
+
+def test_duplicate_keeps_configuration():
+    runner = RayTaskRunner(address="127.0.0.1:6379", init_kwargs={"namespace": "n"})
+    copy = runner.duplicate()
+    assert copy is not runner
+    assert (copy.address, copy.init_kwargs) == ("127.0.0.1:6379", {"namespace": "n"})
+
+
+def test_missing_extra_names_the_install_command():
+    out = run_driver("""
+        import json, sys
+        sys.modules["ray"] = None  # as if Ray were not installed
+        import braid
+        from braid import errors
+        try:
+            braid.RayTaskRunner
+        except errors.MissingExtraError as exc:
+            print(json.dumps({"message": str(exc),
+                              "is_import_error": isinstance(exc, ImportError)}))
+    """)
+    assert "pip install 'braid[ray]'" in out["message"]
+    assert out["is_import_error"]
+
+
+def test_runner_starts_local_ray_and_shuts_down_only_what_it_started():
+    """Runs before the head node below exists, so only one Ray is up at a time."""
+    temp_dir = _short_temp_dir("brl")
+    try:
+        out = run_driver(f"""
+            import json, ray
+            from braid import flow
+            from braid.adapters.ray import RayTaskRunner
+            from braid.testing import sample_tasks as st
+
+            runner = RayTaskRunner(init_kwargs={{"num_cpus": 1, "_temp_dir": {temp_dir!r}}})
+
+            @flow(task_runner=runner)
+            def child(x):
+                return st.inc.submit(x).result(), ray.get_runtime_context().gcs_address
+
+            @flow(task_runner=runner)
+            def parent():
+                before = ray.get_runtime_context().gcs_address
+                value, inside = child(1)
+                return value, before == inside, ray.is_initialized()
+
+            value, same_ray, still_up = parent()
+            print(json.dumps({{"value": value, "same_ray": same_ray, "still_up": still_up,
+                              "after": ray.is_initialized()}}))
+        """)
+        assert out == {"value": 2, "same_ray": True, "still_up": True, "after": False}
+        deadline = time.monotonic() + 20
+        while ray_processes(temp_dir) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not ray_processes(temp_dir)
+    finally:
+        stop_scoped(temp_dir)
+
+
+def test_ctrl_c_cancels_waiting_runs_and_exits_promptly():
+    """Ctrl-C in a driver blocked on a Ray task: runs still waiting for their Ray
+    dependencies end CANCELLED, the running one CRASHED, and the Ray it started stops."""
+    temp_dir = _short_temp_dir("bri")
+    code = textwrap.dedent(f"""
+        import sys
+        from braid import flow
+        from braid.adapters.ray import RayTaskRunner
+        from braid.testing import sample_tasks as st
+
+        runs = {{}}
+
+        @flow(task_runner=RayTaskRunner(init_kwargs={{"num_cpus": 1, "_temp_dir": {temp_dir!r}}}))
+        def blocked():
+            runs["running"] = st.sleep_then.submit(1, 60)
+            runs["waiting"] = st.inc.submit(runs["running"])
+            print("READY", flush=True)
+            return runs["running"].result()
+
+        try:
+            blocked()
+        except KeyboardInterrupt:
+            print("INTERRUPTED", runs["running"].state.name, runs["waiting"].state.name)
+            sys.exit(130)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, **_RAY_ENV},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "READY"
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)  # hang guard: the task sleeps 60 s
+        assert proc.returncode == 130, err[-4000:]
+        assert "INTERRUPTED Crashed Cancelled" in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        stop_scoped(temp_dir)
+
+
+# -- a head node started with `ray start --head`, used by address --------------------------
+@pytest.fixture(scope="module")
+def head():
+    temp_dir = _short_temp_dir("brh")
+    ray_exe = str(Path(sys.executable).parent / "ray")
+    try:
+        proc = subprocess.run(
+            [ray_exe, "start", "--head", "--node-ip-address=127.0.0.1", "--port=0",
+             "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
+             f"--temp-dir={temp_dir}", '--resources={"braid_slot": 4}'],
+            env={**os.environ, **_RAY_ENV}, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        address = Path(temp_dir, "ray_current_cluster").read_text().strip()
+        yield address
+    finally:
+        stop_scoped(temp_dir)
+
+
+@pytest.fixture(scope="module")
+def connected(head):
+    """This process connected to the head node by the user, not by braid."""
+    ray.init(address=head, log_to_driver=False, logging_level=logging.ERROR)
+    try:
+        yield head
+    finally:
+        ray.shutdown()
+
+
+def test_flows_by_address_from_a_driver_process(head):
+    out = run_driver(f"""
+        import json, ray
+        from braid import flow
+        from braid.adapters.ray import RayTaskRunner
+        from braid.testing import sample_tasks as st
+
+        @flow(task_runner=RayTaskRunner(address={head!r}))
+        def pipeline(n):
+            f = st.inc.submit(0)
+            for _ in range(n):
+                f = st.inc.submit(f)
+            bad = st.fail.submit("remote")
+            return (f.result(), st.inc.map(range(5)).result(),
+                    type(bad.result(raise_on_failure=False)).__name__,
+                    ray.get_runtime_context().gcs_address)
+
+        chain, mapped, error, where = pipeline(20)
+        print(json.dumps({{"chain": chain, "mapped": mapped, "error": error, "where": where,
+                          "after": ray.is_initialized()}}))
+    """)
+    assert out == {"chain": 21, "mapped": [1, 2, 3, 4, 5], "error": "UserError",
+                   "where": head, "after": False}
+
+
+def test_runner_uses_the_ray_it_finds_and_leaves_it_running(connected):
+    @flow(task_runner=RayTaskRunner(address=connected))
+    def twice(x):
+        return st.inc.submit(x).result()
+
+    assert [twice(1), twice(2)] == [2, 3]
+    assert ray.is_initialized()
+
+
+def test_address_of_another_cluster_is_refused(connected):
+    @flow(task_runner=RayTaskRunner(address="127.0.0.1:1"))
+    def elsewhere():
+        return 1
+
+    with pytest.raises(errors.ConfigurationError, match="one Ray at a time"):
+        elsewhere()
+
+
+def test_worker_killed_mid_task_ends_crashed_with_worker_lost(connected, tmp_path):
+    pid_file = str(tmp_path / "pid")
+
+    @flow(task_runner=RayTaskRunner())
+    def doomed():
+        victim = rt.pid_then_sleep.submit(pid_file, 60)
+        downstream = st.inc.submit(victim)
+        tolerant = st.describe.submit(allow_failure(victim))
+        deadline = time.monotonic() + 60
+        while not os.path.exists(pid_file) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(int(Path(pid_file).read_text()), signal.SIGKILL)
+        for f in (victim, downstream, tolerant):
+            f.wait(timeout=60)
+        return victim.state, downstream.state, tolerant.state
+
+    victim, downstream, tolerant = doomed()
+    assert victim.is_crashed()
+    with pytest.raises(errors.WorkerLost) as info:
+        victim.result()
+    assert isinstance(info.value.__cause__, ray.exceptions.RayError)
+    assert downstream.is_failed() and downstream.name == "UpstreamFailed"
+    assert isinstance(downstream.result(raise_on_failure=False).__cause__, errors.WorkerLost)
+    assert tolerant.result()[0] == "WorkerLost"
+
+
+def test_remote_options_and_task_hints_reach_ray(connected):
+    @flow(task_runner=RayTaskRunner())
+    def views():
+        plain = rt.ray_view.submit()
+        with remote_options(num_cpus=2):
+            two_cpus = rt.ray_view.submit()
+        with remote_options(resources={"braid_slot": 1}, num_cpus=0.5):
+            with remote_options(resources={"braid_slot": 2}):
+                inner = rt.ray_view.submit()
+        declared = rt.ray_view_with_hints.submit()
+        with remote_options(resources={"braid_slot": 3}):
+            overridden = rt.ray_view_with_hints.submit()
+        futures = (plain, two_cpus, inner, declared, overridden)
+        return [(f.task_run_name, f.result()) for f in futures]
+
+    (name, plain), (_, two), (_, inner), (_, declared), (_, overridden) = views()
+    assert plain["name"] == name and name.startswith("ray_view-")
+    assert plain["resources"] == {"CPU": 1.0}
+    assert two["resources"] == {"CPU": 2.0}
+    assert inner["resources"] == {"CPU": 0.5, "braid_slot": 2.0}
+    assert declared["resources"] == {"CPU": 1.0, "braid_slot": 1.0}
+    assert overridden["resources"] == {"CPU": 1.0, "braid_slot": 3.0}
+
+
+def test_remote_options_refuses_builtin_names_as_custom_resources():
+    with pytest.raises(errors.ConfigurationError, match="num_cpus"):
+        with remote_options(resources={"CPU": 1}):
+            pass
+
+
+def test_nested_submission_runs_on_ray(connected):
+    @flow(task_runner=RayTaskRunner())
+    def nested():
+        return rt.nested_where.submit().result()
+
+    runner_type, parent_pid, child_pid = nested()
+    assert runner_type == "RayTaskRunner"
+    assert parent_pid != os.getpid() and child_pid != os.getpid()
+
+
+def test_user_exception_keeps_its_type_and_remote_traceback(connected):
+    @flow(task_runner=RayTaskRunner())
+    def failing():
+        return st.fail.submit("from a worker").result(raise_on_failure=False)
+
+    exc = failing()
+    assert type(exc) is st.UserError
+    assert not isinstance(exc, ray.exceptions.RayError)
+    assert isinstance(exc.__cause__, RemoteTraceback)
+    assert "sample_tasks.py" in exc.__cause__.tb and "raise UserError" in exc.__cause__.tb
+
+
+def test_worker_logs_reach_the_driver(connected, caplog):
+    caplog.set_level(logging.INFO, logger="braid.task_runs")
+
+    @flow(task_runner=RayTaskRunner())
+    def logging_flow():
+        return st.log_something.submit("hello from a Ray worker").result()
+
+    logging_flow()
+    records = [r for r in caplog.records if r.getMessage() == "hello from a Ray worker"]
+    assert len(records) == 1
+    assert records[0].process != os.getpid()
+    assert records[0].task_run_name.startswith("log_something-")
+
+
+def test_unpicklable_input_fails_at_submit(connected):
+    @flow(task_runner=RayTaskRunner())
+    def bad_input():
+        with pytest.raises(errors.SerializationError, match="parameter 'x'"):
+            st.identity.submit({"lock": threading.Lock()})
+        return True
+
+    assert bad_input()
