@@ -36,9 +36,17 @@ _PENDING = State(StateType.PENDING, "Pending", "", None, 0.0)
 _RUNNING = State(StateType.RUNNING, "Running", "", None, 0.0)
 _FINAL = (StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED)
 
-#: per-thread hook set by pool workers; ``None`` elsewhere.  A hook has
-#: ``release()``/``reacquire()`` which give the worker's slot away while it waits.
+#: per-thread hook set by the runner a task runs on; absent elsewhere.  A hook has
+#: ``release()``/``reacquire()``, which give the worker's slot away while the thread
+#: blocks on a future (threads, Dask's secede/rejoin).  It may also have
+#: ``wait_any(futures, timeout)``, which blocks until one of ``futures`` is final in a
+#: way that frees the backend's resources (Ray's ``ray.wait``); waits on several
+#: futures then use it instead.
 worker_slot = threading.local()
+
+
+def _wait_any_hook() -> Any:
+    return getattr(getattr(worker_slot, "hook", None), "wait_any", None)
 
 
 def _blocking_acquire(lock: threading.Lock, timeout: float | None) -> bool:
@@ -200,7 +208,16 @@ def wait(futures: Iterable[TaskFuture], timeout: float | None = None) -> DoneAnd
     """Wait until every future is final or ``timeout`` seconds passed; return both sets."""
     futures = list(futures)
     pending = [f for f in futures if not f.done()]
-    if pending:
+    wait_any = _wait_any_hook() if pending else None
+    if wait_any is not None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while pending:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            wait_any(pending, left)
+            pending = [f for f in pending if not f.done()]
+    elif pending:
         counter = itertools.count()
         all_done = threading.Lock()
         all_done.acquire()
@@ -231,7 +248,7 @@ def as_completed(
     for _ in range(len(futures)):
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
-            item = _queue_get(finished, left)
+            item = _queue_get(finished, left, futures)
         except queue.Empty:
             raise errors.WaitTimeout(
                 f"{sum(not f.done() for f in futures)} of {len(futures)} futures not final "
@@ -240,13 +257,21 @@ def as_completed(
         yield item
 
 
-def _queue_get(q: queue.SimpleQueue, timeout: float | None) -> Any:
-    """``q.get(timeout=...)`` that hands a pool slot back while it blocks."""
+def _queue_get(q: queue.SimpleQueue, timeout: float | None, futures: list) -> Any:
+    """``q.get(timeout=...)`` that hands a pool slot back (or waits the backend's way)."""
     try:
         return q.get_nowait()
     except queue.Empty:
         if timeout is not None and timeout <= 0:
             raise
+    wait_any = _wait_any_hook()
+    if wait_any is not None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        wait_any([f for f in futures if not f.done()], timeout)
+        if deadline is None:
+            return q.get()
+        # the backend said one is ready; its future's own callback follows shortly
+        return q.get(timeout=max(deadline - time.monotonic(), 0.1))
     slot = getattr(worker_slot, "hook", None)
     if slot is not None:
         slot.release()
