@@ -10,11 +10,12 @@ from __future__ import annotations
 import braid
 from braid import flow, get_run_context, task
 
-# One nested flow per entry: the seed's Dask nested flow, plus threads and processes.
+# One nested flow per entry: the seed's Dask nested flow, plus threads, processes, Ray.
 NESTED_RUNNERS: dict[str, braid.TaskRunner] = {
     "threads": braid.ThreadPoolTaskRunner(max_workers=2),
     "processes": braid.ProcessPoolTaskRunner(max_workers=2),
     "dask": braid.DaskTaskRunner(cluster_kwargs={"n_workers": 1, "threads_per_worker": 2}),
+    "ray": braid.RayTaskRunner(init_kwargs={"num_cpus": 2}),
 }
 
 
@@ -31,15 +32,16 @@ def concurrent_nested_flow() -> None:
 
 
 @task
-def hello_from(runner_name: str) -> None:
-    print(f"Hello from {runner_name}!\n", end="")
+def hello_from(runner_name: str) -> str:
+    # returned rather than printed: Ray and Dask workers print to their own consoles
+    return f"Hello from {runner_name}!"
 
 
 @flow
 def runner_nested_flow(runner_name: str) -> None:
     runner = get_run_context().task_runner
     print(f"{runner_name} nested flow runs on {type(runner).__name__}")
-    hello_from.submit(runner_name).wait()
+    print(hello_from.submit(runner_name).result())
 
 
 @flow(task_runner=braid.ThreadPoolTaskRunner())

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
 import pytest
+
+# Ray on these machines (see ci/env.sh): keep 127.0.0.1, no token auth, no usage stats.
+for _name, _value in (("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0"), ("RAY_AUTH_MODE", "disabled"),
+                      ("RAY_USAGE_STATS_ENABLED", "0")):
+    os.environ.setdefault(_name, _value)
 
 
 @pytest.fixture(autouse=True)

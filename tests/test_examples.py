@@ -90,11 +90,14 @@ EXPECTED: dict[str, Expect] = {
             "Hello from processes!",
             "dask nested flow runs on DaskTaskRunner",
             "Hello from dask!",
+            "ray nested flow runs on RayTaskRunner",
+            "Hello from ray!",
         ),
         in_order=(
             ("threads nested flow runs on ThreadPoolTaskRunner", "Hello from threads!"),
             ("processes nested flow runs on ProcessPoolTaskRunner", "Hello from processes!"),
             ("dask nested flow runs on DaskTaskRunner", "Hello from dask!"),
+            ("ray nested flow runs on RayTaskRunner", "Hello from ray!"),
         ),
     ),
     "retries_and_timeouts.py": Expect(
