@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,8 +62,10 @@ class TaskRunInfo:
         return self._task.name
 
     @property
-    def id(self) -> uuid.UUID:
+    def id(self) -> Any:
         """The task run's id, the same as its future's ``task_run_id``."""
+        import uuid
+
         return uuid.UUID(int=self._id, version=4)
 
     @property

@@ -25,7 +25,6 @@ else, so every runner behaves the same.
 
 from __future__ import annotations
 
-import ctypes
 import inspect
 import os
 import random
@@ -380,6 +379,8 @@ async def _await_with_deadline(coro: Any, timeout: float, call: TaskCall,
 
 def _raise_in_thread(t: threading.Thread, exc_type: type[BaseException]) -> None:
     if t.ident is not None and t.is_alive():
+        import ctypes
+
         ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(t.ident),
                                                    ctypes.py_object(exc_type))
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import contextvars
 import inspect
+import random
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -159,7 +159,7 @@ class Flow(Generic[R]):
 
     def _begin(self, params: dict) -> tuple[Any, RunContext, Any]:
         runner = _new_runner(self.task_runner)
-        run_id = uuid.uuid4()
+        run_id = f"{random.getrandbits(128):032x}"
         name = self._render_name(params, run_id)
         parent = current_run.get()
         log_prints = self.log_prints
@@ -179,10 +179,10 @@ class Flow(Generic[R]):
             raise
         return runner, ctx, token
 
-    def _render_name(self, params: dict, run_id: uuid.UUID) -> str:
+    def _render_name(self, params: dict, run_id: str) -> str:
         template = self.flow_run_name
         if template is None:
-            return f"{self.name}-{run_id.hex[:8]}"
+            return f"{self.name}-{run_id[:8]}"
         if callable(template):
             return str(template())
         try:

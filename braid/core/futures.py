@@ -17,7 +17,6 @@ import queue
 import random
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, NamedTuple, TypeVar
 
@@ -90,8 +89,10 @@ class TaskFuture(Generic[R]):
 
     # -- identity -----------------------------------------------------------------
     @property
-    def task_run_id(self) -> uuid.UUID:
+    def task_run_id(self) -> Any:
         """The task run's unique id."""
+        import uuid
+
         return uuid.UUID(int=self._id, version=4)
 
     @property

@@ -10,10 +10,8 @@ the task that raised.
 
 from __future__ import annotations
 
-import datetime as _dt
 import enum
 import time
-import traceback
 from typing import Any
 
 from braid import errors
@@ -69,6 +67,8 @@ def _pack_exception(exc: BaseException, depth: int = 0) -> tuple:
     """Reduce an exception to picklable parts that keep its traceback and cause."""
     tb = exc.__traceback__
     if tb is not None:
+        import traceback
+
         text = "".join(traceback.format_exception(type(exc), exc, tb, chain=False))
         text = '\n"""\n' + text + '"""'
     elif isinstance(exc.__cause__, RemoteTraceback):
@@ -148,9 +148,11 @@ class State:
 
     # -- when ---------------------------------------------------------------------
     @property
-    def timestamp(self) -> _dt.datetime:
+    def timestamp(self) -> Any:
         """When the run entered this state, as an aware UTC datetime."""
-        return _dt.datetime.fromtimestamp(self._ts, _dt.timezone.utc)
+        import datetime
+
+        return datetime.datetime.fromtimestamp(self._ts, datetime.timezone.utc)
 
     # -- predicates ---------------------------------------------------------------
     def is_pending(self) -> bool:

@@ -37,7 +37,6 @@ from typing import Any
 
 from braid import errors
 from braid.core.logs import driver_level, replay
-from braid.core.serialization import dumps, dumps_call, loads
 from braid.core.states import Crashed, Failed, State
 from braid.runners.base import Capabilities, LocalTaskRunner, PendingRun
 
@@ -85,7 +84,7 @@ class ProcessPoolTaskRunner(LocalTaskRunner):
     _pickles = True
 
     def _pickle_call(self, call: Any) -> bytes:
-        return dumps_call(call)  # at submit, so a call that will not pickle fails there
+        return _serialization().dumps_call(call)  # at submit: a bad call fails there
 
     # -- pool -------------------------------------------------------------------------
     def _start_pool(self) -> None:
@@ -120,7 +119,7 @@ class ProcessPoolTaskRunner(LocalTaskRunner):
             return
         states = [u.state for u in run.upstreams] if run.upstreams else ()
         try:
-            message = dumps((call_bytes, states))
+            message = _serialization().dumps((call_bytes, states))
         except Exception as exc:  # noqa: BLE001 - an upstream value that will not pickle
             err = errors.SerializationError(
                 f"task run {run.future.task_run_name!r}: an upstream result could not be "
@@ -178,7 +177,7 @@ class ProcessPoolTaskRunner(LocalTaskRunner):
         except (EOFError, OSError):
             return  # the sentinel will report the death
         run = worker.run
-        state: State = loads(payload)
+        state: State = _serialization().loads(payload)
         with self._lock:
             worker.run = None
             if run is not None:
@@ -258,6 +257,13 @@ class _Worker:
         self.run: PendingRun | None = None
 
 
+def _serialization() -> Any:
+    # imported on first use, so that `import braid` does not load cloudpickle
+    from braid.core import serialization
+
+    return serialization
+
+
 def _wait(objects: list) -> list:
     from multiprocessing.connection import wait
 
@@ -289,7 +295,7 @@ def _worker_main(conn: Any, log_level: int) -> None:
             return
         if not msg:
             return
-        call_bytes, states = loads(msg)
+        call_bytes, states = _serialization().loads(msg)
         conn.send_bytes(run_pickled(call_bytes, states, None, log_level))
         if any(t.name.startswith("braid-timeout-") and t.is_alive()
                for t in threading.enumerate()):

@@ -30,7 +30,6 @@ from typing import Any
 from braid import errors
 from braid.core.engine import close_thread_loop, run_task
 from braid.core.futures import worker_slot
-from braid.core.serialization import dumps, dumps_call, dumps_state, loads
 from braid.core.states import Crashed
 from braid.runners.base import Capabilities, LocalTaskRunner, PendingRun
 
@@ -72,6 +71,8 @@ class ThreadPoolTaskRunner(LocalTaskRunner):
         return self.check_pickling
 
     def _pickle_call(self, call: Any) -> bytes | None:
+        from braid.core.serialization import dumps_call
+
         return dumps_call(call)
 
     def __repr__(self) -> str:
@@ -164,6 +165,8 @@ class ThreadPoolTaskRunner(LocalTaskRunner):
             return run_task(call, states, self, True,
                             run.future._set_name if call.run_name is None else None)
         # check_pickling: travel as if to another process
+        from braid.core.serialization import dumps, dumps_state, loads
+
         call = loads(run.payload)
         call.attempt = run.call.attempt
         states = [loads(dumps(s)) for s in states] if states else None
