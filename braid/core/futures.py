@@ -13,6 +13,7 @@ never deadlocks a bounded pool.
 from __future__ import annotations
 
 import itertools
+import math
 import queue
 import random
 import threading
@@ -241,7 +242,8 @@ def as_completed(
     futures: Iterable[TaskFuture], timeout: float | None = None
 ) -> Iterator[TaskFuture]:
     """Yield futures as they become final; ``WaitTimeout`` if some are not after ``timeout``."""
-    futures = list(dict.fromkeys(futures))
+    # futures final already are yielded first, in the order they finished
+    futures = sorted(dict.fromkeys(futures), key=_finished_at)
     finished: queue.SimpleQueue = queue.SimpleQueue()
     for f in futures:
         f.add_done_callback(finished.put)
@@ -256,6 +258,14 @@ def as_completed(
                 f"after {timeout} s"
             ) from None
         yield item
+
+
+def _finished_at(future: TaskFuture) -> float:
+    # the raw state (no fetch from a cluster), read once: it may turn final meanwhile
+    state = getattr(future, "_state", None)
+    if state is None or state.type not in _FINAL:
+        return math.inf
+    return state._ts
 
 
 def _queue_get(q: queue.SimpleQueue, timeout: float | None, futures: list) -> Any:

@@ -48,6 +48,8 @@ class Capabilities:
     - ``can_interrupt_running``: a running task can be stopped (a process ended).
     - ``reschedules_retries``: a task waiting out its retry delay holds no worker.
     - ``remote``: tasks run outside the driver's process.
+    - ``runs_inline``: ``submit`` runs the call to its end in the submitting thread
+      before returning, so a run never overlaps with the code that submitted it.
     """
 
     requires_pickling: bool = False
@@ -55,6 +57,7 @@ class Capabilities:
     can_interrupt_running: bool = False
     reschedules_retries: bool = False
     remote: bool = False
+    runs_inline: bool = False
 
 
 class TaskRunner(ABC):

@@ -82,6 +82,7 @@ class SubmitTests:
         assert run_in_flow(runner, body) == ("UserError", True)
 
     def test_result_timeout_raises_wait_timeout(self, runner):
+        require(runner, "runs_inline", False)
         def body():
             f = st.sleep_then.submit(1, 1.0)
             with pytest.raises(errors.WaitTimeout):
@@ -313,6 +314,7 @@ class WaitTests:
     """``wait()`` and ``as_completed()``."""
 
     def test_wait_done_and_not_done(self, runner):
+        require(runner, "runs_inline", False)
         def body():
             quick = st.identity.submit(1)
             slow = st.sleep_then.submit(2, 1.0)
@@ -332,6 +334,7 @@ class WaitTests:
         assert run_in_flow(runner, body) == ["first", "second"]
 
     def test_as_completed_timeout(self, runner):
+        require(runner, "runs_inline", False)
         def body():
             slow = st.sleep_then.submit("slow", 1.0)
             with pytest.raises(errors.WaitTimeout):

@@ -9,7 +9,7 @@ import pytest
 
 from braid import errors, flow, get_run_logger, task, wait
 from braid.testing import sample_tasks as st
-from braid.testing.suite import run_in_flow
+from braid.testing.suite import require, run_in_flow
 
 __all__ = ["RetryTests", "TimeoutTests", "AsyncTests", "LoggingTests", "OptionTests"]
 
@@ -93,6 +93,7 @@ class TimeoutTests:
         assert run_in_flow(runner, body) == 4
 
     def test_flow_timeout_cancels_queued_runs(self, runner):
+        require(runner, "runs_inline", False)
         holder = {}
 
         @flow(task_runner=runner, timeout_seconds=0.5)
