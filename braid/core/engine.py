@@ -57,6 +57,8 @@ __all__ = [
 ]
 
 AWAITING_RETRY = "AwaitingRetry"
+#: values of TaskCall.resolve: nothing to resolve, top-level slots only, the deep walk
+NOTHING, FLAT, DEEP = 0, 1, 2
 _COMPLETED = StateType.COMPLETED
 
 
@@ -65,7 +67,7 @@ class TaskCall:
 
     It never holds the flow, the flow's parameters or the runner.  ``args``/``kwargs``
     may hold :class:`~braid.core.resolve.UpstreamSlot` placeholders (``resolve`` is
-    then True) filled from the upstream states at run time; ``must_succeed[i]`` says
+    then FLAT or DEEP) filled from the upstream states at run time; ``must_succeed[i]`` says
     whether upstream ``i`` failing stops this run.
     """
 
@@ -73,7 +75,7 @@ class TaskCall:
                  "attempt", "flow_run", "log_prints", "extra")
 
     def __init__(self, task: Any, args: tuple, kwargs: dict, must_succeed: list | None,
-                 resolve: bool, run_id: int, run_name: str | None, flow_run: Any) -> None:
+                 resolve: int, run_id: int, run_name: str | None, flow_run: Any) -> None:
         self.task = task
         self.args = args
         self.kwargs = kwargs
@@ -148,6 +150,8 @@ def _prepare(call: TaskCall, upstream_states: Any) -> tuple[tuple, dict] | State
             return UpstreamFailedState(st, f"task {call.task.name!r}")
         else:
             values.append(st.result(raise_on_failure=False))
+    if call.resolve == FLAT:
+        return resolve.materialize_flat(args, kwargs, values)
     return resolve.materialize(args, kwargs, values)
 
 
@@ -186,10 +190,20 @@ def _final(state: State, ctx: RunContext | None, call: TaskCall,
 
 def _where() -> str:
     """This process and thread, as a lane name: ``pid 123 / braid-worker-0`` (cached)."""
-    where = getattr(_thread_state, "where", None)
-    if where is None or not where.startswith(f"pid {os.getpid()} "):
-        where = _thread_state.where = f"pid {os.getpid()} / {threading.current_thread().name}"
+    where = _thread_state.__dict__.get("where")
+    if where is None or _thread_state.where_pid != _pid:
+        _thread_state.where_pid = _pid
+        where = _thread_state.where = f"pid {_pid} / {threading.current_thread().name}"
     return where
+
+
+def _after_fork() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+_pid = os.getpid()
+os.register_at_fork(after_in_child=_after_fork)
 
 
 # -- retries --------------------------------------------------------------------------

@@ -42,12 +42,14 @@ class UpstreamSlot:
 class Extraction:
     """The futures found in a call: ``upstreams`` in slot order, and which must succeed."""
 
-    __slots__ = ("upstreams", "must_succeed", "_index")
+    __slots__ = ("upstreams", "must_succeed", "_index", "flat")
 
     def __init__(self) -> None:
         self.upstreams: list[TaskFuture] = []
         self.must_succeed: list[bool] = []
         self._index: dict[int, int] = {}
+        #: every slot is a top-level argument (the engine then skips the deep walk)
+        self.flat = False
 
     def add(self, future: TaskFuture, allow: bool) -> int:
         key = id(future)
@@ -150,26 +152,26 @@ def extract(
     knows to walk the parameters.
     """
     ex = Extraction()
-    found_quote = False
+    flat = _extract_flat(args, kwargs, ex)
+    if flat is not None:
+        new_args, new_kwargs = flat
+        ex.flat = True
+        if wait_for:
+            _add_wait_for(ex, wait_for)
+        if not ex.upstreams:
+            return None
+        return new_args, new_kwargs, ex
 
     def on_future(f: Any, allow: bool) -> Any:
         return UpstreamSlot(ex.add(f, allow))
 
     def on_quote(q: quote) -> Any:
-        nonlocal found_quote
-        found_quote = True
         return q
 
     new_args = walk_replace(args, on_future, on_quote) if args else _unchanged
     new_kwargs = walk_replace(kwargs, on_future, on_quote) if kwargs else _unchanged
     if wait_for:
-        if isinstance(wait_for, (TaskFuture, allow_failure)):
-            wait_for = [wait_for]
-        for w in wait_for:
-            allow = isinstance(w, allow_failure)
-            f = w.value if allow else w
-            if isinstance(f, TaskFuture):
-                ex.add(f, allow)
+        _add_wait_for(ex, wait_for)
     if new_args is _unchanged and new_kwargs is _unchanged and not ex.upstreams:
         return None
     if new_args is _unchanged:
@@ -177,6 +179,53 @@ def extract(
     if new_kwargs is _unchanged:
         new_kwargs = kwargs
     return new_args, new_kwargs, ex
+
+
+def _add_wait_for(ex: Extraction, wait_for: Any) -> None:
+    if isinstance(wait_for, (TaskFuture, allow_failure)):
+        wait_for = [wait_for]
+    for w in wait_for:
+        allow = isinstance(w, allow_failure)
+        f = w.value if allow else w
+        if isinstance(f, TaskFuture):
+            ex.add(f, allow)
+
+
+def _extract_flat(args: tuple, kwargs: dict, ex: Extraction) -> tuple[tuple, dict] | None:
+    """The common case in one pass: arguments that are plain values or futures.
+
+    Returns the arguments with top-level futures replaced by slots, or None when some
+    argument needs the deep walk (a container, a dataclass, a wrapper, ...).
+    """
+    new_args: Any = args
+    for i, a in enumerate(args):
+        if type(a) in _ATOMIC:
+            continue
+        if not isinstance(a, TaskFuture):
+            return None
+        if new_args is args:
+            new_args = list(args)
+        new_args[i] = UpstreamSlot(ex.add(a, False))
+    new_kwargs = kwargs
+    for k, v in kwargs.items():
+        if type(v) in _ATOMIC:
+            continue
+        if not isinstance(v, TaskFuture):
+            return None
+        if new_kwargs is kwargs:
+            new_kwargs = dict(kwargs)
+        new_kwargs[k] = UpstreamSlot(ex.add(v, False))
+    return (args if new_args is args else tuple(new_args)), new_kwargs
+
+
+def materialize_flat(args: tuple, kwargs: dict, values: list) -> tuple[tuple, dict]:
+    """``materialize`` for calls whose slots are all top-level arguments."""
+    if args:
+        args = tuple(values[a.index] if type(a) is UpstreamSlot else a for a in args)
+    if kwargs:
+        kwargs = {k: (values[v.index] if type(v) is UpstreamSlot else v)
+                  for k, v in kwargs.items()}
+    return args, kwargs
 
 
 def materialize(args: tuple, kwargs: dict, values: list) -> tuple[tuple, dict]:

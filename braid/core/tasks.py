@@ -18,7 +18,15 @@ from typing import Any, Generic, TypeVar, overload
 from braid import errors
 from braid.core.annotations import unmapped
 from braid.core.context import current_run
-from braid.core.engine import TaskCall, render_run_name, run_task, run_task_async
+from braid.core.engine import (
+    DEEP,
+    FLAT,
+    NOTHING,
+    TaskCall,
+    render_run_name,
+    run_task,
+    run_task_async,
+)
 from braid.core.futures import FutureList, TaskFuture
 from braid.core.records import DirectRun
 from braid.core.resolve import extract
@@ -172,6 +180,8 @@ class Task(Generic[R]):
                 self.bind(args, kwargs)
             return
         names, required, known, kwonly_required, var_pos, var_kw = shape
+        if not kwargs and not kwonly_required and len(required) <= len(args) <= len(names):
+            return  # the common case: positional arguments that fit
         ok = var_pos or len(args) <= len(names)
         if ok and kwargs and not var_kw:
             ok = all(k in known for k in kwargs)
@@ -192,10 +202,11 @@ class Task(Generic[R]):
         if found is None:
             upstreams: list = []
             must = None
-            resolve = False
+            resolve = NOTHING
         else:
             args, kwargs, ex = found
-            upstreams, must, resolve = ex.upstreams, ex.must_succeed, True
+            upstreams, must = ex.upstreams, ex.must_succeed
+            resolve = FLAT if ex.flat else DEEP
         run_name = None
         if self.task_run_name is not None and not upstreams and isinstance(
             self.task_run_name, str

@@ -103,6 +103,15 @@ class ThreadPoolTaskRunner(LocalTaskRunner):
     def _dispatch(self, run: PendingRun) -> None:
         if self._cancel_reason is not None and self._cancelled(run):
             return
+        h = _handoff
+        if h.__dict__.get("runner") is self and h.next is None:
+            # a worker settling a run made this one runnable: it runs it next itself,
+            # sparing a queue round trip and a thread switch (chains stay on one thread)
+            h.next = run
+            return
+        self._enqueue(run)
+
+    def _enqueue(self, run: PendingRun) -> None:
         self._q.put(run)
         with self._lock:
             self._queued += 1
@@ -120,40 +129,56 @@ class ThreadPoolTaskRunner(LocalTaskRunner):
 
     def _work(self) -> None:
         worker_slot.hook = self._hook
-        q, lock, running = self._q, self._lock, self._running
+        q, lock, running, h = self._q, self._lock, self._running, _handoff
+        h.next = None
+        run: PendingRun | None = None
         try:
             while True:
-                run = q.get()
                 if run is None:
-                    return
-                with lock:
-                    self._queued -= 1
-                    self._busy += 1
-                    if self._active >= self.max_workers:
-                        self._take_slot()
-                    else:
-                        self._active += 1
+                    run = q.get()
+                    if run is None:
+                        return
+                    with lock:
+                        self._queued -= 1
+                        self._busy += 1
+                        if self._active >= self.max_workers:
+                            self._take_slot()
+                        else:
+                            self._active += 1
+                # here this thread is busy and holds a slot, for `run`
                 final = False
+                follow: PendingRun | None = None
                 try:
-                    if self._cancel_reason is not None and self._cancelled(run):
-                        continue
-                    future = run.future
-                    future._set_running()
-                    running[future] = None
-                    try:
-                        state = self._execute(run)
-                    except BaseException as exc:  # noqa: BLE001 - an engine bug
-                        state = Crashed(errors.BraidError(f"braid engine error: {exc!r}"))
-                    del running[future]
-                    final = self._settle(run, state)
+                    if self._cancel_reason is None or not self._cancelled(run):
+                        future = run.future
+                        future._set_running()
+                        running[future] = None
+                        try:
+                            state = self._execute(run)
+                        except BaseException as exc:  # noqa: BLE001 - an engine bug
+                            state = Crashed(errors.BraidError(f"braid engine error: {exc!r}"))
+                        del running[future]
+                        h.runner = self
+                        try:
+                            final = self._settle(run, state)
+                        finally:
+                            h.runner = None
+                            follow, h.next = h.next, None
                 finally:
                     with lock:
-                        self._busy -= 1
-                        self._active -= 1
-                        if self._slot_waiters:
-                            self._slot_free.notify()
                         if final:
                             self._count_finished()
+                        if follow is not None and not self._slot_waiters:
+                            keep = True  # go on with `follow`, keeping the slot
+                        else:
+                            keep = False
+                            self._busy -= 1
+                            self._active -= 1
+                            if self._slot_waiters:
+                                self._slot_free.notify()
+                    if follow is not None and not keep:
+                        self._enqueue(follow)
+                run = follow if keep else None
         finally:
             worker_slot.hook = None
             close_thread_loop()
@@ -192,6 +217,11 @@ class ThreadPoolTaskRunner(LocalTaskRunner):
             for t in threads:
                 if t is not current:
                     t.join()
+
+
+#: per worker thread: the runner whose run it is settling, and the run that settling
+#: made runnable (see ``_dispatch``)
+_handoff = threading.local()
 
 
 class _SlotHook:

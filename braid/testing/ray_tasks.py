@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from braid import get_run_context, task
+from braid import as_completed, get_run_context, task, wait
 from braid.testing import sample_tasks as st
 
 
@@ -41,3 +41,26 @@ def nested_where() -> tuple:
     runner = get_run_context().task_runner
     child_pid = st.where.submit().result()[0]
     return type(runner).__name__, os.getpid(), child_pid
+
+
+@task
+def blob(n: int) -> bytes:
+    """``n`` bytes: a result too large to pass through the driver unnoticed."""
+    return b"x" * n
+
+
+@task
+def size_of(data: bytes) -> int:
+    """The length of ``data``."""
+    return len(data)
+
+
+@task
+def wait_on_children(x: int, how: str) -> int:
+    """Submit two children, wait for them with ``braid.wait`` or ``as_completed``, add up."""
+    children = [st.inc.submit(x), st.inc.submit(x + 10)]
+    if how == "wait":
+        done, not_done = wait(children)
+        assert not not_done
+        return sum(f.result() for f in done)
+    return sum(f.result() for f in as_completed(children))

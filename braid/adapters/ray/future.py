@@ -1,19 +1,24 @@
-"""RayTaskFuture: a braid future backed by a Ray ObjectRef holding a pickled final State.
+"""RayTaskFuture: a braid future backed by a Ray task's two return objects.
 
 Life of one future::
 
-    created at submit                     PENDING (ref None while foreign upstreams run)
-      runner hands the call to Ray        ref = remote(...)   ref.future().add_done_callback
-      Ray says the ref is ready  ─────>   _from_ray(ref, bytes | RayError)   (Ray's thread)
-        bytes                             settled: done() is True, callbacks run, the
-                                          bytes are kept; the State is unpickled on the
-                                          first ``.state`` read and cached (logs replayed)
+    created at submit                     PENDING (refs None while foreign upstreams run)
+      runner hands the call to Ray        header ref, data ref = remote(...)
+                                          header_ref.future().add_done_callback
+      the header arrives  ────────────>   _from_ray(ref, header | RayError)   (Ray's thread)
+        a header (small)                  log records replayed, then settled: done() is
+                                          True, callbacks run; ``.state`` is final
         a Ray error                       the runner turns it into a State (WorkerLost, ...)
                                           or runs the call again (an upstream's worker died)
+      downstream Ray tasks                get the data ref as an argument: the result goes
+                                          worker to worker, never through the driver
+      .result() / state.data              the data ref is fetched (once, then cached)
 
-``.state`` never blocks: it is PENDING until the ref is ready.  ``wait()`` and
-``result()`` block in ``ray.get``, which on a Ray worker hands the task's CPU back
-to Ray while it waits, so a task waiting on its children never starves them.
+``.state`` never blocks and never fetches: before the end it is PENDING; after, a
+COMPLETED state's ``data`` (and ``result()``) fetches the result from Ray the first
+time it is read, so code that only looks at states (records, reports, ``done()``)
+never pulls a result into this process.  ``wait()`` blocks in ``ray.get`` on the
+header, which on a Ray worker hands the task's CPU back to Ray while it waits.
 """
 
 from __future__ import annotations
@@ -31,64 +36,72 @@ from braid import errors
 from braid.core import logs
 from braid.core.futures import TaskFuture
 from braid.core.serialization import loads
-from braid.core.states import Failed, State
+from braid.core.states import Crashed, Failed, State
 
 __all__ = ["RayTaskFuture"]
 
 _settle_lock = threading.Lock()
 _log = logging.getLogger("braid")
+_DATA = State.__dict__["data"]  # the slot a State keeps its data in
 
 
 class RayTaskFuture(TaskFuture):
     """A :class:`~braid.core.futures.TaskFuture` whose run is a Ray task.
 
-    Settled exactly once, either with the pickled State the Ray task returned
-    (unpickled lazily) or with a State the runner made (crash, cancellation).
+    Settled exactly once, either by the header the Ray task returned or with a
+    State the runner made (crash, cancellation).
     """
 
-    __slots__ = ("_ref", "_payload", "_settled", "_decode_lock", "_on_ray_error", "_on_final")
+    __slots__ = ("_ref", "_data_ref", "_settled", "_on_ray_error", "_on_final")
 
     def __init__(self, task: Any, name: str | None, run_id: int,
                  on_ray_error: Callable[[RayTaskFuture, RayError], None],
                  on_final: Callable[[RayTaskFuture], None]) -> None:
         super().__init__(task, name, run_id)
-        self._ref: Any = None          # the ObjectRef of the current attempt at running it
-        self._payload: bytes | None = None
+        self._ref: Any = None        # the header ref of the current attempt at running it
+        self._data_ref: Any = None   # its payload ref: what downstream Ray tasks receive
         self._settled = False
-        self._decode_lock: threading.Lock | None = None
         self._on_ray_error = on_ray_error
         self._on_final = on_final
 
     # -- runner side ------------------------------------------------------------------
-    def _attach(self, ref: Any) -> None:
-        """Follow ``ref``: settle when Ray has its value (callback on Ray's own thread)."""
-        self._ref = ref
-        ref.future().add_done_callback(lambda cf: self._from_ray(ref, _outcome(cf)))
+    def _attach(self, header_ref: Any, data_ref: Any) -> None:
+        """Follow a Ray task: settle when its header is ready (callback on Ray's thread)."""
+        self._data_ref = data_ref
+        self._ref = header_ref
+        header_ref.future().add_done_callback(
+            lambda cf: self._from_ray(header_ref, _outcome(cf)))
+
+    def _detach(self) -> None:
+        """Forget the current Ray task (it failed for Ray's reasons; it may run again)."""
+        self._ref = None
+        self._data_ref = None
 
     def _from_ray(self, ref: Any, outcome: Any) -> None:
-        """Take the outcome of ``ref`` (bytes or a Ray error) unless it is stale or late."""
+        """Take the outcome of header ``ref`` (a header or a Ray error) unless stale or late."""
         if ref is not self._ref or self._settled:
             return
-        if isinstance(outcome, bytes):
-            self._settle(None, outcome)
-        else:
+        if isinstance(outcome, BaseException):
             self._on_ray_error(self, outcome)
+            return
+        state, records = _read_header(outcome, self._data_ref, self)
+        # replayed now, not when someone reads the result: unread runs log too
+        logs.replay(records, "ray")
+        self._settle(state, from_ray=True)
 
     def _finish(self, state: State) -> bool:
-        return self._settle(state, None)
+        return self._settle(state, from_ray=False)
 
-    def _settle(self, state: State | None, payload: bytes | None) -> bool:
+    def _settle(self, state: State, from_ray: bool) -> bool:
         with _settle_lock:
             if self._settled:
                 return False
             self._settled = True
-            if state is not None:
-                self._state = state
-                if self._name is None:
-                    self._name = state.task_run_name
-            else:
-                self._payload = payload
-                self._decode_lock = threading.Lock()
+            self._state = state
+            if not from_ray:  # no result in Ray for downstream tasks: they get this State
+                self._data_ref = None
+            if self._name is None:
+                self._name = state.task_run_name
             callbacks, self._callbacks = self._callbacks, None
         self._done.release()
         for fn in callbacks or ():
@@ -100,28 +113,6 @@ class RayTaskFuture(TaskFuture):
         return True
 
     # -- TaskFuture ----------------------------------------------------------------------
-    @property
-    def state(self) -> State:
-        """The run's current state; never blocks (unpickles the final State on first read)."""
-        if self._payload is None:
-            return self._state
-        with self._decode_lock:  # type: ignore[union-attr]
-            payload = self._payload
-            if payload is not None:
-                state = _decode(payload, self)
-                self._state = state
-                self._payload = None
-                if self._name is None:
-                    self._name = state.task_run_name
-                logs.replay((state.extra or {}).get("logs"), "ray")
-        return self._state
-
-    @property
-    def task_run_name(self) -> str | None:
-        if self._name is None and self._payload is not None:
-            self.state  # noqa: B018 - the name travels in the State
-        return super().task_run_name
-
     def done(self) -> bool:
         return self._settled
 
@@ -129,7 +120,7 @@ class RayTaskFuture(TaskFuture):
         """Block until the run is final or ``timeout`` seconds passed, in ``ray.get``.
 
         On a Ray worker ``ray.get`` hands the task's CPU back to Ray while it blocks;
-        on the driver it is the quickest way to the value, and Ctrl-C interrupts it.
+        on the driver it is the quickest way to the header, and Ctrl-C interrupts it.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self._settled:
@@ -149,13 +140,14 @@ class RayTaskFuture(TaskFuture):
                 return
 
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> Any:
+        """Wait for the run, then return its value (fetched from Ray once) or raise its error."""
         self.wait(timeout)
         if not self._settled:
             raise errors.WaitTimeout(
                 f"task run {self._name or self.task_run_id!s} is not final after {timeout} s"
                 f" (state {self._state.name})"
             )
-        return self.state.result(raise_on_failure)
+        return self._state.result(raise_on_failure)
 
     def add_done_callback(self, fn: Callable[[TaskFuture], Any]) -> None:
         with _settle_lock:
@@ -171,19 +163,111 @@ class RayTaskFuture(TaskFuture):
         return f"<RayTaskFuture {self._name or ''} {self._state.name}>"
 
 
+class _ResultState(State):
+    """A COMPLETED state whose ``data`` stays in Ray until first read.
+
+    Everything but the data came in the run's header.  Reading ``data``,
+    ``result()`` or pickling the state fetches the payload once; if that fails (the
+    result's class is not importable here, the node holding it is gone) ``result()``
+    gives that error the way a failed state does, and ``data`` raises it.
+    """
+
+    __slots__ = ("_data_ref", "_label", "_fetched")
+
+    @classmethod
+    def wrap(cls, light: State, data_ref: Any, label: str) -> _ResultState:
+        state = cls(light.type, light.name, light.message, None, light._ts)
+        state.task_run_name = light.task_run_name
+        state.extra = light.extra
+        state.started = light.started
+        state.where = light.where
+        state._data_ref = data_ref
+        state._label = label
+        state._fetched = None
+        return state
+
+    def _fetch(self) -> State:
+        fetched = self._fetched
+        if fetched is None:
+            fetched = _fetch_state(self._data_ref, self._label)
+            if fetched.is_completed():
+                _DATA.__set__(self, fetched.data)
+            self._fetched = fetched
+        return fetched
+
+    @property  # type: ignore[override]
+    def data(self) -> Any:
+        fetched = self._fetch()
+        if not fetched.is_completed():
+            raise fetched.data
+        return _DATA.__get__(self, State)
+
+    @data.setter
+    def data(self, value: Any) -> None:
+        _DATA.__set__(self, value)
+
+    def result(self, raise_on_failure: bool = True) -> Any:
+        fetched = self._fetch()
+        if not fetched.is_completed():
+            return fetched.result(raise_on_failure)
+        return _DATA.__get__(self, State)
+
+    def __reduce__(self):
+        fetched = self._fetch()
+        return super().__reduce__() if fetched.is_completed() else fetched.__reduce__()
+
+
 def _outcome(cf: Any) -> Any:
     """The value of a finished ``concurrent.futures.Future`` from ``ref.future()``, or its error."""
     exc = cf.exception()
     return cf.result() if exc is None else exc
 
 
-def _decode(payload: bytes, future: RayTaskFuture) -> State:
+def _label(future: RayTaskFuture, state: State | None = None) -> str:
+    name = (state.task_run_name if state is not None else None) or future.task_run_name
+    return repr(name) if name else str(future.task_run_id)
+
+
+def _read_header(header: Any, data_ref: Any, future: RayTaskFuture,
+                 ) -> tuple[State, list | None]:
+    """The run's final state (data left in Ray when COMPLETED) and its log records."""
+    head, needs_data, shipped = header
+    try:
+        state = loads(head)
+    except Exception as exc:  # noqa: BLE001 - e.g. the exception's class is not importable
+        return _undecodable(exc, _label(future)), None
+    if needs_data and state.is_completed():
+        state = _ResultState.wrap(state, data_ref, _label(future, state))
+    records = None
+    if shipped is not None:
+        try:
+            records = loads(shipped)
+        except Exception:  # noqa: BLE001 - losing records must not lose the run
+            _log.warning("log records of task run %s could not be unpickled", _label(future))
+    return state, records
+
+
+def _fetch_state(data_ref: Any, label: str) -> State:
+    """Fetch and unpickle a run's full final State; a failure to do so as a State."""
+    try:
+        payload = ray.get(data_ref)
+    except RayError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        message = (f"task run {label}: its result could not be fetched from Ray "
+                   f"({type(exc).__name__}: {first})")
+        err = errors.WorkerLost(message)
+        err.__cause__ = exc
+        return Crashed(err, message)
     try:
         return loads(payload)
     except Exception as exc:  # noqa: BLE001 - e.g. the result's class is not importable here
-        err = errors.SerializationError(
-            f"task run {future._name or future.task_run_id!s}: its final state could not be "
-            f"unpickled in this process: {type(exc).__name__}: {exc}"
-        )
-        err.__cause__ = exc
-        return Failed(err)
+        return _undecodable(exc, label)
+
+
+def _undecodable(exc: BaseException, label: str) -> State:
+    err = errors.SerializationError(
+        f"task run {label}: its final state could not be unpickled in this process: "
+        f"{type(exc).__name__}: {exc}"
+    )
+    err.__cause__ = exc
+    return Failed(err)

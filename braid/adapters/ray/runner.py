@@ -1,4 +1,4 @@
-"""RayTaskRunner: every task run is one Ray task whose value is the run's pickled State.
+"""RayTaskRunner: every task run is one Ray task returning a small header and the State.
 
 How a call travels::
 
@@ -6,23 +6,27 @@ How a call travels::
     ------                                              ------------------
     submit(call, upstreams)
       dumps_call(call) -> bytes    (SerializationError here, at submit)
-      upstream is a RayTaskFuture with a live ref --> passed as a top-level ObjectRef:
-      |                                               Ray starts the task only once it
-      |                                               is ready and ships it worker to
-      |                                               worker (never via the driver)
+      upstream is a RayTaskFuture with a live ref --> its data ref is passed as a
+      |                                               top-level argument: Ray starts
+      |                                               the task once it is ready and
+      |                                               ships it worker to worker
+      |                                               (never via the driver)
       upstream of another runner, not final --> add_done_callback; the last one to
       |                                         finish dispatches (no thread waits);
       |                                         its State is passed as a value
       v
-    _execute.options(name=<run name>, num_cpus=..., resources=...)
-            .remote(call_bytes, log_level, *upstream refs/States)
-                                          ───────>  run_pickled(call_bytes, upstreams,
+    execute.options(name=<run name>, num_cpus=..., resources=..., num_returns=2)
+            .remote(call_bytes, log_level, *upstream data refs/States)
+                                          ───────>  run_task(call, upstream States,
                                                       nested_runner=<RayTaskRunner on
                                                       this worker's Ray>)
-                                                    -> pickled final State (user errors
-                                                       inside it, traceback attached)
-    ref.future() callback (Ray's thread)  <───────
-      bytes  -> future settled; State unpickled on first ``.state`` read, logs replayed
+                                                    -> header: final State without its
+                                                       result, log records (small)
+                                                    -> data: pickled final State (user
+                                                       errors inside, traceback attached)
+    header_ref.future() callback          <───────  (only the header comes back)
+      header -> logs replayed, future settled; the result is fetched from the
+                data ref only when ``.result()`` or ``state.data`` is read
       Ray error (worker died, ...) -> CRASHED with errors.WorkerLost, or, when the
                                       error is an upstream's, run again with that
                                       upstream's State so the engine decides
@@ -54,9 +58,10 @@ from ray.exceptions import RayError, RayTaskError, TaskCancelledError
 from braid import errors
 from braid.adapters.ray.future import RayTaskFuture
 from braid.adapters.ray.options import ray_options
+from braid.adapters.ray.worker import execute
 from braid.core import logs
 from braid.core.context import default_run_name
-from braid.core.engine import TaskCall, run_pickled
+from braid.core.engine import TaskCall
 from braid.core.futures import TaskFuture
 from braid.core.serialization import dumps_call
 from braid.core.states import Cancelled, Crashed, State
@@ -73,34 +78,9 @@ _LOCAL_ONLY = frozenset({
 })
 
 
-# -- the worker side -------------------------------------------------------------------
-def _execute(call_bytes: bytes, log_level: int, *upstream_payloads: Any) -> bytes:
-    """The body of every Ray task braid submits: run the call, return its pickled State."""
-    return run_pickled(call_bytes, upstream_payloads, _worker_runner(), log_level)
-
-
 # max_retries=0: a task's retries are braid's (the engine's), for user errors only.
-_remote_execute = ray.remote(max_retries=0)(_execute)
-
-_worker_runner_lock = threading.Lock()
-_worker_runner_instance: RayTaskRunner | None = None
-
-
-def _worker_runner() -> RayTaskRunner:
-    """The runner tasks submitted from inside a task go to: one per worker process.
-
-    It uses the Ray the worker is connected to, is never exited, and so never stops it.
-    """
-    global _worker_runner_instance
-    runner = _worker_runner_instance
-    if runner is None:
-        with _worker_runner_lock:
-            if _worker_runner_instance is None:
-                runner = RayTaskRunner()
-                runner.__enter__()
-                _worker_runner_instance = runner
-            runner = _worker_runner_instance
-    return runner
+# num_returns=2: a small header for the driver, the result for downstream tasks.
+_remote_execute = ray.remote(max_retries=0, num_returns=2)(execute)
 
 
 # -- which Ray, and who shuts it down ------------------------------------------------
@@ -343,7 +323,7 @@ class RayTaskRunner(TaskRunner):
         options = ray_options((call.extra or {}).get("resources"))
         name = _ray_name(call)
         try:
-            ref = _remote_execute.options(name=name, **options).remote(
+            header_ref, data_ref = _remote_execute.options(name=name, **options).remote(
                 run.payload, logs.driver_level(), *args)
         except Exception as exc:  # noqa: BLE001 - e.g. invalid resources, Ray gone away
             message = f"Ray refused task run {name!r}: {type(exc).__name__}: {exc}"
@@ -352,7 +332,7 @@ class RayTaskRunner(TaskRunner):
             future._finish(Crashed(crash, message))
             return
         run.dispatched = True
-        future._attach(ref)
+        future._attach(header_ref, data_ref)
 
     # -- Ray errors -------------------------------------------------------------------
     def _ray_error(self, future: RayTaskFuture, exc: RayError) -> None:
@@ -361,7 +341,7 @@ class RayTaskRunner(TaskRunner):
         if run is None:
             return
         if run.native and self._cancel_reason is None:
-            future._ref = None
+            future._detach()
             threading.Thread(target=self._recover, args=(run, exc), daemon=True,
                              name="braid-ray-recover").start()
             return
@@ -397,10 +377,8 @@ def _ray_name(call: TaskCall) -> str:
 
 
 def _native_ref(u: TaskFuture) -> Any:
-    """The ObjectRef a downstream Ray task can take for upstream ``u``, or None."""
-    if isinstance(u, RayTaskFuture) and not (u._settled and u._decode_lock is None):
-        return u._ref
-    return None
+    """The ObjectRef a downstream Ray task can take for upstream ``u`` (its result), or None."""
+    return u._data_ref if isinstance(u, RayTaskFuture) else None
 
 
 def _failure_state(exc: BaseException, call: TaskCall) -> State:
