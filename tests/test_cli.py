@@ -1,0 +1,326 @@
+"""``braid run`` driven as a user would: a subprocess, its exit status, stdout and stderr."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import json
+import os
+import pty
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import braid.testing.cli_flows
+
+FLOWS = Path(braid.testing.cli_flows.__file__)
+BRAID_SCRIPT = Path(sys.executable).parent / "braid"
+RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled",
+           "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def braid(*args: str, cwd: Path | None = None, script: bool = False,
+          env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m braid ARGS`` (or the ``braid`` console script) and wait for it."""
+    command = [str(BRAID_SCRIPT)] if script else [sys.executable, "-m", "braid"]
+    # a session of its own, so a run that hangs is ended with what it started (a Ray)
+    proc = subprocess.Popen([*command, *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                            env={**os.environ, **RAY_ENV, **(env or {})},
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=110)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"braid {' '.join(args)} did not finish in 110 s; stderr:\n{err[-3000:]}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def target(flow: str) -> str:
+    return f"{FLOWS}:{flow}"
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    """The single line a usage error prints; fails if there is more (or no) output."""
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("braid: error: ")
+    return lines[0]
+
+
+def report_data(path: Path) -> dict:
+    html = path.read_text(encoding="utf-8")
+    raw = re.search(r'<script type="application/json" id="run-data">(.*?)</script>', html, re.S)
+    assert raw is not None
+    return json.loads(raw.group(1))
+
+
+def pid_of(where: str) -> int:
+    match = re.match(r"pid (\d+)", where)
+    assert match, where
+    return int(match.group(1))
+
+
+# -- completing flows ---------------------------------------------------------------------
+@pytest.mark.parametrize("runner", ["threads", "processes"])
+def test_completed_flow_prints_its_value_and_a_summary(runner):
+    result = braid("run", target("completes"), "--runner", runner, "--max-workers", "2")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "30\n"
+    assert "flow run 'completes-" in result.stderr
+    assert " COMPLETED in " in result.stderr
+    assert "task runs: 6 (6 Completed)" in result.stderr
+    assert "slowest task runs:" in result.stderr
+    expected_runner = "ThreadPool" if runner == "threads" else "ProcessPool"
+    assert f"on {expected_runner}TaskRunner(max_workers=2" in result.stderr
+    assert "failed task runs" not in result.stderr
+
+
+def test_console_script_runs_the_flow_on_its_declared_runner(tmp_path):
+    assert BRAID_SCRIPT.is_file(), "the braid console script is not installed in this venv"
+    result = braid("run", target("completes"), "--param", "n=3", script=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "5\n"
+    assert "on ThreadPoolTaskRunner(" in result.stderr
+
+
+def test_nested_flows_keep_their_runner_while_the_named_flow_gets_the_override(tmp_path):
+    report = tmp_path / "outer.html"
+    result = braid("run", target("outer"), "--runner", "processes", "--max-workers", "1",
+                   "--report", str(report))
+    assert result.returncode == 0, result.stderr
+    assert ast.literal_eval(result.stdout) == {"first": [4, 9], "middle": 4,
+                                               "second": [144, 169]}
+    assert "task runs: 5 (5 Completed) in 3 flow runs" in result.stderr
+    data = report_data(report)
+    bars = data["bars"]
+    columns = zip(bars["flow"], bars["lane"], bars["is_flow"], strict=True)
+    places = {(flow, data["lanes"][lane]["name"]) for flow, lane, is_flow in columns
+              if not is_flow}
+    outer_pids = {pid_of(where) for flow, where in places if flow.startswith("outer-")}
+    inner_pids = {pid_of(where) for flow, where in places if flow.startswith("inner-")}
+    # the outer flow's task ran in a worker process; the inner flows stayed on threads
+    # of the driver, so their task runs share one pid that is not the worker's
+    assert len(outer_pids) == 1 and len(inner_pids) == 1
+    assert outer_pids != inner_pids
+
+
+def test_parameters_are_json_or_text_and_reach_the_flow_with_their_types():
+    result = braid("run", target("typed"), "-p", "count=3", "-p", "ratio=2",
+                   "-p", "label=42", "-p", 'tags=["a", 1]', "-p", 'options={"k": null}',
+                   "-p", "enabled=true", "-p", "note=null")
+    assert result.returncode == 0, result.stderr
+    assert ast.literal_eval(result.stdout) == {
+        "count": [3, "int"], "ratio": [2.0, "float"], "label": ["42", "str"],
+        "tags": [["a", 1], "list"], "options": [{"k": None}, "dict"],
+        "enabled": [True, "bool"], "note": [None, "NoneType"],
+    }
+
+
+def test_a_script_outside_any_package_runs_on_processes(tmp_path):
+    (tmp_path / "helpers.py").write_text("OFFSET = 100\n")
+    (tmp_path / "pipeline.py").write_text(textwrap.dedent("""
+        from dataclasses import dataclass
+
+        from braid import flow, task
+        from helpers import OFFSET
+
+        @dataclass
+        class Point:
+            x: int
+
+        @task
+        def shift(p: Point) -> Point:
+            return Point(p.x + OFFSET)
+
+        @flow
+        def shifted(n: int = 2) -> list:
+            return [p.x for p in shift.map([Point(i) for i in range(n)]).result()]
+
+        if __name__ == "__main__":
+            raise SystemExit("the __main__ block must not run")
+    """))
+    result = braid("run", "pipeline.py:shifted", "--runner", "processes", "--max-workers", "1",
+                   "-p", "n=3", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "[100, 101, 102]\n"
+
+
+def test_a_runner_class_given_as_module_and_name():
+    result = braid("run", target("completes"), "--runner",
+                   "braid.runners.threads:ThreadPoolTaskRunner", "--max-workers", "1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "30\n"
+    assert "on ThreadPoolTaskRunner(max_workers=1" in result.stderr
+
+
+# -- failing flows ------------------------------------------------------------------------
+@pytest.mark.parametrize("runner", ["threads", "processes"])
+def test_failed_flow_exits_1_naming_the_task_its_error_and_the_traceback(runner):
+    result = braid("run", target("fails"), "--runner", runner, "--max-workers", "1")
+    assert result.returncode == 1, result.stderr
+    assert result.stdout == ""
+    err = result.stderr
+    assert "task runs: 4 (2 Completed, 1 Failed, 1 UpstreamFailed)" in err
+    assert re.search(r"failing task run: check_stock-\w+ \(task 'check_stock', Failed", err)
+    assert "error: InventoryError: negative stock for plums: -2" in err
+    # the traceback reaches the line of the task that raised, wherever it ran
+    assert "in check_stock" in err
+    assert "raise InventoryError(" in err
+    assert "cli_flows.InventoryError: negative stock for plums: -2" in err
+    assert err.rstrip().splitlines()[-1].startswith("braid: flow 'fails' FAILED: ")
+    if runner == "processes":
+        assert "Remote traceback" in err or '"""' in err
+
+
+def test_a_file_that_raises_on_import_exits_1_with_its_traceback(tmp_path):
+    (tmp_path / "broken.py").write_text("from braid import flow\n\n"
+                                        "raise RuntimeError('config missing')\n")
+    result = braid("run", "broken.py:anything", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "Traceback (most recent call last)" in result.stderr
+    assert 'broken.py", line 3' in result.stderr
+    assert result.stderr.rstrip().splitlines()[-1] == (
+        "braid: error: importing broken.py failed: RuntimeError: config missing")
+
+
+def test_a_runner_that_cannot_start_exits_1_with_one_line():
+    result = braid("run", target("completes"), "--runner",
+                   "braid.testing.cli_flows:UnreachableRunner", "--max-workers", "2")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "braid: error: flow 'completes' could not run: ConnectionError: no cluster answers "
+        "at the configured address"]
+
+
+# -- bad usage: exit 2, one clear line ----------------------------------------------------
+@pytest.mark.parametrize(("args", "expected"), [
+    (["run", "no/such/file.py:flow"], "no such file: no/such/file.py"),
+    (["run", target("missing")], "has no flow named 'missing'; flows in it: completes, fails"),
+    (["run", target("square")], "is a Task, not a flow (decorate it with @flow)"),
+    (["run", str(FLOWS)], "expected FILE.py:FLOW"),
+    (["run", target("completes"), "--runner", "gpu-cloud"],
+     "unknown runner 'gpu-cloud'; choose threads, processes, dask, ray or module:Class"),
+    (["run", target("completes"), "--runner", "no_such_module:Runner"],
+     "cannot import 'no_such_module'"),
+    (["run", target("completes"), "--runner", "braid:flow"], "not a TaskRunner class"),
+    (["run", target("completes"), "--runner", "threads", "--address", "tcp://x:1"],
+     "--address applies to dask, ray or a custom runner, not threads"),
+    (["run", target("completes"), "--max-workers", "2"], "need --runner"),
+    (["run", target("completes"), "-p", "n=ten"],
+     "parameter 'n' of flow 'completes' expects int, got 'ten' (read as str)"),
+    (["run", target("completes"), "-p", "size=3"],
+     "flow 'completes' has no parameter 'size'; it takes: n: int = 5"),
+    (["run", target("completes"), "-p", "n"], "--param expects NAME=VALUE, got 'n'"),
+    (["run", target("completes"), "-p", "n=1", "-p", "n=2"], "parameter 'n' given twice"),
+    (["run", target("typed"), "-p", "count=1"],
+     "flow 'typed' needs --param ratio=VALUE, --param label=VALUE"),
+    (["run", target("typed"), "-p", "count=true", "-p", "ratio=1", "-p", "label=x",
+      "-p", "tags=[]", "-p", "options={}"], "expects int, got 'true' (read as bool)"),
+    (["run", target("completes"), "--report", "/no/such/dir/run.html"],
+     "no directory '/no/such/dir'"),
+])
+def test_bad_usage_exits_2_with_one_clear_line(args, expected):
+    line = one_error_line(braid(*args))
+    assert expected in line
+
+
+def test_missing_extra_names_the_install_command(tmp_path):
+    # what a user without Dask sees: distributed cannot be imported
+    code = ("import sys; sys.modules['distributed'] = None; from braid.cli import main; "
+            f"sys.exit(main(['run', {target('completes')!r}, '--runner', 'dask']))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=110, cwd=tmp_path)
+    line = one_error_line(result)
+    assert "pip install 'braid[dask]'" in line
+
+
+def test_argparse_errors_and_no_command_exit_2():
+    assert braid("run", target("completes"), "--max-workers", "0").returncode == 2
+    assert braid("run", target("completes"), "--bogus").returncode == 2
+    bare = braid()
+    assert bare.returncode == 2 and "usage: braid" in bare.stderr
+    version = braid("--version")
+    assert version.returncode == 0 and version.stdout.startswith("braid ")
+
+
+# -- progress -----------------------------------------------------------------------------
+def run_on_a_terminal(*args: str) -> tuple[int, str, str]:
+    """Run ``python -m braid ARGS`` with stderr on a pseudo-terminal; (status, stdout, tty)."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "braid", *args], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=follower)
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:   # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(leader)
+    stdout = proc.stdout.read().decode() if proc.stdout else ""
+    if proc.stdout:
+        proc.stdout.close()
+    return proc.wait(timeout=110), stdout, seen.decode(errors="replace")
+
+
+def test_progress_line_on_a_terminal():
+    status, stdout, tty = run_on_a_terminal("run", target("completes"), "-p", "n=20")
+    assert status == 0 and stdout == "2470\n"
+    lines = [chunk for chunk in tty.split("\r") if "runs/s" in chunk]
+    assert lines, tty
+    last = lines[-1]
+    assert re.search(r"completes-\w+: 21 completed, 0 failed, 0 running, 0 pending \| "
+                     r"[\d.]+ runs/s \| 0:\d\d", last), last
+    assert "task runs: 21 (21 Completed)" in tty
+
+
+def test_no_progress_line_with_the_flag_or_without_a_terminal():
+    status, _, tty = run_on_a_terminal("run", target("completes"), "--no-progress")
+    assert status == 0
+    assert "runs/s" not in tty and "task runs: 6" in tty
+    piped = braid("run", target("completes"))
+    assert "runs/s" not in piped.stderr and "\r" not in piped.stderr
+
+
+# -- cluster runners: only when their adapter imports -------------------------------------
+def adapter_importable(name: str) -> bool:
+    try:
+        importlib.import_module(f"braid.adapters.{name}")
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not adapter_importable("dask"), reason="braid.adapters.dask does not import")
+def test_dask_runner_local_cluster(tmp_path):
+    report = tmp_path / "dask.html"
+    result = braid("run", target("completes"), "--runner", "dask", "--max-workers", "1",
+                   "--report", str(report))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "30\n"
+    assert "on DaskTaskRunner(" in result.stderr
+    assert len(report_data(report)["bars"]["name"]) == 7
+
+
+@pytest.mark.skipif(not adapter_importable("ray"), reason="braid.adapters.ray does not import")
+def test_ray_runner_local_ray(tmp_path):
+    report = tmp_path / "ray.html"
+    result = braid("run", target("fails"), "--runner", "ray", "--max-workers", "1",
+                   "--report", str(report))
+    assert result.returncode == 1, result.stderr
+    assert "on RayTaskRunner(" in result.stderr
+    assert "error: InventoryError: negative stock for plums: -2" in result.stderr
+    assert "in check_stock" in result.stderr
+    assert len(report_data(report)["bars"]["name"]) == 5

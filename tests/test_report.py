@@ -1,0 +1,223 @@
+"""The HTML timeline: its data, its page, and what real headless Chromium draws from it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+
+import braid.testing.cli_flows
+from braid.report import NOT_STARTED_LANE, STATE_COLORS, render_report, timeline_data, write_report
+from braid.testing import cli_flows
+
+CHROMIUM = Path("/usr/bin/chromium")
+T0 = 1_700_000_000.0
+
+
+def task_run(name: str, start: float | None, end: float | None, where: str | None,
+             state: str = "COMPLETED", state_name: str | None = None,
+             error: str | None = None) -> dict:
+    return {"id": name, "name": name, "task_name": name.split("-")[0], "state_type": state,
+            "state_name": state_name or state.title(), "start": start, "end": end,
+            "where": where, "error": error}
+
+
+def flow_run(name: str, start: float, end: float, task_runs: list[dict],
+             flow_runs: list[dict] | None = None, state: str = "COMPLETED") -> dict:
+    return {"id": name, "name": name, "flow_name": name.split("-")[0], "runner": "Fake()",
+            "start": start, "end": end, "state_type": state, "state_name": state.title(),
+            "error": None, "task_runs": task_runs, "flow_runs": flow_runs or []}
+
+
+def big_run(n: int, lanes: int) -> dict:
+    """n task runs spread over `lanes` places, every 97th one failed; no randomness."""
+    runs = []
+    for i in range(n):
+        start = T0 + (i // lanes) * 0.01 + (i % 7) * 0.001
+        failed = i % 97 == 0
+        runs.append(task_run(f"work-{i}", start, start + 0.004 + (i % 5) * 0.002,
+                             f"node-{i % lanes}", "FAILED" if failed else "COMPLETED",
+                             error="ValueError: bad input" if failed else None))
+    return flow_run("big-1", T0, T0 + n / lanes * 0.01 + 0.02, runs)
+
+
+def embedded_data(html: str) -> dict:
+    raw = re.search(r'<script type="application/json" id="run-data">(.*?)</script>', html, re.S)
+    assert raw is not None
+    return json.loads(raw.group(1))
+
+
+# -- the data -------------------------------------------------------------------------------
+def test_lanes_rows_and_legend_keys():
+    runs = [
+        task_run("a-1", T0 + 0.0, T0 + 1.0, "worker-10"),
+        task_run("a-2", T0 + 0.5, T0 + 1.5, "worker-10"),      # overlaps a-1: second row
+        task_run("a-3", T0 + 1.0, T0 + 2.0, "worker-10"),      # starts as a-1 ends: row 0
+        task_run("b-1", T0 + 0.2, T0 + 0.3, "worker-2", "FAILED", error="KeyError: 'x'"),
+        task_run("c-1", None, T0 + 0.4, None, "FAILED", "UpstreamFailed", "did not run"),
+    ]
+    child = flow_run("child-1", T0 + 0.1, T0 + 0.9, [task_run("d-1", T0 + 0.2, T0 + 0.25,
+                                                              "worker-2")])
+    data = timeline_data(flow_run("top-1", T0, T0 + 2.5, runs, [child]))
+    assert [lane["name"] for lane in data["lanes"]] == [
+        "flow runs", "worker-2", "worker-10", NOT_STARTED_LANE]
+    bars = data["bars"]
+    index = {name: i for i, name in enumerate(bars["name"])}
+    keys = [s["key"] for s in data["states"]]
+    assert bars["row"][index["a-1"]] == 0 and bars["row"][index["a-2"]] == 1
+    assert bars["row"][index["a-3"]] == 0
+    assert data["lanes"][2]["rows"] == 2
+    assert data["lanes"][0]["rows"] == 2            # the nested flow run sits under its parent
+    assert keys[bars["state"][index["b-1"]]] == "FAILED"
+    assert keys[bars["state"][index["c-1"]]] == "UpstreamFailed"
+    assert bars["start"][index["c-1"]] == bars["end"][index["c-1"]] == 0.4
+    assert bars["start"][index["a-2"]] == 0.5 and bars["end"][index["a-2"]] == 1.5
+    assert bars["flow"][index["d-1"]] == "child-1"
+    assert bars["is_flow"][index["child-1"]] == 1 and bars["is_flow"][index["a-1"]] == 0
+    assert data["duration"] == pytest.approx(2.5)
+
+
+def test_page_is_self_contained_and_escapes_what_runs_are_called():
+    hostile = '</script><script>alert("x")</script>'
+    html = render_report(flow_run("top-1", T0, T0 + 1, [
+        task_run(hostile, T0, T0 + 0.5, "<b>here</b>", "FAILED", error=f"ValueError: {hostile}"),
+    ]))
+    assert html.count("<script") == 2            # the data and the drawing code, both inline
+    assert "<script>alert" not in html and "<b>here</b>" not in html
+    assert not re.search(r"""(src|href)\s*=|https?://|@import|url\(""", html)
+    data = embedded_data(html)
+    assert data["bars"]["name"][1] == hostile and data["lanes"][1]["name"] == "<b>here</b>"
+    assert 'data-state="FAILED">1<' in html
+
+
+def test_record_of_a_real_run_gives_totals_and_failures(tmp_path):
+    state = cli_flows.fails(return_state=True)
+    assert state.is_failed()
+    path = write_report(state.record, tmp_path / "fails.html")
+    html = path.read_text(encoding="utf-8")
+    assert '<b id="task-count">4</b> task runs' in html
+    assert 'data-state="COMPLETED">2<' in html and 'data-state="UpstreamFailed">1<' in html
+    assert "<li>InventoryError: negative stock for plums: -2</li>" in html
+    assert len(embedded_data(html)["bars"]["name"]) == 5
+
+
+def test_ten_thousand_runs_stay_compact():
+    html = render_report(big_run(10_000, 40))
+    data = embedded_data(html)
+    assert len(data["bars"]["name"]) == 10_001
+    assert len(data["lanes"]) == 41
+    assert len(html) < 2_000_000     # a few hundred bytes per run at most
+
+
+# -- real Chromium ----------------------------------------------------------------------------
+def chromium(tmp_path: Path, url: str, *args: str) -> str:
+    """Run headless Chromium on ``url`` with ``args``; returns its stdout."""
+    if not CHROMIUM.exists():
+        reason = f"{CHROMIUM} is not installed (bash ci/install-chromium.sh installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(reason + "; in CI the report test must run")
+        pytest.skip(reason)
+    command = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+               "--no-first-run", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", "--hide-scrollbars",
+               f"--user-data-dir={tmp_path / 'chromium-profile'}", "--window-size=1200,800",
+               *args, url]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=100,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def png_pixels(path: Path) -> tuple[int, int, list[bytes]]:
+    """Decode an 8-bit RGB or RGBA, non-interlaced PNG: (width, height, rows of RGB bytes)."""
+    blob = path.read_bytes()
+    assert blob[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, header = 8, b"", None
+    while pos < len(blob):
+        (length,) = struct.unpack(">I", blob[pos:pos + 4])
+        kind, body = blob[pos + 4:pos + 8], blob[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    assert header is not None
+    width, height, depth, color, _, _, interlace = header
+    assert depth == 8 and color in (2, 6) and interlace == 0, header
+    bpp = 3 if color == 2 else 4
+    raw, stride, rows, prev = zlib.decompress(idat), width * bpp, [], bytearray(width * bpp)
+    for y in range(height):
+        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) *
+                                                          (stride + 1)])
+        for i in range(stride):
+            a = line[i - bpp] if i >= bpp else 0
+            b, c = prev[i], prev[i - bpp] if i >= bpp else 0
+            if kind == 1:
+                line[i] = (line[i] + a) & 255
+            elif kind == 2:
+                line[i] = (line[i] + b) & 255
+            elif kind == 3:
+                line[i] = (line[i] + (a + b) // 2) & 255
+            elif kind == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        rows.append(bytes(line) if bpp == 3 else
+                    b"".join(line[i:i + 3] for i in range(0, stride, 4)))
+        prev = line
+    return width, height, rows
+
+
+def count_color(rows: list[bytes], hex_color: str) -> int:
+    rgb = bytes.fromhex(hex_color.lstrip("#"))
+    return sum(row[i:i + 3] == rgb for row in rows for i in range(0, len(row), 3))
+
+
+def test_chromium_draws_the_bars_of_a_report_made_by_braid_run(tmp_path):
+    report = tmp_path / "fails.html"
+    run = subprocess.run([sys.executable, "-m", "braid", "run",
+                          f"{braid.testing.cli_flows.__file__}:fails", "--report", str(report)],
+                         capture_output=True, text=True, timeout=100, stdin=subprocess.DEVNULL)
+    assert run.returncode == 1 and report.is_file(), run.stderr
+    data = embedded_data(report.read_text(encoding="utf-8"))
+    [failed] = [name for name, is_flow, state in zip(
+        data["bars"]["name"], data["bars"]["is_flow"], data["bars"]["state"], strict=True)
+        if not is_flow and state == list(STATE_COLORS).index("FAILED")]
+
+    dom = chromium(tmp_path, f"{report.as_uri()}#run={failed}", "--dump-dom")
+    # the drawing code ran to the end and drew every bar (one flow run, four task runs)
+    assert '<html lang="en" data-bars-drawn="5">' in dom
+    tip = re.search(r'<div id="tip" data-run="([^"]+)" style="display: block;[^>]*>(.*?)</div>',
+                    dom, re.S)
+    assert tip is not None, dom[-3000:]
+    assert tip.group(1) == failed
+    assert "task: check_stock" in tip.group(2) and "state: failed" in tip.group(2)
+    assert "error: InventoryError: negative stock for plums: -2" in tip.group(2)
+
+    shot = tmp_path / "fails.png"
+    chromium(tmp_path, report.as_uri(), f"--screenshot={shot}")
+    width, height, rows = png_pixels(shot)
+    assert (width, height) == (1200, 800)
+    # below the header and legend: only the canvas has these exact colours there
+    canvas_rows = rows[150:]
+    for state in ("COMPLETED", "FAILED", "UpstreamFailed"):
+        assert count_color(canvas_rows, STATE_COLORS[state]) >= 10, state
+
+
+def test_chromium_draws_ten_thousand_runs_but_only_the_visible_lanes(tmp_path):
+    report = write_report(big_run(10_000, 400), tmp_path / "big.html")
+    dom = chromium(tmp_path, report.as_uri(), "--dump-dom")
+    drawn = int(re.search(r'data-bars-drawn="(\d+)"', dom).group(1))
+    # 400 lanes do not fit in 800 pixels: the lanes out of view are not drawn
+    assert 25 < drawn < 10_001
+    shot = tmp_path / "big.png"
+    chromium(tmp_path, report.as_uri(), f"--screenshot={shot}")
+    _, _, rows = png_pixels(shot)
+    assert count_color(rows[150:], STATE_COLORS["COMPLETED"]) > 1000
