@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source ci/env.sh
 bash ci/setup.sh test
+bash ci/install-chromium.sh
 exec .venv/bin/python -m pytest -n 2 --dist loadfile "$@"
