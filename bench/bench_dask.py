@@ -7,8 +7,9 @@ Run: ``.venv/bin/python bench/bench_dask.py [N]``.
 
 from __future__ import annotations
 
+import argparse
+import json
 import logging
-import sys
 import tempfile
 import time
 
@@ -63,8 +64,16 @@ def braid_shapes(n: int) -> dict[str, float]:
     return out
 
 
+CASES = {"submit+gather": "submit", "map": "map", f"chain of {CHAIN}": "chain"}
+
+
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 500
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("n", nargs="?", type=int, default=500, help="tasks per shape")
+    parser.add_argument("--json", metavar="PATH", help="write rows (bench/common.py schema)")
+    parser.add_argument("--quick", action="store_true", help="N = 100")
+    opts = parser.parse_args()
+    n = 100 if opts.quick else opts.n
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=True,
                       dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR,
                       local_directory=tempfile.mkdtemp()) as cluster:
@@ -79,12 +88,22 @@ def main() -> None:
                 braids.append(bench(n))
     print(f"DaskTaskRunner vs raw Client.submit, N={n}, 1 worker x 2 threads (best of 3)")
     print(f"{'shape':<16}{'raw ms/task':>12}{'braid ms/task':>15}{'braid/raw':>11}")
+    rows = []
     for shape in raws[0]:
         count = CHAIN if shape.startswith("chain") else n
         raw = min(r[shape] for r in raws)
         ours = min(b[shape] for b in braids)
         print(f"{shape:<16}{raw / count * 1e3:>12.3f}{ours / count * 1e3:>15.3f}"
               f"{ours / raw:>10.2f}x")
+        rows.append({
+            "runner": "DaskTaskRunner", "backend": "distributed.Client.submit",
+            "case": CASES[shape], "n": count,
+            "braid_us_per_task": ours / count * 1e6, "raw_us_per_task": raw / count * 1e6,
+            "ratio": ours / raw,
+        })
+    if opts.json:
+        with open(opts.json, "w") as fh:
+            json.dump(rows, fh, indent=2)
 
 
 if __name__ == "__main__":
