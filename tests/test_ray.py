@@ -388,3 +388,73 @@ def test_unpicklable_input_fails_at_submit(connected):
         return True
 
     assert bad_input()
+
+
+def test_worker_logs_of_runs_never_read_reach_the_driver(connected, caplog):
+    """Records travel with the run's header, so they arrive whether or not anyone
+    reads the run's state or result."""
+    caplog.set_level(logging.INFO, logger="braid.task_runs")
+
+    @flow(task_runner=RayTaskRunner())
+    def fire_and_forget():
+        st.log_something.submit("nobody reads this run")
+
+    fire_and_forget()
+    assert [r.getMessage() for r in caplog.records].count("nobody reads this run") == 1
+
+
+def test_a_large_result_goes_worker_to_worker_never_through_the_driver(head):
+    """A 200 MB result consumed by a downstream task: the driver's peak memory does
+    not grow by anything like it (it would, by at least 200 MB, if the result were
+    sent to the driver when the run ends)."""
+    size = 200 * 2**20
+    out = run_driver(f"""
+        import json, resource
+        from braid import flow
+        from braid.adapters.ray import RayTaskRunner
+        from braid.testing import ray_tasks as rt
+
+        @flow(task_runner=RayTaskRunner(address={head!r}))
+        def big(n):
+            data = rt.blob.submit(n)
+            length = rt.size_of.submit(data)
+            return length.result(), data.state.is_completed(), data.state.where is not None
+
+        def peak_kb():
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+        big(10)  # warm-up: imports, worker start
+        before = peak_kb()
+        length, completed, has_where = big({size})
+        print(json.dumps({{"length": length, "completed": completed, "has_where": has_where,
+                          "grew_mb": (peak_kb() - before) / 1024}}))
+    """)
+    assert out["length"] == size
+    assert out["completed"] and out["has_where"]
+    assert out["grew_mb"] < 50, out
+
+
+def test_waiting_on_children_inside_tasks_frees_the_cpu():
+    """On a 2-CPU Ray, 4 parents each wait on 2 children with ``braid.wait`` or
+    ``as_completed``: the waits give the parents' CPUs back to Ray, or no child
+    could ever start."""
+    temp_dir = _short_temp_dir("brw")
+    try:
+        out = run_driver(f"""
+            import json
+            from braid import flow
+            from braid.adapters.ray import RayTaskRunner
+            from braid.testing import ray_tasks as rt
+
+            runner = RayTaskRunner(init_kwargs={{"num_cpus": 2, "_temp_dir": {temp_dir!r}}})
+
+            @flow(task_runner=runner, timeout_seconds=60)  # hang guard
+            def parents():
+                hows = ["wait", "as_completed"] * 2
+                return rt.wait_on_children.map(range(4), hows).result()
+
+            print(json.dumps({{"totals": parents()}}))
+        """)
+        assert out["totals"] == [2 * x + 12 for x in range(4)]
+    finally:
+        stop_scoped(temp_dir)

@@ -36,7 +36,25 @@ from braid.core.states import Cancelled, Crashed, State, StateType
 
 _PENDING = StateType.PENDING
 
-__all__ = ["Capabilities", "TaskRunner", "LocalTaskRunner", "PendingRun"]
+__all__ = ["Capabilities", "TaskRunner", "LocalTaskRunner", "PendingRun", "call_when_final"]
+
+
+def call_when_final(futures: Sequence[TaskFuture], then: Any) -> None:
+    """Call ``then()`` once every future in ``futures`` is final: now if they all are,
+    else from the done-callback of the last one to finish (no thread waits)."""
+    pending = [f for f in futures if not f.done()]
+    if not pending:
+        then()
+        return
+    n = len(pending)
+    countdown = itertools.count(1)  # next() on a count is atomic: exactly one call sees n
+
+    def one_done(_f: TaskFuture) -> None:
+        if next(countdown) == n:
+            then()
+
+    for f in pending:
+        f.add_done_callback(one_done)
 
 
 @dataclass(frozen=True)
@@ -176,19 +194,9 @@ class LocalTaskRunner(TaskRunner):
         next(self._accepted)
         run = PendingRun(call, upstreams, future, payload)
         if upstreams:
-            pending = [u for u in upstreams if not u.done()]
-            if pending:
-                n = len(pending)
-                countdown = itertools.count(1)
-
-                def one_upstream_done(_f: TaskFuture) -> None:
-                    if next(countdown) == n:
-                        self._dispatch(run)
-
-                for u in pending:
-                    u.add_done_callback(one_upstream_done)
-                return future
-        self._dispatch(run)
+            call_when_final(upstreams, lambda: self._dispatch(run))
+        else:
+            self._dispatch(run)
         return future
 
     #: whether submit() pickles calls (then _pickle_call must be overridden)

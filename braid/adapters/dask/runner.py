@@ -34,7 +34,6 @@ ends with Dask's ``KilledWorker``, which becomes a CRASHED state with
 from __future__ import annotations
 
 import importlib
-import itertools
 import logging
 import threading
 import weakref
@@ -51,7 +50,7 @@ from braid.core.futures import TaskFuture
 from braid.core.logs import driver_level, replay
 from braid.core.serialization import dumps_call, dumps_state, loads
 from braid.core.states import Cancelled, Crashed, State
-from braid.runners.base import Capabilities, TaskRunner
+from braid.runners.base import Capabilities, TaskRunner, call_when_final
 
 __all__ = ["DaskTaskRunner"]
 
@@ -323,20 +322,7 @@ class DaskTaskRunner(TaskRunner):
     def _when_ready(self, item: tuple) -> None:
         """Send ``(future, payload, upstreams, resources, topic)`` once its upstreams
         that live elsewhere are final."""
-        pending = self._waiting_on(item[2])
-        if not pending:
-            self._send([item])
-            return
-        # no thread per waiting run: the last upstream to finish sends it
-        countdown = itertools.count(1)
-        n = len(pending)
-
-        def one_done(_f: TaskFuture) -> None:
-            if next(countdown) == n:
-                self._send([item])
-
-        for u in pending:
-            u.add_done_callback(one_done)
+        call_when_final(self._waiting_on(item[2]), lambda: self._send([item]))
 
     def _upstream_arg(self, u: TaskFuture) -> Any:
         """A ``distributed.Future`` for an upstream on this client, else its pickled State."""
