@@ -88,23 +88,73 @@ class TaskCall:
         self.log_prints = False  # the submitting run's log_prints, for tasks that do not say
         self.extra: dict | None = None  # runner-specific hints (resources, ...)
 
-    def __getstate__(self):
-        return tuple(getattr(self, k) for k in self.__slots__)
-
-    def __setstate__(self, state):
-        for k, v in zip(self.__slots__, state, strict=False):
-            setattr(self, k, v)
+    def __reduce__(self):
+        # the task travels as bytes pickled once per task (see _TaskBlob), not per call
+        state = [getattr(self, k) for k in self.__slots__]
+        state[0] = _TaskBlob.of(self.task)
+        return (_rebuild_call, (tuple(state),))
 
     def next_attempt(self) -> TaskCall:
         """A copy of this call for the next attempt."""
         new = TaskCall.__new__(TaskCall)
-        new.__setstate__(self.__getstate__())
+        for k in self.__slots__:
+            setattr(new, k, getattr(self, k))
         new.attempt = self.attempt + 1
         return new
 
     @property
     def upstream_count(self) -> int:
         return len(self.must_succeed) if self.must_succeed else 0
+
+
+def _rebuild_call(state: tuple) -> TaskCall:
+    call = TaskCall.__new__(TaskCall)
+    for k, v in zip(TaskCall.__slots__, state, strict=True):
+        setattr(call, k, v)
+    if isinstance(call.task, _TaskBlob):
+        call.task = call.task.load()
+    return call
+
+
+class _TaskBlob:
+    """A task pickled once, shipped with every call of it and unpickled once per process.
+
+    A task defined in ``__main__`` or in a closure pickles by value (its function,
+    closure and globals), which costs more than the rest of a call; each task keeps
+    its pickled bytes, and each worker process keeps the tasks it loaded by those
+    bytes.  Like Dask's function cache, a task's globals are captured when its first
+    call is pickled.
+    """
+
+    __slots__ = ("blob",)
+    _loaded: dict[bytes, Any] = {}
+
+    def __init__(self, blob: bytes) -> None:
+        self.blob = blob
+
+    @classmethod
+    def of(cls, task: Any) -> _TaskBlob:
+        blob = task.__dict__.get("_blob")
+        if blob is None:
+            import cloudpickle
+
+            blob = cloudpickle.dumps(task, protocol=5)
+            task.__dict__["_blob"] = blob
+        return cls(blob)
+
+    def __reduce__(self):
+        return (_TaskBlob, (self.blob,))
+
+    def load(self) -> Any:
+        loaded = _TaskBlob._loaded
+        task = loaded.get(self.blob)
+        if task is None:
+            import cloudpickle
+
+            if len(loaded) > 512:
+                loaded.clear()
+            task = loaded[self.blob] = cloudpickle.loads(self.blob)
+        return task
 
 
 # -- naming -----------------------------------------------------------------------

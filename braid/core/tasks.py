@@ -143,6 +143,7 @@ class Task(Generic[R]):
         state = self.__dict__.copy()
         state["_signature"] = None
         state.pop("__wrapped__", None)
+        state.pop("_blob", None)
         return (_rebuild_task, (state,))
 
     # -- options -------------------------------------------------------------------

@@ -34,7 +34,7 @@ from ray.exceptions import GetTimeoutError, RayError
 
 from braid import errors
 from braid.core import logs
-from braid.core.futures import TaskFuture
+from braid.core.futures import TaskFuture, worker_slot
 from braid.core.serialization import loads
 from braid.core.states import Crashed, Failed, State
 
@@ -122,6 +122,12 @@ class RayTaskFuture(TaskFuture):
         On a Ray worker ``ray.get`` hands the task's CPU back to Ray while it blocks;
         on the driver it is the quickest way to the header, and Ctrl-C interrupts it.
         """
+        if not _on_ray_worker():
+            # on the driver the header's done-callback settles the future: wait for that
+            # on the future's lock rather than fetching the header a second time
+            if not self._settled:
+                TaskFuture.wait(self, timeout)
+            return
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self._settled:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -215,6 +221,13 @@ class _ResultState(State):
     def __reduce__(self):
         fetched = self._fetch()
         return super().__reduce__() if fetched.is_completed() else fetched.__reduce__()
+
+
+def _on_ray_worker() -> bool:
+    """Whether this thread runs a braid task on a Ray worker (then waits go through Ray)."""
+    from braid.adapters.ray.worker import _RAY_WAIT
+
+    return getattr(worker_slot, "hook", None) is _RAY_WAIT
 
 
 def _outcome(cf: Any) -> Any:

@@ -5,8 +5,9 @@ Each braid task run is one Ray task with two return objects::
     execute(call_bytes, log_level, *upstream payloads)      on a Ray worker
       -> header    (small; the only object the driver is sent when the run ends)
             (state bytes, needs_data, log records)
-            state bytes: the final State without its data when COMPLETED (the data
-                         stays in the payload), else the whole final State
+            state bytes: the final State without its data when COMPLETED with a
+                         result over INLINE_LIMIT (the data stays in the payload),
+                         else the whole final State
             log records: the run loggers' records, replayed by the driver on arrival
       -> payload   the pickled final State, with the result: downstream Ray tasks get
                    it as an argument (worker to worker); the driver fetches it only
@@ -40,6 +41,9 @@ __all__ = ["execute", "Header"]
 #: what a run's first return object holds: (state bytes, needs_data, pickled records)
 Header = tuple[bytes, bool, "bytes | None"]
 
+#: results pickled to at most this many bytes travel in the header too, sparing the
+#: driver a second round trip in .result(); larger ones stay in the object store
+INLINE_LIMIT = 64 * 1024
 _SLICE = 0.05   # how long one wait lasts when futures of other runners are in the mix
 _LAG = 1.0      # how long to let Ray's done-callback settle a future whose ref is ready
 
@@ -75,14 +79,14 @@ def _run(call_bytes: bytes, upstream_payloads: tuple, log_level: int,
 
 
 def _header(state: State, payload: bytes, records: list | None) -> Header:
-    if state.is_completed():
+    if state.is_completed() and len(payload) > INLINE_LIMIT:
         light = State(state.type, state.name, state.message, None, state._ts)
         light.task_run_name = state.task_run_name
         light.extra = state.extra
         light.started = state.started
         light.where = state.where
         head, needs_data = dumps(light), True
-    else:  # an exception (or nothing): as small as the header itself
+    else:  # a small result or an exception: the driver gets it with the header, no fetch
         head, needs_data = payload, False
     return head, needs_data, _pickle_records(records)
 
