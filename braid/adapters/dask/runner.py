@@ -381,7 +381,9 @@ class DaskTaskRunner(TaskRunner):
         d = future._dask
         status = d.status
         try:
-            if status == "finished":
+            if status in ("finished", "lost", "pending"):
+                # a result lost with its worker is recomputed by Dask while this client
+                # holds the key: d.result() waits for that instead of declaring it lost
                 state = state_from_payload(d.result())
             else:
                 state = state_from_error(future, d.exception(), status)
