@@ -21,6 +21,7 @@ import json
 import statistics
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from common import (
@@ -145,6 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, help="runs per command (default 20, quick 5)")
     args = parser.parse_args(argv)
     runs = args.runs or (5 if args.quick else 20)
+    # measure imports of bytecode, as an installed wheel has: an editable install (and
+    # PYTHONDONTWRITEBYTECODE) would otherwise recompile braid in every run
+    import compileall
+
+    compileall.compile_dir(str(Path(__file__).resolve().parent.parent / "braid"), quiet=1)
     progress(f"start-up: {runs} runs each of bare, import braid, hello-world flow")
     result = measure(runs)
     print(table(result))

@@ -17,6 +17,7 @@ counted.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import tempfile
@@ -88,7 +89,11 @@ def main() -> None:
     parser.add_argument("--chain", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cpus", type=int, default=2)
+    parser.add_argument("--json", metavar="PATH", help="write rows (bench/common.py schema)")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, one round")
     args = parser.parse_args()
+    if args.quick:
+        args.seq, args.map, args.rounds = 100, 200, 1
     ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False,
              logging_level=logging.ERROR, _temp_dir=tempfile.mkdtemp(prefix="brb", dir="/tmp"))
     try:
@@ -112,9 +117,17 @@ def main() -> None:
     sizes = {"seq": args.seq, "map": args.map, "chain": args.chain}
     labels = {"seq": "submit+get", "map": "map", "chain": f"chain of {args.chain}"}
     print(f"{'shape':<14}{'raw ms/task':>12}{'braid ms/task':>15}{'braid/raw':>11}")
+    rows = []
+    cases = {"seq": "submit", "map": "map", "chain": "chain"}
     for k in ("seq", "map", "chain"):
         r, b = raw_t[k] / sizes[k] * 1e3, braid_t[k] / sizes[k] * 1e3
         print(f"{labels[k]:<14}{r:>12.3f}{b:>15.3f}{b / r:>10.2f}x")
+        rows.append({"runner": "RayTaskRunner", "backend": "ray.remote", "case": cases[k],
+                     "n": sizes[k], "braid_us_per_task": b * 1e3, "raw_us_per_task": r * 1e3,
+                     "ratio": b / r})
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(rows, fh, indent=2)
 
 
 if __name__ == "__main__":

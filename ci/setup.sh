@@ -18,3 +18,6 @@ if ! .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[${extr
   exit 1
 fi
 rm -f "$log"
+# an editable install leaves braid's own modules uncompiled; compile them once so that
+# every process (tests, workers, benchmarks) imports bytecode
+.venv/bin/python -m compileall -q braid

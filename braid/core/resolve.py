@@ -52,11 +52,17 @@ class Extraction:
         self.flat = False
 
     def add(self, future: TaskFuture, allow: bool) -> int:
+        ups = self.upstreams
+        if not ups:  # the first upstream needs no look-up
+            ups.append(future)
+            self.must_succeed.append(not allow)
+            self._index[id(future)] = 0
+            return 0
         key = id(future)
         i = self._index.get(key)
         if i is None:
-            i = self._index[key] = len(self.upstreams)
-            self.upstreams.append(future)
+            i = self._index[key] = len(ups)
+            ups.append(future)
             self.must_succeed.append(not allow)
         elif not allow:
             self.must_succeed[i] = True

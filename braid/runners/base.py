@@ -46,6 +46,9 @@ def call_when_final(futures: Sequence[TaskFuture], then: Any) -> None:
     if not pending:
         then()
         return
+    if len(pending) == 1:  # the common case (a chain): no countdown needed
+        pending[0].add_done_callback(lambda _f: then())
+        return
     n = len(pending)
     countdown = itertools.count(1)  # next() on a count is atomic: exactly one call sees n
 
