@@ -18,6 +18,7 @@ __all__ = [
     "MissingExtraError",
     "MissingContextError",
     "ParameterBindError",
+    "RemoteError",
     "ReservedParameterName",
     "RunnerNotStarted",
     "SerializationError",
@@ -112,6 +113,17 @@ class SerializationError(BraidError, TypeError):
     pickled.  The message names the task, the parameter and the path to the culprit,
     e.g. ``task 'load': parameter 'cfg' → cfg['conn'] → sqlite3.Connection``.
     """
+
+
+class RemoteError(BraidError):
+    """Stands in for an exception raised in a task on another process that cannot be
+    rebuilt here (its ``__init__`` does not accept its own ``args``).
+
+    Carried by the run's FAILED state; its message names the original type and text,
+    ``original_type`` holds the type's dotted name, and the remote traceback is attached.
+    """
+
+    original_type: str = ""
 
 
 class WorkerLost(BraidError):

@@ -19,7 +19,7 @@ pytest.importorskip("distributed")
 import dask  # noqa: E402
 from distributed import Client, LocalCluster  # noqa: E402
 
-from braid import errors, flow  # noqa: E402
+from braid import errors, flow, quote  # noqa: E402
 from braid.adapters.dask import DaskTaskRunner  # noqa: E402
 from braid.core.resources import resources  # noqa: E402
 from braid.testing import dask_tasks as dt  # noqa: E402
@@ -256,8 +256,8 @@ def test_worker_killed_mid_map_every_run_ends_final(process_cluster):
             pids = client.run(os.getpid)
         os.kill(next(iter(pids.values())), signal.SIGKILL)
         futures.wait(timeout=90)
-        return [f.state for f in futures]
+        return quote([f.state for f in futures])  # states, not resolved values
 
-    states = body()
+    states = body().unquote()
     assert all(s.is_final() for s in states)
     assert [s.result() for s in states] == list(range(1, 9))

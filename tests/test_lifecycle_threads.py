@@ -8,13 +8,16 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from braid import ThreadPoolTaskRunner, flow, task
 from braid.testing import sample_tasks as st
 
 
-def test_ctrl_c_cancels_queued_runs_and_exits_promptly():
+@pytest.mark.parametrize("where", ["body", "drain"])
+def test_ctrl_c_cancels_queued_runs_and_exits_promptly(where):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "braid.testing.interrupt_script"],
+        [sys.executable, "-m", "braid.testing.interrupt_script", where],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:

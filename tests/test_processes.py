@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from braid import ThreadPoolTaskRunner, errors, flow
+from braid import ThreadPoolTaskRunner, errors, flow, quote
 from braid.runners.processes import ProcessPoolTaskRunner
 from braid.testing import sample_tasks as st
 from braid.testing.suite import run_in_flow
@@ -51,9 +51,10 @@ def test_sigkill_names_the_signal_and_pool_recovers():
     def killed():
         doomed = st.kill_self.submit()
         doomed.wait(timeout=60)
-        return [doomed.state], st.inc.submit(1).result()
+        return quote(doomed.state), st.inc.submit(1).result()
 
-    [state], after = killed()
+    state, after = killed()
+    state = state.unquote()
     assert state.is_crashed()
     with pytest.raises(errors.WorkerLost, match="SIGKILL"):
         state.result()
@@ -103,10 +104,38 @@ def test_thread_runner_can_check_pickling():
             st.takes_anything.submit(threading.Lock())
         f = st.unpicklable_result.submit()
         f.wait()
-        return st.add.submit(1, 2).result(), [f.state]
+        return st.add.submit(1, 2).result(), quote(f.state)
 
-    value, [state] = run_in_flow(runner, body)
+    value, state = run_in_flow(runner, body)
+    state = state.unquote()
     assert value == 3
     assert state.is_failed()
     with pytest.raises(errors.SerializationError, match="return value"):
         state.result()
+
+
+def test_stuck_time_out_never_takes_an_innocent_run_with_it():
+    """The worker that exits after a stuck time-out is given no queued run."""
+
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=1))
+    def stuck_then_quick():
+        stuck = st.stuck.submit(3)
+        quick = st.inc.map(range(3))
+        stuck.wait(timeout=60)
+        return quote(stuck.state), quick.result()
+
+    stuck, quick = stuck_then_quick()
+    assert stuck.unquote().name == "TimedOut"
+    assert quick == [1, 2, 3]
+
+
+@pytest.mark.parametrize("start_method", ["spawn", "fork"])
+def test_fire_and_forget_nested_task_in_a_worker_completes(tmp_path, start_method):
+    marker = tmp_path / "nested"
+
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=1, start_method=start_method))
+    def parent():
+        return st.fire_and_forget.submit(str(marker)).result()
+
+    assert parent() == "parent done"
+    assert marker.read_text() == "nested ran"

@@ -30,7 +30,7 @@ for _key, _value in _RAY_ENV.items():
 
 ray = pytest.importorskip("ray")
 
-from braid import allow_failure, errors, flow  # noqa: E402
+from braid import allow_failure, errors, flow, quote  # noqa: E402
 from braid.adapters.ray import RayTaskRunner, remote_options  # noqa: E402
 from braid.core.states import RemoteTraceback  # noqa: E402
 from braid.testing import ray_tasks as rt  # noqa: E402
@@ -302,9 +302,9 @@ def test_worker_killed_mid_task_ends_crashed_with_worker_lost(connected, tmp_pat
         os.kill(int(Path(pid_file).read_text()), signal.SIGKILL)
         for f in (victim, downstream, tolerant):
             f.wait(timeout=60)
-        return victim.state, downstream.state, tolerant.state
+        return quote((victim.state, downstream.state, tolerant.state))
 
-    victim, downstream, tolerant = doomed()
+    victim, downstream, tolerant = doomed().unquote()
     assert victim.is_crashed()
     with pytest.raises(errors.WorkerLost) as info:
         victim.result()

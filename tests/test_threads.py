@@ -140,5 +140,44 @@ def test_exit_joins_every_thread():
     assert leftover == []
 
 
-def test_default_runner_is_bounded():
-    assert ThreadPoolTaskRunner().max_workers >= 1
+def test_default_runner_is_bounded_like_the_standard_pool():
+    import os
+
+    assert ThreadPoolTaskRunner().max_workers == min(32, (os.cpu_count() or 1) + 4)
+
+
+def test_timed_out_parent_waiting_on_child_keeps_the_cap():
+    """A task timing out while its helper waits on a child must not free a second slot."""
+    _reset_gauge()
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=1))
+    def f():
+        parent = st.waits_on_child.submit(1.0)
+        parent.wait(timeout=30)
+        others = measured.map([0.05] * 3)
+        return parent.state.name, others.result()
+
+    name, others = f()
+    assert name == "TimedOut"
+    assert others == [0.05] * 3
+    assert _gauge["peak"] == 1
+
+
+def test_done_callback_may_submit_and_wait_outside_a_flow():
+    seen = []
+    first = st.identity.submit(1)
+    first.add_done_callback(lambda _f: seen.append(st.inc.submit(1).result(timeout=30)))
+    first.wait()
+    deadline = time.monotonic() + 30
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert seen == [2]
+
+
+def test_retry_timer_refuses_runs_once_stopped():
+    from braid.runners.base import _DelayedRuns
+
+    timer = _DelayedRuns(lambda run: None)
+    assert timer.add(time.monotonic() + 10, object())
+    assert len(timer.stop()) == 1
+    assert timer.add(time.monotonic(), object()) is False

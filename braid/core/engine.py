@@ -388,10 +388,11 @@ def _call_with_deadline(call: TaskCall, ctx: RunContext, fn: Callable, args: tup
                         kwargs: dict) -> Any:
     """Call ``fn`` in a helper thread and stop waiting for it at the deadline.
 
-    The helper thread shares this worker's slot hook, so a nested wait inside it still
-    hands the slot back.  At the deadline the helper is sent an asynchronous
-    ``TaskTimeout`` (it stops at its next Python instruction; a thread blocked in C
-    stays blocked until that call returns) and the attempt ends TimedOut at once.
+    The helper thread borrows this worker's slot hook (see :class:`_LentSlot`), so a
+    nested wait inside it still hands the slot back.  At the deadline the helper is
+    sent an asynchronous ``TaskTimeout`` (it stops at its next Python instruction; a
+    thread blocked in C stays blocked until that call returns) and the attempt ends
+    TimedOut at once.
     """
     timeout = call.task.timeout_seconds
     if call.task.is_async:
@@ -401,12 +402,13 @@ def _call_with_deadline(call: TaskCall, ctx: RunContext, fn: Callable, args: tup
     done = threading.Lock()
     done.acquire()
     hook = getattr(worker_slot, "hook", None)
+    lent = _LentSlot(hook) if hook is not None else None
     import contextvars
 
     run_ctx = contextvars.copy_context()
 
     def body() -> None:
-        worker_slot.hook = hook
+        worker_slot.hook = lent
         try:
             box.append((True, run_ctx.run(fn, *args, **kwargs)))
         except BaseException as exc:  # noqa: BLE001
@@ -417,12 +419,62 @@ def _call_with_deadline(call: TaskCall, ctx: RunContext, fn: Callable, args: tup
     t = threading.Thread(target=body, name=f"braid-timeout-{ctx.task_run.name}", daemon=True)
     t.start()
     if not done.acquire(True, timeout):
-        _raise_in_thread(t, errors.TaskTimeout)
+        if lent is not None and lent.take_back():
+            hook.reacquire()  # the helper had given the slot away while it waited
+        if lent is None or not lent.busy:
+            _raise_in_thread(t, errors.TaskTimeout)
         raise _AttemptTimedOut(_timeout_message(call, ctx.task_run.name))
     ok, value = box[0]
     if ok:
         return value
     raise value
+
+
+class _LentSlot:
+    """The worker's slot hook, lent to a deadline helper thread for one attempt.
+
+    While the attempt runs, the helper's waits give the worker's slot away and take it
+    back as usual.  At the deadline the worker takes the loan back (and its slot, if
+    the helper had given it away); later calls from the abandoned helper do nothing,
+    so it can neither take a second slot nor leave the pool's counts wrong.
+    """
+
+    def __init__(self, hook: Any) -> None:
+        self._hook = hook
+        self._lock = threading.Lock()
+        self._released = False
+        self._returned = False
+        self.busy = False  # inside the pool's own accounting: not a place to interrupt
+        if hasattr(hook, "wait_any"):
+            self.wait_any = hook.wait_any
+
+    def release(self) -> None:
+        with self._lock:
+            if self._returned or self._released:
+                return
+            self._released = self.busy = True
+        try:
+            self._hook.release()
+        finally:
+            self.busy = False
+
+    def reacquire(self) -> None:
+        with self._lock:
+            if self._returned or not self._released:
+                return
+            self._released = False
+            self.busy = True
+        try:
+            self._hook.reacquire()
+        finally:
+            self.busy = False
+
+    def take_back(self) -> bool:
+        """End the loan; True if the worker must take its slot back."""
+        with self._lock:
+            self._returned = True
+            released, self._released = self._released, False
+            return released
 
 
 async def _await_with_deadline(coro: Any, timeout: float, call: TaskCall,

@@ -352,7 +352,12 @@ def _resolve_inputs(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
 
 
 def state_from_return(rv: Any) -> State:
-    """The flow's state from its body's return value: resolve futures and states in it."""
+    """The flow's state from its body's return value: resolve futures and states in it.
+
+    Futures and States anywhere in it (containers, dataclass fields) are replaced by
+    their results; any that did not complete fails the flow.  ``quote(x)`` is
+    returned untouched.
+    """
     if isinstance(rv, State):
         return rv
     if isinstance(rv, TaskFuture):
@@ -367,7 +372,14 @@ def state_from_return(rv: Any) -> State:
             failures.append(st)
         return st.result(raise_on_failure=False)
 
-    value = walk_replace(rv, on_future, lambda q: q)
+    def on_state(st: State) -> Any:
+        if not st.is_final():
+            return st  # a state that is not final is returned as it is
+        if not st.is_completed():
+            failures.append(st)
+        return st.result(raise_on_failure=False)
+
+    value = walk_replace(rv, on_future, lambda q: q, False, on_state)
     if value is _unchanged:
         value = rv
     if failures:

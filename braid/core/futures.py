@@ -148,7 +148,7 @@ class TaskFuture(Generic[R]):
 
     # -- runner side --------------------------------------------------------------
     def _set_running(self) -> None:
-        if self._state is _PENDING:
+        if self._state.type is StateType.PENDING:  # also after AwaitingRetry
             self._state = _RUNNING
 
     def _finish(self, state: State) -> bool:
@@ -167,7 +167,7 @@ class TaskFuture(Generic[R]):
             for fn in callbacks:
                 try:
                     fn(self)
-                except Exception:  # a callback's failure must not stop the others
+                except BaseException:  # a callback's failure must not stop the others
                     import logging
 
                     logging.getLogger("braid").exception("done callback %r raised", fn)

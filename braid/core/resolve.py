@@ -16,7 +16,8 @@ import dataclasses
 from typing import Any
 
 from braid.core.annotations import allow_failure, quote
-from braid.core.futures import TaskFuture
+from braid.core.futures import FutureList, TaskFuture
+from braid.core.states import State
 
 __all__ = ["UpstreamSlot", "Extraction", "extract", "materialize", "walk_replace"]
 
@@ -69,11 +70,13 @@ class Extraction:
         return i
 
 
-def walk_replace(obj: Any, on_future: Any, on_quote: Any, allow: bool = False) -> Any:
+def walk_replace(obj: Any, on_future: Any, on_quote: Any, allow: bool = False,
+                 on_state: Any = None) -> Any:
     """Return ``obj`` with futures and quotes replaced, or ``_unchanged`` if none were found.
 
     ``on_future(future, allow)`` gives the replacement of a future (``allow`` is True
-    under ``allow_failure``); ``on_quote(q)`` the replacement of a ``quote``.
+    under ``allow_failure``); ``on_quote(q)`` the replacement of a ``quote``; and, when
+    given, ``on_state(state)`` the replacement of a State.
     Containers holding a replacement are rebuilt; the others are returned as they are.
     """
     t = type(obj)
@@ -81,10 +84,12 @@ def walk_replace(obj: Any, on_future: Any, on_quote: Any, allow: bool = False) -
         return _unchanged
     if isinstance(obj, (TaskFuture, UpstreamSlot)):
         return on_future(obj, allow)
+    if on_state is not None and isinstance(obj, State):
+        return on_state(obj)
     if t is list or t is tuple or t is set or t is frozenset:
         out, changed = [], False
         for item in obj:
-            new = walk_replace(item, on_future, on_quote, allow)
+            new = walk_replace(item, on_future, on_quote, allow, on_state)
             if new is _unchanged:
                 out.append(item)
             else:
@@ -94,7 +99,7 @@ def walk_replace(obj: Any, on_future: Any, on_quote: Any, allow: bool = False) -
     if t is dict:
         new_d, changed = {}, False
         for k, v in obj.items():
-            new = walk_replace(v, on_future, on_quote, allow)
+            new = walk_replace(v, on_future, on_quote, allow, on_state)
             if new is _unchanged:
                 new_d[k] = v
             else:
@@ -104,13 +109,13 @@ def walk_replace(obj: Any, on_future: Any, on_quote: Any, allow: bool = False) -
     if t is quote:
         return on_quote(obj)
     if t is allow_failure:
-        new = walk_replace(obj.value, on_future, on_quote, True)
+        new = walk_replace(obj.value, on_future, on_quote, True, on_state)
         return obj.value if new is _unchanged else new
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         changes = {}
         for f in dataclasses.fields(obj):
             v = getattr(obj, f.name, None)
-            new = walk_replace(v, on_future, on_quote, allow)
+            new = walk_replace(v, on_future, on_quote, allow, on_state)
             if new is not _unchanged:
                 changes[f.name] = new
         if not changes:
@@ -121,13 +126,15 @@ def walk_replace(obj: Any, on_future: Any, on_quote: Any, allow: bool = False) -
         return clone
     if isinstance(obj, (list, tuple, set, frozenset, dict)):
         # subclasses (namedtuples, OrderedDict, ...) are walked but rebuilt by their type
-        return _walk_subclass(obj, on_future, on_quote, allow)
+        return _walk_subclass(obj, on_future, on_quote, allow, on_state)
     return _unchanged
 
 
-def _walk_subclass(obj: Any, on_future: Any, on_quote: Any, allow: bool) -> Any:
+def _walk_subclass(obj: Any, on_future: Any, on_quote: Any, allow: bool,
+                   on_state: Any) -> Any:
     if isinstance(obj, dict):
-        items = {k: walk_replace(v, on_future, on_quote, allow) for k, v in obj.items()}
+        items = {k: walk_replace(v, on_future, on_quote, allow, on_state)
+                 for k, v in obj.items()}
         if all(v is _unchanged for v in items.values()):
             return _unchanged
         clone = copy.copy(obj)
@@ -135,12 +142,14 @@ def _walk_subclass(obj: Any, on_future: Any, on_quote: Any, allow: bool) -> Any:
             if v is not _unchanged:
                 clone[k] = v
         return clone
-    items = [walk_replace(v, on_future, on_quote, allow) for v in obj]
+    items = [walk_replace(v, on_future, on_quote, allow, on_state) for v in obj]
     if all(v is _unchanged for v in items):
         return _unchanged
     values = [old if new is _unchanged else new for old, new in zip(obj, items, strict=False)]
     if isinstance(obj, tuple) and hasattr(obj, "_fields"):
         return type(obj)(*values)
+    if isinstance(obj, FutureList):
+        return values  # futures replaced by results: a plain list
     return type(obj)(values)
 
 

@@ -79,7 +79,28 @@ def _pack_exception(exc: BaseException, depth: int = 0) -> tuple:
     packed_cause = None
     if cause is not None and not isinstance(cause, RemoteTraceback) and depth < 8:
         packed_cause = _pack_exception(cause, depth + 1)
-    return (exc, text, packed_cause)
+    return (_rebuildable(exc), text, packed_cause)
+
+
+def _rebuildable(exc: BaseException) -> BaseException:
+    """``exc`` if it survives a pickle round trip, else a RemoteError standing in for it.
+
+    An exception whose ``__init__`` does not accept its own ``args`` pickles fine but
+    cannot be rebuilt on the other side; the receiver would fail, not the sender.  This
+    runs only when a failed state is pickled, so the happy path pays nothing.
+    """
+    import cloudpickle
+
+    try:
+        cloudpickle.loads(cloudpickle.dumps(exc))
+    except Exception as why:  # noqa: BLE001 - any failure to rebuild
+        stand_in = errors.RemoteError(
+            f"{type(exc).__module__}.{type(exc).__qualname__}: {exc} (the exception could not "
+            f"be rebuilt here: {type(why).__name__}: {why})"
+        )
+        stand_in.original_type = f"{type(exc).__module__}.{type(exc).__qualname__}"
+        return stand_in
+    return exc
 
 
 def _unpack_exception(packed: tuple) -> BaseException:

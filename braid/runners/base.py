@@ -136,6 +136,10 @@ class TaskRunner(ABC):
             reason = ""
         try:
             self._stop(abandon, reason)
+        except BaseException as exc:
+            if not abandon:  # interrupted while draining: cancel what is queued after all
+                self._stop(True, f"the flow was interrupted ({type(exc).__name__})")
+            raise
         finally:
             self._started = False
 
@@ -236,9 +240,9 @@ class LocalTaskRunner(TaskRunner):
                             self._delayed = _DelayedRuns(self._dispatch)
                 run.call = run.call.next_attempt()
                 run.future._state = state
-                self._delayed.add(time.monotonic() + state.data, run)
-                return False
-            state = Cancelled(f"not retried: {self._cancel_reason}")
+                if self._delayed.add(time.monotonic() + state.data, run):
+                    return False
+            state = Cancelled(f"not retried: {self._cancel_reason or 'the runner stopped'}")
         run.future._finish(state)
         return True
 
@@ -287,10 +291,14 @@ class _DelayedRuns:
         self._thread = threading.Thread(target=self._loop, name="braid-retry-timer", daemon=True)
         self._thread.start()
 
-    def add(self, when: float, run: PendingRun) -> None:
+    def add(self, when: float, run: PendingRun) -> bool:
+        """Schedule ``run``; False if the timer has stopped (the caller must end the run)."""
         with self._cond:
+            if self._stopped:
+                return False
             heapq.heappush(self._heap, (when, next(self._seq), run))
             self._cond.notify()
+            return True
 
     def stop(self) -> list[PendingRun]:
         """Stop the timer; return the runs still waiting."""

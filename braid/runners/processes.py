@@ -30,6 +30,7 @@ fresh worker.
 from __future__ import annotations
 
 import collections
+import logging
 import os
 import signal
 import threading
@@ -168,7 +169,11 @@ class ProcessPoolTaskRunner(LocalTaskRunner):
                     continue
                 for w in list(self._workers.values()):
                     if w.conn is obj:
-                        self._on_result(w)
+                        try:
+                            self._on_result(w)
+                        except Exception:  # noqa: BLE001 - this thread must never die
+                            logging.getLogger("braid").exception(
+                                "braid: handling a worker process's result failed")
                         break
 
     def _on_result(self, worker: _Worker, alive: bool = True) -> None:
@@ -176,13 +181,27 @@ class ProcessPoolTaskRunner(LocalTaskRunner):
             payload = worker.conn.recv_bytes()
         except (EOFError, OSError):
             return  # the sentinel will report the death
+        if payload == _RETIRING:  # it exits after this result: give it no more work
+            worker.retiring = True
+            try:
+                payload = worker.conn.recv_bytes()
+            except (EOFError, OSError):
+                return
         run = worker.run
-        state: State = _serialization().loads(payload)
+        try:
+            state: State = _serialization().loads(payload)
+        except Exception as exc:  # noqa: BLE001 - a result that will not load here
+            err = errors.SerializationError(
+                f"task run {run.future.task_run_name if run else '?'!r}: its result could not "
+                f"be loaded in the parent process: {type(exc).__name__}: {exc}"
+            )
+            err.__cause__ = exc
+            state = Failed(err)
         with self._lock:
             worker.run = None
             if run is not None:
                 self._running.pop(run.future, None)
-            if alive and not self._closing:
+            if alive and not worker.retiring and not self._closing:
                 if self._waiting:
                     self._send(worker, *self._waiting.popleft())
                 else:
@@ -249,12 +268,17 @@ class ProcessPoolTaskRunner(LocalTaskRunner):
 
 
 class _Worker:
-    __slots__ = ("proc", "conn", "run")
+    __slots__ = ("proc", "conn", "run", "retiring")
 
     def __init__(self, proc: Any, conn: Any) -> None:
         self.proc = proc
         self.conn = conn
         self.run: PendingRun | None = None
+        self.retiring = False  # announced it exits after its current result
+
+
+#: what a worker sends just before the result after which it exits
+_RETIRING = b"\x00braid-retiring"
 
 
 def _serialization() -> Any:
@@ -286,19 +310,29 @@ def _describe_exit(code: int | None) -> str:
 def _worker_main(conn: Any, log_level: int) -> None:
     """A worker process: run one call at a time until told to stop (an empty message)."""
     from braid.core.engine import run_pickled
+    from braid.runners.threads import _drain_default
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    while True:
-        try:
-            msg = conn.recv_bytes()
-        except (EOFError, OSError):
-            return
-        if not msg:
-            return
-        call_bytes, states = _serialization().loads(msg)
-        conn.send_bytes(run_pickled(call_bytes, states, None, log_level))
-        if any(t.name.startswith("braid-timeout-") and t.is_alive()
-               for t in threading.enumerate()):
-            # a timed-out run is still stuck in this process: end it for real
-            conn.close()
-            os._exit(0)
+    try:
+        while True:
+            try:
+                msg = conn.recv_bytes()
+            except (EOFError, OSError):
+                return
+            if not msg:
+                return
+            call_bytes, states = _serialization().loads(msg)
+            result = run_pickled(call_bytes, states, None, log_level)
+            if any(t.name.startswith("braid-timeout-") and t.is_alive()
+                   for t in threading.enumerate()):
+                # a timed-out run is still stuck in this process: report, then end it
+                conn.send_bytes(_RETIRING)
+                conn.send_bytes(result)
+                _drain_default()
+                conn.close()
+                os._exit(0)
+            conn.send_bytes(result)
+    finally:
+        # tasks submitted from inside tasks ran on this process's default runner: let
+        # them finish (fork-started workers skip atexit)
+        _drain_default()

@@ -234,6 +234,12 @@ class _SlotHook:
 
     def release(self) -> None:
         r = self._runner
+        parked = _handoff.__dict__.get("next")
+        if parked is not None:
+            # this thread is about to block (a done-callback waiting, say): the run it
+            # was to take next must not wait for it
+            _handoff.next = None
+            r._enqueue(parked)
         with r._lock:
             r._active -= 1
             r._blocked += 1
@@ -268,6 +274,17 @@ def default_runner() -> ThreadPoolTaskRunner:
             atexit.register(_drain_default)
             _default = runner
         return _default
+
+
+def _forget_default_in_child() -> None:
+    # a forked child inherits the parent's started default runner but none of its
+    # threads: it must start its own
+    global _default, _default_lock
+    _default = None
+    _default_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_default_in_child)
 
 
 def _drain_default() -> None:

@@ -21,17 +21,19 @@ def sleeper(seconds):
 
 
 @flow(task_runner=ThreadPoolTaskRunner(max_workers=2))
-def blocked():
+def blocked(in_drain: bool = False):
     running = sleeper.map([60, 60])
     queued = sleeper.map([1, 1, 1])
     _states["running"], _states["queued"] = running, queued
     print("READY", flush=True)
+    if in_drain:
+        return None  # interrupted while the flow's runner drains
     return running.result()
 
 
 if __name__ == "__main__":
     try:
-        blocked()
+        blocked(in_drain="drain" in sys.argv[1:])
     except KeyboardInterrupt:
         queued = [f.state.name for f in _states["queued"]]
         running = [f.state.name for f in _states["running"]]

@@ -272,3 +272,36 @@ def nested_where():
     """Where a task submitted from inside this task ran, next to where this one ran."""
     inner = where.submit().result()
     return os.getpid(), inner[0]
+
+
+class Unrebuildable(Exception):
+    """An exception whose __init__ does not accept its own args: it cannot be unpickled."""
+
+    def __init__(self, a, b):
+        super().__init__(f"{a}-{b}")
+
+
+@task
+def raise_unrebuildable():
+    raise Unrebuildable(1, 2)
+
+
+@task
+def fire_and_forget(path):
+    """Submit a task from inside this one and do not wait for it."""
+    write_file.submit(path, "nested ran")
+    return "parent done"
+
+
+@task
+def write_file(path, text):
+    time.sleep(0.3)
+    with open(path, "w") as fh:
+        fh.write(text)
+    return text
+
+
+@task(timeout_seconds=0.5)
+def waits_on_child(seconds):
+    """Time out while waiting on a child (the child keeps its slot on threads)."""
+    return sleep_then.submit("child", seconds).result()

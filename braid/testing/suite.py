@@ -63,9 +63,9 @@ class SubmitTests:
             f = st.identity.submit(5)
             early = f.state
             f.wait()
-            return f.task_run_id, f.task_run_name, early, f.state
+            return quote((f.task_run_id, f.task_run_name, early, f.state))
 
-        run_id, name, early, final = run_in_flow(runner, body)
+        run_id, name, early, final = run_in_flow(runner, body).unquote()
         assert isinstance(early, State)
         assert final.is_completed() and final.is_final()
         assert name.startswith("identity-")
@@ -139,9 +139,9 @@ class SubmitTests:
         def body():
             s = st.add.submit(1, 2, return_state=True)
             states = st.inc.map([1, 2], return_state=True)
-            return s, states
+            return quote((s, states))
 
-        s, states = run_in_flow(runner, body)
+        s, states = run_in_flow(runner, body).unquote()
         assert isinstance(s, State) and s.result() == 3
         assert [x.result() for x in states] == [2, 3]
 
@@ -199,9 +199,9 @@ class DependencyTests:
             w = st.noop.submit(wait_for=[a])
             for f in (b, c, w):
                 f.wait()
-            return b.state, c.state, w.state
+            return quote((b.state, c.state, w.state))
 
-        b, c, w = outer()
+        b, c, w = outer().unquote()
         for s in (b, c, w):
             assert s.is_failed() and s.name == "UpstreamFailed"
         with pytest.raises(errors.UpstreamFailed) as info:
@@ -218,13 +218,15 @@ class DependencyTests:
         assert name == "UserError"
 
     def test_quote_passes_value_untouched(self, runner):
+        require(runner, "requires_pickling", False)  # a future inside cannot be pickled
+
         def body():
             a = st.identity.submit(1)
-            name, value = st.describe.submit(quote([1, 2, 3])).result()
             a.wait()
-            return name, value
+            name, value = st.describe.submit(quote([a, 2])).result()
+            return name, value[0] is a, value[1]
 
-        assert run_in_flow(runner, body) == ("list", [1, 2, 3])
+        assert run_in_flow(runner, body) == ("list", True, 2)
 
 
 class MapTests:
@@ -352,9 +354,9 @@ class StateTests:
             ok = st.identity.submit(1)
             bad = st.fail.submit("x")
             wait([ok, bad])
-            return ok.state, bad.state
+            return quote((ok.state, bad.state))
 
-        ok, bad = run_in_flow(runner, body)
+        ok, bad = run_in_flow(runner, body).unquote()
         assert ok.is_completed() and not ok.is_failed() and ok.is_final()
         assert ok.result() == 1
         assert bad.is_failed() and bad.name == "Failed" and "UserError: x" in bad.message
@@ -366,9 +368,9 @@ class StateTests:
             a = st.raise_keyboard_interrupt.submit()
             b = st.raise_system_exit.submit()
             wait([a, b])
-            return a.state, b.state
+            return quote((a.state, b.state))
 
-        a, b = run_in_flow(runner, body)
+        a, b = run_in_flow(runner, body).unquote()
         for s, what in ((a, "KeyboardInterrupt"), (b, "SystemExit")):
             assert s.is_crashed(), s
             assert what in s.message
@@ -439,6 +441,22 @@ class FlowTests:
         assert state.is_failed()
         with pytest.raises(st.UserError, match="returned"):
             failing()
+
+    def test_failed_state_in_return_fails_flow(self, runner):
+        @flow(task_runner=runner)
+        def returns_states():
+            return [st.fail(return_state=True), st.identity(1, return_state=True)]
+
+        state = returns_states(return_state=True)
+        assert state.is_failed()
+
+    def test_returned_futurelist_becomes_a_list(self, runner):
+        @flow(task_runner=runner)
+        def returns_map():
+            return st.inc.map([1, 2])
+
+        value = returns_map()
+        assert value == [2, 3] and type(value) is list
 
     def test_unreturned_failure_does_not_fail_flow(self, runner):
         @flow(task_runner=runner)

@@ -9,7 +9,7 @@ import traceback
 
 import pytest
 
-from braid import errors, flow, wait
+from braid import errors, flow, quote, wait
 from braid.testing import sample_tasks as st
 from braid.testing.suite import require, run_in_flow
 
@@ -38,9 +38,9 @@ class SerializationTests:
         def body():
             f = st.unpicklable_result.submit()
             f.wait()
-            return [f.state]
+            return quote([f.state])
 
-        [state] = run_in_flow(runner, body)
+        [state] = run_in_flow(runner, body).unquote()
         assert state.is_failed()
         with pytest.raises(errors.SerializationError, match="return value → _thread.lock"):
             state.result()
@@ -49,13 +49,27 @@ class SerializationTests:
 class TracebackTests:
     """User exceptions keep their type, with the line of the task that raised."""
 
+    def test_exception_that_cannot_be_rebuilt(self, runner):
+        require(runner, "requires_pickling")
+
+        def body():
+            f = st.raise_unrebuildable.submit()
+            f.wait(timeout=60)  # hang guard
+            return quote([f.state])
+
+        [state] = run_in_flow(runner, body).unquote()
+        assert state.is_failed()
+        exc = state.result(raise_on_failure=False)
+        assert isinstance(exc, errors.RemoteError)
+        assert "Unrebuildable: 1-2" in str(exc)
+
     def test_exception_type_and_traceback(self, runner):
         def body():
             f = st.fail.submit("with traceback")
             f.wait()
-            return [f.state]
+            return quote([f.state])
 
-        [state] = run_in_flow(runner, body)
+        [state] = run_in_flow(runner, body).unquote()
         exc = state.result(raise_on_failure=False)
         assert type(exc) is st.UserError
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
@@ -67,9 +81,9 @@ class TracebackTests:
             a = st.fail.submit("deep cause")
             b = st.inc.submit(a)
             b.wait()
-            return [b.state]
+            return quote([b.state])
 
-        [state] = run_in_flow(runner, body)
+        [state] = run_in_flow(runner, body).unquote()
         exc = state.result(raise_on_failure=False)
         assert isinstance(exc, errors.UpstreamFailed)
         assert isinstance(exc.__cause__, st.UserError)
@@ -87,9 +101,10 @@ class FaultTests:
             others = st.inc.map(range(4))
             wait([doomed, *others], timeout=240)  # hang guard
             later = st.inc.submit(10)
-            return [doomed.state], others.result(), later.result()
+            return quote(doomed.state), others.result(), later.result()
 
-        [doomed], others, later = dying()
+        doomed, others, later = dying()
+        doomed = doomed.unquote()
         assert doomed.is_crashed(), doomed
         with pytest.raises(errors.WorkerLost):
             doomed.result()
@@ -103,9 +118,9 @@ class FaultTests:
         def body():
             f = st.stuck_then_write.submit(str(marker), 2.0)
             f.wait(timeout=30)
-            return [f.state]
+            return quote([f.state])
 
-        [state] = run_in_flow(runner, body)
+        [state] = run_in_flow(runner, body).unquote()
         assert state.name == "TimedOut"
         time.sleep(2.5)
         assert not os.path.exists(marker), "the timed-out task went on running"

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from braid import errors, flow, get_run_logger, task, wait
+from braid import errors, flow, get_run_logger, quote, task, wait
 from braid.testing import sample_tasks as st
 from braid.testing.suite import require, run_in_flow
 
@@ -27,9 +27,9 @@ class RetryTests:
         def body():
             f = st.always_fails.submit(1)
             f.wait()
-            return [f.state]  # a State returned bare would become the flow's state
+            return quote([f.state])  # states in a flow's return value would be resolved
 
-        [state] = run_in_flow(runner, body)
+        [state] = run_in_flow(runner, body).unquote()
         assert state.is_failed()
         with pytest.raises(st.UserError, match="attempt 3"):
             state.result()
@@ -38,10 +38,10 @@ class RetryTests:
         def body():
             f = st.fails_no_retry.submit()
             f.wait()
-            return [f.state]  # a State returned bare would become the flow's state
+            return quote([f.state])  # states in a flow's return value would be resolved
 
         with pytest.raises(st.UserError, match="attempt 1"):
-            run_in_flow(runner, body)[0].result()
+            run_in_flow(runner, body).unquote()[0].result()
 
     def test_with_options_retries_and_callable_delay(self, runner):
         flaky = st.fails_until_third.with_options(retries=1, retry_delay_seconds=lambda n: [0])
@@ -49,10 +49,10 @@ class RetryTests:
         def body():
             f = flaky.submit("y")
             f.wait()
-            return [f.state]  # a State returned bare would become the flow's state
+            return quote([f.state])  # states in a flow's return value would be resolved
 
         with pytest.raises(st.UserError, match="attempt 2"):
-            run_in_flow(runner, body)[0].result()
+            run_in_flow(runner, body).unquote()[0].result()
 
     def test_retry_with_upstream_value(self, runner):
         def body():
@@ -69,9 +69,9 @@ class TimeoutTests:
         def body():
             f = st.stuck.submit(30)
             f.wait(timeout=20)  # hang guard: the deadline is 0.3 s
-            return [f.state]  # a State returned bare would become the flow's state
+            return quote([f.state])  # states in a flow's return value would be resolved
 
-        [state] = run_in_flow(runner, body)
+        [state] = run_in_flow(runner, body).unquote()
         assert state.is_failed() and state.name == "TimedOut", state
         with pytest.raises(errors.TaskTimeout) as info:
             state.result()
@@ -81,9 +81,9 @@ class TimeoutTests:
         def body():
             f = st.async_stuck.submit(30)
             f.wait(timeout=20)
-            return [f.state]  # a State returned bare would become the flow's state
+            return quote([f.state])  # states in a flow's return value would be resolved
 
-        [state] = run_in_flow(runner, body)
+        [state] = run_in_flow(runner, body).unquote()
         assert state.name == "TimedOut", state
 
     def test_timeout_not_reached(self, runner):
@@ -125,9 +125,9 @@ class AsyncTests:
         def body():
             f = st.async_fail.submit()
             f.wait()
-            return [f.state]  # a State returned bare would become the flow's state
+            return quote([f.state])  # states in a flow's return value would be resolved
 
-        [state] = run_in_flow(runner, body)
+        [state] = run_in_flow(runner, body).unquote()
         with pytest.raises(st.UserError, match="async boom"):
             state.result()
 
