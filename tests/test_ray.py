@@ -330,7 +330,8 @@ def test_remote_options_and_task_hints_reach_ray(connected):
         return [(f.task_run_name, f.result()) for f in futures]
 
     (name, plain), (_, two), (_, inner), (_, declared), (_, overridden) = views()
-    assert plain["name"] == name and name.startswith("ray_view-")
+    # Ray shows the task's name (one wrapper per task: see runner._remote_for)
+    assert plain["name"] == "ray_view" and name.startswith("ray_view-")
     assert plain["resources"] == {"CPU": 1.0}
     assert two["resources"] == {"CPU": 2.0}
     assert inner["resources"] == {"CPU": 0.5, "braid_slot": 2.0}
