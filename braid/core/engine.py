@@ -284,6 +284,21 @@ def _retry_delay(call: TaskCall, state: State) -> float | None:
     return delay
 
 
+def _after_failure(exc: BaseException, call: TaskCall, ctx: RunContext, started: float,
+                   reschedule: bool) -> State | float:
+    """What a failed attempt leads to: the run's final State, an AwaitingRetry State for
+    the runner to reschedule, or the seconds to wait before retrying in place."""
+    state = _failure_state(exc, call)
+    if state.type is StateType.CRASHED:
+        return _final(state, ctx, call, started)
+    delay = _retry_delay(call, state)
+    if delay is None:
+        return _final(state, ctx, call, started)
+    if reschedule and delay > 0:
+        return _final(State(StateType.PENDING, AWAITING_RETRY, state.message, delay), ctx, call)
+    return delay
+
+
 def _failure_state(exc: BaseException, call: TaskCall) -> State:
     if isinstance(exc, _AttemptTimedOut):
         return TimedOut(exc.message, errors.TaskTimeout(exc.message))
@@ -365,17 +380,11 @@ def run_task(call: TaskCall, upstream_states: Any = None, nested_runner: Any = N
                 else:
                     value = fn(*args, **kwargs)
             except BaseException as exc:  # noqa: BLE001 - every outcome becomes a state
-                state = _failure_state(exc, call)
-                if state.type is StateType.CRASHED:
-                    return _final(state, ctx, call, started)
-                delay = _retry_delay(call, state)
-                if delay is None:
-                    return _final(state, ctx, call, started)
-                if reschedule_retries and delay > 0:
-                    retry = State(StateType.PENDING, AWAITING_RETRY, state.message, delay)
-                    return _final(retry, ctx, call)
-                if delay > 0:
-                    time.sleep(delay)
+                outcome = _after_failure(exc, call, ctx, started, reschedule_retries)
+                if isinstance(outcome, State):
+                    return outcome
+                if outcome > 0:
+                    time.sleep(outcome)
                 call = call.next_attempt()
                 ctx.task_run.attempt = call.attempt
                 continue
@@ -566,15 +575,12 @@ async def run_task_async(call: TaskCall, upstream_states: Any = None,
                                                             call, ctx)
                     else:
                         result = await result
-            except BaseException as exc:  # noqa: BLE001
-                state = _failure_state(exc, call)
-                if state.type is StateType.CRASHED:
-                    return _final(state, ctx, call, started)
-                delay = _retry_delay(call, state)
-                if delay is None:
-                    return _final(state, ctx, call, started)
-                if delay > 0:
-                    await asyncio.sleep(delay)
+            except BaseException as exc:  # noqa: BLE001 - every outcome becomes a state
+                outcome = _after_failure(exc, call, ctx, started, False)
+                if isinstance(outcome, State):
+                    return outcome
+                if outcome > 0:
+                    await asyncio.sleep(outcome)
                 call = call.next_attempt()
                 ctx.task_run.attempt = call.attempt
                 continue

@@ -36,7 +36,8 @@ from braid.core.states import Cancelled, Crashed, State, StateType
 
 _PENDING = StateType.PENDING
 
-__all__ = ["Capabilities", "TaskRunner", "LocalTaskRunner", "PendingRun", "call_when_final"]
+__all__ = ["Capabilities", "TaskRunner", "LocalTaskRunner", "PendingRun", "LiveRuns",
+           "call_when_final"]
 
 
 def call_when_final(futures: Sequence[TaskFuture], then: Any) -> None:
@@ -151,6 +152,64 @@ class TaskRunner(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+class LiveRuns:
+    """The runs a runner accepted that are not final yet, by future; what its drain waits on.
+
+    For runners whose backend runs the calls (Dask, Ray): ``add`` at submit, ``settle``
+    when the backend reports the end, ``drain`` in ``__exit__``, ``take_all`` to abandon.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._runs: dict[TaskFuture, Any] = {}
+        self._settling = 0
+        self._draining = False
+
+    def add(self, future: TaskFuture, run: Any = None) -> None:
+        with self._lock:
+            self._runs[future] = run
+
+    def get(self, future: TaskFuture) -> Any:
+        return self._runs.get(future)
+
+    def settle(self, future: TaskFuture, finish: Any) -> bool:
+        """Take ``future`` off and call ``finish()``; False (nothing called) if it was not
+        live (settled or abandoned already).  The drain returns only after ``finish``."""
+        with self._lock:
+            if self._runs.pop(future, _MISSING) is _MISSING:
+                return False
+            self._settling += 1
+        try:
+            finish()
+        finally:
+            with self._lock:
+                self._settling -= 1
+                if self._draining:
+                    self._changed.notify_all()
+        return True
+
+    def drain(self) -> None:
+        """Wait until every live run has settled."""
+        with self._lock:
+            self._draining = True
+            try:
+                while self._runs or self._settling:
+                    self._changed.wait()
+            finally:
+                self._draining = False
+
+    def take_all(self) -> list[tuple[TaskFuture, Any]]:
+        """Remove every live run and return them (to cancel or crash them)."""
+        with self._lock:
+            items = list(self._runs.items())
+            self._runs.clear()
+            return items
+
+
+_MISSING = object()
 
 
 class PendingRun:

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import threading
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -50,7 +49,7 @@ from braid.core.futures import TaskFuture
 from braid.core.logs import driver_level, replay
 from braid.core.serialization import dumps_call, dumps_state, loads
 from braid.core.states import Cancelled, Crashed, State
-from braid.runners.base import Capabilities, TaskRunner, call_when_final
+from braid.runners.base import Capabilities, LiveRuns, TaskRunner, call_when_final
 
 __all__ = ["DaskTaskRunner"]
 
@@ -154,11 +153,8 @@ class DaskTaskRunner(TaskRunner):
 
     # -- lifecycle ----------------------------------------------------------------------
     def _start(self) -> None:
-        self._lock = threading.Lock()
-        self._drained = threading.Condition(self._lock)
-        self._live: dict[DaskFuture, None] = {}       # accepted, not settled
+        self._live = LiveRuns()  # accepted, not settled
         self._held: weakref.WeakSet[DaskFuture] = weakref.WeakSet()  # settled, not fetched
-        self._draining = False
         self._offered: dict[str, float] = {}
         self._log_topic: str | None = None
         if self._on_worker_client:
@@ -222,11 +218,7 @@ class DaskTaskRunner(TaskRunner):
             if abandon:
                 self._abandon(reason)
             else:
-                with self._lock:
-                    self._draining = True
-                    while self._live:
-                        self._drained.wait()
-                    self._draining = False
+                self._live.drain()
             # the client closes below: fetch what the caller may still read
             self._fetch_many([f for f in list(self._held) if f._state is SETTLED])
         finally:
@@ -246,9 +238,7 @@ class DaskTaskRunner(TaskRunner):
 
     def _abandon(self, reason: str) -> None:
         """Cancel what has not started, mark what runs CRASHED, and return at once."""
-        with self._lock:
-            live = list(self._live)
-            self._live.clear()
+        live = [f for f, _ in self._live.take_all()]
         submitted = [f for f in live if f._dask is not None]
         running: set = set()
         if submitted:
@@ -308,8 +298,7 @@ class DaskTaskRunner(TaskRunner):
     def _accept(self, call: TaskCall) -> DaskFuture:
         future = DaskFuture(call.task, call.run_name, call.run_id, self,
                             f"{call.task.name}-{call.run_id:032x}")
-        with self._lock:
-            self._live[future] = None
+        self._live.add(future)
         return future
 
     def _waiting_on(self, upstreams: Sequence[TaskFuture]) -> list[TaskFuture]:
@@ -365,15 +354,12 @@ class DaskTaskRunner(TaskRunner):
 
     def _settle(self, future: DaskFuture, state: State) -> None:
         """The run is over on the cluster (or will never get there): count it off."""
-        with self._lock:
-            if self._live.pop(future, False) is False:
-                return  # already abandoned
-        if state is SETTLED:
-            self._held.add(future)
-        future._finish(state)
-        with self._lock:
-            if self._draining and not self._live:
-                self._drained.notify_all()
+        def finish() -> None:
+            if state is SETTLED:
+                self._held.add(future)
+            future._finish(state)
+
+        self._live.settle(future, finish)  # does nothing for a run already abandoned
 
     # -- fetching states ------------------------------------------------------------------
     def _materialize(self, future: DaskFuture) -> None:

@@ -103,12 +103,13 @@ class RayTaskFuture(TaskFuture):
             if self._name is None:
                 self._name = state.task_run_name
             callbacks, self._callbacks = self._callbacks, None
-        self._done.release()
+        # as TaskFuture._finish: callbacks first, then the waiters wake
         for fn in callbacks or ():
             try:
                 fn(self)
-            except Exception:  # one failing callback must not stop the others
+            except BaseException:  # one failing callback must not stop the others
                 _log.exception("done callback %r raised", fn)
+        self._done.release()
         self._on_final(self)
         return True
 

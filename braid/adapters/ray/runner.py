@@ -45,7 +45,6 @@ it never lose it under them.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import socket
 import threading
@@ -65,7 +64,7 @@ from braid.core.engine import TaskCall
 from braid.core.futures import TaskFuture
 from braid.core.serialization import dumps_call
 from braid.core.states import Cancelled, Crashed, State
-from braid.runners.base import Capabilities, TaskRunner
+from braid.runners.base import Capabilities, LiveRuns, TaskRunner, call_when_final
 
 __all__ = ["RayTaskRunner"]
 
@@ -229,10 +228,7 @@ class RayTaskRunner(TaskRunner):
     # -- lifecycle -------------------------------------------------------------------
     def _start(self) -> None:
         self._holds_ray = _ray_use.acquire(self.address, self.init_kwargs)
-        self._lock = threading.Lock()
-        self._drained = threading.Condition(self._lock)
-        self._runs: dict[RayTaskFuture, _Run] = {}
-        self._draining = False
+        self._runs = LiveRuns()
         self._cancel_reason: str | None = None
 
     def _stop(self, abandon: bool, reason: str) -> None:
@@ -240,11 +236,7 @@ class RayTaskRunner(TaskRunner):
             if abandon:
                 self._abandon(reason)
             else:
-                with self._lock:
-                    self._draining = True
-                    while self._runs:
-                        self._drained.wait()
-                    self._draining = False
+                self._runs.drain()
         finally:
             if self._holds_ray:
                 self._holds_ray = False
@@ -253,8 +245,7 @@ class RayTaskRunner(TaskRunner):
     def _abandon(self, reason: str) -> None:
         """Cancel runs that cannot have started, crash the others; do not wait."""
         self._cancel_reason = reason
-        with self._lock:
-            runs = list(self._runs.values())
+        runs = [run for _, run in self._runs.take_all()]
         # decided for every run before any is settled: settling one makes it "done"
         started = [run.dispatched and all(run.upstreams[i].done() for i in run.native)
                    for run in runs]
@@ -273,10 +264,7 @@ class RayTaskRunner(TaskRunner):
                     pass
 
     def _final(self, future: RayTaskFuture) -> None:
-        with self._lock:
-            self._runs.pop(future, None)
-            if self._draining and not self._runs:
-                self._drained.notify_all()
+        self._runs.settle(future, _nothing)  # the future is final: count it off
 
     # -- submitting -------------------------------------------------------------------
     def submit(self, call: TaskCall, upstreams: Sequence[TaskFuture]) -> TaskFuture:
@@ -286,21 +274,10 @@ class RayTaskRunner(TaskRunner):
         future = RayTaskFuture(call.task, call.run_name, call.run_id, self._ray_error,
                                self._final)
         run = _Run(call, payload, upstreams, future)
-        with self._lock:
-            self._runs[future] = run
-        waiting = [u for u in upstreams if _native_ref(u) is None and not u.done()]
-        if not waiting:
-            self._dispatch(run)
-            return future
-        n = len(waiting)
-        countdown = itertools.count(1)
-
-        def one_upstream_done(_f: TaskFuture) -> None:
-            if next(countdown) == n:
-                self._dispatch(run)
-
-        for u in waiting:
-            u.add_done_callback(one_upstream_done)
+        self._runs.add(future, run)
+        # Ray waits for upstreams it holds; the others (other runners') are waited for here
+        foreign = [u for u in upstreams if _native_ref(u) is None]
+        call_when_final(foreign, lambda: self._dispatch(run))
         return future
 
     def _dispatch(self, run: _Run, replaced: Mapping[int, State] | None = None) -> None:
@@ -386,6 +363,10 @@ def _remote_for(task_name: str, hints: Any) -> Any:
         remote = _remote_cache[key] = _remote_execute.options(name=task_name,
                                                               **ray_options(hints))
     return remote
+
+
+def _nothing() -> None:
+    pass
 
 
 def _ray_name(call: TaskCall) -> str:
