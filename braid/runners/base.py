@@ -231,11 +231,11 @@ class LocalTaskRunner(TaskRunner):
     def _start(self) -> None:
         self._lock = threading.Lock()
         self._drained = threading.Condition(self._lock)
-        # accepted runs are counted without a lock (next() on a count is atomic);
-        # finished ones under the lock; the drain compares the two
+        # runs accepted and runs finished are counted without a lock (next() on a count
+        # is atomic); the drain reads both by probing (see _so_far) and compares them
         self._accepted = itertools.count()
-        self._probes = 0
-        self._finished = 0
+        self._finished = itertools.count()
+        self._probes = [0, 0]
         self._draining = False
         self._cancel_reason: str | None = None
         self._running: dict[TaskFuture, None] = {}
@@ -283,13 +283,12 @@ class LocalTaskRunner(TaskRunner):
     def _complete(self, run: PendingRun, state: State) -> None:
         """Record a run's outcome: retry later, or finish its future."""
         if self._settle(run, state):
-            with self._lock:
-                self._count_finished()
+            self._count_finished()
 
     def _settle(self, run: PendingRun, state: State) -> bool:
         """Finish the run's future, or schedule its retry; True if the run is final.
 
-        A final run must then be counted with ``_count_finished()`` under the lock.
+        A final run must then be counted with ``_count_finished()``.
         """
         if state.type is _PENDING and state.name == AWAITING_RETRY:
             if self._cancel_reason is None:
@@ -306,15 +305,18 @@ class LocalTaskRunner(TaskRunner):
         return True
 
     def _count_finished(self) -> None:
-        # called with self._lock held
-        self._finished += 1
+        next(self._finished)
+        # the drain sets _draining before it compares the counts, so a finisher that
+        # reads False here has already been counted when the drain looks
         if self._draining:
-            self._drained.notify_all()
+            with self._lock:
+                self._drained.notify_all()
 
-    def _accepted_so_far(self) -> int:
+    def _so_far(self, which: int) -> int:
         # called with self._lock held, by the drain only: every probe adds one to the count
-        n = next(self._accepted) - self._probes
-        self._probes += 1
+        counter = self._accepted if which == 0 else self._finished
+        n = next(counter) - self._probes[which]
+        self._probes[which] += 1
         return n
 
     def _stop(self, abandon: bool, reason: str) -> None:
@@ -330,8 +332,8 @@ class LocalTaskRunner(TaskRunner):
             return
         with self._lock:
             self._draining = True
-            while self._finished < self._accepted_so_far():
-                self._drained.wait()
+            while self._so_far(1) < self._so_far(0):
+                self._drained.wait(0.5)  # the timeout only guards against a missed wake-up
             self._draining = False
         if self._delayed is not None:
             self._delayed.stop()

@@ -165,13 +165,13 @@ class ThreadPoolTaskRunner(LocalTaskRunner):
                             h.runner = None
                             follow, h.next = h.next, None
                 finally:
-                    with lock:
-                        if final:
-                            self._count_finished()
-                        if follow is not None and not self._slot_waiters:
-                            keep = True  # go on with `follow`, keeping the slot
-                        else:
-                            keep = False
+                    if final:
+                        self._count_finished()
+                    # go on with `follow`, keeping the slot (no lock needed), unless a
+                    # resumed task is waiting for a slot: then it gets this one
+                    keep = follow is not None and not self._slot_waiters
+                    if not keep:
+                        with lock:
                             self._busy -= 1
                             self._active -= 1
                             if self._slot_waiters:
