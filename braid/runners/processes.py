@@ -32,8 +32,10 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import pickle
 import signal
 import threading
+import weakref
 from typing import Any
 
 from braid import errors
@@ -92,6 +94,8 @@ class ProcessPoolTaskRunner(LocalTaskRunner):
         import multiprocessing  # here, not at import: `import braid` stays light
 
         self._ctx = multiprocessing.get_context(self.start_method)
+        # small pickled results by future, to send to downstream runs as they came
+        self._result_bytes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._waiting: collections.deque[tuple[PendingRun, bytes]] = collections.deque()
         self._idle: list[_Worker] = []
         self._workers: dict[Any, _Worker] = {}  # by sentinel
@@ -118,9 +122,18 @@ class ProcessPoolTaskRunner(LocalTaskRunner):
         call_bytes, run.payload = run.payload, None
         if self._cancelled(run):
             return
-        states = [u.state for u in run.upstreams] if run.upstreams else ()
         try:
-            message = _serialization().dumps((call_bytes, states))
+            if not run.upstreams:  # the common case: the pickled call is the whole message
+                message = _BARE + call_bytes
+            else:
+                # upstream results that came from a worker travel as the bytes it sent
+                # (no unpickle-repickle); the others as States
+                known = self._result_bytes
+                parts = [known.get(u) or u.state for u in run.upstreams]
+                if all(type(p) is bytes for p in parts):
+                    message = pickle.dumps((call_bytes, parts), protocol=5)
+                else:
+                    message = _serialization().dumps((call_bytes, parts))
         except Exception as exc:  # noqa: BLE001 - an upstream value that will not pickle
             err = errors.SerializationError(
                 f"task run {run.future.task_run_name!r}: an upstream result could not be "
@@ -197,6 +210,8 @@ class ProcessPoolTaskRunner(LocalTaskRunner):
             )
             err.__cause__ = exc
             state = Failed(err)
+        if run is not None and len(payload) <= _KEEP_RESULT_BYTES:
+            self._result_bytes[run.future] = payload
         with self._lock:
             worker.run = None
             if run is not None:
@@ -277,6 +292,10 @@ class _Worker:
         self.retiring = False  # announced it exits after its current result
 
 
+#: results pickled to at most this many bytes are kept to be forwarded as they are
+_KEEP_RESULT_BYTES = 64 * 1024
+#: first byte of a message that is a bare pickled call (a pickle never starts with it)
+_BARE = b"\x00"
 #: what a worker sends just before the result after which it exits
 _RETIRING = b"\x00braid-retiring"
 
@@ -321,7 +340,10 @@ def _worker_main(conn: Any, log_level: int) -> None:
                 return
             if not msg:
                 return
-            call_bytes, states = _serialization().loads(msg)
+            if msg[:1] == _BARE:
+                call_bytes, states = msg[1:], ()
+            else:
+                call_bytes, states = _serialization().loads(msg)
             result = run_pickled(call_bytes, states, None, log_level)
             if any(t.name.startswith("braid-timeout-") and t.is_alive()
                    for t in threading.enumerate()):
