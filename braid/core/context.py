@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from dataclasses import dataclass, field
 from typing import Any
 
 from braid import errors
@@ -24,13 +23,25 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
 class FlowRunInfo:
     """What a task or flow can know about its flow run (small: it travels with every call)."""
 
-    id: str
-    name: str
-    flow_name: str
+    __slots__ = ("id", "name", "flow_name")
+
+    def __init__(self, id: str, name: str, flow_name: str) -> None:  # noqa: A002
+        self.id = id
+        self.name = name
+        self.flow_name = flow_name
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FlowRunInfo) and (self.id, self.name, self.flow_name) == (
+            other.id, other.name, other.flow_name)
+
+    def __hash__(self) -> int:
+        return hash((self.id, self.name, self.flow_name))
+
+    def __repr__(self) -> str:
+        return f"FlowRunInfo(id={self.id!r}, name={self.name!r}, flow_name={self.flow_name!r})"
 
 
 class TaskRunInfo:
@@ -84,18 +95,26 @@ def default_run_name(task_name: str, run_id: int) -> str:
     return f"{task_name}-{run_id & 0xFFFFFFFF:08x}"
 
 
-@dataclass(slots=True)
 class RunContext:
     """The current run: ``flow_run`` (or None in a task submitted outside a flow),
     ``task_run`` (None in a flow body), and the runner that nested submits go to."""
 
-    flow_run: FlowRunInfo | None
-    task_run: TaskRunInfo | None
-    task_runner: Any = None
-    log_prints: bool = False
-    flow: Any = None
-    parameters: dict = field(default_factory=dict)
-    record: Any = None  # the FlowRunRecord of a flow body's context
+    __slots__ = ("flow_run", "task_run", "task_runner", "log_prints", "flow", "parameters",
+                 "record")
+
+    def __init__(self, flow_run: FlowRunInfo | None, task_run: TaskRunInfo | None,
+                 task_runner: Any = None, log_prints: bool = False, flow: Any = None,
+                 parameters: dict | None = None, record: Any = None) -> None:
+        self.flow_run = flow_run
+        self.task_run = task_run
+        self.task_runner = task_runner
+        self.log_prints = log_prints
+        self.flow = flow
+        self.parameters = {} if parameters is None else parameters
+        self.record = record  # the FlowRunRecord of a flow body's context
+
+    def __repr__(self) -> str:
+        return f"RunContext(flow_run={self.flow_run!r}, task_run={self.task_run!r})"
 
     @property
     def logger(self) -> logging.LoggerAdapter:

@@ -25,7 +25,6 @@ else, so every runner behaves the same.
 
 from __future__ import annotations
 
-import inspect
 import os
 import random
 import threading
@@ -569,7 +568,7 @@ async def run_task_async(call: TaskCall, upstream_states: Any = None,
         while True:
             try:
                 result = task.fn(*args, **kwargs)
-                if inspect.isawaitable(result):
+                if hasattr(result, "__await__"):
                     if task.timeout_seconds is not None:
                         result = await _await_with_deadline(result, task.timeout_seconds,
                                                             call, ctx)

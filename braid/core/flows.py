@@ -10,7 +10,6 @@ are resolved; any failed one fails the flow), or the exception the body raised.
 from __future__ import annotations
 
 import contextvars
-import inspect
 import random
 import threading
 import time
@@ -59,6 +58,8 @@ class Flow(Generic[R]):
             raise errors.ConfigurationError(f"@flow needs a function, got {fn!r}")
         self.fn = fn
         self.name = name or getattr(fn, "__name__", type(fn).__name__)
+        import inspect  # at decoration, not at `import braid`
+
         self.description = description if description is not None else inspect.getdoc(fn)
         self.flow_run_name = flow_run_name
         self.task_runner = task_runner

@@ -14,7 +14,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 from braid.core.context import default_run_name
@@ -25,19 +24,24 @@ __all__ = ["TaskRunRecord", "FlowRunRecord", "DirectRun", "watch_flow_runs"]
 _watchers: list[list] = []
 
 
-@dataclass
 class TaskRunRecord:
     """One task run: names, final state, start and end (epoch seconds), where it ran."""
 
-    id: str
-    name: str
-    task_name: str
-    state_type: str
-    state_name: str
-    start: float | None
-    end: float | None
-    where: str | None
-    error: str | None
+    def __init__(self, id: str, name: str, task_name: str, state_type: str,  # noqa: A002
+                 state_name: str, start: float | None, end: float | None, where: str | None,
+                 error: str | None) -> None:
+        self.id = id
+        self.name = name
+        self.task_name = task_name
+        self.state_type = state_type
+        self.state_name = state_name
+        self.start = start
+        self.end = end
+        self.where = where
+        self.error = error
+
+    def __repr__(self) -> str:
+        return f"TaskRunRecord(name={self.name!r}, state_name={self.state_name!r})"
 
     @property
     def duration(self) -> float | None:
@@ -49,21 +53,24 @@ class TaskRunRecord:
         return {**self.__dict__, "duration": self.duration}
 
 
-@dataclass
 class FlowRunRecord:
     """One flow run: its task runs and nested flow runs, filled in as the run goes."""
 
-    id: str
-    name: str
-    flow_name: str
-    runner: str
-    start: float = field(default_factory=time.time)
-    end: float | None = None
-    state_type: str | None = None
-    state_name: str | None = None
-    error: str | None = None
-    flow_runs: list[FlowRunRecord] = field(default_factory=list)
-    _entries: list = field(default_factory=list, repr=False)
+    def __init__(self, id: str, name: str, flow_name: str, runner: str) -> None:  # noqa: A002
+        self.id = id
+        self.name = name
+        self.flow_name = flow_name
+        self.runner = runner
+        self.start: float = time.time()
+        self.end: float | None = None
+        self.state_type: str | None = None
+        self.state_name: str | None = None
+        self.error: str | None = None
+        self.flow_runs: list[FlowRunRecord] = []
+        self._entries: list = []
+
+    def __repr__(self) -> str:
+        return f"FlowRunRecord(name={self.name!r}, state_name={self.state_name!r})"
 
     # -- filled in while running ------------------------------------------------------
     def add(self, entry: Any) -> None:

@@ -12,7 +12,6 @@ twice.
 from __future__ import annotations
 
 import copy
-import dataclasses
 from typing import Any
 
 from braid.core.annotations import allow_failure, quote
@@ -111,7 +110,9 @@ def walk_replace(obj: Any, on_future: Any, on_quote: Any, allow: bool = False,
     if t is allow_failure:
         new = walk_replace(obj.value, on_future, on_quote, True, on_state)
         return obj.value if new is _unchanged else new
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+    if hasattr(t, "__dataclass_fields__") and not isinstance(obj, type):
+        import dataclasses  # loaded by the user's code already, since obj is a dataclass
+
         changes = {}
         for f in dataclasses.fields(obj):
             v = getattr(obj, f.name, None)

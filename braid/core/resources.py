@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 from braid import errors
@@ -22,14 +21,33 @@ __all__ = ["ResourceHints", "resources", "current_hints", "hints_from"]
 _KNOWN = ("cpus", "gpus", "memory")
 
 
-@dataclass(frozen=True)
 class ResourceHints:
     """CPUs, GPUs, memory in bytes, and custom named resources; None means unspecified."""
 
-    cpus: float | None = None
-    gpus: float | None = None
-    memory: int | None = None
-    custom: Mapping[str, float] = field(default_factory=dict)
+    __slots__ = ("cpus", "gpus", "memory", "custom")
+
+    def __init__(self, cpus: float | None = None, gpus: float | None = None,
+                 memory: int | None = None, custom: Mapping[str, float] | None = None) -> None:
+        self.cpus = cpus
+        self.gpus = gpus
+        self.memory = memory
+        self.custom: Mapping[str, float] = dict(custom) if custom else {}
+
+    def _key(self) -> tuple:
+        return (self.cpus, self.gpus, self.memory, tuple(sorted(self.custom.items())))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ResourceHints) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __reduce__(self) -> tuple:
+        return (ResourceHints, (self.cpus, self.gpus, self.memory, dict(self.custom)))
+
+    def __repr__(self) -> str:
+        return (f"ResourceHints(cpus={self.cpus!r}, gpus={self.gpus!r}, memory={self.memory!r}, "
+                f"custom={dict(self.custom)!r})")
 
     def merged(self, inner: ResourceHints | None) -> ResourceHints:
         """These hints overridden by every value ``inner`` specifies."""

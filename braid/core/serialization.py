@@ -11,7 +11,6 @@ that cannot be pickled, e.g.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import pickle
 import types
@@ -82,7 +81,9 @@ def _children(obj: Any, path: str) -> list[tuple[str, Any]]:
         return out
     if isinstance(obj, types.MethodType):
         return [(f"{path}.__self__", obj.__self__), (f"{path}.__func__", obj.__func__)]
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+    if hasattr(type(obj), "__dataclass_fields__") and not isinstance(obj, type):
+        import dataclasses
+
         return [(f"{path}.{f.name}", getattr(obj, f.name, None)) for f in dataclasses.fields(obj)]
     d = getattr(obj, "__dict__", None)
     if isinstance(d, dict):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import inspect
 import random
 import sys
 from collections.abc import Callable, Iterable
@@ -46,8 +45,10 @@ _OPTIONS = (
 )
 
 
-def check_reserved(fn: Callable, what: str) -> inspect.Signature | None:
+def check_reserved(fn: Callable, what: str) -> Any:
     """Refuse a function that declares a parameter braid reserves; return its signature."""
+    import inspect  # at decoration, not at `import braid`
+
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
@@ -110,6 +111,8 @@ class Task(Generic[R]):
             raise errors.ConfigurationError(f"@task needs a function, got {fn!r}")
         self.fn = fn
         self.name = name or getattr(fn, "__name__", type(fn).__name__)
+        import inspect
+
         self.description = description if description is not None else inspect.getdoc(fn)
         self.task_run_name = task_run_name
         self.retries = retries
@@ -163,6 +166,8 @@ class Task(Generic[R]):
         """The parameters by name, defaults applied (used for names and messages)."""
         sig = self._signature
         if sig is None:
+            import inspect
+
             sig = self._signature = inspect.signature(self.fn)
         try:
             bound = sig.bind(*args, **kwargs)
@@ -342,6 +347,8 @@ class Task(Generic[R]):
         if isinstance(key, str):
             return f"parameter {key!r}"
         try:
+            import inspect
+
             sig = self._signature or inspect.signature(self.fn)
             params = list(sig.parameters)
             if key < len(params) and sig.parameters[params[key]].kind in (
@@ -376,7 +383,7 @@ def _as_map_iterable(value: Any) -> list | None:
     return None
 
 
-def _shape_of(sig: inspect.Signature | None) -> tuple | None:
+def _shape_of(sig: Any) -> tuple | None:
     """What ``_check_arguments`` needs of a signature, or None to check with ``bind()``.
 
     (positional names, required positional names (a prefix), keyword-only names,

@@ -26,7 +26,6 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from braid import errors
@@ -61,7 +60,6 @@ def call_when_final(futures: Sequence[TaskFuture], then: Any) -> None:
         f.add_done_callback(one_done)
 
 
-@dataclass(frozen=True)
 class Capabilities:
     """What a runner can do; the core and the conformance suite read these as data.
 
@@ -74,12 +72,35 @@ class Capabilities:
       before returning, so a run never overlaps with the code that submitted it.
     """
 
-    requires_pickling: bool = False
-    native_dependencies: bool = False
-    can_interrupt_running: bool = False
-    reschedules_retries: bool = False
-    remote: bool = False
-    runs_inline: bool = False
+    __slots__ = ("requires_pickling", "native_dependencies", "can_interrupt_running",
+                 "reschedules_retries", "remote", "runs_inline")
+
+    def __init__(self, requires_pickling: bool = False, native_dependencies: bool = False,
+                 can_interrupt_running: bool = False, reschedules_retries: bool = False,
+                 remote: bool = False, runs_inline: bool = False) -> None:
+        values = (requires_pickling, native_dependencies, can_interrupt_running,
+                  reschedules_retries, remote, runs_inline)
+        for name, value in zip(self.__slots__, values, strict=True):
+            object.__setattr__(self, name, bool(value))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Capabilities are read-only; make a new Capabilities(...)")
+
+    def _values(self) -> tuple:
+        return tuple(getattr(self, n) for n in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Capabilities) and self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __reduce__(self) -> tuple:
+        return (Capabilities, self._values())
+
+    def __repr__(self) -> str:
+        on = ", ".join(f"{n}=True" for n in self.__slots__ if getattr(self, n))
+        return f"Capabilities({on})"
 
 
 class TaskRunner(ABC):

@@ -32,7 +32,6 @@ from __future__ import annotations
 import collections
 import logging
 import os
-import pickle
 import signal
 import threading
 import weakref
@@ -131,6 +130,8 @@ class ProcessPoolTaskRunner(LocalTaskRunner):
                 known = self._result_bytes
                 parts = [known.get(u) or u.state for u in run.upstreams]
                 if all(type(p) is bytes for p in parts):
+                    import pickle  # plain pickle: the envelope holds only bytes
+
                     message = pickle.dumps((call_bytes, parts), protocol=5)
                 else:
                     message = _serialization().dumps((call_bytes, parts))
