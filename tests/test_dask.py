@@ -124,6 +124,19 @@ def test_nested_submission_on_a_one_thread_worker(gpu_cluster):
     assert body() == (4, [1, 2, 3], [[2], [3, 4]])
 
 
+def test_run_record_names_the_dask_worker(gpu_cluster):
+    @flow(task_runner=DaskTaskRunner(address=gpu_cluster.scheduler_address))
+    def recorded():
+        return st.inc.map(range(3)).result()
+
+    record = recorded(return_state=True).record
+    workers = {w["address"] if isinstance(w, dict) else w
+               for w in gpu_cluster.scheduler_info["workers"]}
+    for run in record.task_runs:
+        assert run.where.startswith("dask tcp://127.0.0.1:"), run.where
+        assert run.where.split()[1] in workers
+
+
 def test_get_dask_client_inside_a_task_and_in_the_flow(gpu_cluster):
     from braid.adapters.dask import get_dask_client
 

@@ -355,6 +355,17 @@ def test_nested_submission_runs_on_ray(connected):
     assert parent_pid != os.getpid() and child_pid != os.getpid()
 
 
+def test_run_record_names_the_ray_node(connected):
+    @flow(task_runner=RayTaskRunner())
+    def recorded():
+        return st.inc.map(range(2)).result()
+
+    record = recorded(return_state=True).record
+    node = ray.get_runtime_context().get_node_id()[:8]
+    for run in record.task_runs:
+        assert run.where.startswith(f"ray node {node} / pid "), run.where
+
+
 def test_user_exception_keeps_its_type_and_remote_traceback(connected):
     @flow(task_runner=RayTaskRunner())
     def failing():

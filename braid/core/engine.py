@@ -246,6 +246,13 @@ def _where() -> str:
     return where
 
 
+def name_lane(place: str) -> None:
+    """Name where task runs on this thread are said to run (a backend's own words:
+    a Dask worker's address, a Ray node); the thread's name is added to it."""
+    _thread_state.where_pid = _pid
+    _thread_state.where = f"{place} / {threading.current_thread().name}"
+
+
 def _after_fork() -> None:
     global _pid
     _pid = os.getpid()

@@ -27,7 +27,7 @@ from distributed.worker import thread_state
 
 from braid import errors
 from braid.core.context import current_run
-from braid.core.engine import run_pickled
+from braid.core.engine import name_lane, run_pickled
 from braid.core.futures import worker_slot
 from braid.core.serialization import dumps
 
@@ -106,6 +106,7 @@ def run_call(call_bytes: bytes, upstreams: list, log_level: int,
     previous = getattr(worker_slot, "hook", None)
     worker_slot.hook = hook
     token = current_log_topic.set(log_topic)
+    _name_lane()
     try:
         ship = None if log_topic is None else functools.partial(_send_logs, log_topic)
         payload = run_pickled(call_bytes, upstreams, _nested_runner(), log_level, ship)
@@ -115,6 +116,19 @@ def run_call(call_bytes: bytes, upstreams: list, log_level: int,
         if hook._seceded:  # never leave the pool short of a thread
             rejoin()
     return payload
+
+
+_lane_named = threading.local()
+
+
+def _name_lane() -> None:
+    """Lanes of the run record: the Dask worker's address, once per worker thread."""
+    if not getattr(_lane_named, "done", False):
+        _lane_named.done = True
+        try:
+            name_lane(f"dask {get_worker().address}")
+        except Exception:  # noqa: BLE001 - the engine's default lane name will do
+            pass
 
 
 def _send_logs(topic: str, records: list) -> None:

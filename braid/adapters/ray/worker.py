@@ -21,13 +21,14 @@ starve them.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 import ray
 
-from braid.core.engine import run_pickled, run_task
+from braid.core.engine import name_lane, run_pickled, run_task
 from braid.core.futures import TaskFuture, worker_slot
 from braid.core.logs import capture
 from braid.core.serialization import dumps, dumps_state, loads
@@ -52,11 +53,26 @@ def execute(call_bytes: bytes, log_level: int, *upstream_payloads: Any) -> tuple
     """Run the call; return its header and its pickled final State (never raises for it)."""
     previous = getattr(worker_slot, "hook", None)
     worker_slot.hook = _RAY_WAIT
+    _name_lane()
     try:
         state, payload, records = _run(call_bytes, upstream_payloads, log_level)
     finally:
         worker_slot.hook = previous
     return _header(state, payload, records), payload
+
+
+_lane_named = threading.local()
+
+
+def _name_lane() -> None:
+    """Lanes of the run record: the Ray node and worker process, once per thread."""
+    if not getattr(_lane_named, "done", False):
+        _lane_named.done = True
+        try:
+            node = ray.get_runtime_context().get_node_id()[:8]
+            name_lane(f"ray node {node} / pid {os.getpid()}")
+        except Exception:  # noqa: BLE001 - the engine's default lane name will do
+            pass
 
 
 def _run(call_bytes: bytes, upstream_payloads: tuple, log_level: int,
