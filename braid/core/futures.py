@@ -151,13 +151,19 @@ class TaskFuture(Generic[R]):
         if self._state.type is StateType.PENDING:  # also after AwaitingRetry
             self._state = _RUNNING
 
-    def _finish(self, state: State) -> bool:
+    def _finish(self, state: State, if_set: Callable[[], Any] | None = None) -> bool:
         """Make ``state`` final unless the future already is; run the callbacks, then wake
-        the waiters.  True if this call set the state."""
+        the waiters.  True if this call set the state.
+
+        ``if_set()``, when given, runs under the same lock only if this call sets the
+        state (for a runner's bookkeeping that must change together with it).
+        """
         with _finish_lock:
             if self._state.type in _FINAL:
                 return False
             self._state = state
+            if if_set is not None:
+                if_set()
             callbacks, self._callbacks = self._callbacks, None
         if self._name is None:
             self._name = state.task_run_name

@@ -24,7 +24,6 @@ header, which on a Ray worker hands the task's CPU back to Ray while it waits.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -40,7 +39,6 @@ from braid.core.states import Crashed, Failed, State
 
 __all__ = ["RayTaskFuture"]
 
-_settle_lock = threading.Lock()
 _log = logging.getLogger("braid")
 _DATA = State.__dict__["data"]  # the slot a State keeps its data in
 
@@ -52,7 +50,7 @@ class RayTaskFuture(TaskFuture):
     State the runner made (crash, cancellation).
     """
 
-    __slots__ = ("_ref", "_data_ref", "_settled", "_on_ray_error", "_on_final")
+    __slots__ = ("_ref", "_data_ref", "_on_ray_error", "_on_final")
 
     def __init__(self, task: Any, name: str | None, run_id: int,
                  on_ray_error: Callable[[RayTaskFuture, RayError], None],
@@ -60,7 +58,6 @@ class RayTaskFuture(TaskFuture):
         super().__init__(task, name, run_id)
         self._ref: Any = None        # the header ref of the current attempt at running it
         self._data_ref: Any = None   # its payload ref: what downstream Ray tasks receive
-        self._settled = False
         self._on_ray_error = on_ray_error
         self._on_final = on_final
 
@@ -79,7 +76,7 @@ class RayTaskFuture(TaskFuture):
 
     def _from_ray(self, ref: Any, outcome: Any) -> None:
         """Take the outcome of header ``ref`` (a header or a Ray error) unless stale or late."""
-        if ref is not self._ref or self._settled:
+        if ref is not self._ref or self.done():
             return
         if isinstance(outcome, BaseException):
             self._on_ray_error(self, outcome)
@@ -89,34 +86,21 @@ class RayTaskFuture(TaskFuture):
         logs.replay(records, "ray")
         self._settle(state, from_ray=True)
 
-    def _finish(self, state: State) -> bool:
+    def _finish(self, state: State, if_set: Callable[[], Any] | None = None) -> bool:
+        # a state made here (a crash, a cancellation) has no result in Ray: downstream
+        # tasks get the State, so the data ref goes with the same lock that settles it
         return self._settle(state, from_ray=False)
 
     def _settle(self, state: State, from_ray: bool) -> bool:
-        with _settle_lock:
-            if self._settled:
-                return False
-            self._settled = True
-            self._state = state
-            if not from_ray:  # no result in Ray for downstream tasks: they get this State
-                self._data_ref = None
-            if self._name is None:
-                self._name = state.task_run_name
-            callbacks, self._callbacks = self._callbacks, None
-        # as TaskFuture._finish: callbacks first, then the waiters wake
-        for fn in callbacks or ():
-            try:
-                fn(self)
-            except BaseException:  # one failing callback must not stop the others
-                _log.exception("done callback %r raised", fn)
-        self._done.release()
-        self._on_final(self)
-        return True
+        settled = super()._finish(state, None if from_ray else self._drop_data_ref)
+        if settled:
+            self._on_final(self)
+        return settled
+
+    def _drop_data_ref(self) -> None:
+        self._data_ref = None
 
     # -- TaskFuture ----------------------------------------------------------------------
-    def done(self) -> bool:
-        return self._settled
-
     def wait(self, timeout: float | None = None) -> None:
         """Block until the run is final or ``timeout`` seconds passed, in ``ray.get``.
 
@@ -126,11 +110,10 @@ class RayTaskFuture(TaskFuture):
         if not _on_ray_worker():
             # on the driver the header's done-callback settles the future: wait for that
             # on the future's lock rather than fetching the header a second time
-            if not self._settled:
-                TaskFuture.wait(self, timeout)
+            TaskFuture.wait(self, timeout)
             return
         deadline = None if timeout is None else time.monotonic() + timeout
-        while not self._settled:
+        while not self.done():
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             ref = self._ref
             if ref is None:  # not handed to Ray yet, or being run again: wait for it
@@ -149,22 +132,12 @@ class RayTaskFuture(TaskFuture):
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> Any:
         """Wait for the run, then return its value (fetched from Ray once) or raise its error."""
         self.wait(timeout)
-        if not self._settled:
+        if not self.done():
             raise errors.WaitTimeout(
                 f"task run {self._name or self.task_run_id!s} is not final after {timeout} s"
                 f" (state {self._state.name})"
             )
         return self._state.result(raise_on_failure)
-
-    def add_done_callback(self, fn: Callable[[TaskFuture], Any]) -> None:
-        with _settle_lock:
-            if not self._settled:
-                if self._callbacks is None:
-                    self._callbacks = [fn]
-                else:
-                    self._callbacks.append(fn)
-                return
-        fn(self)
 
     def __repr__(self) -> str:
         return f"<RayTaskFuture {self._name or ''} {self._state.name}>"
