@@ -181,3 +181,22 @@ def test_retry_timer_refuses_runs_once_stopped():
     assert timer.add(time.monotonic() + 10, object())
     assert len(timer.stop()) == 1
     assert timer.add(time.monotonic(), object()) is False
+
+
+def test_timed_out_waits_leave_no_callbacks_behind():
+    from braid import as_completed, errors, wait
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=2))
+    def f():
+        slow = st.sleep_then.submit(1, 1.0)
+        for _ in range(3):
+            wait([slow], timeout=0.01)
+            try:
+                list(as_completed([slow], timeout=0.01))
+            except errors.WaitTimeout:
+                pass
+        left = list(slow._callbacks or ())
+        slow.wait()
+        return len(left)
+
+    assert f() == 0

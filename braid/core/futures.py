@@ -146,6 +146,16 @@ class TaskFuture(Generic[R]):
                 return
         fn(self)
 
+    def _discard_callback(self, fn: Callable[[TaskFuture], Any]) -> None:
+        """Forget ``fn`` if it has not run yet (a waiter that gave up)."""
+        with _finish_lock:
+            callbacks = self._callbacks
+            if callbacks is not None:
+                try:
+                    callbacks.remove(fn)
+                except ValueError:
+                    pass
+
     # -- runner side --------------------------------------------------------------
     def _set_running(self) -> None:
         if self._state.type is StateType.PENDING:  # also after AwaitingRetry
@@ -237,7 +247,9 @@ def wait(futures: Iterable[TaskFuture], timeout: float | None = None) -> DoneAnd
 
         for f in pending:
             f.add_done_callback(_one_done)
-        _blocking_acquire(all_done, timeout)
+        if not _blocking_acquire(all_done, timeout):
+            for f in pending:  # timed out: leave no callback behind on long runs
+                f._discard_callback(_one_done)
     done, not_done = set(), set()
     for f in futures:
         (done if f.done() else not_done).add(f)
@@ -251,19 +263,25 @@ def as_completed(
     # futures final already are yielded first, in the order they finished
     futures = sorted(dict.fromkeys(futures), key=_finished_at)
     finished: queue.SimpleQueue = queue.SimpleQueue()
+    put = finished.put
     for f in futures:
-        f.add_done_callback(finished.put)
+        f.add_done_callback(put)
     deadline = None if timeout is None else time.monotonic() + timeout
-    for _ in range(len(futures)):
-        left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        try:
-            item = _queue_get(finished, left, futures)
-        except queue.Empty:
-            raise errors.WaitTimeout(
-                f"{sum(not f.done() for f in futures)} of {len(futures)} futures not final "
-                f"after {timeout} s"
-            ) from None
-        yield item
+    try:
+        for _ in range(len(futures)):
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                item = _queue_get(finished, left, futures)
+            except queue.Empty:
+                raise errors.WaitTimeout(
+                    f"{sum(not f.done() for f in futures)} of {len(futures)} futures not "
+                    f"final after {timeout} s"
+                ) from None
+            yield item
+    finally:  # timed out or abandoned by the caller: leave no callback behind
+        for f in futures:
+            if not f.done():
+                f._discard_callback(put)
 
 
 def _finished_at(future: TaskFuture) -> float:
