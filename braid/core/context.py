@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import types
 from typing import Any
 
 from braid import errors
@@ -95,6 +96,9 @@ def default_run_name(task_name: str, run_id: int) -> str:
     return f"{task_name}-{run_id & 0xFFFFFFFF:08x}"
 
 
+_NO_PARAMETERS: Any = types.MappingProxyType({})
+
+
 class RunContext:
     """The current run: ``flow_run`` (or None in a task submitted outside a flow),
     ``task_run`` (None in a flow body), and the runner that nested submits go to."""
@@ -110,7 +114,8 @@ class RunContext:
         self.task_runner = task_runner
         self.log_prints = log_prints
         self.flow = flow
-        self.parameters = {} if parameters is None else parameters
+        # a task run's context has no flow parameters: share one empty, read-only mapping
+        self.parameters = _NO_PARAMETERS if parameters is None else parameters
         self.record = record  # the FlowRunRecord of a flow body's context
 
     def __repr__(self) -> str:

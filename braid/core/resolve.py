@@ -39,6 +39,21 @@ class UpstreamSlot:
         return f"UpstreamSlot({self.index})"
 
 
+_SLOTS = []  # UpstreamSlot(i) is immutable: the first ones are made once and shared
+
+
+def _slot(i: int) -> UpstreamSlot:
+    if i < 32:
+        if not _SLOTS:
+            _SLOTS.extend(UpstreamSlot(n) for n in range(32))
+        return _SLOTS[i]
+    return UpstreamSlot(i)
+
+
+_REQUIRED = (True,)
+_ALLOWED = (False,)
+
+
 class Extraction:
     """The futures found in a call: ``upstreams`` in slot order, and which must succeed."""
 
@@ -46,22 +61,25 @@ class Extraction:
 
     def __init__(self) -> None:
         self.upstreams: list[TaskFuture] = []
-        self.must_succeed: list[bool] = []
-        self._index: dict[int, int] = {}
+        self.must_succeed: Any = ()  # a shared tuple until a second upstream comes
+        self._index: dict[int, int] | None = None  # made at the second upstream
         #: every slot is a top-level argument (the engine then skips the deep walk)
         self.flat = False
 
     def add(self, future: TaskFuture, allow: bool) -> int:
         ups = self.upstreams
-        if not ups:  # the first upstream needs no look-up
+        if not ups:  # the first upstream (often the only one) needs no index
             ups.append(future)
-            self.must_succeed.append(not allow)
-            self._index[id(future)] = 0
+            self.must_succeed = _ALLOWED if allow else _REQUIRED
             return 0
+        index = self._index
+        if index is None:
+            index = self._index = {id(ups[0]): 0}
+            self.must_succeed = list(self.must_succeed)
         key = id(future)
-        i = self._index.get(key)
+        i = index.get(key)
         if i is None:
-            i = self._index[key] = len(ups)
+            i = index[key] = len(ups)
             ups.append(future)
             self.must_succeed.append(not allow)
         elif not allow:
@@ -179,7 +197,7 @@ def extract(
         return new_args, new_kwargs, ex
 
     def on_future(f: Any, allow: bool) -> Any:
-        return UpstreamSlot(ex.add(f, allow))
+        return _slot(ex.add(f, allow))
 
     def on_quote(q: quote) -> Any:
         return q
@@ -221,7 +239,7 @@ def _extract_flat(args: tuple, kwargs: dict, ex: Extraction) -> tuple[tuple, dic
             return None
         if new_args is args:
             new_args = list(args)
-        new_args[i] = UpstreamSlot(ex.add(a, False))
+        new_args[i] = _slot(ex.add(a, False))
     new_kwargs = kwargs
     for k, v in kwargs.items():
         if type(v) in _ATOMIC:
@@ -230,7 +248,7 @@ def _extract_flat(args: tuple, kwargs: dict, ex: Extraction) -> tuple[tuple, dic
             return None
         if new_kwargs is kwargs:
             new_kwargs = dict(kwargs)
-        new_kwargs[k] = UpstreamSlot(ex.add(v, False))
+        new_kwargs[k] = _slot(ex.add(v, False))
     return (args if new_args is args else tuple(new_args)), new_kwargs
 
 

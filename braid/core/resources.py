@@ -87,6 +87,8 @@ def hints_from(spec: Mapping[str, Any] | ResourceHints | None, owner: str) -> Re
     return ResourceHints(custom=custom, **values)
 
 
+#: whether resources() was ever entered (until then, submits skip the context look-up)
+_used = False
 _current: contextvars.ContextVar[ResourceHints | None] = contextvars.ContextVar(
     "braid_resources", default=None
 )
@@ -100,6 +102,8 @@ def resources(cpus: float | None = None, gpus: float | None = None, memory: int 
                                               ("memory", memory)) if v is not None}
     spec.update(custom)
     hints = hints_from(spec, "resources()")
+    global _used
+    _used = True
     outer = _current.get()
     token = _current.set(outer.merged(hints) if outer is not None else hints)
     try:
@@ -110,6 +114,8 @@ def resources(cpus: float | None = None, gpus: float | None = None, memory: int 
 
 def current_hints(task_hints: ResourceHints | None) -> ResourceHints | None:
     """The hints for a submit now: the task's, overridden by any active ``resources()``."""
+    if not _used:
+        return task_hints
     ctx = _current.get()
     if ctx is None:
         return task_hints

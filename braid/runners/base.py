@@ -42,12 +42,16 @@ __all__ = ["Capabilities", "TaskRunner", "LocalTaskRunner", "PendingRun", "LiveR
 def call_when_final(futures: Sequence[TaskFuture], then: Any) -> None:
     """Call ``then()`` once every future in ``futures`` is final: now if they all are,
     else from the done-callback of the last one to finish (no thread waits)."""
+    if len(futures) == 1:  # the common case (a chain): no list, no countdown
+        only = futures[0]
+        if only.done():
+            then()
+        else:
+            only.add_done_callback(lambda _f: then())
+        return
     pending = [f for f in futures if not f.done()]
     if not pending:
         then()
-        return
-    if len(pending) == 1:  # the common case (a chain): no countdown needed
-        pending[0].add_done_callback(lambda _f: then())
         return
     n = len(pending)
     countdown = itertools.count(1)  # next() on a count is atomic: exactly one call sees n
@@ -234,9 +238,13 @@ _MISSING = object()
 
 
 class PendingRun:
-    """A call accepted by a local runner, with its upstream futures and its own future."""
+    """A call accepted by a local runner, with its upstream futures and its own future.
 
-    __slots__ = ("call", "upstreams", "future", "payload")
+    It is itself the done-callback it puts on its upstreams (no closure per run): the
+    last of them to finish dispatches it.
+    """
+
+    __slots__ = ("call", "upstreams", "future", "payload", "_dispatch", "_countdown", "_n")
 
     def __init__(self, call: TaskCall, upstreams: Sequence[TaskFuture],
                  future: TaskFuture, payload: bytes | None = None) -> None:
@@ -244,6 +252,31 @@ class PendingRun:
         self.upstreams = upstreams
         self.future = future
         self.payload = payload  # the pickled call, for runners that pickle
+
+    def dispatch_when_ready(self, dispatch: Any) -> None:
+        """Call ``dispatch(self)`` once every upstream is final (now, if they all are)."""
+        ups = self.upstreams
+        if len(ups) == 1:  # a chain's link: no list, no countdown
+            if ups[0].done():
+                dispatch(self)
+                return
+            self._dispatch = dispatch
+            self._n = 1
+            ups[0].add_done_callback(self)
+            return
+        pending = [f for f in ups if not f.done()]
+        if not pending:
+            dispatch(self)
+            return
+        self._dispatch = dispatch
+        self._n = len(pending)
+        self._countdown = itertools.count(1)  # next() is atomic: one call sees _n
+        for f in pending:
+            f.add_done_callback(self)
+
+    def __call__(self, _upstream: TaskFuture) -> None:
+        if self._n == 1 or next(self._countdown) == self._n:
+            self._dispatch(self)
 
 
 class LocalTaskRunner(TaskRunner):
@@ -281,7 +314,7 @@ class LocalTaskRunner(TaskRunner):
         next(self._accepted)
         run = PendingRun(call, upstreams, future, payload)
         if upstreams:
-            call_when_final(upstreams, lambda: self._dispatch(run))
+            run.dispatch_when_ready(self._dispatch)
         else:
             self._dispatch(run)
         return future

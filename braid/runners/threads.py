@@ -60,15 +60,12 @@ class ThreadPoolTaskRunner(LocalTaskRunner):
         self._max_workers_arg = max_workers
         self.max_workers = max_workers or min(32, (os.cpu_count() or 1) + 4)
         self.check_pickling = bool(check_pickling)
+        self._pickles = self.check_pickling
         if self.check_pickling:
             self.capabilities = Capabilities(reschedules_retries=True, requires_pickling=True)
 
     def duplicate(self) -> ThreadPoolTaskRunner:
         return type(self)(max_workers=self._max_workers_arg, check_pickling=self.check_pickling)
-
-    @property
-    def _pickles(self) -> bool:  # type: ignore[override]
-        return self.check_pickling
 
     def _pickle_call(self, call: Any) -> bytes | None:
         from braid.core.serialization import dumps_call
