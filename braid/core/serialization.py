@@ -26,6 +26,7 @@ __all__ = [
     "loads",
     "dumps_call",
     "dumps_state",
+    "dumps_result",
     "find_unpicklable",
     "describe_call_failure",
 ]
@@ -147,10 +148,24 @@ def dumps_call(call: Any) -> bytes:
         ) from exc
 
 
+def dumps_result(obj: Any) -> bytes:
+    """Pickle what a worker sends back: the C pickler first, cloudpickle if it cannot.
+
+    Safe for the way back only: the C pickler refers to classes and functions by name,
+    and checks that the name finds the very same object, so anything made inside a task
+    (or loaded by value) fails over to cloudpickle; what it does write, the driver can
+    import.  It costs a fraction of cloudpickle's per call.
+    """
+    try:
+        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001 - by value, then
+        return cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+
 def dumps_state(state: State, task_name: str = "task") -> bytes:
     """Pickle a task run's final state; an unpicklable result becomes a FAILED state."""
     try:
-        return cloudpickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+        return dumps_result(state)
     except Exception as exc:  # noqa: BLE001
         what = "return value" if state.is_completed() else "exception"
         found = find_unpicklable(state.data, what) or f"{what}: {exc}"

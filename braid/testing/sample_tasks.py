@@ -305,3 +305,14 @@ def write_file(path, text):
 def waits_on_child(seconds):
     """Time out while waiting on a child (the child keeps its slot on threads)."""
     return sleep_then.submit("child", seconds).result()
+
+
+@task
+def returns_local_class(x):
+    """Return an instance of a class made inside the task: it can only travel by value."""
+
+    class Local:
+        def __init__(self, value):
+            self.value = value
+
+    return Local(x)

@@ -46,6 +46,13 @@ class SerializationTests:
             state.result()
 
 
+    def test_result_made_inside_the_task_travels_by_value(self, runner):
+        def body():
+            return st.returns_local_class.submit(41).result().value + 1
+
+        assert run_in_flow(runner, body) == 42
+
+
 class TracebackTests:
     """User exceptions keep their type, with the line of the task that raised."""
 

@@ -31,7 +31,7 @@ import ray
 from braid.core.engine import name_lane, run_pickled, run_task
 from braid.core.futures import TaskFuture, worker_slot
 from braid.core.logs import capture
-from braid.core.serialization import dumps, dumps_state, loads
+from braid.core.serialization import dumps, dumps_result, dumps_state, loads
 from braid.core.states import State
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ def _run(call_bytes: bytes, upstream_payloads: tuple, log_level: int,
     with capture(log_level) as records:
         state = run_task(call, states, _worker_runner())
     try:
-        payload = dumps(state)
+        payload = dumps_result(state)
     except Exception:  # noqa: BLE001 - an unpicklable result: FAILED, naming the culprit
         payload = dumps_state(state, call.task.name)
         state = loads(payload)
@@ -101,7 +101,7 @@ def _header(state: State, payload: bytes, records: list | None) -> Header:
         light.extra = state.extra
         light.started = state.started
         light.where = state.where
-        head, needs_data = dumps(light), True
+        head, needs_data = dumps_result(light), True
     else:  # a small result or an exception: the driver gets it with the header, no fetch
         head, needs_data = payload, False
     return head, needs_data, _pickle_records(records)
