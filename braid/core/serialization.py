@@ -19,6 +19,7 @@ from typing import Any
 import cloudpickle
 
 from braid import errors
+from braid.core.resolve import UpstreamSlot
 from braid.core.states import Failed, State
 
 __all__ = [
@@ -135,8 +136,39 @@ def describe_call_failure(task: Any, args: tuple, kwargs: dict) -> str:
     return f"{head}: the call cannot be pickled"
 
 
+_PLAIN = frozenset({int, float, str, bytes, bool, type(None), complex})
+
+
+def _plain(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` is plain data (numbers, strings, and lists, tuples, sets and dicts
+    of them): data that pickles the same with the C pickler as with cloudpickle."""
+    t = type(value)
+    if t in _PLAIN:
+        return True
+    if depth > 3:
+        return False
+    if t is list or t is tuple or t is set or t is frozenset:
+        return all(_plain(v, depth + 1) for v in value)
+    if t is dict:
+        return all(type(k) in _PLAIN and _plain(v, depth + 1) for k, v in value.items())
+    if t is UpstreamSlot:
+        return True
+    return False
+
+
 def dumps_call(call: Any) -> bytes:
-    """Pickle a task call; on failure raise :class:`SerializationError` naming the culprit."""
+    """Pickle a task call; on failure raise :class:`SerializationError` naming the culprit.
+
+    A call whose arguments are plain data goes through the C pickler (braid's own
+    records and the task, already pickled once by cloudpickle, are all it holds besides);
+    any other through cloudpickle, which pickles by value what a worker could not import
+    (``__main__``, closures).
+    """
+    if _plain(call.args) and _plain(call.kwargs) and not cloudpickle_by_value_modules():
+        try:
+            return pickle.dumps(call, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # noqa: BLE001 - cloudpickle says what is wrong, below
+            pass
     try:
         return cloudpickle.dumps(call, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:  # noqa: BLE001
@@ -146,6 +178,12 @@ def dumps_call(call: Any) -> bytes:
             f"pass something picklable (a path, a config) and open the resource inside the "
             f"task"
         ) from exc
+
+
+def cloudpickle_by_value_modules() -> bool:
+    """Whether the user asked cloudpickle to pickle some module by value (then only
+    cloudpickle may pickle calls)."""
+    return bool(getattr(cloudpickle.cloudpickle, "_PICKLE_BY_VALUE_MODULES", None))
 
 
 def dumps_result(obj: Any) -> bytes:
