@@ -25,9 +25,17 @@ def test_main_module_tasks_closures_and_lambdas(tmp_path):
 
         OFFSET = 100
 
+        class Point:  # a class of __main__: workers cannot import it by name
+            def __init__(self, x):
+                self.x = x
+
         @task
         def shifted(x):
             return x + OFFSET
+
+        @task
+        def moved(point):
+            return Point(point.x + 1)
 
         def make_scaler(k):
             return task(lambda x: x * k, name="scale")
@@ -36,14 +44,15 @@ def test_main_module_tasks_closures_and_lambdas(tmp_path):
         def main_flow():
             a = shifted.map([1, 2])
             b = make_scaler(3).submit(a[1])
-            return a, b
+            p = moved.submit(Point(1))
+            return a, b, p.result().x
 
         if __name__ == "__main__":
             print(main_flow())
     """))
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                          timeout=120, check=True)
-    assert out.stdout.strip() == "([101, 102], 306)"
+    assert out.stdout.strip() == "([101, 102], 306, 2)"
 
 
 def test_sigkill_names_the_signal_and_pool_recovers():
