@@ -413,36 +413,57 @@ def _call_with_deadline(call: TaskCall, ctx: RunContext, fn: Callable, args: tup
     if call.task.is_async:
         coro = fn(*args, **kwargs)
         return thread_loop().run_until_complete(_await_with_deadline(coro, timeout, call, ctx))
-    box: list = []
-    done = threading.Lock()
-    done.acquire()
     hook = getattr(worker_slot, "hook", None)
     lent = _LentSlot(hook) if hook is not None else None
-    import contextvars
 
-    run_ctx = contextvars.copy_context()
-
-    def body() -> None:
+    def lend() -> None:
         worker_slot.hook = lent
-        try:
-            box.append((True, run_ctx.run(fn, *args, **kwargs)))
-        except BaseException as exc:  # noqa: BLE001
-            box.append((False, exc))
-        finally:
-            done.release()
 
-    t = threading.Thread(target=body, name=f"braid-timeout-{ctx.task_run.name}", daemon=True)
-    t.start()
-    if not done.acquire(True, timeout):
+    finished, t = call_before_deadline(fn, args, kwargs, timeout,
+                                       f"braid-timeout-{ctx.task_run.name}", lend)
+    if finished is None:
         if lent is not None and lent.take_back():
             hook.reacquire()  # the helper had given the slot away while it waited
         if lent is None or not lent.busy:
             _raise_in_thread(t, errors.TaskTimeout)
         raise _AttemptTimedOut(_timeout_message(call, ctx.task_run.name))
-    ok, value = box[0]
+    ok, value = finished
     if ok:
         return value
     raise value
+
+
+def call_before_deadline(fn: Callable, args: tuple, kwargs: dict, timeout: float, name: str,
+                         prepare: Callable[[], None] | None = None
+                         ) -> tuple[tuple[bool, Any] | None, threading.Thread]:
+    """Call ``fn`` in a daemon thread (in a copy of this context) and wait ``timeout`` s.
+
+    Returns ``((True, value) or (False, exception), thread)``, or ``(None, thread)``
+    when the deadline passed first; the thread then goes on, and the caller decides
+    what to do with it.  ``prepare()`` runs first in the new thread.
+    """
+    import contextvars
+
+    box: list = []
+    done = threading.Lock()
+    done.acquire()
+    run_ctx = contextvars.copy_context()
+
+    def body() -> None:
+        if prepare is not None:
+            prepare()
+        try:
+            box.append((True, run_ctx.run(fn, *args, **kwargs)))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            box.append((False, exc))
+        finally:
+            done.release()
+
+    t = threading.Thread(target=body, name=name, daemon=True)
+    t.start()
+    if not done.acquire(True, timeout):
+        return None, t
+    return box[0], t
 
 
 class _LentSlot:

@@ -9,9 +9,7 @@ are resolved; any failed one fails the flow), or the exception the body raised.
 
 from __future__ import annotations
 
-import contextvars
 import random
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
@@ -19,7 +17,7 @@ from typing import Any, Generic, TypeVar
 from braid import errors
 from braid.core import records
 from braid.core.context import FlowRunInfo, RunContext, current_run
-from braid.core.engine import _raise_in_thread
+from braid.core.engine import _raise_in_thread, call_before_deadline
 from braid.core.futures import TaskFuture
 from braid.core.logs import ensure_print_hook
 from braid.core.records import FlowRunRecord
@@ -269,25 +267,12 @@ class Flow(Generic[R]):
 
     def _call_with_deadline(self, args: tuple, kwargs: dict, ctx: RunContext) -> Any:
         """Run the body in a helper thread so the caller can stop waiting at the deadline."""
-        box: list = []
-        done = threading.Lock()
-        done.acquire()
-        body_ctx = contextvars.copy_context()
-
-        def body() -> None:
-            try:
-                box.append((True, body_ctx.run(self.fn, *args, **kwargs)))
-            except BaseException as exc:  # noqa: BLE001
-                box.append((False, exc))
-            finally:
-                done.release()
-
-        t = threading.Thread(target=body, name=f"braid-flow-{ctx.flow_run.name}", daemon=True)
-        t.start()
-        if not done.acquire(True, self.timeout_seconds):
+        finished, t = call_before_deadline(self.fn, args, kwargs, self.timeout_seconds,
+                                           f"braid-flow-{ctx.flow_run.name}")
+        if finished is None:
             _raise_in_thread(t, errors.FlowTimeout)
             raise self._timeout_error()
-        ok, value = box[0]
+        ok, value = finished
         if ok:
             return value
         raise value
