@@ -123,11 +123,8 @@ class RunContext:
 
     @property
     def logger(self) -> logging.LoggerAdapter:
+        """The run logger of this run (as ``get_run_logger()`` inside it)."""
         return run_logger_for(self)
-
-    @property
-    def task_runner_or_default(self) -> Any:
-        return self.task_runner
 
 
 current_run: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar(
