@@ -15,8 +15,8 @@ import multiprocessing
 import os
 import sys
 
-from common import bench_arguments, overhead_table, write_json
-from overhead import RawPool, measure_overhead
+from common import bench_arguments
+from overhead import RawPool, measure_overhead, report_overhead
 
 from braid import ProcessPoolTaskRunner
 
@@ -40,10 +40,8 @@ def main(argv: list[str] | None = None) -> int:
                                                          mp_context=context), pickled=True),
         quick=args.quick,
     )
-    print(f"max_workers = {workers} on both sides, start method {START_METHOD!r}\n")
-    print(overhead_table(rows))
-    if args.json:
-        write_json(args.json, rows)
+    report_overhead(rows, f"max_workers = {workers} on both sides, start method "
+                          f"{START_METHOD!r}", args.json)
     return 0
 
 

@@ -21,8 +21,8 @@ import threading
 import time
 from typing import Any
 
-from common import bench_arguments, overhead_table, write_json
-from overhead import BRAID_CASES, RawPool, measure_overhead
+from common import bench_arguments
+from overhead import BRAID_CASES, RawPool, measure_overhead, report_overhead
 
 from braid import ThreadPoolTaskRunner, flow
 
@@ -93,10 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         make_pool=lambda: RawPool(cf.ThreadPoolExecutor(max_workers=workers)),
         quick=args.quick,
     )
-    print(f"max_workers = {workers} on both sides\n")
-    print(overhead_table(rows))
-    if args.json:
-        write_json(args.json, rows)
+    report_overhead(rows, f"max_workers = {workers} on both sides", args.json)
     return 0
 
 

@@ -34,8 +34,10 @@ from common import (
     QUICK_SIZES,
     Row,
     make_row,
+    overhead_table,
     progress,
     time_once,
+    write_json,
 )
 
 from braid import TaskRunner, flow, task
@@ -233,3 +235,11 @@ def measure_overhead(runner: str, backend: str, make_runner: Callable[[], TaskRu
             progress(f"{runner} {case} N={n:,}: braid {braid:.1f} µs/task, "
                      f"raw {raw:.1f} µs/task, ratio {braid / raw:.2f}")
     return rows
+
+
+def report_overhead(rows: list[Row], header: str, json_path: str | None) -> None:
+    """Print the overhead table under ``header`` and write the rows as JSON if asked."""
+    print(f"{header}\n")
+    print(overhead_table(rows))
+    if json_path:
+        write_json(json_path, rows)
