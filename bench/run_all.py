@@ -115,7 +115,7 @@ def run_bench(bench: Bench, quick: bool, full: bool) -> Outcome:
         return Outcome(bench, "skipped", "skipped: not run under --quick")
     if bench.extra_module and extra_missing(bench.extra_module):
         return Outcome(bench, "skipped", f"skipped: extra not installed "
-                                         f"(pip install 'braid[{bench.extra}]')")
+                                         f"(pip install 'braid-flow[{bench.extra}]')")
     if not bench.ours and "--json" not in path.read_text(encoding="utf-8", errors="replace"):
         return Outcome(bench, "skipped", "skipped: bench script has no --json")
     with tempfile.TemporaryDirectory(prefix="braid-bench-") as tmp:

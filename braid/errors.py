@@ -138,7 +138,7 @@ class WorkerLost(BraidError):
 class MissingExtraError(BraidError, ImportError):
     """Raised when a runner needs an optional dependency that is not installed.
 
-    The message names the command to run, e.g. ``pip install 'braid[dask]'``.
+    The message names the command to run, e.g. ``pip install 'braid-flow[dask]'``.
     """
 
 

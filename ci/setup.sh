@@ -14,7 +14,7 @@ extras="all"
 log=$(mktemp)
 if ! .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[${extras}]" >"$log" 2>&1; then
   grep -v "is ignored" "$log" >&2
-  echo "ci/setup.sh: installing braid[${extras}] failed (output above)" >&2
+  echo "ci/setup.sh: installing braid-flow[${extras}] failed (output above)" >&2
   exit 1
 fi
 rm -f "$log"

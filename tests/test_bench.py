@@ -99,7 +99,7 @@ def test_missing_extra_is_skipped(run_all, tmp_path):
                           extra_module="braid_no_such_module_for_tests", extra="x")
     outcome = run_all.run_bench(bench, quick=False, full=False)
     assert outcome.status == "skipped"
-    assert "pip install 'braid[x]'" in outcome.reason
+    assert "pip install 'braid-flow[x]'" in outcome.reason
 
 
 def test_script_without_json_option_is_skipped(run_all, tmp_path):

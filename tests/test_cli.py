@@ -240,7 +240,7 @@ def test_missing_extra_names_the_install_command(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=110, cwd=tmp_path)
     line = one_error_line(result)
-    assert "pip install 'braid[dask]'" in line
+    assert "pip install 'braid-flow[dask]'" in line
 
 
 def test_argparse_errors_and_no_command_exit_2():

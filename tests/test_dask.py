@@ -73,7 +73,7 @@ def test_missing_extra_names_the_install_command():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60)
     assert "MISSING:" in out.stdout, out.stderr
-    assert "pip install 'braid[dask]'" in out.stdout
+    assert "pip install 'braid-flow[dask]'" in out.stdout
 
 
 # -- a cluster it did not create ------------------------------------------------------------

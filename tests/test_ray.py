@@ -137,7 +137,7 @@ def test_missing_extra_names_the_install_command():
             print(json.dumps({"message": str(exc),
                               "is_import_error": isinstance(exc, ImportError)}))
     """)
-    assert "pip install 'braid[ray]'" in out["message"]
+    assert "pip install 'braid-flow[ray]'" in out["message"]
     assert out["is_import_error"]
 
 

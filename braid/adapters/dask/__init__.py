@@ -1,4 +1,4 @@
-"""Run braid tasks on a Dask cluster (``pip install 'braid[dask]'``).
+"""Run braid tasks on a Dask cluster (``pip install 'braid-flow[dask]'``).
 
 Imported only when used (``braid.DaskTaskRunner`` resolves lazily); without Dask's
 ``distributed`` package, importing this module raises
@@ -15,7 +15,7 @@ try:
 except ImportError as exc:
     raise errors.MissingExtraError(
         f"DaskTaskRunner needs Dask's distributed scheduler, which cannot be imported "
-        f"({exc}); install it with: pip install 'braid[dask]'"
+        f"({exc}); install it with: pip install 'braid-flow[dask]'"
     ) from exc
 
 from braid.adapters.dask.future import DaskFuture

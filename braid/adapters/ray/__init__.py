@@ -1,4 +1,4 @@
-"""Run braid tasks on Ray: ``RayTaskRunner`` and ``remote_options`` (``pip install 'braid[ray]'``).
+"""Run tasks on Ray: ``RayTaskRunner``, ``remote_options`` (``pip install 'braid-flow[ray]'``).
 
 Importing this package imports Ray; ``braid.RayTaskRunner`` imports it only when
 first used.  Without Ray installed the import fails with
@@ -13,7 +13,7 @@ try:
     import ray  # noqa: F401 - only to find out whether the extra is installed
 except ImportError as exc:
     raise errors.MissingExtraError(
-        "RayTaskRunner needs Ray, which is not installed: run  pip install 'braid[ray]'"
+        "RayTaskRunner needs Ray, which is not installed: run  pip install 'braid-flow[ray]'"
     ) from exc
 
 from braid.adapters.ray.future import RayTaskFuture
