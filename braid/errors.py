@@ -158,3 +158,55 @@ class Crash(BraidError):
     interrupted while the task was running; ``.result()`` raises it.
     """
 
+
+
+# -- caching, results, transactions --
+class CacheKeyError(BraidError, ValueError):
+    """Raised by a cache policy's ``compute_key`` when a task input cannot be hashed.
+
+    Raised on the worker before the task body runs, by ``INPUTS`` (and so ``DEFAULT``)
+    and ``FLOW_PARAMETERS``; the message names the task, the parameter and the path to
+    the culprit, and says how to leave the input out (``INPUTS - "name"``) or write a
+    ``cache_key_fn``.  A ``ValueError``, as the error Prefect raises here is.
+    """
+
+
+class ResultNotFound(BraidError, KeyError):
+    """Raised by ``ResultStore.read`` when no readable, unexpired record is stored at the key."""
+
+
+class LocalStoreOnRemoteCluster(ConfigurationError):
+    """Raised by ``braid.results.check_store_for_remote`` at flow start when a result store
+    or lock manager on this machine's disk (or in this process's memory) would be used by
+    workers on other hosts, who could neither see nor share it.
+
+    The message names the store and says to use a shared path or an fsspec URL.
+    """
+
+
+class LockTimeout(BraidError, TimeoutError):
+    """Raised by a lock manager's ``acquire_lock`` (and so by a ``SERIALIZABLE`` cache look-up
+    or transaction) when the lock on a key is not free within ``acquire_timeout`` seconds."""
+
+
+class TransactionError(BraidError, RuntimeError):
+    """Raised by ``braid.transactions`` on misuse: entering a transaction twice, staging
+    into a transaction that is no longer active, or staging from a worker's detached copy."""
+
+
+class CacheWarning(UserWarning):
+    """Base class of the warnings braid's caching emits; filter this to silence them all."""
+
+
+class CorruptRecordWarning(CacheWarning):
+    """Emitted by ``ResultStore`` when a stored record cannot be read or decoded (truncated,
+    corrupt, written by an unknown serializer); the look-up is then a miss, never a crash."""
+
+
+class CacheKeyWarning(CacheWarning):
+    """Emitted by ``braid.caching.cache_plan`` when the default cache policy (not one the
+    user chose) cannot hash an input: the run goes on uncached, as in Prefect."""
+
+
+__all__ += ["CacheKeyError", "ResultNotFound", "LocalStoreOnRemoteCluster", "LockTimeout",
+            "TransactionError", "CacheWarning", "CorruptRecordWarning", "CacheKeyWarning"]
