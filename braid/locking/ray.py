@@ -51,7 +51,7 @@ class LockTable:
         return self._current(key)
 
 
-_actors: dict[tuple[str, str], Any] = {}
+_actors: dict[tuple[str, str, str], Any] = {}
 
 
 class RayLockManager:
@@ -67,12 +67,14 @@ class RayLockManager:
         except ImportError as exc:
             raise errors.MissingExtraError(
                 "RayLockManager needs Ray: pip install 'braid[ray]'") from exc
-        cached = _actors.get((self.name, self.namespace))
+        # Keyed by cluster too: a handle from a Ray this process has since left is dead.
+        where = (self.name, self.namespace, ray.get_runtime_context().gcs_address)
+        cached = _actors.get(where)
         if cached is None:
             cls = ray.remote(num_cpus=0)(LockTable)
             cached = cls.options(name=self.name, namespace=self.namespace, get_if_exists=True,
                                  lifetime="detached").remote()
-            _actors[(self.name, self.namespace)] = cached
+            _actors[where] = cached
         return cached
 
     def _call(self, method: str, *args: Any) -> Any:
