@@ -185,8 +185,9 @@ class LocalStoreOnRemoteCluster(ConfigurationError):
 
 
 class LockTimeout(BraidError, TimeoutError):
-    """Raised by a lock manager's ``acquire_lock`` (and so by a ``SERIALIZABLE`` cache look-up
-    or transaction) when the lock on a key is not free within ``acquire_timeout`` seconds."""
+    """Raised by ``braid.caching.cache_plan`` under ``SERIALIZABLE`` isolation when the lock on
+    the run's cache key is not free within ``lock_timeout`` seconds (lock managers
+    themselves answer False, as Prefect's do)."""
 
 
 class TransactionError(BraidError, RuntimeError):
@@ -210,3 +211,51 @@ class CacheKeyWarning(CacheWarning):
 
 __all__ += ["CacheKeyError", "ResultNotFound", "LocalStoreOnRemoteCluster", "LockTimeout",
             "TransactionError", "CacheWarning", "CorruptRecordWarning", "CacheKeyWarning"]
+
+
+# -- concurrency limits --
+class InvalidLimit(ConfigurationError):
+    """Raised by ``braid.concurrency.Limit`` and by the parser of ``BRAID_CONCURRENCY_LIMITS``
+    (and ``braid run --limit``) when a limit is not a non-negative integer, a slot decay is
+    negative, or a declaration cannot be read; the message names the offending entry.
+    """
+
+
+class LimitRedeclared(ConfigurationError):
+    """Raised when a limit name is declared again with a different ``Limit``.
+
+    Raised by ``declare_limits`` (a nested flow redeclaring a name of its parent with
+    another value), and by a limits backend when the name is in use on that backend
+    (held slots, or a Dask/Ray cluster shared with another flow) with another value.
+    """
+
+
+class UndeclaredLimit(ConfigurationError):
+    """Raised by ``concurrency(..., strict=True)`` and ``rate_limit(..., strict=True)`` for a
+    name declared nowhere; the message says where to declare it.
+    """
+
+
+class SlotsExceedLimit(ConfigurationError):
+    """Raised by ``concurrency``, ``rate_limit`` and the tag-limit functions when more slots
+    are asked for than the limit has (a limit of 0 included): they could never be granted.
+    """
+
+
+class RateLimitWithoutDecay(ConfigurationError):
+    """Raised by ``rate_limit`` for a limit whose ``slot_decay_per_second`` is 0: its slots
+    would never come back.
+    """
+
+
+class ConcurrencyTimeout(BraidError, TimeoutError):
+    """Raised by ``concurrency``, ``rate_limit`` and ``acquire_for_tags`` when the slots were
+    not granted within ``timeout_seconds``; nothing is held afterwards.
+    """
+
+
+class LimitsUnavailable(BraidError, RuntimeError):
+    """Raised when the place where limits live cannot be reached: the process coordinator
+    stopped or its parent is gone, a limits handle used in a process it cannot serve, or a
+    Dask scheduler or Ray cluster that is not connected.
+    """
