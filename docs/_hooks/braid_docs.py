@@ -4,7 +4,8 @@ Markers in a page's Markdown (HTML comments, so the source reads fine on its own
 
 - ``<!-- braid:capabilities EXPR; EXPR -->``: a table of every ``Capabilities`` field
   (described by the ``Capabilities`` docstring) against the runners named, each EXPR a
-  runner class (``DaskTaskRunner``) or a construction (``ThreadPoolTaskRunner(check_pickling=True)``).
+  runner class (``DaskTaskRunner``) or a construction
+  (``ThreadPoolTaskRunner(check_pickling=True)``).
 - ``<!-- braid:api MODULE -->``: one mkdocstrings ``::: MODULE.NAME`` entry per name in
   ``MODULE.__all__`` (submodules left out), so the reference follows ``__all__``.
 - ``<!-- braid:error NAME -->``: the heading of one exception of ``braid.errors``, its
