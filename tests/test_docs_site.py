@@ -52,6 +52,7 @@ class LinksAndIds(html.parser.HTMLParser):
     def __init__(self) -> None:
         super().__init__()
         self.links: list[str] = []
+        self.anchors: list[str] = []  # hrefs of <a>: links a reader may follow off-site
         self.ids: set[str] = set()
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -63,6 +64,8 @@ class LinksAndIds(html.parser.HTMLParser):
             elif (name == "href" and tag in ("a", "link")) or (
                     name == "src" and tag in ("script", "img")):
                 self.links.append(value)
+                if tag == "a":
+                    self.anchors.append(value)
 
 
 @functools.cache
@@ -81,6 +84,12 @@ def test_every_internal_link_resolves_to_a_file_and_anchor(site):
         for link in parsed(page).links:
             parts = urlsplit(link)
             if parts.scheme or parts.netloc or link.startswith(("mailto:", "data:")):
+                if not link.startswith(("https:", "http:", "//")):
+                    continue
+                if link not in parsed(page).anchors:
+                    # a stylesheet, script or image from elsewhere: the site must render
+                    # offline, from its own files
+                    broken.append(f"{page.relative_to(site)}: loads {link}")
                 continue
             if not parts.path:
                 target = page

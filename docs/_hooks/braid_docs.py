@@ -11,7 +11,8 @@ Markers in a page's Markdown (HTML comments, so the source reads fine on its own
 - ``<!-- braid:error NAME -->``: the heading of one exception of ``braid.errors``, its
   bases and its docstring; the hand-written notes follow the marker.  Classes of
   ``braid.errors.__all__`` without a marker get a section from their docstring alone,
-  at the end of the page; a marker naming no class fails the build.
+  where ``<!-- braid:other-errors -->`` stands (else at the end of the page); a marker
+  naming no class fails the build.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import types
 log = logging.getLogger("mkdocs.plugins.braid_docs")
 
 MARKER = re.compile(r"<!--\s*braid:(capabilities|api|error)\s+(.*?)\s*-->")
+OTHER_ERRORS = "<!-- braid:other-errors -->"
 
 
 def runner_namespace() -> dict:
@@ -112,6 +114,9 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
         from braid import errors
 
         missing = [n for n in errors.__all__ if n not in seen_errors]
-        if missing:
-            markdown += "\n" + "\n".join(error_section(n) for n in missing)
+        rest = "\n".join(error_section(n) for n in missing)
+        if OTHER_ERRORS in markdown:
+            markdown = markdown.replace(OTHER_ERRORS, rest)
+        elif rest:
+            markdown += "\n" + rest
     return markdown
