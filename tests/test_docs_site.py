@@ -123,7 +123,7 @@ def test_generated_parts_are_in_the_site(site):
     import braid
 
     for name in braid.__all__:
-        if name != "errors":
+        if name in vars(braid) and name != "errors":  # lazy names live in their modules
             assert f'id="braid.{name}"' in api, name
 
 

@@ -79,9 +79,13 @@ def api_entries(module_name: str) -> str:
     module = importlib.import_module(module_name)
     entries = []
     for name in getattr(module, "__all__", ()):
-        if isinstance(getattr(module, name, None), types.ModuleType):
+        obj = getattr(module, name, None)
+        if isinstance(obj, types.ModuleType):
             continue
-        entries.append(f"::: {module_name}.{name}\n")
+        if name in vars(module):
+            entries.append(f"::: {module_name}.{name}\n")
+        else:  # provided lazily by the module's __getattr__: document where it lives
+            entries.append(f"::: {obj.__module__}.{obj.__qualname__}\n")
     return "\n".join(entries)
 
 
