@@ -1,0 +1,132 @@
+"""In-process limits: threads of one process share them.
+
+One lock guards every name; each name has its own condition variable, notified when
+its slots come back.  Decaying slots need no timer: each name keeps the time at which
+everything it gave out will have decayed, and a rate request computes its wait from
+it (see ``rate_delay``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import uuid
+from collections.abc import Hashable
+
+from braid import errors
+from braid.concurrency.backend import (
+    LimitsHandle,
+    rate_delay,
+    register_backend,
+    unregister_backend,
+)
+from braid.concurrency.limits import Limit, LimitTable
+
+__all__ = ["LocalLimits"]
+
+
+class _Name:
+    __slots__ = ("limit", "held", "tokens", "waiting", "tat", "ready")
+
+    def __init__(self, limit: Limit, lock: threading.Lock) -> None:
+        self.limit = limit
+        self.held = 0
+        self.tokens: dict[int, int] = {}
+        self.waiting = 0
+        self.tat = 0.0
+        self.ready = threading.Condition(lock)
+
+    def idle(self, now: float) -> bool:
+        return not self.held and not self.waiting and self.tat <= now
+
+
+class LocalLimits:
+    """Limits counted in this process (the backend of threads, and the state behind the
+    process coordinator); a name first used with one ``Limit`` keeps it while in use."""
+
+    kind = "local"
+    in_process = True  # requests never leave this process: cheap to try without waiting
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._names: dict[str, _Name] = {}
+        self._tokens = itertools.count(1)
+        self._closed = False
+        self._key = (uuid.uuid4().hex,)
+        register_backend(self.kind, self._key, self)
+
+    def handle(self, limits: LimitTable | None = None) -> LimitsHandle:
+        """Return a handle usable in this process only (threads of a thread pool)."""
+        return LimitsHandle(self.kind, self._key, limits)
+
+    def _name(self, name: str, limit: Limit, now: float) -> _Name:
+        state = self._names.get(name)
+        if state is None:
+            state = self._names[name] = _Name(limit, self._lock)
+        elif state.limit != limit:
+            if not state.idle(now):
+                raise errors.LimitRedeclared(
+                    f"concurrency limit {name!r} is in use here as {state.limit!r}; it cannot "
+                    f"be {limit!r} at the same time")
+            state.limit = limit
+        return state
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise errors.LimitsUnavailable("these in-process limits were closed")
+
+    def acquire(self, name: str, limit: Limit, occupy: int,
+                timeout: float | None) -> Hashable | None:
+        """Hold ``occupy`` slots of ``name``; None if ``timeout`` passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            self._check_open()
+            state = self._name(name, limit, time.monotonic())
+            state.waiting += 1
+            try:
+                while state.held + occupy > state.limit.limit:
+                    if deadline is None:
+                        state.ready.wait()
+                    else:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            return None
+                        state.ready.wait(remaining)
+                    self._check_open()
+            finally:
+                state.waiting -= 1
+            token = next(self._tokens)
+            state.tokens[token] = occupy
+            state.held += occupy
+            return token
+
+    def release(self, name: str, token: Hashable) -> None:
+        """Give back what ``token`` holds (a second release does nothing)."""
+        with self._lock:
+            state = self._names.get(name)
+            occupy = state.tokens.pop(token, 0) if state is not None else 0
+            if occupy:
+                state.held -= occupy
+                state.ready.notify_all()
+
+    def reserve_rate(self, name: str, limit: Limit, occupy: int,
+                     max_wait: float | None) -> float | None:
+        """Take ``occupy`` decaying slots; return the wait, or None if over ``max_wait``."""
+        with self._lock:
+            self._check_open()
+            now = time.monotonic()
+            state = self._name(name, limit, now)
+            delay, tat = rate_delay(state.tat, now, state.limit, occupy)
+            if max_wait is not None and delay > max_wait:
+                return None
+            state.tat = tat
+            return delay
+
+    def close(self) -> None:
+        """Refuse new requests and wake every waiter with ``LimitsUnavailable``."""
+        with self._lock:
+            self._closed = True
+            for state in self._names.values():
+                state.ready.notify_all()
+        unregister_backend(self.kind, self._key, self)
