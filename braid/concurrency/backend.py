@@ -110,7 +110,7 @@ def rate_delay(tat: float, now: float, limit: Limit, occupy: int) -> tuple[float
 
 # -- handles -------------------------------------------------------------------------------
 _backends: dict[tuple[int, str, Hashable], LimitBackend] = {}
-_backends_lock = threading.Lock()
+_backends_lock = threading.RLock()  # connecting may register the backend it makes
 
 
 def register_backend(kind: str, key: Hashable, backend: LimitBackend) -> None:

@@ -59,3 +59,13 @@ def peak(spans: list[tuple[float, float]]) -> int:
         current += step
         best = max(best, current)
     return best
+
+
+def hold_then_die_once(handle: LimitsHandle, name: str, flag: str) -> int:
+    """The first time (``flag`` absent): take a slot of ``name``, write ``flag`` and SIGKILL
+    this process while holding it.  When run again (a backend's retry): take a slot, give
+    it back and return this pid."""
+    if not Path(flag).exists():
+        hold_then_die(handle, name, flag)
+    hold(handle, name, 0)
+    return os.getpid()

@@ -1,0 +1,182 @@
+"""Concurrency and rate limits on a real Dask cluster: a ``LocalCluster`` shared by the
+module, and ``dask scheduler``/``dask worker`` processes for a worker killed from outside.
+
+Leases expire fast here (``lease-timeout`` 1 s, checked every 0.2 s) so that a dead
+holder's slot comes back within the test's time."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+pytest.importorskip("distributed")
+
+import dask  # noqa: E402
+from distributed import Client, LocalCluster  # noqa: E402
+
+from braid import errors  # noqa: E402
+from braid.concurrency import Limit, LimitTable, use_limits  # noqa: E402
+from braid.concurrency.dask_backend import DaskLimits  # noqa: E402
+from braid.concurrency.sync import concurrency  # noqa: E402
+from braid.testing import limit_tasks as lt  # noqa: E402
+
+pytestmark = pytest.mark.timeout(90)
+EPS = 0.02
+FAST_LEASES = {"distributed.scheduler.locks.lease-timeout": "1s",
+               "distributed.scheduler.locks.lease-validation-interval": "200ms"}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    with dask.config.set(FAST_LEASES), LocalCluster(
+            n_workers=2, threads_per_worker=2, processes=True,
+            dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR,
+            local_directory=str(tmp_path_factory.mktemp("dask"))) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def client(cluster):
+    with dask.config.set(FAST_LEASES), Client(cluster, set_as_default=False) as client:
+        limits = DaskLimits(client)
+        yield client, limits
+        limits.close()
+
+
+def _map(client, fn, *columns):
+    return client.gather(client.map(fn, *columns, pure=False))
+
+
+def test_peak_across_workers_and_clients_is_the_limit(cluster, client):
+    first, limits = client
+    handle = limits.handle(LimitTable({"db": 2}))
+    with Client(cluster, set_as_default=False) as second:
+        other = DaskLimits(second).handle(LimitTable({"db": 2}))
+        futures = first.map(lt.hold, [handle] * 6, ["db"] * 6, [0.1] * 6, pure=False)
+        futures += second.map(lt.hold, [other] * 6, ["db"] * 6, [0.1] * 6, pure=False)
+        with use_limits(handle):
+            spans = [lt.hold(handle, "db", 0.1)]
+        spans += first.gather(futures[:6]) + second.gather(futures[6:])
+    assert lt.peak(spans) == 2
+
+
+def test_several_slots_at_once(client):
+    dask_client, limits = client
+    handle = limits.handle(LimitTable({"wide": 3}))
+    spans = _map(dask_client, lt.hold, [handle] * 4, ["wide"] * 4, [0.1] * 4, [2] * 4)
+    assert lt.peak(spans) == 1
+
+
+def test_rate_limit_across_workers(client):
+    dask_client, limits = client
+    handle = limits.handle(LimitTable({"api": Limit(1, 10.0)}))
+    times = sorted(t for ts in _map(dask_client, lt.rate_times, [handle] * 2, ["api"] * 2,
+                                    [3] * 2) for t in ts)
+    assert times[-1] - times[0] >= 5 * 0.1 - EPS
+
+
+def test_timeout_in_a_worker_is_the_named_error(client):
+    dask_client, limits = client
+    handle = limits.handle(LimitTable({"one": 1}))
+    with use_limits(handle), concurrency("one"):
+        future = dask_client.submit(lt.hold, handle, "one", 0, 1, 0.2, pure=False)
+        with pytest.raises(errors.ConcurrencyTimeout):
+            future.result()
+
+
+def test_a_name_in_use_keeps_its_limit(client):
+    _, limits = client
+    with use_limits(limits.handle(LimitTable({"redo": 2}))), concurrency("redo"):
+        with use_limits(limits.handle(LimitTable({"redo": 3}))):
+            with pytest.raises(errors.LimitRedeclared):
+                with concurrency("redo"):
+                    pass
+    with use_limits(limits.handle(LimitTable({"redo": 3}))):
+        with concurrency("redo", occupy=3, timeout_seconds=10):
+            pass
+
+
+def test_a_worker_killed_holding_a_slot_gives_it_back(client, tmp_path):
+    dask_client, limits = client
+    handle = limits.handle(LimitTable({"solo": 1}))
+    # The worker dies holding the slot; Dask reruns the task elsewhere, and the rerun
+    # gets the slot once the dead worker's lease expires.
+    future = dask_client.submit(lt.hold_then_die_once, handle, "solo", str(tmp_path / "f"),
+                                pure=False)
+    assert future.result(timeout=60) > 0
+    with use_limits(handle), concurrency("solo", timeout_seconds=10):
+        pass
+
+
+# -- dask scheduler + dask worker processes -------------------------------------------------------
+@pytest.fixture
+def process_cluster(tmp_path):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore",
+           "DASK_DISTRIBUTED__SCHEDULER__LOCKS__LEASE_TIMEOUT": "1s",
+           "DASK_DISTRIBUTED__SCHEDULER__LOCKS__LEASE_VALIDATION_INTERVAL": "200ms"}
+    dask_bin = os.path.join(os.path.dirname(sys.executable), "dask")
+    sched_file = tmp_path / "scheduler.json"
+    procs, logs = [], []
+
+    def start(args, name):
+        log = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 - closed below
+        logs.append(log)
+        procs.append(subprocess.Popen([dask_bin, *args], stdout=log, stderr=subprocess.STDOUT,
+                                      env=env, cwd=tmp_path))
+
+    start(["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+           "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(sched_file)],
+          "scheduler")
+    try:
+        deadline = time.monotonic() + 60
+        while not sched_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for i in range(2):
+            start(["worker", "--scheduler-file", str(sched_file), "--host", "127.0.0.1",
+                   "--nthreads", "2", "--no-dashboard", "--dashboard-address", "127.0.0.1:0",
+                   "--local-directory", str(tmp_path / f"w{i}")], f"worker{i}")
+        with dask.config.set(FAST_LEASES), Client(scheduler_file=str(sched_file),
+                                                  set_as_default=False) as client:
+            client.wait_for_workers(2, timeout=60)
+            yield client
+    finally:
+        for group in (procs[1:], procs[:1]):  # workers first, then the scheduler
+            for p in group:
+                p.send_signal(signal.SIGTERM)
+            for p in group:
+                try:
+                    p.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(timeout=10)
+        for log in logs:
+            log.close()
+
+
+def test_process_cluster_peak_and_a_worker_killed_from_outside(process_cluster, tmp_path):
+    limits = DaskLimits(process_cluster)
+    try:
+        handle = limits.handle(LimitTable({"db": 2}))
+        spans = _map(process_cluster, lt.hold, [handle] * 12, ["db"] * 12, [0.1] * 12)
+        assert lt.peak(spans) == 2
+
+        flag = tmp_path / "holding"
+        victim = process_cluster.submit(lt.hold_until_killed, handle, "db", str(flag),
+                                        pure=False)
+        deadline = time.monotonic() + 30
+        while not flag.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        victim.cancel()  # so that Dask does not rerun it: the rerun would hold the slot
+        os.kill(int(flag.read_text()), signal.SIGKILL)
+        with use_limits(handle), concurrency("db", occupy=2, timeout_seconds=30):
+            pass
+    finally:
+        limits.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("braid-limits")]
