@@ -25,7 +25,7 @@ def _distributed() -> Any:
         import distributed
     except ImportError as exc:
         raise errors.MissingExtraError(
-            "DaskLockManager needs Dask: pip install 'braid[dask]'") from exc
+            "DaskLockManager needs Dask: pip install 'braid-flow[dask]'") from exc
     return distributed
 
 

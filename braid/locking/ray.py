@@ -66,7 +66,7 @@ class RayLockManager:
             import ray
         except ImportError as exc:
             raise errors.MissingExtraError(
-                "RayLockManager needs Ray: pip install 'braid[ray]'") from exc
+                "RayLockManager needs Ray: pip install 'braid-flow[ray]'") from exc
         # Keyed by cluster too: a handle from a Ray this process has since left is dead.
         where = (self.name, self.namespace, ray.get_runtime_context().gcs_address)
         cached = _actors.get(where)
