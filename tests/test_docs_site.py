@@ -229,3 +229,16 @@ def test_wheel_and_sdist_build_and_their_metadata_renders(tmp_path):
     assert "\nLicense-Expression: MIT\n" in metadata
     assert "Provides-Extra: dask" in metadata and "Provides-Extra: ray" in metadata
     assert "pip install 'braid-flow[dask]'" in metadata  # the README, as long description
+
+
+def test_install_hints_name_the_distribution():
+    # `braid` on the package index is an unrelated project; every hint must say braid-flow
+    wrong = re.compile(r"pip install '?braid(\[|'|\s|$)")
+    found = []
+    for folder in ("braid", "bench", "ci", "docs", "examples"):
+        for path in sorted((ROOT / folder).rglob("*")):
+            if path.suffix in (".py", ".md", ".sh", ".toml") and path.is_file():
+                for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                    if wrong.search(line) and "pip uninstall braid" not in line:
+                        found.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert not found, "\n".join(found)
