@@ -1,0 +1,92 @@
+"""Concurrency and rate limits on a real local Ray (``ray.init`` once for the module): one
+named actor per limit, leases renewed by the holder and expiring when it dies (2 s here)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+
+import pytest
+
+for _key, _value in (("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0"), ("RAY_AUTH_MODE", "disabled"),
+                     ("RAY_USAGE_STATS_ENABLED", "0")):
+    os.environ.setdefault(_key, _value)
+
+ray = pytest.importorskip("ray")
+
+from braid import errors  # noqa: E402
+from braid.concurrency import Limit, LimitTable, use_limits  # noqa: E402
+from braid.concurrency.ray_backend import RayLimits  # noqa: E402
+from braid.concurrency.sync import concurrency  # noqa: E402
+from braid.testing import limit_tasks as lt  # noqa: E402
+
+pytestmark = pytest.mark.timeout(120)
+EPS = 0.02
+NAMES = ("db", "api", "one", "redo", "solo")
+
+
+@pytest.fixture(scope="module")
+def limits():
+    if ray.is_initialized():
+        pytest.skip("this process is already connected to a Ray")
+    temp_dir = tempfile.mkdtemp(prefix="brl", dir="/tmp")  # socket paths must stay short
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
+             logging_level=logging.ERROR, _temp_dir=temp_dir)
+    try:
+        backend = RayLimits(lease_seconds=2.0)
+        yield backend
+        backend.close()
+        for name in NAMES:
+            backend.remove(name)
+        assert not [t for t in threading.enumerate() if t.name.startswith("braid-limits")]
+    finally:
+        ray.shutdown()
+
+
+def _run(fn, *args, **options):
+    return ray.remote(fn).options(num_cpus=1, **options).remote(*args)
+
+
+def test_peak_across_ray_workers_is_the_limit(limits):
+    handle = limits.handle(LimitTable({"db": 2}))
+    refs = [_run(lt.hold, handle, "db", 0.1) for _ in range(12)]
+    with use_limits(handle):
+        spans = [lt.hold(handle, "db", 0.1)]
+    spans += ray.get(refs)
+    assert lt.peak(spans) == 2
+
+
+def test_rate_limit_across_ray_workers(limits):
+    handle = limits.handle(LimitTable({"api": Limit(1, 10.0)}))
+    times = sorted(t for ts in ray.get([_run(lt.rate_times, handle, "api", 3)
+                                         for _ in range(2)]) for t in ts)
+    assert times[-1] - times[0] >= 5 * 0.1 - EPS
+
+
+def test_timeout_in_a_ray_worker_is_the_named_error(limits):
+    handle = limits.handle(LimitTable({"one": 1}))
+    with use_limits(handle), concurrency("one"):
+        with pytest.raises(errors.ConcurrencyTimeout):
+            ray.get(_run(lt.hold, handle, "one", 0, 1, 0.2))
+
+
+def test_a_name_in_use_keeps_its_limit(limits):
+    with use_limits(limits.handle(LimitTable({"redo": 2}))), concurrency("redo"):
+        with use_limits(limits.handle(LimitTable({"redo": 3}))):
+            with pytest.raises(errors.LimitRedeclared):
+                with concurrency("redo"):
+                    pass
+    with use_limits(limits.handle(LimitTable({"redo": 3}))):
+        with concurrency("redo", occupy=3, timeout_seconds=10):
+            pass
+
+
+def test_a_ray_worker_killed_holding_a_slot_gives_it_back(limits, tmp_path):
+    handle = limits.handle(LimitTable({"solo": 1}))
+    # The first attempt dies holding the slot; Ray's retry waits for the lease to expire.
+    ref = _run(lt.hold_then_die_once, handle, "solo", str(tmp_path / "flag"), max_retries=1)
+    assert ray.get(ref, timeout=60) > 0
+    with use_limits(handle), concurrency("solo", timeout_seconds=10):
+        pass
