@@ -11,22 +11,26 @@ from typing import Any
 from braid import errors
 from braid.core.annotations import allow_failure, quote, unmapped
 from braid.core.context import get_run_context, get_run_logger
+from braid.core.contract import Capabilities
 from braid.core.flows import Flow, flow
 from braid.core.futures import FutureList, TaskFuture, as_completed, wait
+from braid.core.runner import Run, TaskRunner
 from braid.core.states import State, StateType
 from braid.core.tasks import Task, task
-from braid.runners.base import TaskRunner
 from braid.runners.processes import ProcessPoolTaskRunner
+from braid.runners.registry import lazy_names
 from braid.runners.threads import ThreadPoolTaskRunner
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Capabilities",
     "Flow",
     "FutureList",
     "ProcessPoolTaskRunner",
     "State",
     "StateType",
+    "Run",
     "Task",
     "TaskFuture",
     "TaskRunner",
@@ -43,10 +47,7 @@ __all__ = [
     "wait",
 ]
 
-_LAZY = {
-    "DaskTaskRunner": "braid.adapters.dask",
-    "RayTaskRunner": "braid.adapters.ray",
-}
+_LAZY = lazy_names()
 
 
 def __getattr__(name: str) -> Any:

@@ -38,9 +38,10 @@ from typing import Any, TextIO
 from braid import errors
 from braid.core.flows import Flow
 from braid.core.records import FlowRunRecord, TaskRunRecord, watch_flow_runs
+from braid.core.runner import TaskRunner
 from braid.core.states import State
 from braid.report import format_duration, write_report
-from braid.runners.base import TaskRunner
+from braid.runners.registry import RUNNERS, load_runner_class
 
 __all__ = [
     "FlowNotFound",
@@ -52,7 +53,7 @@ __all__ = [
     "parse_params",
 ]
 
-RUNNER_NAMES = ("threads", "processes", "dask", "ray")
+RUNNER_NAMES = tuple(RUNNERS)
 SLOWEST_SHOWN = 5
 
 
@@ -262,7 +263,7 @@ def make_runner(spec: str | None, address: str | None = None,
     """The runner ``--runner``/``--address``/``--max-workers`` ask for; None keeps the flow's.
 
     ``spec`` is ``threads``, ``processes``, ``dask``, ``ray`` or ``module:Class`` (a
-    :class:`~braid.runners.base.TaskRunner` subclass, given ``address=`` and
+    :class:`~braid.core.runner.TaskRunner` subclass, given ``address=`` and
     ``max_workers=`` when set).  Raises :class:`UsageError` for an unknown runner or an
     option it does not take, :class:`~braid.errors.MissingExtraError` when the runner's
     extra is not installed.
@@ -272,17 +273,14 @@ def make_runner(spec: str | None, address: str | None = None,
             raise UsageError("--address and --max-workers need --runner (the flow's own "
                              "runner is used without it)")
         return None
-    import braid
-
-    if spec in ("threads", "processes"):
+    entry = RUNNERS.get(spec)
+    if entry is not None and entry.extra is None:
         if address is not None:
             raise UsageError(f"--address applies to dask, ray or a custom runner, not {spec}")
-        cls = braid.ThreadPoolTaskRunner if spec == "threads" else braid.ProcessPoolTaskRunner
-        return cls(max_workers=max_workers)
-    if spec in ("dask", "ray"):
-        cls_name = "DaskTaskRunner" if spec == "dask" else "RayTaskRunner"
+        return load_runner_class(spec)(max_workers=max_workers)  # type: ignore[call-arg]
+    if entry is not None:
         try:
-            cls = getattr(braid, cls_name)
+            cls: Any = load_runner_class(spec)
         except errors.MissingExtraError:
             raise
         except (ImportError, AttributeError) as exc:

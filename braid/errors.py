@@ -195,7 +195,11 @@ class TransactionError(BraidError, RuntimeError):
     into a transaction that is no longer active, or staging from a worker's detached copy."""
 
 
-class CacheWarning(UserWarning):
+class BraidWarning(UserWarning):
+    """The root of every warning braid emits; filter them all with this class."""
+
+
+class CacheWarning(BraidWarning):
     """Base class of the warnings braid's caching emits; filter this to silence them all."""
 
 
@@ -209,8 +213,9 @@ class CacheKeyWarning(CacheWarning):
     user chose) cannot hash an input: the run goes on uncached, as in Prefect."""
 
 
-__all__ += ["CacheKeyError", "ResultNotFound", "LocalStoreOnRemoteCluster", "LockTimeout",
-            "TransactionError", "CacheWarning", "CorruptRecordWarning", "CacheKeyWarning"]
+__all__ += ["BraidWarning", "CacheKeyError", "ResultNotFound", "LocalStoreOnRemoteCluster",
+            "LockTimeout", "TransactionError", "CacheWarning", "CorruptRecordWarning",
+            "CacheKeyWarning"]
 
 
 # -- concurrency limits --

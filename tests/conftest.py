@@ -33,9 +33,9 @@ def no_leaked_threads(request):
 
 
 def _belongs_to_default_runner(t: threading.Thread) -> bool:
-    from braid.runners import threads
+    from braid.core import runner as core_runner
 
-    runner = threads._default
+    runner = core_runner._default
     return runner is not None and t in getattr(runner, "_threads", ())
 
 

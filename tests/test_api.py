@@ -12,8 +12,8 @@ import braid
 
 def test_exported_names():
     assert set(braid.__all__) == {
-        "Flow", "FutureList", "ProcessPoolTaskRunner", "State", "StateType", "Task",
-        "TaskFuture", "TaskRunner",
+        "Capabilities", "Flow", "FutureList", "ProcessPoolTaskRunner", "Run", "State",
+        "StateType", "Task", "TaskFuture", "TaskRunner",
         "ThreadPoolTaskRunner", "allow_failure", "as_completed", "errors", "flow",
         "get_run_context", "get_run_logger", "quote", "task", "unmapped", "wait",
     }
@@ -42,6 +42,6 @@ def test_every_error_is_documented_and_rooted():
 
     for name in errors.__all__:
         cls = getattr(errors, name)
-        assert issubclass(cls, errors.BraidError)
+        assert issubclass(cls, (errors.BraidError, errors.BraidWarning)), name
         assert cls.__doc__ and len(cls.__doc__.strip()) > 20, name
     assert issubclass(errors.TaskTimeout, TimeoutError)

@@ -27,9 +27,10 @@ PLUGIN = () if importlib.metadata.entry_points(group="pytest11", name="braid") e
     "-p", "braid.testing.plugin")
 
 # A few suite tests, each hitting one path: passes everywhere, needs pickling,
-# needs a remote worker, takes no runner fixture.
+# needs a remote worker, needs runs that can be interrupted, takes no runner fixture.
 FEW = ("-k", "test_simple_map or test_unpicklable_parameter_named_at_submit "
-             "or test_worker_death_crashes_only_its_run or test_reserved_parameter_names_refused")
+             "or test_worker_death_crashes_only_its_run or test_reserved_parameter_names_refused"
+             " or test_stuck_task_is_really_stopped")
 
 
 @pytest.fixture
@@ -46,9 +47,9 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
         class MyRunner(ThreadPoolTaskRunner):
             '''A runner outside braid (its pool is the thread runner's).'''
 
-        class ClaimsPickling(ThreadPoolTaskRunner):
+        class ClaimsInterrupts(ThreadPoolTaskRunner):
             '''Declares a capability it does not have: the suite must catch it.'''
-            capabilities = Capabilities(requires_pickling=True)
+            capabilities = Capabilities(can_interrupt_running=True)
 
         def two_threads():
             return ThreadPoolTaskRunner(max_workers=2)
@@ -99,7 +100,7 @@ def test_dotted_path_forms(project: pytest.Pytester, spec: str) -> None:
     result = run(project, "--pyargs", "braid.testing", "--braid-runner", spec, *FEW)
     assert result.ret == 0, result.stdout.str()
     assert row(result, "ThreadPoolTaskRunner" if "two_threads" in spec else "MyRunner") == {
-        "suites": 1, "passed": 2, "failed": 0, "capability": 2, "other": 0}
+        "suites": 1, "passed": 2, "failed": 0, "capability": 3, "other": 0}
 
 
 def test_bad_dotted_path_is_a_usage_error(project: pytest.Pytester) -> None:
@@ -107,7 +108,7 @@ def test_bad_dotted_path_is_a_usage_error(project: pytest.Pytester) -> None:
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([
         "ERROR: --braid-runner: runner 'mypkg.runners:Nope': 'mypkg.runners' has no attribute "
-        "'Nope'; runners it defines: ClaimsPickling, MyRunner",
+        "'Nope'; runners it defines: ClaimsInterrupts, MyRunner",
     ])
 
 
@@ -165,17 +166,17 @@ SUITES = """
     import pytest
     from braid import ThreadPoolTaskRunner
     from braid.testing.suite import RunnerConformance
-    from mypkg.runners import ClaimsPickling
+    from mypkg.runners import ClaimsInterrupts
 
     class TestThreads(RunnerConformance):
         @pytest.fixture
         def runner(self):
             return ThreadPoolTaskRunner(max_workers=2)
 
-    class TestClaimsPickling(RunnerConformance):
+    class TestClaimsInterrupts(RunnerConformance):
         @pytest.fixture
         def runner(self):
-            return ClaimsPickling(max_workers=2)
+            return ClaimsInterrupts(max_workers=2)
 
     class TestUnavailable(RunnerConformance):
         @pytest.fixture
@@ -186,22 +187,22 @@ SUITES = """
 
 def check_report(result: pytest.RunResult) -> None:
     assert row(result, "ThreadPoolTaskRunner") == {
-        "suites": 1, "passed": 2, "failed": 0, "capability": 2, "other": 0}
-    assert row(result, "ClaimsPickling") == {
-        "suites": 1, "passed": 2, "failed": 1, "capability": 1, "other": 0}
+        "suites": 1, "passed": 2, "failed": 0, "capability": 3, "other": 0}
+    assert row(result, "ClaimsInterrupts") == {
+        "suites": 1, "passed": 2, "failed": 1, "capability": 2, "other": 0}
     # no runner was ever made: the row is named after the class, its tests skipped
     assert row(result, "TestUnavailable") == {
-        "suites": 1, "passed": 1, "failed": 0, "capability": 0, "other": 3}
+        "suites": 1, "passed": 1, "failed": 0, "capability": 0, "other": 4}
     result.stdout.fnmatch_lines([
         "*= braid conformance suite, per runner =*",
         "runner * suites * passed * failed * skipped: capability * skipped: other",
     ])
     result.stdout.fnmatch_lines([
-        "ThreadPoolTaskRunner skipped tests that need: remote=True (1), "
-        "requires_pickling=True (1)",
-        "ClaimsPickling skipped tests that need: remote=True (1)",
+        "ThreadPoolTaskRunner skipped tests that need: can_interrupt_running=True (1), "
+        "remote=True (1), requires_pickling=True (1)",
+        "ClaimsInterrupts skipped tests that need: remote=True (1), requires_pickling=True (1)",
     ])
-    result.assert_outcomes(passed=5, failed=1, skipped=6)
+    result.assert_outcomes(passed=5, failed=1, skipped=9)
 
 
 def test_report_per_runner(project: pytest.Pytester) -> None:
@@ -213,7 +214,7 @@ def test_report_per_runner(project: pytest.Pytester) -> None:
         r"SKIPPED \[1\] .*needs capability requires_pickling=True; ThreadPoolTaskRunner has "
         r"requires_pickling=False",
     ], consecutive=False)
-    result.stdout.fnmatch_lines(["FAILED *TestClaimsPickling::test_unpicklable_parameter_named*"])
+    result.stdout.fnmatch_lines(["FAILED *TestClaimsInterrupts::test_stuck_task_is_really_stop*"])
 
 
 def test_report_under_xdist(project: pytest.Pytester) -> None:

@@ -175,7 +175,7 @@ def test_done_callback_may_submit_and_wait_outside_a_flow():
 
 
 def test_retry_timer_refuses_runs_once_stopped():
-    from braid.runners.base import _DelayedRuns
+    from braid.core.runs import _DelayedRuns
 
     timer = _DelayedRuns(lambda run: None)
     assert timer.add(time.monotonic() + 10, object())

@@ -70,6 +70,11 @@ class TaskRunInfo:
         self._name = value
 
     @property
+    def explicit_name(self) -> str | None:
+        """The name if it was given or rendered; None while it is the default one."""
+        return self._name
+
+    @property
     def task_name(self) -> str:
         return self._task.name
 

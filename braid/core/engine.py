@@ -14,7 +14,7 @@ How a call travels (every runner; only the arrows marked * differ)::
                                                attempt loop: call fn (sync/async,
                                                  with a deadline), retry on failure
                                            <--*-- returns a State (never raises)
-      future._finish(state)
+      run.finish(state)   (the run table finishes the future)
 
 Threads call :func:`run_task` in a pool thread and finish the future with the
 State; processes ship the call there and the State back; Dask and Ray run it as
@@ -218,7 +218,7 @@ def _enter_context(call: TaskCall, args: tuple, kwargs: dict, nested_runner: Any
     token = current_run.set(ctx)
     if name is None and task.task_run_name is not None:
         try:
-            info._name = name = render_run_name(task, args, kwargs, call.run_id)
+            info.name = name = render_run_name(task, args, kwargs, call.run_id)
         except BaseException:
             current_run.reset(token)
             raise
@@ -230,7 +230,7 @@ def _enter_context(call: TaskCall, args: tuple, kwargs: dict, nested_runner: Any
 def _final(state: State, ctx: RunContext | None, call: TaskCall,
            started: float | None = None) -> State:
     # a default name stays None here: futures and records make it from the run id
-    state.task_run_name = ctx.task_run._name if ctx is not None else call.run_name
+    state.task_run_name = ctx.task_run.explicit_name if ctx is not None else call.run_name
     if started is not None:
         state.started = started
         state.where = _where()
@@ -540,15 +540,26 @@ def _raise_in_thread(t: threading.Thread, exc_type: type[BaseException]) -> None
 # -- the worker side of runners that pickle ----------------------------------------------
 def run_pickled(call_bytes: bytes, upstream_payloads: Any = (), nested_runner: Any = None,
                 log_level: int = 20,
-                ship_logs: Callable[[list], None] | None = None) -> bytes:
+                ship_logs: Callable[[list], None] | None = None,
+                reschedule_retries: bool = False) -> bytes:
     """Run a pickled call where a pickling runner delivered it; return the pickled State.
 
     ``upstream_payloads`` are the upstreams' final states, pickled or not.  Records of
-    the run loggers at ``log_level`` and above travel back in ``state.extra["logs"]``.
-    Never raises for the task: a call that cannot be loaded here (a module missing on
-    the worker) or a result that cannot be pickled gives a FAILED state.
+    the run loggers at ``log_level`` and above travel back in ``state.extra["logs"]``
+    (or go to ``ship_logs``).  Never raises for the task: a call that cannot be loaded
+    here (a module missing on the worker) or a result that cannot be pickled gives a
+    FAILED state.
     """
-    from braid.core.serialization import dumps_state, loads
+    return run_pickled_state(call_bytes, upstream_payloads, nested_runner, log_level,
+                             ship_logs, reschedule_retries)[1]
+
+
+def run_pickled_state(call_bytes: bytes, upstream_payloads: Any = (), nested_runner: Any = None,
+                      log_level: int = 20,
+                      ship_logs: Callable[[list], None] | None = None,
+                      reschedule_retries: bool = False) -> tuple[State, bytes]:
+    """As :func:`run_pickled`, returning the final State too (for a header of it)."""
+    from braid.core.serialization import dumps_state, loads, pickle_state
 
     try:
         call = loads(call_bytes)
@@ -559,9 +570,10 @@ def run_pickled(call_bytes: bytes, upstream_payloads: Any = (), nested_runner: A
             f"the task's module must be importable there"
         )
         err.__cause__ = exc
-        return dumps_state(Failed(err))
+        failed = Failed(err)
+        return failed, dumps_state(failed)
     with capture(log_level) as records:
-        state = run_task(call, states, nested_runner)
+        state = run_task(call, states, nested_runner, reschedule_retries)
     if records:
         if ship_logs is not None:
             try:
@@ -570,7 +582,7 @@ def run_pickled(call_bytes: bytes, upstream_payloads: Any = (), nested_runner: A
                 pass
         else:
             state.extra = {**(state.extra or {}), "logs": records}
-    return dumps_state(state, call.task.name)
+    return pickle_state(state, call.task.name)
 
 
 # -- asynchronous driver (``await task(x)`` on the caller's loop) ------------------------

@@ -80,7 +80,7 @@ class Flow(Generic[R]):
         self.__wrapped__ = fn
 
     def _check_runner(self, runner: Any) -> None:
-        from braid.runners.base import TaskRunner
+        from braid.core.runner import TaskRunner
 
         if runner is None:
             return
@@ -305,14 +305,9 @@ def _interrupted() -> State:
 
 
 def _new_runner(spec: Any) -> Any:
-    from braid.runners.base import TaskRunner
-    from braid.runners.threads import ThreadPoolTaskRunner
+    from braid.core.runner import new_flow_runner
 
-    if spec is None:
-        return ThreadPoolTaskRunner()
-    if isinstance(spec, TaskRunner):
-        return spec.duplicate()
-    return spec()
+    return new_flow_runner(spec)
 
 
 def _has_pending_future(args: tuple, kwargs: dict) -> bool:

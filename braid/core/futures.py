@@ -1,7 +1,7 @@
 """Futures of task runs, and the helpers that wait on many of them.
 
-A :class:`TaskFuture` is final exactly once: the runner (or a time-out, or an
-interrupt) calls ``_finish(state)`` and the first call wins.  Waiting costs one
+A :class:`TaskFuture` is final exactly once: the run table (or a time-out, or an
+interrupt) calls ``set_final(state)`` and the first call wins.  Waiting costs one
 lock acquire: each future holds a lock, taken at creation and released when the
 future finishes, so a waiter blocks in C and wakes without polling.
 
@@ -19,13 +19,14 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from braid import errors
 from braid.core.context import default_run_name
 from braid.core.states import State, StateType
 
-__all__ = ["TaskFuture", "FutureList", "DoneAndNotDone", "wait", "as_completed"]
+__all__ = ["TaskFuture", "FutureList", "DoneAndNotDone", "WorkerSlot", "wait", "as_completed",
+           "worker_slot"]
 
 R = TypeVar("R")
 
@@ -35,6 +36,21 @@ _getrandbits = random.getrandbits
 _PENDING = State(StateType.PENDING, "Pending", "", None, 0.0)
 _RUNNING = State(StateType.RUNNING, "Running", "", None, 0.0)
 _FINAL = (StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED)
+
+class WorkerSlot(Protocol):
+    """What a runner sets as ``worker_slot.hook`` in a thread that runs tasks.
+
+    braid calls ``release()`` before a task blocks on a future and ``reacquire()``
+    after, so the worker's slot serves other runs meanwhile.  A hook may also have
+    ``wait_any(futures, timeout)`` (see below).
+    """
+
+    def release(self) -> None:
+        """Give the worker's slot away while the thread blocks."""
+
+    def reacquire(self) -> None:
+        """Take a slot back before the thread goes on (may wait for one)."""
+
 
 #: per-thread hook set by the runner a task runs on; absent elsewhere.  A hook has
 #: ``release()``/``reacquire()``, which give the worker's slot away while the thread
@@ -104,7 +120,8 @@ class TaskFuture(Generic[R]):
             name = self._name = default_run_name(self.task.name, self._id)
         return name
 
-    def _set_name(self, name: str) -> None:
+    def set_name(self, name: str) -> None:
+        """Set the run's name once the engine rendered it (for runners and the engine)."""
         self._name = name
 
     # -- state --------------------------------------------------------------------
@@ -146,7 +163,7 @@ class TaskFuture(Generic[R]):
                 return
         fn(self)
 
-    def _discard_callback(self, fn: Callable[[TaskFuture], Any]) -> None:
+    def remove_done_callback(self, fn: Callable[[TaskFuture], Any]) -> None:
         """Forget ``fn`` if it has not run yet (a waiter that gave up)."""
         with _finish_lock:
             callbacks = self._callbacks
@@ -156,12 +173,18 @@ class TaskFuture(Generic[R]):
                 except ValueError:
                     pass
 
-    # -- runner side --------------------------------------------------------------
-    def _set_running(self) -> None:
-        if self._state.type is StateType.PENDING:  # also after AwaitingRetry
+    # -- runner side (the run table calls these; see braid.core.runs) ------------------
+    def set_running(self) -> None:
+        """Mark the run RUNNING (from PENDING, also after an ``AwaitingRetry``)."""
+        if self._state.type is StateType.PENDING:
             self._state = _RUNNING
 
-    def _finish(self, state: State, if_set: Callable[[], Any] | None = None) -> bool:
+    def set_pending(self, state: State) -> None:
+        """Put the run back in a PENDING ``state`` (waiting out a retry delay)."""
+        if self._state.type not in _FINAL:
+            self._state = state
+
+    def set_final(self, state: State, if_set: Callable[[], Any] | None = None) -> bool:
         """Make ``state`` final unless the future already is; run the callbacks, then wake
         the waiters.  True if this call set the state.
 
@@ -249,7 +272,7 @@ def wait(futures: Iterable[TaskFuture], timeout: float | None = None) -> DoneAnd
             f.add_done_callback(_one_done)
         if not _blocking_acquire(all_done, timeout):
             for f in pending:  # timed out: leave no callback behind on long runs
-                f._discard_callback(_one_done)
+                f.remove_done_callback(_one_done)
     done, not_done = set(), set()
     for f in futures:
         (done if f.done() else not_done).add(f)
@@ -281,15 +304,15 @@ def as_completed(
     finally:  # timed out or abandoned by the caller: leave no callback behind
         for f in futures:
             if not f.done():
-                f._discard_callback(put)
+                f.remove_done_callback(put)
 
 
 def _finished_at(future: TaskFuture) -> float:
-    # the raw state (no fetch from a cluster), read once: it may turn final meanwhile
-    state = getattr(future, "_state", None)
-    if state is None or state.type not in _FINAL:
+    # read once: it may turn final meanwhile (``state`` never fetches from a cluster)
+    state = future.state
+    if state.type not in _FINAL:
         return math.inf
-    return state._ts
+    return state.timestamp_seconds
 
 
 def _queue_get(q: queue.SimpleQueue, timeout: float | None, futures: list) -> Any:

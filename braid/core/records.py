@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from braid.core.context import default_run_name
-from braid.core.states import State, StateType
+from braid.core.states import State
 
 __all__ = ["TaskRunRecord", "FlowRunRecord", "DirectRun", "watch_flow_runs"]
 
@@ -74,7 +74,7 @@ class FlowRunRecord:
 
     # -- filled in while running ------------------------------------------------------
     def add(self, entry: Any) -> None:
-        """Record a submitted run (its future) or a finished direct call (a DirectRun)."""
+        """Record a submitted run (the run table's ``Run``) or a direct call (``DirectRun``)."""
         self._entries.append(entry)
 
     def finish(self, state: State) -> None:
@@ -89,7 +89,7 @@ class FlowRunRecord:
         """Task runs by state type now (PENDING, RUNNING, COMPLETED, ...), this flow only."""
         out: dict[str, int] = {}
         for entry in self._entries:
-            key = entry.state.type.value
+            key = entry.current_type
             out[key] = out.get(key, 0) + 1
         return out
 
@@ -147,28 +147,44 @@ def _first_line(text: str | None) -> str | None:
 
 
 class DirectRun:
-    """A task called directly in a flow body: already final, shaped like a future."""
+    """A task called directly in a flow body: already final; only its snapshot is kept."""
 
-    __slots__ = ("state", "task", "task_run_id", "task_run_name")
+    __slots__ = ("run_id", "task_name", "name", "state_type", "state_name", "start", "end",
+                 "where", "error")
 
-    def __init__(self, state: State, task: Any, run_id: Any) -> None:
-        self.state = state
-        self.task = task
-        self.task_run_id = run_id
-        self.task_run_name = state.task_run_name or default_run_name(task.name, run_id)
+    def __init__(self, state: State, task: Any, run_id: int) -> None:
+        self.run_id = run_id
+        self.task_name = task.name
+        self.name = state.task_run_name
+        self.state_type = state.type.value
+        self.state_name = state.name
+        self.start = state.started
+        self.end = state.timestamp_seconds
+        self.where = state.where
+        self.error = None if state.is_completed() else (_first_line(state.message) or state.name)
+
+    @property
+    def current_type(self) -> str:
+        return self.state_type
 
 
 def _task_record(entry: Any) -> TaskRunRecord:
-    st = entry.state
-    run_id = str(entry.task_run_id)
-    name = entry.task_run_name or ""
-    task_name = entry.task.name if entry.task is not None else ""
-    final = st.type not in (StateType.PENDING, StateType.RUNNING)
-    error = None
-    if final and st.type is not StateType.COMPLETED:
-        error = _first_line(st.message) or st.name
+    """The record of a run table's run or a direct call (snapshots; nothing is fetched)."""
+    import uuid
+
+    run_id = str(uuid.UUID(int=entry.run_id, version=4))
+    if entry.state_type is not None:  # final: the snapshot
+        return TaskRunRecord(
+            id=run_id, name=entry.name or default_run_name(entry.task_name, entry.run_id),
+            task_name=entry.task_name, state_type=entry.state_type,
+            state_name=entry.state_name, start=entry.start, end=entry.end,
+            where=entry.where, error=entry.error,
+        )
+    future = entry.future
+    st = future.state if future is not None else None
     return TaskRunRecord(
-        id=run_id, name=name, task_name=task_name, state_type=st.type.value,
-        state_name=st.name, start=st.started, end=st._ts if final else None,
-        where=st.where, error=error,
+        id=run_id, name=(future.task_run_name if future is not None else None) or "",
+        task_name=entry.task_name, state_type=entry.current_type,
+        state_name=st.name if st is not None else entry.current_type.title(),
+        start=None, end=None, where=None, error=None,
     )

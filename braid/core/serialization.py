@@ -202,8 +202,14 @@ def dumps_result(obj: Any) -> bytes:
 
 def dumps_state(state: State, task_name: str = "task") -> bytes:
     """Pickle a task run's final state; an unpicklable result becomes a FAILED state."""
+    return pickle_state(state, task_name)[1]
+
+
+def pickle_state(state: State, task_name: str = "task") -> tuple[State, bytes]:
+    """``(the state that was pickled, its bytes)``: ``state``, or the FAILED state that
+    replaces it when its result or exception cannot be pickled."""
     try:
-        return dumps_result(state)
+        return state, dumps_result(state)
     except Exception as exc:  # noqa: BLE001
         what = "return value" if state.is_completed() else "exception"
         found = find_unpicklable(state.data, what) or f"{what}: {exc}"
@@ -215,7 +221,7 @@ def dumps_state(state: State, task_name: str = "task") -> bytes:
         failed.task_run_name = state.task_run_name
         failed.extra = state.extra
         try:
-            return cloudpickle.dumps(failed, protocol=pickle.HIGHEST_PROTOCOL)
+            return failed, cloudpickle.dumps(failed, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:  # noqa: BLE001 - extra (log records) may hold the culprit
             failed.extra = None
-            return cloudpickle.dumps(failed, protocol=pickle.HIGHEST_PROTOCOL)
+            return failed, cloudpickle.dumps(failed, protocol=pickle.HIGHEST_PROTOCOL)

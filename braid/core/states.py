@@ -17,6 +17,7 @@ from typing import Any
 from braid import errors
 
 __all__ = [
+    "DeferredState",
     "RemoteTraceback",
     "State",
     "StateType",
@@ -175,6 +176,20 @@ class State:
 
         return datetime.datetime.fromtimestamp(self._ts, datetime.timezone.utc)
 
+    @property
+    def timestamp_seconds(self) -> float:
+        """When the run entered this state, in seconds since the epoch."""
+        return self._ts
+
+    def copy(self, **changes: Any) -> State:
+        """A copy of this state with some fields replaced (``name=``, ``message=``, ...)."""
+        new = State.__new__(State)
+        for slot in State.__slots__:
+            setattr(new, slot, changes.pop(slot, getattr(self, slot)))
+        if changes:
+            raise TypeError(f"State has no field(s) {sorted(changes)}")
+        return new
+
     # -- predicates ---------------------------------------------------------------
     def is_pending(self) -> bool:
         return self.type is StateType.PENDING
@@ -229,6 +244,75 @@ class State:
             (self.type, self.name, self.message, self._ts, data, packed, self.task_run_name,
              self.extra, self.started, self.where),
         )
+
+
+_DATA = State.__dict__["data"]  # the slot descriptor a State keeps its data in
+
+
+class DeferredState(State):
+    """A final state whose full form (the result, for a COMPLETED run) stays remote until read.
+
+    Everything but ``data`` comes from a small header the backend sent; reading
+    ``data`` or ``result()``, or pickling the state, calls ``fetch()`` once for the full
+    State.  If fetching fails (the node holding it is gone, its class is not
+    importable here), ``fetch`` returns a state saying so and ``result()`` raises that.
+    """
+
+    __slots__ = ("_fetch", "_fetched")
+
+    @classmethod
+    def wrap(cls, light: State, fetch: Any) -> DeferredState:
+        """A deferred copy of ``light`` (a header: no data) whose full state ``fetch()`` gives."""
+        state = cls(light.type, light.name, light.message, None, light.timestamp_seconds)
+        state.task_run_name = light.task_run_name
+        state.extra = light.extra
+        state.started = light.started
+        state.where = light.where
+        state._fetch = fetch
+        state._fetched = None
+        return state
+
+    def prefetched(self, full: State) -> None:
+        """Take the full State fetched by someone else (a bulk fetch) instead of fetching."""
+        if self._fetched is None:
+            if full.type is self.type:
+                _DATA.__set__(self, full.data)
+            self._fetched = full
+
+    def fetched(self) -> bool:
+        """Whether the full State has been fetched already."""
+        return self._fetched is not None
+
+    def full(self) -> State:
+        """The full State, fetched on first use."""
+        fetched = self._fetched
+        if fetched is None:
+            fetched = self._fetch()
+            if fetched.type is self.type:
+                _DATA.__set__(self, fetched.data)
+            self._fetched = fetched
+        return fetched
+
+    @property  # type: ignore[override]
+    def data(self) -> Any:
+        fetched = self.full()
+        if fetched.type is not self.type:
+            raise fetched.result(raise_on_failure=False)
+        return _DATA.__get__(self, State)
+
+    @data.setter
+    def data(self, value: Any) -> None:
+        _DATA.__set__(self, value)
+
+    def result(self, raise_on_failure: bool = True) -> Any:
+        fetched = self.full()
+        if fetched.type is not self.type:
+            return fetched.result(raise_on_failure)
+        return State.result(self, raise_on_failure)
+
+    def __reduce__(self) -> Any:
+        fetched = self.full()
+        return super().__reduce__() if fetched.type is self.type else fetched.__reduce__()
 
 
 # -- constructors -----------------------------------------------------------------

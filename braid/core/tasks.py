@@ -278,9 +278,7 @@ class Task(Generic[R]):
         if runner is None:
             runner = _default_runner()
         call, upstreams = self._make_call(args, kwargs, wait_for, ctx)
-        future = runner.submit(call, upstreams)
-        if ctx is not None and ctx.record is not None:
-            ctx.record.add(future)
+        future = runner.submit(call, upstreams, ctx.record if ctx is not None else None)
         if return_state:
             future.wait()
             return future.state
@@ -303,10 +301,7 @@ class Task(Generic[R]):
             call, upstreams = self._make_call(a, kw, wait_for, ctx)
             calls.append(call)
             ups.append(upstreams)
-        futures = FutureList(runner.map(calls, ups))
-        if ctx is not None and ctx.record is not None:
-            for f in futures:
-                ctx.record.add(f)
+        futures = FutureList(runner.map(calls, ups, ctx.record if ctx is not None else None))
         if return_state:
             futures.wait()
             return [f.state for f in futures]
@@ -437,7 +432,7 @@ def _direct_result(state: State) -> Any:
 
 
 def _default_runner() -> Any:
-    from braid.runners.threads import default_runner
+    from braid.core.runner import default_runner
 
     return default_runner()
 

@@ -4,14 +4,16 @@ How a call travels::
 
     parent                                                 worker process (spawn)
     ------                                                 ----------------------
-    submit: dumps_call(call) ── SerializationError here, naming the culprit
+    core: submit pickles the call ── SerializationError here, naming the culprit
       upstreams not final? wait in callbacks (no thread per run)
-    _dispatch: an idle worker? ── send (call bytes, upstream states) ──>  run_pickled
+    dispatch: an idle worker? ── send (call bytes, upstream states) ──>  run_pickled
                else queue it (FIFO)                                       (engine: retries,
                                                                           time-outs, logs)
     result thread: multiprocessing.connection.wait(<─ pickled State ───  send_bytes
       on every worker's pipe and process sentinel)
-      result   -> replay logs, finish the future, give the worker the next queued run
+      result   -> replay logs, run.finish(state), give the worker the next queued run
+                  (an AwaitingRetry state: the core re-dispatches after the delay, so
+                  a run waiting to retry holds no worker)
       sentinel -> the worker died: its run ends CRASHED (WorkerLost); a new
                   worker is started if runs are waiting
 
@@ -38,16 +40,17 @@ import weakref
 from typing import Any
 
 from braid import errors
+from braid.core.contract import Capabilities
 from braid.core.logs import driver_level, replay
+from braid.core.runner import Run, TaskRunner
 from braid.core.states import Crashed, Failed, State
-from braid.runners.base import Capabilities, LocalTaskRunner, PendingRun
 
 __all__ = ["ProcessPoolTaskRunner"]
 
 _START_METHODS = ("spawn", "forkserver", "fork")
 
 
-class ProcessPoolTaskRunner(LocalTaskRunner):
+class ProcessPoolTaskRunner(TaskRunner):
     """Runs tasks in up to ``max_workers`` processes (default: the number of CPUs).
 
     ``start_method`` is ``"spawn"`` (default, safe everywhere), ``"forkserver"`` or
@@ -56,10 +59,9 @@ class ProcessPoolTaskRunner(LocalTaskRunner):
     """
 
     capabilities = Capabilities(requires_pickling=True, can_interrupt_running=True,
-                                remote=True)
+                                reschedules_retries=True, remote=True)
 
     def __init__(self, max_workers: int | None = None, start_method: str = "spawn") -> None:
-        super().__init__()
         if max_workers is not None and (
             not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers < 1
         ):
@@ -83,19 +85,16 @@ class ProcessPoolTaskRunner(LocalTaskRunner):
         return (f"ProcessPoolTaskRunner(max_workers={self.max_workers}, "
                 f"start_method={self.start_method!r})")
 
-    _pickles = True
-
-    def _pickle_call(self, call: Any) -> bytes:
-        return _serialization().dumps_call(call)  # at submit: a bad call fails there
-
     # -- pool -------------------------------------------------------------------------
-    def _start_pool(self) -> None:
+    def start(self) -> None:
+        """Prepare the pool (worker processes start as runs arrive) and its result thread."""
         import multiprocessing  # here, not at import: `import braid` stays light
 
+        self._lock = threading.Lock()
         self._ctx = multiprocessing.get_context(self.start_method)
         # small pickled results by future, to send to downstream runs as they came
         self._result_bytes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        self._waiting: collections.deque[tuple[PendingRun, bytes]] = collections.deque()
+        self._waiting: collections.deque[tuple[Run, bytes]] = collections.deque()
         self._idle: list[_Worker] = []
         self._workers: dict[Any, _Worker] = {}  # by sentinel
         self._log_level = driver_level()
@@ -117,10 +116,10 @@ class ProcessPoolTaskRunner(LocalTaskRunner):
         self._wake_w.send_bytes(b"")  # the result thread must watch the new worker
         return worker
 
-    def _dispatch(self, run: PendingRun) -> None:
-        call_bytes, run.payload = run.payload, None
-        if self._cancelled(run):
-            return
+    def dispatch(self, run: Run) -> None:
+        """Send ``run`` to an idle worker process, start one, or queue it (FIFO)."""
+        call_bytes = run.payload
+        assert call_bytes is not None
         try:
             if not run.upstreams:  # the common case: the pickled call is the whole message
                 message = _BARE + call_bytes
@@ -136,11 +135,12 @@ class ProcessPoolTaskRunner(LocalTaskRunner):
                 else:
                     message = _serialization().dumps((call_bytes, parts))
         except Exception as exc:  # noqa: BLE001 - an upstream value that will not pickle
+            name = run.future.task_run_name if run.future is not None else "?"
             err = errors.SerializationError(
-                f"task run {run.future.task_run_name!r}: an upstream result could not be "
+                f"task run {name!r}: an upstream result could not be "
                 f"pickled to send it to a worker process: {exc}"
             )
-            self._complete(run, Failed(err))
+            run.finish(Failed(err))
             return
         with self._lock:
             if self._idle:
@@ -152,11 +152,15 @@ class ProcessPoolTaskRunner(LocalTaskRunner):
                 return
             self._send(worker, run, message)
 
-    def _send(self, worker: _Worker, run: PendingRun, message: bytes) -> None:
-        # called with self._lock held
+    def _send(self, worker: _Worker, run: Run, message: bytes) -> None:
+        # called with self._lock held: give the worker this run, or the next one that
+        # may still run, or make it idle
+        while not run.begin():
+            if not self._waiting:
+                self._idle.append(worker)
+                return
+            run, message = self._waiting.popleft()
         worker.run = run
-        run.future._set_running()
-        self._running[run.future] = None
         try:
             worker.conn.send_bytes(message)
         except OSError:
@@ -205,18 +209,18 @@ class ProcessPoolTaskRunner(LocalTaskRunner):
         try:
             state: State = _serialization().loads(payload)
         except Exception as exc:  # noqa: BLE001 - a result that will not load here
+            name = run.future.task_run_name if run and run.future else "?"
             err = errors.SerializationError(
-                f"task run {run.future.task_run_name if run else '?'!r}: its result could not "
+                f"task run {name!r}: its result could not "
                 f"be loaded in the parent process: {type(exc).__name__}: {exc}"
             )
             err.__cause__ = exc
             state = Failed(err)
-        if run is not None and len(payload) <= _KEEP_RESULT_BYTES:
+        if run is not None and run.future is not None and len(payload) <= _KEEP_RESULT_BYTES \
+                and state.is_final():
             self._result_bytes[run.future] = payload
         with self._lock:
             worker.run = None
-            if run is not None:
-                self._running.pop(run.future, None)
             if alive and not worker.retiring and not self._closing:
                 if self._waiting:
                     self._send(worker, *self._waiting.popleft())
@@ -225,7 +229,7 @@ class ProcessPoolTaskRunner(LocalTaskRunner):
         if state.extra and "logs" in state.extra:
             replay(state.extra.pop("logs"), f"process {worker.proc.pid}")
         if run is not None:
-            self._complete(run, state)
+            run.finish(state)
 
     def _on_death(self, worker: _Worker) -> None:
         worker.proc.join(timeout=5)
@@ -239,8 +243,6 @@ class ProcessPoolTaskRunner(LocalTaskRunner):
             if worker in self._idle:
                 self._idle.remove(worker)
             run, worker.run = worker.run, None
-            if run is not None:
-                self._running.pop(run.future, None)
             replacement = None
             if self._waiting and not self._closing:
                 replacement = self._spawn()
@@ -249,19 +251,19 @@ class ProcessPoolTaskRunner(LocalTaskRunner):
         if run is not None:
             code = worker.proc.exitcode
             how = _describe_exit(code)
+            name = run.future.task_run_name if run.future is not None else "?"
             err = errors.WorkerLost(
                 f"the worker process (pid {worker.proc.pid}) running task run "
-                f"{run.future.task_run_name!r} died: {how}"
+                f"{name!r} died: {how}"
             )
-            self._complete(run, Crashed(err, str(err)))
+            run.finish(Crashed(err, str(err)))
 
-    def _stop_pool(self, abandon: bool) -> None:
+    def stop(self, abandon: bool) -> None:
+        """Stop the worker processes: ask idle ones to exit, terminate busy ones."""
         with self._lock:
             self._closing = True
-            waiting, self._waiting = list(self._waiting), collections.deque()
+            self._waiting = collections.deque()  # final already: the core ended them
             workers = list(self._workers.values())
-        for run, _message in waiting:
-            self._cancelled(run)
         for w in workers:
             if abandon or w.run is not None:
                 w.proc.terminate()
@@ -289,7 +291,7 @@ class _Worker:
     def __init__(self, proc: Any, conn: Any) -> None:
         self.proc = proc
         self.conn = conn
-        self.run: PendingRun | None = None
+        self.run: Run | None = None
         self.retiring = False  # announced it exits after its current result
 
 
@@ -330,7 +332,7 @@ def _describe_exit(code: int | None) -> str:
 def _worker_main(conn: Any, log_level: int) -> None:
     """A worker process: run one call at a time until told to stop (an empty message)."""
     from braid.core.engine import run_pickled
-    from braid.runners.threads import _drain_default
+    from braid.core.runner import drain_default_runner
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     try:
@@ -345,17 +347,17 @@ def _worker_main(conn: Any, log_level: int) -> None:
                 call_bytes, states = msg[1:], ()
             else:
                 call_bytes, states = _serialization().loads(msg)
-            result = run_pickled(call_bytes, states, None, log_level)
+            result = run_pickled(call_bytes, states, None, log_level, reschedule_retries=True)
             if any(t.name.startswith("braid-timeout-") and t.is_alive()
                    for t in threading.enumerate()):
                 # a timed-out run is still stuck in this process: report, then end it
                 conn.send_bytes(_RETIRING)
                 conn.send_bytes(result)
-                _drain_default()
+                drain_default_runner()
                 conn.close()
                 os._exit(0)
             conn.send_bytes(result)
     finally:
         # tasks submitted from inside tasks ran on this process's default runner: let
         # them finish (fork-started workers skip atexit)
-        _drain_default()
+        drain_default_runner()

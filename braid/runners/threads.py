@@ -2,13 +2,13 @@
 
 How a call travels::
 
-    submit ──(upstreams not final: wait in callbacks, no thread)──┐
-      │                                                           │ last upstream done
-      v                                                           v
-    _dispatch: SimpleQueue.put(run) ── spawn a thread if none is idle and fewer than
+    core: submit ──(upstreams not final: wait in callbacks, no thread)──┐
+      │                                                                 │ last upstream done
+      v                                                                 v
+    dispatch: SimpleQueue.put(run) ── spawn a thread if none is idle and fewer than
       │                                max_workers threads are running tasks
       v
-    worker thread: q.get() -> take a slot -> run_task(call, states) -> _complete
+    worker thread: q.get() -> take a slot -> run.begin() -> run.execute() -> run.finish
                    (a task that blocks on a future gives its slot back while it
                     waits, so nested submission never deadlocks, even with one
                     worker; the slot is taken back before it goes on)
@@ -21,22 +21,22 @@ interrupted interpreter never hangs on them.
 
 from __future__ import annotations
 
-import atexit
 import os
 import queue
 import threading
 from typing import Any
 
 from braid import errors
+from braid.core.contract import Capabilities
 from braid.core.engine import close_thread_loop, run_task
 from braid.core.futures import worker_slot
-from braid.core.states import Crashed
-from braid.runners.base import Capabilities, LocalTaskRunner, PendingRun
+from braid.core.runner import Run, TaskRunner, set_default_runner_class
+from braid.core.states import State
 
-__all__ = ["ThreadPoolTaskRunner", "default_runner"]
+__all__ = ["ThreadPoolTaskRunner"]
 
 
-class ThreadPoolTaskRunner(LocalTaskRunner):
+class ThreadPoolTaskRunner(TaskRunner):
     """Runs tasks on up to ``max_workers`` threads of this process (default as
     ``concurrent.futures.ThreadPoolExecutor``: ``min(32, cpu_count + 4)``).
 
@@ -49,7 +49,6 @@ class ThreadPoolTaskRunner(LocalTaskRunner):
     capabilities = Capabilities(reschedules_retries=True)
 
     def __init__(self, max_workers: int | None = None, check_pickling: bool = False) -> None:
-        super().__init__()
         if max_workers is not None and (
             not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers < 1
         ):
@@ -60,25 +59,21 @@ class ThreadPoolTaskRunner(LocalTaskRunner):
         self._max_workers_arg = max_workers
         self.max_workers = max_workers or min(32, (os.cpu_count() or 1) + 4)
         self.check_pickling = bool(check_pickling)
-        self._pickles = self.check_pickling
         if self.check_pickling:
             self.capabilities = Capabilities(reschedules_retries=True, requires_pickling=True)
 
     def duplicate(self) -> ThreadPoolTaskRunner:
         return type(self)(max_workers=self._max_workers_arg, check_pickling=self.check_pickling)
 
-    def _pickle_call(self, call: Any) -> bytes | None:
-        from braid.core.serialization import dumps_call
-
-        return dumps_call(call)
-
     def __repr__(self) -> str:
         extra = ", check_pickling=True" if self.check_pickling else ""
         return f"ThreadPoolTaskRunner(max_workers={self.max_workers}{extra})"
 
     # -- pool -------------------------------------------------------------------------
-    def _start_pool(self) -> None:
-        self._q: queue.SimpleQueue = queue.SimpleQueue()
+    def start(self) -> None:
+        """Make the (empty) pool: threads start as runs arrive."""
+        self._lock = threading.Lock()
+        self._q: queue.SimpleQueue[Run | None] = queue.SimpleQueue()
         self._slot_free = threading.Condition(self._lock)
         self._threads: list[threading.Thread] = []
         self._queued = 0        # runs put on the queue, not yet taken
@@ -86,7 +81,7 @@ class ThreadPoolTaskRunner(LocalTaskRunner):
         self._blocked = 0       # busy threads waiting on a future (slot given back)
         self._active = 0        # slots in use: runs executing now (<= max_workers)
         self._slot_waiters = 0
-        self._hook = _SlotHook(self)
+        self._hook = _SlotHook(self._release_slot, self._reacquire_slot)
 
     def _spawn_if_needed(self) -> None:
         # called with self._lock held
@@ -97,9 +92,8 @@ class ThreadPoolTaskRunner(LocalTaskRunner):
             self._threads.append(t)
             t.start()
 
-    def _dispatch(self, run: PendingRun) -> None:
-        if self._cancel_reason is not None and self._cancelled(run):
-            return
+    def dispatch(self, run: Run) -> None:
+        """Queue ``run`` for a pool thread (or hand it to the thread settling its upstream)."""
         h = _handoff
         if h.__dict__.get("runner") is self and h.next is None:
             # a worker settling a run made this one runnable: it runs it next itself,
@@ -108,7 +102,7 @@ class ThreadPoolTaskRunner(LocalTaskRunner):
             return
         self._enqueue(run)
 
-    def _enqueue(self, run: PendingRun) -> None:
+    def _enqueue(self, run: Run) -> None:
         self._q.put(run)
         with self._lock:
             self._queued += 1
@@ -126,9 +120,9 @@ class ThreadPoolTaskRunner(LocalTaskRunner):
 
     def _work(self) -> None:
         worker_slot.hook = self._hook
-        q, lock, running, h = self._q, self._lock, self._running, _handoff
+        q, lock, h = self._q, self._lock, _handoff
         h.next = None
-        run: PendingRun | None = None
+        run: Run | None = None
         try:
             while True:
                 if run is None:
@@ -143,27 +137,17 @@ class ThreadPoolTaskRunner(LocalTaskRunner):
                         else:
                             self._active += 1
                 # here this thread is busy and holds a slot, for `run`
-                final = False
-                follow: PendingRun | None = None
+                follow: Run | None = None
                 try:
-                    if self._cancel_reason is None or not self._cancelled(run):
-                        future = run.future
-                        future._set_running()
-                        running[future] = None
-                        try:
-                            state = self._execute(run)
-                        except BaseException as exc:  # noqa: BLE001 - an engine bug
-                            state = Crashed(errors.BraidError(f"braid engine error: {exc!r}"))
-                        del running[future]
+                    if run.begin():
+                        state = self._execute(run)
                         h.runner = self
                         try:
-                            final = self._settle(run, state)
+                            run.finish(state)
                         finally:
                             h.runner = None
                             follow, h.next = h.next, None
                 finally:
-                    if final:
-                        self._count_finished()
                     # go on with `follow`, keeping the slot (no lock needed), unless a
                     # resumed task is waiting for a slot: then it gets this one
                     keep = follow is not None and not self._slot_waiters
@@ -180,32 +164,42 @@ class ThreadPoolTaskRunner(LocalTaskRunner):
             worker_slot.hook = None
             close_thread_loop()
 
-    def _execute(self, run: PendingRun) -> Any:
-        call = run.call
-        states = [u.state for u in run.upstreams] if run.upstreams else None
+    def _execute(self, run: Run) -> State:
         if run.payload is None:
-            return run_task(call, states, self, True,
-                            run.future._set_name if call.run_name is None else None)
+            return run.execute(self)
         # check_pickling: travel as if to another process
         from braid.core.serialization import dumps, dumps_state, loads
 
-        call = loads(run.payload)
-        call.attempt = run.call.attempt
-        states = [loads(dumps(s)) for s in states] if states else None
-        state = run_task(call, states, self, True, None)
-        return loads(dumps_state(state, call.task.name))
+        try:
+            call = loads(run.payload)
+            states = run.upstream_states()
+            states = [loads(dumps(s)) for s in states] if states else None
+            state = run_task(call, states, self, run.reschedule_retries, None)
+            return loads(dumps_state(state, call.task.name))  # type: ignore[no-any-return]
+        except Exception as exc:  # noqa: BLE001 - an upstream value that will not pickle
+            return _unpicklable(run, exc)
 
-    def _stop_pool(self, abandon: bool) -> None:
-        if abandon:
-            while True:  # queued runs will never be taken by stuck threads: cancel them
-                try:
-                    run = self._q.get_nowait()
-                except queue.Empty:
-                    break
-                if run is not None:
-                    with self._lock:
-                        self._queued -= 1
-                    self._cancelled(run)
+    def _release_slot(self) -> None:
+        parked = _handoff.__dict__.get("next")
+        if parked is not None:
+            # this thread is about to block (a done-callback waiting, say): the run it
+            # was to take next must not wait for it
+            _handoff.next = None
+            self._enqueue(parked)
+        with self._lock:
+            self._active -= 1
+            self._blocked += 1
+            if self._slot_waiters:
+                self._slot_free.notify()
+            self._spawn_if_needed()
+
+    def _reacquire_slot(self) -> None:
+        with self._lock:
+            self._blocked -= 1
+            self._take_slot()
+
+    def stop(self, abandon: bool) -> None:
+        """Let the pool threads exit; join them unless abandoning (they may be stuck)."""
         threads = self._threads
         for _ in threads:
             self._q.put(None)
@@ -224,68 +218,21 @@ _handoff = threading.local()
 class _SlotHook:
     """Lets a worker thread give its slot back while it blocks on a future."""
 
-    __slots__ = ("_runner",)
+    __slots__ = ("release", "reacquire")
 
-    def __init__(self, runner: ThreadPoolTaskRunner) -> None:
-        self._runner = runner
-
-    def release(self) -> None:
-        r = self._runner
-        parked = _handoff.__dict__.get("next")
-        if parked is not None:
-            # this thread is about to block (a done-callback waiting, say): the run it
-            # was to take next must not wait for it
-            _handoff.next = None
-            r._enqueue(parked)
-        with r._lock:
-            r._active -= 1
-            r._blocked += 1
-            if r._slot_waiters:
-                r._slot_free.notify()
-            r._spawn_if_needed()
-
-    def reacquire(self) -> None:
-        r = self._runner
-        with r._lock:
-            r._blocked -= 1
-            r._take_slot()
+    def __init__(self, release: Any, reacquire: Any) -> None:
+        self.release = release
+        self.reacquire = reacquire
 
 
-_default: ThreadPoolTaskRunner | None = None
-_default_lock = threading.Lock()
+def _unpicklable(run: Run, exc: Exception) -> State:
+    from braid.core.states import Failed
+
+    name = run.future.task_run_name if run.future is not None else "?"
+    err = errors.SerializationError(
+        f"task run {name!r}: an upstream result could not be pickled: {exc}")
+    err.__cause__ = exc
+    return Failed(err)
 
 
-def default_runner() -> ThreadPoolTaskRunner:
-    """The process-wide runner for tasks submitted outside any flow (started on first use).
-
-    At interpreter exit it drains, so runs submitted outside a flow are not lost.
-    """
-    global _default
-    runner = _default
-    if runner is not None:
-        return runner
-    with _default_lock:
-        if _default is None:
-            runner = ThreadPoolTaskRunner()
-            runner.__enter__()
-            atexit.register(_drain_default)
-            _default = runner
-        return _default
-
-
-def _forget_default_in_child() -> None:
-    # a forked child inherits the parent's started default runner but none of its
-    # threads: it must start its own
-    global _default, _default_lock
-    _default = None
-    _default_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_default_in_child)
-
-
-def _drain_default() -> None:
-    global _default
-    runner, _default = _default, None
-    if runner is not None:
-        runner.__exit__(None, None, None)
+set_default_runner_class(ThreadPoolTaskRunner)

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from braid.runners.base import TaskRunner
+    from braid.core.runner import TaskRunner
 
 __all__ = ["runner_from_option"]
 

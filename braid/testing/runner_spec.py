@@ -1,9 +1,11 @@
 """Load a task runner named by a dotted path, with errors that say what to fix.
 
-A spec is ``"package.module:Name"`` or ``"package.module.Name"`` (``Name`` may be
-dotted, ``"pkg.mod:Outer.Inner"``).  ``Name`` is a :class:`~braid.TaskRunner`
-subclass, or any callable that returns an unstarted runner when called with no
-arguments (a factory function, to pass configuration).
+A spec is one of braid's runner names (``threads``, ``processes``, ``dask``, ``ray``:
+the registry in :mod:`braid.runners.registry`), ``"package.module:Name"`` or
+``"package.module.Name"`` (``Name`` may be dotted, ``"pkg.mod:Outer.Inner"``).
+``Name`` is a :class:`~braid.TaskRunner` subclass, or any callable that returns an
+unstarted runner when called with no arguments (a factory function, to pass
+configuration).
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from braid.runners.base import TaskRunner
+from braid.core.runner import TaskRunner
+from braid.runners.registry import RUNNERS
 
 __all__ = ["RunnerSpecError", "load_runner_factory"]
 
@@ -29,6 +32,9 @@ def load_runner_factory(spec: str) -> Callable[[], TaskRunner]:
     Imports the module and calls the factory once to check what it returns; raises
     :class:`RunnerSpecError` naming the spec and the problem otherwise.
     """
+    entry = RUNNERS.get(spec.strip())
+    if entry is not None:
+        spec = entry.spec
     module_name, attr_path = _split(spec)
     try:
         module = importlib.import_module(module_name)

@@ -260,10 +260,16 @@ def takes_anything(value):
 
 @task(timeout_seconds=0.5)
 def stuck_then_write(path, seconds):
-    """Sleep past the deadline, then write ``path``: the file appears only if not stopped."""
-    time.sleep(seconds)
-    with open(path, "w") as fh:
-        fh.write("still running")
+    """Sleep past the deadline, then write ``path``: the file appears only if not stopped.
+
+    The write is in a ``finally``: an exception raised into the thread when the sleep
+    returns (what a thread runner can do) does not stop it; ending the process does.
+    """
+    try:
+        time.sleep(seconds)
+    finally:
+        with open(path, "w") as fh:
+            fh.write("still running")
     return "woke"
 
 

@@ -30,21 +30,17 @@ from braid import (
     wait,
 )
 from braid.testing import sample_tasks as st
+from braid.testing.harness import require, run_in_flow
+from braid.testing.suite_faults import FaultTests, SerializationTests, TracebackTests
+from braid.testing.suite_lifecycle import (
+    AsyncTests,
+    LoggingTests,
+    OptionTests,
+    RetryTests,
+    TimeoutTests,
+)
 
-__all__ = ["RunnerConformance", "require"]
-
-
-def require(runner, capability: str, value: bool = True) -> None:
-    """Skip the calling test unless ``runner`` declares ``capability`` (as ``value``)."""
-    have = getattr(runner.capabilities, capability)
-    if have != value:
-        pytest.skip(f"needs capability {capability}={value}; "
-                    f"{type(runner).__name__} has {capability}={have}")
-
-
-def run_in_flow(runner, body, *args, **kwargs):
-    """Run ``body`` as the body of a flow on ``runner`` and return the flow's value."""
-    return flow(body, name=getattr(body, "__name__", "body"), task_runner=runner)(*args, **kwargs)
+__all__ = ["RunnerConformance", "require", "run_in_flow"]
 
 
 class SubmitTests:
@@ -520,20 +516,6 @@ class NestedSubmissionTests:
             return st.nested_depth.map([3, 3, 3, 3]).result()
 
         assert run_in_flow(runner, body) == [3, 3, 3, 3]
-
-
-from braid.testing.suite_faults import (  # noqa: E402
-    FaultTests,
-    SerializationTests,
-    TracebackTests,
-)
-from braid.testing.suite_lifecycle import (  # noqa: E402 - they import run_in_flow from here
-    AsyncTests,
-    LoggingTests,
-    OptionTests,
-    RetryTests,
-    TimeoutTests,
-)
 
 
 class RunnerConformance(SubmitTests, DependencyTests, MapTests, WaitTests, StateTests,

@@ -11,7 +11,7 @@ import pytest
 
 from braid import errors, flow, quote, wait
 from braid.testing import sample_tasks as st
-from braid.testing.suite import require, run_in_flow
+from braid.testing.harness import require, run_in_flow
 
 __all__ = ["SerializationTests", "TracebackTests", "FaultTests"]
 

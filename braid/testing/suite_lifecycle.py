@@ -9,7 +9,7 @@ import pytest
 
 from braid import errors, flow, get_run_logger, quote, task, wait
 from braid.testing import sample_tasks as st
-from braid.testing.suite import require, run_in_flow
+from braid.testing.harness import require, run_in_flow
 
 __all__ = ["RetryTests", "TimeoutTests", "AsyncTests", "LoggingTests", "OptionTests"]
 

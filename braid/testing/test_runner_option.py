@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from braid.runners.base import TaskRunner
+from braid.core.runner import TaskRunner
 from braid.testing.plugin import runner_from_option
 from braid.testing.suite import RunnerConformance
 

@@ -1,24 +1,24 @@
 """SequentialTaskRunner: a third-party braid runner that runs every call inline.
 
 This module lives outside the ``braid`` package on purpose: it is the runner that
-``docs/writing-a-runner.md`` walks through, written only against braid's runner
-contract, and it passes braid's conformance suite (see ``test_seqrunner.py``).
+``docs/writing-a-runner.md`` walks through, written only against braid's public
+runner contract, and it passes braid's conformance suite (see ``test_seqrunner.py``).
 
 How a call travels::
 
-    Task.submit(...) -> runner.submit(call, upstreams)
-      wait until every upstream future is final (only futures of another runner
-        can still be running: this runner's own futures are final when returned)
-      future = TaskFuture(...)            future -> RUNNING
-      run_task(call, upstream states)     in the submitting thread (or, when that
-        |                                 thread is running an event loop, in a
-        v                                 helper thread joined at once)
-      future._finish(state)               returned already final
+    Task.submit(...) -> core: the run table accepts the call, makes the future and,
+                        since this runner declares ``runs_inline``, waits for the
+                        upstreams in the submitting thread
+      dispatch(run)                       in the submitting thread
+        run.begin()                       False: the flow was interrupted, drop it
+        run.execute(self)                 the engine (or a helper thread when that
+                                          thread runs an event loop, joined at once)
+        run.finish(state)                 the future is final when submit returns
 
-The engine (``run_task``) owns every policy: upstream failures, retries (slept in
-place, since this runner does not reschedule), time-outs, naming, logging.  A task
-that submits tasks hands them back to this runner, so nested submission simply
-recurses in the same thread and cannot deadlock.
+The core owns every policy: upstream failures, retries (slept in place, since this
+runner does not declare ``reschedules_retries``), time-outs, naming, logging, the
+drain and Ctrl-C.  A task that submits tasks hands them back to this runner, so
+nested submission simply recurses in the same thread and cannot deadlock.
 """
 
 from __future__ import annotations
@@ -26,13 +26,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
-from collections.abc import Callable, Sequence
 
-from braid import errors
-from braid.core.engine import TaskCall, close_thread_loop, run_task
-from braid.core.futures import TaskFuture
-from braid.core.states import Cancelled, Crashed, State
-from braid.runners.base import Capabilities, TaskRunner
+from braid import Capabilities, Run, State, TaskRunner
+from braid.core.engine import close_thread_loop
 
 __all__ = ["SequentialTaskRunner"]
 
@@ -45,68 +41,21 @@ class SequentialTaskRunner(TaskRunner):
     stops the flow right there) and as the smallest complete runner.
     """
 
-    # Calls never leave the process, and submit() runs them to the end.
     capabilities = Capabilities(runs_inline=True)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)
-        self._running: dict[TaskFuture, None] = {}
-        self._stopped_because: str | None = None
 
     def duplicate(self) -> SequentialTaskRunner:
         """A fresh, unstarted runner (there is no configuration to copy)."""
         return type(self)()
 
-    def _start(self) -> None:
-        self._stopped_because = None
-
-    def submit(self, call: TaskCall, upstreams: Sequence[TaskFuture]) -> TaskFuture:
-        """Run ``call`` now, once its upstreams are final; return its final future."""
-        future = TaskFuture(call.task, call.run_name, call.run_id)
-        reason = self._stopped_because
-        if reason is not None:  # a thread still submitting after an interrupt or time-out
-            future._finish(Cancelled(f"cancelled before it started: {reason}"))
-            return future
-        if not self._started:
-            raise self._not_started()
-        for upstream in upstreams:
-            upstream.wait()
-        with self._lock:
-            self._running[future] = None
-        future._set_running()
-        states = [u.state for u in upstreams]
-        on_start = future._set_name if call.run_name is None else None
-        state: State | None = None
-        try:
-            if _loop_running():
-                state = _run_in_helper_thread(call, states, self, on_start)
-            else:
-                state = run_task(call, states, self, False, on_start)
-        finally:
-            with self._lock:
-                del self._running[future]
-                if not self._running:
-                    self._idle.notify_all()
-            if state is None:  # the submitting thread was interrupted mid-run
-                state = Crashed(errors.Crash("the submitting thread was interrupted"))
-            future._finish(state)
-        return future
-
-    def _stop(self, abandon: bool, reason: str) -> None:
-        """Drain runs still going in other threads; on an interrupt, crash them instead."""
-        with self._lock:
-            if abandon:
-                self._stopped_because = reason
-                running = list(self._running)
-            else:
-                while self._running:
-                    self._idle.wait()
-                return
-        message = f"stopped while running: {reason}"
-        for future in running:
-            future._finish(Crashed(errors.Crash(message), message))
+    def dispatch(self, run: Run) -> None:
+        """Run ``run`` now, in the submitting thread."""
+        if not run.begin():
+            return
+        if _loop_running():
+            state = _run_in_helper_thread(run, self)
+        else:
+            state = run.execute(self)
+        run.finish(state)
 
 
 def _loop_running() -> bool:
@@ -117,8 +66,7 @@ def _loop_running() -> bool:
     return True
 
 
-def _run_in_helper_thread(call: TaskCall, states: list[State], runner: TaskRunner,
-                          on_start: Callable[[str], None] | None) -> State:
+def _run_in_helper_thread(run: Run, runner: TaskRunner) -> State:
     """Run the call in a short-lived thread: the engine cannot start a second event
     loop in a thread whose loop is running (an ``async`` flow's body)."""
     box: list[State] = []
@@ -126,13 +74,11 @@ def _run_in_helper_thread(call: TaskCall, states: list[State], runner: TaskRunne
 
     def body() -> None:
         try:
-            box.append(context.run(run_task, call, states, runner, False, on_start))
+            box.append(context.run(run.execute, runner))
         finally:
-            close_thread_loop()
+            close_thread_loop()  # the engine keeps a loop per thread for async tasks
 
     helper = threading.Thread(target=body, name="seqrunner-off-loop", daemon=True)
     helper.start()
     helper.join()
-    if not box:  # the engine itself raised; the thread's traceback was printed
-        return Crashed(errors.Crash("braid's engine raised while running the call"))
     return box[0]

@@ -5,100 +5,96 @@ The Dask future's value is always the pickled final State of the run (the engine
 never raises for the task), so a Dask *error* on a braid key means Dask could not
 run it: a worker died (``KilledWorker``) or the cluster dropped the key.  Those
 become CRASHED states carrying :class:`braid.errors.WorkerLost`, with the Dask
-exception as ``__cause__``.
+exception as ``__cause__``.  This module is the one place where Dask's exceptions
+are translated into braid's.
 """
 
 from __future__ import annotations
 
-import threading
 from concurrent.futures import CancelledError
 from typing import Any
 
 from distributed import KilledWorker
 
 from braid import errors
-from braid.core.futures import TaskFuture, _finish_lock
+from braid.core.futures import TaskFuture
 from braid.core.serialization import loads
-from braid.core.states import Crashed, State, StateType, UpstreamFailedState
+from braid.core.states import Crashed, DeferredState, Failed, State, UpstreamFailedState
 
-__all__ = ["DaskFuture", "SETTLED"]
-
-#: the marker state of a future whose Dask future is done but whose State has not been
-#: fetched yet.  It is final (so ``done()``, ``wait()`` and callbacks behave as for any
-#: finished future); ``DaskFuture.state`` replaces it by the real State on first access.
-SETTLED = State(StateType.COMPLETED, "Settled", "", None, 0.0)
-
-_fetch_locks = [threading.Lock() for _ in range(16)]
+__all__ = ["DaskFuture", "state_from_dask"]
 
 
 class DaskFuture(TaskFuture):
     """A task run on a Dask cluster; its ``distributed.Future`` holds the pickled State.
 
-    ``state`` never blocks on the run: PENDING until the Dask future is done.  Once it
-    is, the first access to ``state`` (or ``result()``) fetches the pickled State from
-    the cluster and caches it (log records came earlier, as events); nothing is fetched
-    for runs whose state nobody asks for (their data moves worker to worker).  While
-    this object lives, the cluster keeps the result; once it is garbage, braid's
-    reference to the Dask key goes with it and Dask may release the data.
+    ``state`` never blocks and never fetches: PENDING until the Dask future is done,
+    then the final State from the run's header (a small event the worker sent).  A
+    COMPLETED run's result stays on the cluster until ``result()`` (or
+    ``state.data``) reads it; while this object lives, the cluster keeps it.
     """
 
-    __slots__ = ("_dask", "_runner", "_key", "_batch")
+    __slots__ = ("dask_future", "key")
 
-    def __init__(self, task: Any, name: str | None, run_id: int, runner: Any,
-                 key: str) -> None:
+    def __init__(self, task: Any, name: str | None, run_id: int, key: str) -> None:
         super().__init__(task, name, run_id)
-        self._dask: Any = None      # distributed.Future, once handed to the cluster
-        self._runner = runner
-        self._key = key
-        self._batch: list | None = None  # the futures of the same .map() call
+        #: the ``distributed.Future`` of the run, once handed to the cluster
+        self.dask_future: Any = None
+        #: the Dask key of this run (task name and run id, as on the dashboard)
+        self.key = key
 
-    @property
-    def key(self) -> str:
-        """The Dask key of this run (task name and run id, as on the dashboard)."""
-        return self._key
-
-    @property
-    def state(self) -> State:
-        """The run's current state; fetches it from the cluster on first access once done."""
-        state = self._state
-        if state is SETTLED:
-            with _fetch_locks[self._id & 15]:
-                if self._state is SETTLED:
-                    self._runner._materialize(self)
-            state = self._state
-        return state
-
-    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> Any:
-        """Wait for the run and return its value, or raise its exception.
-
-        Same contract as :meth:`TaskFuture.result`; the value is fetched from the
-        cluster the first time it is needed.
-        """
-        if not self.done():
-            self.wait(timeout)
-            if not self.done():
-                raise errors.WaitTimeout(
-                    f"task run {self.task_run_name or self.task_run_id!s} is not final "
-                    f"after {timeout} s (state {self._state.name})"
-                )
-        return self.state.result(raise_on_failure)
-
-    def _set_fetched(self, state: State) -> None:
-        """Replace the SETTLED marker by the fetched State (callers hold the fetch lock)."""
-        with _finish_lock:
-            if self._state is not SETTLED:
-                return
-            self._state = state
-        if self._name is None:
-            self._name = state.task_run_name
+    def unfetched(self) -> bool:
+        """Whether the run completed and its result has not been brought here yet."""
+        state = self.state
+        return isinstance(state, DeferredState) and not state.fetched()
 
     def __repr__(self) -> str:
-        return f"<DaskFuture {self._name or self._key} {self._state.name}>"
+        return f"<DaskFuture {self.task_run_name or self.key} {self.state.name}>"
 
 
-def state_from_payload(payload: bytes) -> State:
-    """The State a finished Dask run returned."""
-    return loads(payload)
+def state_from_dask(future: DaskFuture, header: bytes | None) -> State:
+    """The final State of a run whose Dask future is done, from its header if it came.
+
+    Without a header (it was lost, or the run was recomputed elsewhere) the State is
+    fetched from the cluster now.
+    """
+    d = future.dask_future
+    status = d.status
+    if status == "finished" and header is not None:
+        try:
+            light: State = loads(header)
+        except Exception:  # noqa: BLE001 - e.g. an exception class not importable here
+            return fetch_state(future)
+        if not light.is_completed():
+            return light
+        return DeferredState.wrap(light, lambda: fetch_state(future))
+    return fetch_state(future)
+
+
+def fetch_state(future: DaskFuture) -> State:
+    """Fetch the full State of a run from the cluster (its result included)."""
+    d = future.dask_future
+    status = d.status
+    try:
+        if status in ("finished", "lost", "pending"):
+            # a result lost with its worker is recomputed by Dask while this client
+            # holds the key: d.result() waits for that instead of declaring it lost
+            return _loaded(d.result(), future)
+        return state_from_error(future, d.exception(), status)
+    except Exception as exc:  # noqa: BLE001 - e.g. the client closed meanwhile
+        return state_from_error(future, exc, d.status)
+
+
+def _loaded(payload: bytes, future: DaskFuture) -> State:
+    try:
+        state: State = loads(payload)
+    except Exception as exc:  # noqa: BLE001 - e.g. the result's class is not importable here
+        err = errors.SerializationError(
+            f"task run {future.task_run_name or future.key!r}: its final state could not be "
+            f"unpickled in this process: {type(exc).__name__}: {exc}"
+        )
+        err.__cause__ = exc
+        return Failed(err)
+    return state
 
 
 def state_from_error(future: DaskFuture, exc: BaseException | None, status: str) -> State:
@@ -116,15 +112,15 @@ def state_from_error(future: DaskFuture, exc: BaseException | None, status: str)
             # Dask errs every dependent of a task that killed its workers
             return UpstreamFailedState(crashed, f"task {future.task.name!r}")
         return crashed
-    err: errors.BraidError
+    lost: errors.BraidError
     if exc is None or isinstance(exc, CancelledError) or status in ("cancelled", "lost"):
-        err = errors.WorkerLost(
+        lost = errors.WorkerLost(
             f"task run {name!r}: the Dask cluster dropped it (status {status!r}); its "
             f"worker or the scheduler was lost"
         )
     else:
-        err = errors.Crash(
+        lost = errors.Crash(
             f"task run {name!r}: Dask could not run it: {type(exc).__name__}: {exc}"
         )
-    err.__cause__ = exc
-    return Crashed(err)
+    lost.__cause__ = exc
+    return Crashed(lost)

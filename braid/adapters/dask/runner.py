@@ -4,24 +4,21 @@ How a call travels::
 
     driver                                             Dask cluster
     ------                                             ------------
-    submit(call, upstreams)
-      dumps_call(call)          (unpicklable input fails here: SerializationError)
-      resources hints -> resources={...}   (refused here if no worker offers them)
-      upstreams from other runners, not final? -- wait in their done-callbacks --+
-      |                                                                          |
-      v   (map(): one client.map for the whole batch)                            |
-    client.submit(run_call, call_bytes, [dask futures | pickled States], level,  <+
-                  key="<task name>-<run id hex>")  ----------------------------->  scheduler
-      returns DaskFuture (PENDING)                                 waits for upstream keys,
+    core: submit pickles the call (SerializationError here); check_call refuses
+      resources no worker offers; upstreams of other runners: wait in callbacks
+    dispatch / dispatch_many (one client.map for a .map())
+      client.submit(run_call, call_bytes, [dask futures | pickled States], level,
+                    log topic, header topic, key, key="<task>-<run id hex>") ---->  scheduler
+                                                                   waits for upstream keys,
                                                                    moves their data worker
                                                                    to worker, then on a worker:
-                                                        run_call -> run_pickled -> State bytes
-    Dask done-callback (Dask's callback thread)   <-------------- key finished / erred
-      DaskFuture settles: done(), wait(), callbacks fire; nothing is fetched
-    run's log records   <-------------- Dask event on this client's topic (before the key ends)
-    .state / .result()  -- first access fetches the pickled State
-    __exit__: drain (wait until every accepted run settled), fetch the States of
-      futures still referenced (the client is about to close), close what we made
+                                                        run_call -> engine -> State bytes
+    header event (Dask's event stream)   <-------------  the State without its result
+    log records event                     <-------------  (both before the key ends)
+    Dask done-callback: run.finish(header state)   the result stays on the cluster;
+      .result() / state.data fetch it then (a run without a header is fetched now)
+    stop: futures still referenced get their results brought here (the client
+      closes), then the client (and the cluster, when this runner made it) close
 
 Upstream braid futures of the same client are passed as ``distributed.Future`` s in
 a list argument (Dask resolves futures inside lists), so the scheduler orders the
@@ -33,23 +30,27 @@ ends with Dask's ``KilledWorker``, which becomes a CRASHED state with
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
+import threading
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import distributed
 
 from braid import errors
-from braid.adapters.dask.future import SETTLED, DaskFuture, state_from_error, state_from_payload
+from braid.adapters.dask import worker
+from braid.adapters.dask.future import DaskFuture, state_from_dask
 from braid.adapters.dask.worker import current_log_topic, run_call
+from braid.core.contract import Capabilities
 from braid.core.engine import TaskCall
 from braid.core.futures import TaskFuture
 from braid.core.logs import driver_level, replay
-from braid.core.serialization import dumps_call, dumps_state, loads
-from braid.core.states import Cancelled, Crashed, State
-from braid.runners.base import Capabilities, LiveRuns, TaskRunner, call_when_final
+from braid.core.runner import Run, TaskRunner
+from braid.core.serialization import dumps_state, loads
+from braid.core.states import Crashed
 
 __all__ = ["DaskTaskRunner"]
 
@@ -79,7 +80,6 @@ class DaskTaskRunner(TaskRunner):
                  cluster_kwargs: Mapping[str, Any] | None = None,
                  adapt_kwargs: Mapping[str, Any] | None = None,
                  client_kwargs: Mapping[str, Any] | None = None) -> None:
-        super().__init__()
         if address is not None:
             if not isinstance(address, str) or not address:
                 raise errors.ConfigurationError(
@@ -114,19 +114,19 @@ class DaskTaskRunner(TaskRunner):
         self.cluster_kwargs = dict(cluster_kwargs or {})
         self.adapt_kwargs = dict(adapt_kwargs) if adapt_kwargs is not None else None
         self.client_kwargs = dict(client_kwargs or {})
-        self._on_worker_client = False
+        self.on_worker_client = False
         self._client: Any = None
         self._cluster: Any = None
 
     @classmethod
-    def _on_worker(cls) -> DaskTaskRunner:
+    def on_worker(cls) -> DaskTaskRunner:
         """A started runner on the client of the Dask worker this code runs on.
 
         Tasks running on the cluster submit their children through it.  It never
         closes that client (the worker owns it) and is never exited.
         """
         runner = cls()
-        runner._on_worker_client = True
+        runner.on_worker_client = True
         runner.__enter__()
         return runner
 
@@ -134,13 +134,13 @@ class DaskTaskRunner(TaskRunner):
         runner = type(self)(self.address, self.cluster_class,
                             self.cluster_kwargs or None, self.adapt_kwargs,
                             self.client_kwargs or None)
-        runner._on_worker_client = self._on_worker_client
+        runner.on_worker_client = self.on_worker_client
         return runner
 
     def __repr__(self) -> str:
         if self.address is not None:
             return f"DaskTaskRunner(address={self.address!r})"
-        if self._on_worker_client:
+        if self.on_worker_client:
             return "DaskTaskRunner(<worker client>)"
         name = self.cluster_class if isinstance(self.cluster_class, str) else (
             getattr(self.cluster_class, "__name__", "LocalCluster"))
@@ -152,33 +152,37 @@ class DaskTaskRunner(TaskRunner):
         return self._client
 
     # -- lifecycle ----------------------------------------------------------------------
-    def _start(self) -> None:
-        self._live = LiveRuns()  # accepted, not settled
-        self._held: weakref.WeakSet[DaskFuture] = weakref.WeakSet()  # settled, not fetched
+    def start(self) -> None:
+        """Connect to the cluster (or start one) and subscribe to this client's events."""
+        self._held: weakref.WeakSet[DaskFuture] = weakref.WeakSet()  # completed, unread
         self._offered: dict[str, float] = {}
         self._log_topic: str | None = None
-        if self._on_worker_client:
+        self._headers: dict[str, bytes] = {}
+        self._headers_lock = threading.Lock()
+        if self.on_worker_client:
             self._client = distributed.get_client()
-            return
-        client_kwargs = {"set_as_default": False, **self.client_kwargs}
-        try:
-            if self.address is not None:
-                self._client = distributed.Client(self.address, **client_kwargs)
-            else:
-                self._cluster = self._make_cluster()
-                self._client = distributed.Client(self._cluster, **client_kwargs)
-        except (OSError, TimeoutError) as exc:
-            self._close_owned()
-            where = self.address or "the cluster it started"
-            raise errors.BraidError(
-                f"DaskTaskRunner could not connect to {where}: {type(exc).__name__}: {exc}"
-            ) from exc
-        except BaseException:
-            self._close_owned()
-            raise
-        self._log_topic = f"braid-logs-{self._client.id}"
-        self._client.subscribe_topic(self._log_topic, _replay_event)
-        self._log_dashboard()
+        else:
+            client_kwargs = {"set_as_default": False, **self.client_kwargs}
+            try:
+                if self.address is not None:
+                    self._client = distributed.Client(self.address, **client_kwargs)
+                else:
+                    self._cluster = self._make_cluster()
+                    self._client = distributed.Client(self._cluster, **client_kwargs)
+            except (OSError, TimeoutError) as exc:
+                self._close_owned()
+                where = self.address or "the cluster it started"
+                raise errors.BraidError(
+                    f"DaskTaskRunner could not connect to {where}: {type(exc).__name__}: {exc}"
+                ) from exc
+            except BaseException:
+                self._close_owned()
+                raise
+            self._log_topic = self._client.id
+            self._log_dashboard()
+        # the client's own topic: Dask drops its events when the client goes away
+        self._header_topic = self._client.id
+        self._client.subscribe_topic(self._header_topic, self._on_event)
 
     def _make_cluster(self) -> Any:
         cls = self.cluster_class
@@ -213,21 +217,19 @@ class DaskTaskRunner(TaskRunner):
         if link:
             logger.info("Dask dashboard: %s", link)
 
-    def _stop(self, abandon: bool, reason: str) -> None:
+    def stop(self, abandon: bool) -> None:
+        """Bring here the results of runs still referenced, then close what we made."""
         try:
-            if abandon:
-                self._abandon(reason)
-            else:
-                self._live.drain()
-            # the client closes below: fetch what the caller may still read
-            self._fetch_many([f for f in list(self._held) if f._state is SETTLED])
+            if not abandon:
+                gc.collect()  # runs nobody holds any more must not be fetched
+                self._fetch_many([f for f in list(self._held) if f.unfetched()])
         finally:
             self._close_owned()
 
     def _close_owned(self) -> None:
         client, self._client = self._client, None
         cluster, self._cluster = self._cluster, None
-        if self._on_worker_client:
+        if self.on_worker_client:
             return
         try:
             if client is not None:
@@ -236,162 +238,144 @@ class DaskTaskRunner(TaskRunner):
             if cluster is not None:
                 cluster.close()
 
-    def _abandon(self, reason: str) -> None:
-        """Cancel what has not started, mark what runs CRASHED, and return at once."""
-        live = [f for f, _ in self._live.take_all()]
-        submitted = [f for f in live if f._dask is not None]
-        running: set = set()
-        if submitted:
-            keys = [f._key for f in submitted]
-            try:
-                found = self._client.run_on_scheduler(_task_states, keys, callback_timeout=5)
-                running = {k for k, s in found.items() if s == "processing"}
-            except Exception:  # noqa: BLE001 - unknown: treat every submitted run as running
-                running = set(keys)
-            try:
-                self._client.cancel([f._dask for f in submitted], force=True)
-            except Exception:  # noqa: BLE001 - the client closes next anyway
-                pass
-        message_run = f"stopped while running: {reason}"
-        for f in live:
-            if f._key in running:
-                f._finish(Crashed(errors.Crash(message_run), message_run))
-            else:
-                f._finish(Cancelled(f"cancelled before it started: {reason}"))
+    def cancel(self, runs: Sequence[Run]) -> Collection[Run]:
+        """Cancel dispatched runs on the cluster; return those a worker was running."""
+        futures = {run.future.key: run for run in runs
+                   if isinstance(run.future, DaskFuture) and run.future.dask_future is not None}
+        if not futures:
+            return ()
+        try:
+            found = self._client.run_on_scheduler(_task_states, list(futures),
+                                                  callback_timeout=5)
+            running = [futures[k] for k, s in found.items() if s == "processing"]
+        except Exception:  # noqa: BLE001 - unknown: treat every dispatched run as running
+            running = list(futures.values())
+        try:
+            self._client.cancel([run.future.dask_future for run in futures.values()
+                                 if run.future is not None], force=True)
+        except Exception:  # noqa: BLE001 - the client closes next anyway
+            pass
+        return running
 
     # -- submitting ---------------------------------------------------------------------
-    def submit(self, call: TaskCall, upstreams: Sequence[TaskFuture]) -> TaskFuture:
-        if not self._started:
-            raise self._not_started()
-        payload = dumps_call(call)
-        resources = self._resources_for(call)
-        future = self._accept(call)
-        self._when_ready((future, payload, upstreams, resources, self._topic()))
-        return future
+    def new_future(self, call: TaskCall) -> DaskFuture:
+        """A DaskFuture keyed ``<task name>-<run id>``."""
+        return DaskFuture(call.task, call.run_name, call.run_id,
+                          f"{call.task.name}-{call.run_id:032x}")
 
-    def map(self, calls: Sequence[TaskCall],
-            upstreams: Sequence[Sequence[TaskFuture]]) -> list[TaskFuture]:
-        """Submit many calls; those whose upstreams are on this cluster (or final) go in
-        one ``client.map`` per set of resources, so a map costs one round trip."""
-        if not self._started:
-            raise self._not_started()
-        payloads = [dumps_call(c) for c in calls]  # fail before accepting any run
-        resources = [self._resources_for(c) for c in calls]
-        futures = [self._accept(c) for c in calls]
-        topic = self._topic()
-        batches: dict[Any, list] = {}
-        for item in zip(futures, payloads, upstreams, resources, [topic] * len(calls),
-                        strict=True):
-            if self._waiting_on(item[2]):
-                self._when_ready(item)
-            else:
-                batches.setdefault(_freeze(item[3]), []).append(item)
-        for items in batches.values():
-            self._send(items)
-        return futures
+    def is_native(self, future: TaskFuture) -> bool:
+        """Whether ``future`` is a run on this client (the scheduler orders it)."""
+        return (isinstance(future, DaskFuture) and future.dask_future is not None
+                and future.dask_future.client is self._client)
+
+    def check_call(self, call: TaskCall) -> None:
+        """Refuse, at submit, resources no worker of the cluster offers."""
+        resources = self._resources_for(call)
+        if resources is not None:
+            call.extra = {**(call.extra or {}), "dask_resources": resources}
+
+    def dispatch(self, run: Run) -> None:
+        """Hand one runnable run to the scheduler."""
+        self._send([run])
+
+    def dispatch_many(self, runs: Sequence[Run]) -> None:
+        """Hand many runs to the scheduler: one ``client.map`` per set of resources."""
+        batches: dict[Any, list[Run]] = {}
+        for run in runs:
+            batches.setdefault(_freeze(_resources_of(run)), []).append(run)
+        for batch in batches.values():
+            self._send(batch)
 
     def _topic(self) -> str | None:
         """Where the run's log records go: this client's topic, or (for a child submitted
         on a worker) the topic of the driver that submitted its parent."""
         return self._log_topic or current_log_topic.get()
 
-    def _accept(self, call: TaskCall) -> DaskFuture:
-        future = DaskFuture(call.task, call.run_name, call.run_id, self,
-                            f"{call.task.name}-{call.run_id:032x}")
-        self._live.add(future)
-        return future
-
-    def _waiting_on(self, upstreams: Sequence[TaskFuture]) -> list[TaskFuture]:
-        """The upstreams this run must wait for here: not final and not on this client."""
-        client = self._client
-        return [u for u in upstreams
-                if not u.done() and not (isinstance(u, DaskFuture) and u._dask is not None
-                                         and u._dask.client is client)]
-
-    def _when_ready(self, item: tuple) -> None:
-        """Send ``(future, payload, upstreams, resources, topic)`` once its upstreams
-        that live elsewhere are final."""
-        call_when_final(self._waiting_on(item[2]), lambda: self._send([item]))
-
     def _upstream_arg(self, u: TaskFuture) -> Any:
         """A ``distributed.Future`` for an upstream on this client, else its pickled State."""
-        d = getattr(u, "_dask", None)
-        if (d is not None and d.client is self._client and d.status in ("pending", "finished")
-                and (u._state is SETTLED or not u._state.is_final())):
-            return d
+        if isinstance(u, DaskFuture):
+            d = u.dask_future
+            if (d is not None and d.client is self._client and d.status in ("pending", "finished")
+                    and (not u.done() or u.state.is_completed())):
+                return d
         return dumps_state(u.state, getattr(u.task, "name", "task"))
 
-    def _send(self, items: list) -> None:
+    def _send(self, runs: list[Run]) -> None:
         """Hand runs to the scheduler: one ``submit``, or one ``map`` for a batch (the
-        items of a batch share their resources and log topic)."""
+        runs of a batch share their resources)."""
         client = self._client
         level = driver_level()
-        resources, topic = items[0][3], items[0][4]
+        topic, header_topic = self._topic(), self._header_topic
+        resources = _resources_of(runs[0])
+        futures: list[DaskFuture] = [run.future for run in runs]  # type: ignore[misc]
         try:
             if client is None:
                 raise errors.RunnerNotStarted("the DaskTaskRunner stopped before the run")
-            arg_lists = [[self._upstream_arg(u) for u in item[2]] for item in items]
-            if len(items) == 1:
-                dask_futures = [client.submit(run_call, items[0][1], arg_lists[0], level, topic,
-                                              key=items[0][0]._key, pure=False,
-                                              resources=resources)]
+            arg_lists = [[self._upstream_arg(u) for u in run.upstreams] for run in runs]
+            if len(runs) == 1:
+                f = futures[0]
+                dask_futures = [client.submit(run_call, runs[0].payload, arg_lists[0], level,
+                                              topic, header_topic, f.key, key=f.key,
+                                              pure=False, resources=resources)]
             else:
-                n = len(items)
-                dask_futures = client.map(run_call, [it[1] for it in items], arg_lists,
-                                          [level] * n, [topic] * n,
-                                          key=[it[0]._key for it in items],
-                                          pure=False, resources=resources)
+                n = len(runs)
+                keys = [f.key for f in futures]
+                dask_futures = client.map(run_call, [r.payload for r in runs], arg_lists,
+                                          [level] * n, [topic] * n, [header_topic] * n, keys,
+                                          key=keys, pure=False, resources=resources)
         except Exception as exc:  # noqa: BLE001 - the runs end CRASHED, never pending
-            for item in items:
+            for run in runs:
                 err = errors.Crash(f"Dask did not accept the run: {type(exc).__name__}: {exc}")
                 err.__cause__ = exc
-                self._settle(item[0], Crashed(err))
+                run.finish(Crashed(err))
             return
-        for item, d in zip(items, dask_futures, strict=True):
-            future = item[0]
-            future._dask = d
-            d.add_done_callback(lambda _d, f=future: self._settle(f, SETTLED))
+        for run, future, d in zip(runs, futures, dask_futures, strict=True):
+            run.payload = None
+            future.dask_future = d
+            d.add_done_callback(_Settle(self, run))
 
-    def _settle(self, future: DaskFuture, state: State) -> None:
-        """The run is over on the cluster (or will never get there): count it off."""
-        def finish() -> None:
-            if state is SETTLED:
-                self._held.add(future)
-            future._finish(state)
+    def _on_event(self, event: tuple[Any, Any]) -> None:
+        """An event on this client's topic: a run's header (kept for its done-callback,
+        which follows) or log records a worker published; Dask's own are ignored."""
+        msg = event[1]
+        if not isinstance(msg, tuple) or len(msg) != 3:
+            return
+        kind, first, second = msg
+        if kind == worker.HEADER:
+            with self._headers_lock:
+                self._headers[first] = second
+        elif kind == worker.LOGS:
+            replay(loads(second), first)
 
-        self._live.settle(future, finish)  # does nothing for a run already abandoned
+    def settle(self, run: Run) -> None:
+        """The run's Dask future is done: finish the run from its header."""
+        future = run.future
+        if not isinstance(future, DaskFuture):
+            return
+        with self._headers_lock:
+            header = self._headers.pop(future.key, None)
+        state = state_from_dask(future, header)
+        if future.done():
+            return
+        run.finish(state)
+        if state.is_completed():
+            self._held.add(future)
 
-    # -- fetching states ------------------------------------------------------------------
-    def _materialize(self, future: DaskFuture) -> None:
-        """Fetch the State of one settled run (the caller holds its fetch lock)."""
-        d = future._dask
-        status = d.status
-        try:
-            if status in ("finished", "lost", "pending"):
-                # a result lost with its worker is recomputed by Dask while this client
-                # holds the key: d.result() waits for that instead of declaring it lost
-                state = state_from_payload(d.result())
-            else:
-                state = state_from_error(future, d.exception(), status)
-        except Exception as exc:  # noqa: BLE001 - e.g. the client closed meanwhile
-            state = state_from_error(future, exc, d.status)
-        future._set_fetched(state)
-        self._held.discard(future)
-
+    # -- fetching -------------------------------------------------------------------------
     def _fetch_many(self, futures: list[DaskFuture]) -> None:
-        """Fetch many settled States in one gather (runs that erred one by one)."""
-        finished = [f for f in futures if f._dask.status == "finished"]
-        if len(finished) > 1 and self._client is not None:
-            try:
-                payloads = self._client.gather([f._dask for f in finished])
-            except Exception:  # noqa: BLE001 - fall back to one by one below
-                payloads = None
+        """Bring the results of completed runs here in one gather (the client closes)."""
+        if not futures or self._client is None:
+            return
+        try:
+            payloads = self._client.gather([f.dask_future for f in futures])
+        except Exception:  # noqa: BLE001 - each fetches (or fails) by itself below
+            payloads = None
+        for i, f in enumerate(futures):
+            state = f.state
             if payloads is not None:
-                for f, payload in zip(finished, payloads, strict=True):
-                    if f._state is SETTLED:
-                        f._set_fetched(state_from_payload(payload))
-        for f in futures:
-            f.state  # noqa: B018 - fetches what the gather did not
+                state.prefetched(loads(payloads[i]))
+            else:
+                state.data  # noqa: B018 - fetches it, or keeps the failure to fetch it
 
     # -- resources --------------------------------------------------------------------------
     def _resources_for(self, call: TaskCall) -> dict | None:
@@ -440,11 +424,27 @@ class DaskTaskRunner(TaskRunner):
         return offered
 
 
-def _replay_event(event: tuple) -> None:
-    """Hand log records a worker published (``(timestamp, pickled (where, records))``)
-    to this process's loggers."""
-    where, records = loads(event[1])
-    replay(records, where)
+class _Settle:
+    """The done-callback of a run's ``distributed.Future`` (no closure per run)."""
+
+    __slots__ = ("runner", "run")
+
+    def __init__(self, runner: DaskTaskRunner, run: Run) -> None:
+        self.runner = runner
+        self.run = run
+
+    def __call__(self, _d: Any) -> None:
+        run, self.run = self.run, None
+        if run is not None:
+            self.runner.settle(run)
+
+
+def _resources_of(run: Run) -> dict[str, float] | None:
+    extra = run.call.extra if run.call is not None else None
+    return extra.get("dask_resources") if extra else None
+
+
+worker.nested_runner_factory = DaskTaskRunner.on_worker
 
 
 def _freeze(resources: dict | None) -> Any:

@@ -2,15 +2,17 @@
 as on a Dask worker, and :func:`get_dask_client`.
 
 Every braid task is the Dask task ``run_call(call_bytes, upstreams, log_level,
-log_topic)``.  Dask has already replaced the ``distributed.Future`` objects in
+log_topic, header_topic, key)``.  Dask has already replaced the ``distributed.Future`` objects in
 ``upstreams`` (a list: one of the containers Dask looks into) by their values,
 which are the pickled final States returned by the upstream runs; upstreams from
 other runners arrive as pickled States too.  The engine does the rest.
 
-Log records of the run travel to the driver as a Dask event on ``log_topic`` (the
-driver's client subscribes to it), not with the State: the driver fetches a State
-only when someone asks for it, and records must arrive either way.  The event is
-sent before the task returns, so it reaches the client before the key finishes.
+Two small things travel to the submitting client as Dask events, before the task
+returns (so they reach the client before the key finishes): the run's log records
+(on ``log_topic``, the driver's) and the run's *header* (on ``header_topic``, the
+submitting client's): its final State without the result, or the whole State when
+it did not complete (an exception, small).  The result itself stays on the worker
+until someone reads it or a downstream run takes it.
 """
 
 from __future__ import annotations
@@ -27,14 +29,23 @@ from distributed.worker import thread_state
 
 from braid import errors
 from braid.core.context import current_run
-from braid.core.engine import name_lane, run_pickled
+from braid.core.engine import name_lane, run_pickled_state
 from braid.core.futures import worker_slot
-from braid.core.serialization import dumps
+from braid.core.serialization import dumps, dumps_state
+from braid.core.states import State
 
 __all__ = ["run_call", "get_dask_client"]
 
 _nested_runners: dict[str, Any] = {}
 _nested_lock = threading.Lock()
+
+#: the kinds of braid events on a client's topic: (HEADER, key, header bytes) and
+#: (LOGS, where, pickled records)
+HEADER, LOGS = "braid-header", "braid-logs"
+
+#: makes the runner that tasks submitted from a run on this worker go to; set by
+#: ``braid.adapters.dask.runner`` when it is imported (the package imports it first)
+nested_runner_factory: Any = None
 
 #: the driver's log topic for the run executing here; children submitted from the run
 #: send their records there too
@@ -54,12 +65,12 @@ class _SecedeHook:
     Waits inside ``get_dask_client()`` / ``worker_client()`` have seceded already.
     """
 
-    __slots__ = ("_thread", "_depth", "_seceded")
+    __slots__ = ("_thread", "_depth", "seceded")
 
     def __init__(self) -> None:
         self._thread = threading.get_ident()
         self._depth = 0          # waits in progress on the task's thread
-        self._seceded = False    # whether the outermost one seceded (and must rejoin)
+        self.seceded = False     # whether the outermost one seceded (and must rejoin)
 
     def release(self) -> None:
         if threading.get_ident() != self._thread:
@@ -70,14 +81,14 @@ class _SecedeHook:
                 secede()
             except (KeyError, AttributeError, ValueError):  # seceded already / no slot
                 return
-            self._seceded = True
+            self.seceded = True
 
     def reacquire(self) -> None:
         if threading.get_ident() != self._thread:
             return
         self._depth -= 1
-        if self._depth == 0 and self._seceded:
-            self._seceded = False
+        if self._depth == 0 and self.seceded:
+            self.seceded = False
             rejoin()
 
 
@@ -89,14 +100,13 @@ def _nested_runner() -> Any:
         with _nested_lock:
             runner = _nested_runners.get(address)
             if runner is None:
-                from braid.adapters.dask.runner import DaskTaskRunner
-
-                runner = _nested_runners[address] = DaskTaskRunner._on_worker()
+                runner = _nested_runners[address] = nested_runner_factory()
     return runner
 
 
 def run_call(call_bytes: bytes, upstreams: list, log_level: int,
-             log_topic: str | None = None) -> bytes:
+             log_topic: str | None = None, header_topic: str | None = None,
+             key: str | None = None) -> bytes:
     """Run one pickled braid call on this Dask worker; return its pickled final State.
 
     Never raises for the task itself (the engine turns every outcome into a State),
@@ -109,13 +119,30 @@ def run_call(call_bytes: bytes, upstreams: list, log_level: int,
     _name_lane()
     try:
         ship = None if log_topic is None else functools.partial(_send_logs, log_topic)
-        payload = run_pickled(call_bytes, upstreams, _nested_runner(), log_level, ship)
+        state, payload = run_pickled_state(call_bytes, upstreams, _nested_runner(), log_level,
+                                           ship)
+        if header_topic is not None:
+            _send_header(header_topic, key, state, payload)
     finally:
         current_log_topic.reset(token)
         worker_slot.hook = previous
-        if hook._seceded:  # never leave the pool short of a thread
+        if hook.seceded:  # never leave the pool short of a thread
             rejoin()
     return payload
+
+
+def _send_header(topic: str, key: str | None, state: State, payload: bytes) -> None:
+    """Tell the submitting client how the run ended, without its result."""
+    if state.is_completed():
+        light = state.copy(data=None)
+        light.extra = None
+        header = dumps_state(light)
+    else:
+        header = payload  # the whole failed state: an exception, small
+    try:
+        get_worker().log_event(topic, (HEADER, key, header))
+    except Exception:  # noqa: BLE001 - the client then fetches the State instead
+        pass
 
 
 _lane_named = threading.local()
@@ -133,7 +160,8 @@ def _name_lane() -> None:
 
 def _send_logs(topic: str, records: list) -> None:
     """Publish a run's log records on the driver's topic (before the run completes)."""
-    get_worker().log_event(topic, dumps((get_worker().address, records)))
+    where = get_worker().address
+    get_worker().log_event(topic, (LOGS, where, dumps(records)))
 
 
 @contextlib.contextmanager
@@ -159,7 +187,7 @@ def get_dask_client(timeout: float | str | None = None) -> Iterator[Any]:
         return
     ctx = current_run.get()
     runner = ctx.task_runner if ctx is not None else None
-    client = getattr(runner, "_client", None)
+    client = getattr(runner, "client", None)
     if client is None:
         raise errors.MissingContextError(
             "get_dask_client() needs a task running on a Dask worker or a flow running on "

@@ -4,16 +4,16 @@ How a call travels::
 
     driver                                              Ray worker process
     ------                                              ------------------
-    submit(call, upstreams)
-      dumps_call(call) -> bytes    (SerializationError here, at submit)
+    core: submit pickles the call (SerializationError here, at submit); check_call
+      refuses resources no Ray node offers
+    dispatch(run)
       upstream is a RayTaskFuture with a live ref --> its data ref is passed as a
       |                                               top-level argument: Ray starts
       |                                               the task once it is ready and
       |                                               ships it worker to worker
       |                                               (never via the driver)
-      upstream of another runner, not final --> add_done_callback; the last one to
-      |                                         finish dispatches (no thread waits);
-      |                                         its State is passed as a value
+      upstream of another runner, not final --> the core waits in its callbacks, then
+      |                                         dispatches; its State is passed as a value
       v
     execute.options(name=<run name>, num_cpus=..., resources=..., num_returns=2)
             .remote(call_bytes, log_level, *upstream data refs/States)
@@ -25,7 +25,7 @@ How a call travels::
                                                     -> data: pickled final State (user
                                                        errors inside, traceback attached)
     header_ref.future() callback          <───────  (only the header comes back)
-      header -> logs replayed, future settled; the result is fetched from the
+      header -> logs replayed, run.finish(state); the result is fetched from the
                 data ref only when ``.result()`` or ``state.data`` is read
       Ray error (worker died, ...) -> CRASHED with errors.WorkerLost, or, when the
                                       error is an upstream's, run again with that
@@ -48,23 +48,25 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import ray
 from ray.exceptions import RayError, RayTaskError, TaskCancelledError
 
 from braid import errors
+from braid.adapters.ray import worker
 from braid.adapters.ray.future import RayTaskFuture
 from braid.adapters.ray.options import ray_options
 from braid.adapters.ray.worker import execute
 from braid.core import logs
 from braid.core.context import default_run_name
+from braid.core.contract import Capabilities
 from braid.core.engine import TaskCall
 from braid.core.futures import TaskFuture
-from braid.core.serialization import dumps_call
-from braid.core.states import Cancelled, Crashed, State
-from braid.runners.base import Capabilities, LiveRuns, TaskRunner, call_when_final
+from braid.core.runner import Run, TaskRunner
+from braid.core.serialization import loads
+from braid.core.states import Crashed, DeferredState, Failed, State
 
 __all__ = ["RayTaskRunner"]
 
@@ -155,21 +157,6 @@ def _host_port(address: str) -> tuple[str, str]:
 
 
 # -- the runner ----------------------------------------------------------------------
-class _Run:
-    """A call accepted by the runner, with its upstream futures and its own future."""
-
-    __slots__ = ("call", "payload", "upstreams", "future", "native", "dispatched")
-
-    def __init__(self, call: TaskCall, payload: bytes, upstreams: Sequence[TaskFuture],
-                 future: RayTaskFuture) -> None:
-        self.call = call
-        self.payload = payload
-        self.upstreams = upstreams
-        self.future = future
-        self.native: list[int] = []   # upstream slots passed to Ray as ObjectRefs
-        self.dispatched = False
-
-
 class RayTaskRunner(TaskRunner):
     """Runs every task run as a Ray task, on a local Ray or the cluster at ``address``.
 
@@ -185,7 +172,6 @@ class RayTaskRunner(TaskRunner):
 
     def __init__(self, address: str | None = None,
                  init_kwargs: Mapping[str, Any] | None = None) -> None:
-        super().__init__()
         if address is not None and (not isinstance(address, str) or not address.strip()):
             raise errors.ConfigurationError(
                 f"RayTaskRunner: address must be a 'host:port' string, 'auto' or None, "
@@ -226,65 +212,54 @@ class RayTaskRunner(TaskRunner):
         return f"RayTaskRunner(address={self.address!r}, init_kwargs={self.init_kwargs!r})"
 
     # -- lifecycle -------------------------------------------------------------------
-    def _start(self) -> None:
+    def start(self) -> None:
+        """Use the Ray this process is connected to, or start / connect one."""
         self._holds_ray = _ray_use.acquire(self.address, self.init_kwargs)
-        self._runs = LiveRuns()
-        self._cancel_reason: str | None = None
+        self._stopping = False
 
-    def _stop(self, abandon: bool, reason: str) -> None:
-        try:
-            if abandon:
-                self._abandon(reason)
-            else:
-                self._runs.drain()
-        finally:
-            if self._holds_ray:
-                self._holds_ray = False
-                _ray_use.release()
+    def stop(self, abandon: bool) -> None:
+        """Release the Ray this runner started or connected (the last user shuts it down)."""
+        self._stopping = True
+        if self._holds_ray:
+            self._holds_ray = False
+            _ray_use.release()
 
-    def _abandon(self, reason: str) -> None:
-        """Cancel runs that cannot have started, crash the others; do not wait."""
-        self._cancel_reason = reason
-        runs = [run for _, run in self._runs.take_all()]
-        # decided for every run before any is settled: settling one makes it "done"
-        started = [run.dispatched and all(run.upstreams[i].done() for i in run.native)
-                   for run in runs]
-        for run, may_run in zip(runs, started, strict=True):
-            future = run.future
-            ref = future._ref
-            if may_run:  # Ray does not say whether it is queued or running: say both
-                message = f"stopped while running or queued in Ray: {reason}"
-                future._finish(Crashed(errors.Crash(message), message))
-            else:
-                future._finish(Cancelled(f"cancelled before it started: {reason}"))
+    def cancel(self, runs: Sequence[Run]) -> Collection[Run]:
+        """Cancel the runs' Ray tasks; return those that may be running (Ray cannot say
+        whether a task is queued or running once its arguments are ready)."""
+        self._stopping = True
+        # decided for every run before any is cancelled
+        started = [run for run in runs if self._may_run(run)]
+        for run in runs:
+            ref = run.future.ref if isinstance(run.future, RayTaskFuture) else None
             if ref is not None:
                 try:  # a queued Ray task never starts; a running one gets KeyboardInterrupt
                     ray.cancel(ref)
                 except Exception:  # noqa: BLE001 - Ray may already be going away
                     pass
+        return started
 
-    def _final(self, future: RayTaskFuture) -> None:
-        self._runs.settle(future, _nothing)  # the future is final: count it off
+    @staticmethod
+    def _may_run(run: Run) -> bool:
+        future = run.future
+        if not isinstance(future, RayTaskFuture) or future.ref is None:
+            return False
+        return all(run.upstreams[i].done() for i in future.native_slots)
 
     # -- submitting -------------------------------------------------------------------
-    def submit(self, call: TaskCall, upstreams: Sequence[TaskFuture]) -> TaskFuture:
-        if not self._started:
-            raise self._not_started()
-        payload = dumps_call(call)
-        future = RayTaskFuture(call.task, call.run_name, call.run_id, self._ray_error,
-                               self._final)
-        run = _Run(call, payload, upstreams, future)
-        self._runs.add(future, run)
-        # Ray waits for upstreams it holds; the others (other runners') are waited for here
-        foreign = [u for u in upstreams if _native_ref(u) is None]
-        call_when_final(foreign, lambda: self._dispatch(run))
-        return future
+    def new_future(self, call: TaskCall) -> RayTaskFuture:
+        """A RayTaskFuture for the call."""
+        return RayTaskFuture(call.task, call.run_name, call.run_id)
 
-    def _dispatch(self, run: _Run, replaced: Mapping[int, State] | None = None) -> None:
+    def is_native(self, future: TaskFuture) -> bool:
+        """Whether Ray itself waits for ``future`` (a run of Ray with a live data ref)."""
+        return _native_ref(future) is not None
+
+    def dispatch(self, run: Run, replaced: Mapping[int, State] | None = None) -> None:
         """Hand ``run`` to Ray: upstream refs as arguments, other upstreams as States."""
         future = run.future
-        if self._cancel_reason is not None or future.done():
-            future._finish(Cancelled(f"cancelled before it started: {self._cancel_reason}"))
+        call = run.call
+        if not isinstance(future, RayTaskFuture) or call is None:
             return
         args: list[Any] = []
         native: list[int] = []
@@ -295,36 +270,46 @@ class RayTaskRunner(TaskRunner):
                 native.append(i)
             else:
                 args.append(replaced[i] if replaced and i in replaced else u.state)
-        run.native = native
-        call = run.call
         hints = (call.extra or {}).get("resources")
-        name = _ray_name(call)
         try:
             header_ref, data_ref = _remote_for(call.task.name, hints).remote(
                 run.payload, logs.driver_level(), *args)
         except Exception as exc:  # noqa: BLE001 - e.g. invalid resources, Ray gone away
-            message = f"Ray refused task run {name!r}: {type(exc).__name__}: {exc}"
+            message = f"Ray refused task run {_ray_name(call)!r}: {type(exc).__name__}: {exc}"
             crash = errors.Crash(message)
             crash.__cause__ = exc
-            future._finish(Crashed(crash, message))
+            run.finish(Crashed(crash, message))
             return
-        run.dispatched = True
-        future._attach(header_ref, data_ref)
+        future.native_slots = native
+        future.attach(header_ref, data_ref, _Outcome(self, run))
+
+    def settle(self, run: Run, ref: Any, outcome: Any) -> None:
+        """Take the outcome of header ``ref`` (a header or a Ray error) unless stale or late."""
+        future = run.future
+        if not isinstance(future, RayTaskFuture) or ref is not future.ref or future.done():
+            return
+        if isinstance(outcome, BaseException):
+            self._ray_error(run, outcome)
+            return
+        state, records = _read_header(outcome, future)
+        # replayed now, not when someone reads the result: unread runs log too
+        logs.replay(records, "ray")
+        future.header_state = state
+        run.finish(state)
 
     # -- Ray errors -------------------------------------------------------------------
-    def _ray_error(self, future: RayTaskFuture, exc: RayError) -> None:
+    def _ray_error(self, run: Run, exc: BaseException) -> None:
         """A run's ref holds a Ray error: its worker died, or an upstream's did."""
-        run = self._runs.get(future)
-        if run is None:
-            return
-        if run.native and self._cancel_reason is None:
-            future._detach()
+        future = run.future
+        assert isinstance(future, RayTaskFuture) and run.call is not None
+        if future.native_slots and not self._stopping:
+            future.detach()
             threading.Thread(target=self._recover, args=(run, exc), daemon=True,
                              name="braid-ray-recover").start()
             return
-        future._finish(_failure_state(exc, run.call))
+        run.finish(_failure_state(exc, run.call))
 
-    def _recover(self, run: _Run, exc: RayError) -> None:
+    def _recover(self, run: Run, exc: BaseException) -> None:
         """Run again with the States of upstreams whose worker died, or report the crash.
 
         Ray fails a task whose argument is an error without running it; the engine,
@@ -332,15 +317,30 @@ class RayTaskRunner(TaskRunner):
         (UpstreamFailed, or the exception under ``allow_failure``).
         """
         broken: dict[int, State] = {}
-        for i in run.native:
+        future = run.future
+        slots = future.native_slots if isinstance(future, RayTaskFuture) else []
+        for i in slots:
             u = run.upstreams[i]
             TaskFuture.wait(u)  # the lock, not ray.get: the ref may be the errored one
             if _native_ref(u) is None:
                 broken[i] = u.state
         if broken:
-            self._dispatch(run, broken)
-        else:
-            run.future._finish(_failure_state(exc, run.call))
+            self.dispatch(run, broken)
+        elif run.call is not None:
+            run.finish(_failure_state(exc, run.call))
+
+
+class _Outcome:
+    """What a run's header ref calls when it is ready (no closure per run)."""
+
+    __slots__ = ("runner", "run")
+
+    def __init__(self, runner: RayTaskRunner, run: Run) -> None:
+        self.runner = runner
+        self.run = run
+
+    def __call__(self, ref: Any, outcome: Any) -> None:
+        self.runner.settle(self.run, ref, outcome)
 
 
 _remote_cache: dict[tuple, Any] = {}
@@ -365,10 +365,6 @@ def _remote_for(task_name: str, hints: Any) -> Any:
     return remote
 
 
-def _nothing() -> None:
-    pass
-
-
 def _ray_name(call: TaskCall) -> str:
     """The name Ray shows for the run: braid's run name, known here unless its template
     needs upstream results (then the task's name)."""
@@ -381,7 +377,7 @@ def _ray_name(call: TaskCall) -> str:
 
 def _native_ref(u: TaskFuture) -> Any:
     """The ObjectRef a downstream Ray task can take for upstream ``u`` (its result), or None."""
-    return u._data_ref if isinstance(u, RayTaskFuture) else None
+    return u.data_ref if isinstance(u, RayTaskFuture) else None
 
 
 def _failure_state(exc: BaseException, call: TaskCall) -> State:
@@ -402,3 +398,59 @@ def _failure_state(exc: BaseException, call: TaskCall) -> State:
         err = errors.WorkerLost(message)
     err.__cause__ = cause
     return Crashed(err, message)
+
+
+# -- reading a run's header ------------------------------------------------------------
+def _label(future: RayTaskFuture, state: State | None = None) -> str:
+    name = (state.task_run_name if state is not None else None) or future.task_run_name
+    return repr(name) if name else str(future.task_run_id)
+
+
+def _read_header(header: Any, future: RayTaskFuture) -> tuple[State, list[Any] | None]:
+    """The run's final state (data left in Ray when COMPLETED) and its log records."""
+    head, needs_data, shipped = header
+    try:
+        state: State = loads(head)
+    except Exception as exc:  # noqa: BLE001 - e.g. the exception's class is not importable
+        return _undecodable(exc, _label(future)), None
+    if needs_data and state.is_completed():
+        data_ref, label = future.data_ref, _label(future, state)
+        state = DeferredState.wrap(state, lambda: _fetch_state(data_ref, label))
+    records = None
+    if shipped is not None:
+        try:
+            records = loads(shipped)
+        except Exception:  # noqa: BLE001 - losing records must not lose the run
+            _log.warning("log records of task run %s could not be unpickled", _label(future))
+    return state, records
+
+
+def _fetch_state(data_ref: Any, label: str) -> State:
+    """Fetch and unpickle a run's full final State; a failure to do so as a State."""
+    try:
+        payload = ray.get(data_ref)
+    except RayError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        message = (f"task run {label}: its result could not be fetched from Ray "
+                   f"({type(exc).__name__}: {first})")
+        err = errors.WorkerLost(message)
+        err.__cause__ = exc
+        return Crashed(err, message)
+    try:
+        state: State = loads(payload)
+    except Exception as exc:  # noqa: BLE001 - e.g. the result's class is not importable here
+        return _undecodable(exc, label)
+    return state
+
+
+def _undecodable(exc: BaseException, label: str) -> State:
+    err = errors.SerializationError(
+        f"task run {label}: its final state could not be unpickled in this process: "
+        f"{type(exc).__name__}: {exc}"
+    )
+    err.__cause__ = exc
+    return Failed(err)
+
+
+_log = logging.getLogger("braid")
+worker.nested_runner_factory = RayTaskRunner

@@ -23,19 +23,15 @@ from __future__ import annotations
 
 import os
 import threading
-import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import ray
 
-from braid.core.engine import name_lane, run_pickled, run_task
-from braid.core.futures import TaskFuture, worker_slot
-from braid.core.logs import capture
-from braid.core.serialization import dumps, dumps_result, dumps_state, loads
+from braid.adapters.ray.future import RAY_WAIT
+from braid.core.engine import name_lane, run_pickled_state
+from braid.core.futures import worker_slot
+from braid.core.serialization import dumps, dumps_result
 from braid.core.states import State
-
-if TYPE_CHECKING:
-    from braid.adapters.ray.runner import RayTaskRunner
 
 __all__ = ["execute", "Header"]
 
@@ -45,14 +41,12 @@ Header = tuple[bytes, bool, "bytes | None"]
 #: results pickled to at most this many bytes travel in the header too, sparing the
 #: driver a second round trip in .result(); larger ones stay in the object store
 INLINE_LIMIT = 64 * 1024
-_SLICE = 0.05   # how long one wait lasts when futures of other runners are in the mix
-_LAG = 1.0      # how long to let Ray's done-callback settle a future whose ref is ready
 
 
 def execute(call_bytes: bytes, log_level: int, *upstream_payloads: Any) -> tuple[Header, bytes]:
     """Run the call; return its header and its pickled final State (never raises for it)."""
     previous = getattr(worker_slot, "hook", None)
-    worker_slot.hook = _RAY_WAIT
+    worker_slot.hook = RAY_WAIT
     _name_lane()
     try:
         state, payload, records = _run(call_bytes, upstream_payloads, log_level)
@@ -77,31 +71,16 @@ def _name_lane() -> None:
 
 def _run(call_bytes: bytes, upstream_payloads: tuple, log_level: int,
          ) -> tuple[State, bytes, list | None]:
-    """``run_pickled``, keeping the State (for the header) and the records apart."""
-    try:
-        call = loads(call_bytes)
-        states = [p if isinstance(p, State) else loads(p) for p in upstream_payloads]
-    except Exception:  # noqa: BLE001 - braid's own report of it: a small FAILED state
-        payload = run_pickled(call_bytes, upstream_payloads, None, log_level)
-        return loads(payload), payload, None
-    with capture(log_level) as records:
-        state = run_task(call, states, _worker_runner())
-    try:
-        payload = dumps_result(state)
-    except Exception:  # noqa: BLE001 - an unpicklable result: FAILED, naming the culprit
-        payload = dumps_state(state, call.task.name)
-        state = loads(payload)
-    return state, payload, records
+    """The engine on the pickled call: its State, the pickled State, its log records."""
+    shipped: list[list[Any]] = []
+    state, payload = run_pickled_state(call_bytes, upstream_payloads, _worker_runner(),
+                                       log_level, shipped.append)
+    return state, payload, shipped[0] if shipped else None
 
 
 def _header(state: State, payload: bytes, records: list | None) -> Header:
     if state.is_completed() and len(payload) > INLINE_LIMIT:
-        light = State(state.type, state.name, state.message, None, state._ts)
-        light.task_run_name = state.task_run_name
-        light.extra = state.extra
-        light.started = state.started
-        light.where = state.where
-        head, needs_data = dumps_result(light), True
+        head, needs_data = dumps_result(state.copy(data=None)), True
     else:  # a small result or an exception: the driver gets it with the header, no fetch
         head, needs_data = payload, False
     return head, needs_data, _pickle_records(records)
@@ -123,70 +102,24 @@ def _pickle_records(records: list | None) -> bytes | None:
         return dumps(kept) if kept else None
 
 
-# -- waiting on several futures inside a task ----------------------------------------------
-class _RayWait:
-    """The worker-slot hook of threads running a braid task on Ray.
-
-    ``release``/``reacquire`` do nothing: Ray has no slot to hand back by hand, and
-    single-future waits go through ``ray.get``, which frees the CPU itself.
-    """
-
-    def release(self) -> None:
-        pass
-
-    def reacquire(self) -> None:
-        pass
-
-    def wait_any(self, futures: list[TaskFuture], timeout: float | None) -> None:
-        """Return once one of ``futures`` is final, or after ``timeout`` seconds.
-
-        Futures of this runner are waited on in ``ray.wait`` (the CPU is Ray's
-        meanwhile); futures of other runners, or not yet handed to Ray, by short
-        waits on their own locks.
-        """
-        from braid.adapters.ray.future import RayTaskFuture
-
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while futures and not any(f.done() for f in futures):
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return
-            refs: dict[Any, TaskFuture] = {}
-            others: list[TaskFuture] = []
-            for f in futures:
-                ref = f._ref if isinstance(f, RayTaskFuture) else None
-                if ref is None:
-                    others.append(f)
-                else:
-                    refs[ref] = f
-            step = _SLICE if left is None else min(left, _SLICE)
-            if not refs:
-                others[0].wait(step)
-                continue
-            ready, _ = ray.wait(list(refs), num_returns=1, timeout=left if not others else step,
-                                fetch_local=False)
-            for ref in ready:
-                TaskFuture.wait(refs[ref], _LAG)
-
-
-_RAY_WAIT = _RayWait()
-
 # -- the runner that tasks submitted from inside a task go to ------------------------------
 _worker_runner_lock = threading.Lock()
-_worker_runner_instance: RayTaskRunner | None = None
+_worker_runner_instance: Any = None
+
+#: makes the runner of tasks submitted from a run on this worker; set by
+#: ``braid.adapters.ray.runner`` when it is imported (the package imports it first)
+nested_runner_factory: Any = None
 
 
-def _worker_runner() -> RayTaskRunner:
+def _worker_runner() -> Any:
     """One per worker process, on the Ray the worker is connected to; never exited,
     so it never stops that Ray."""
     global _worker_runner_instance
     runner = _worker_runner_instance
     if runner is None:
-        from braid.adapters.ray.runner import RayTaskRunner
-
         with _worker_runner_lock:
             if _worker_runner_instance is None:
-                runner = RayTaskRunner()
+                runner = nested_runner_factory()
                 runner.__enter__()
                 _worker_runner_instance = runner
             runner = _worker_runner_instance

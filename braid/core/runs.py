@@ -1,0 +1,451 @@
+"""The run table: every task run a started runner accepted, from submit to its final state.
+
+One implementation serves every runner; a runner only moves runnable calls to its
+workers (``dispatch``) and reports how each ended (``run.finish(state)``)::
+
+    TaskRunner.submit(call, upstreams)
+      RunTable.accept
+        pickle the call at once if the runner pickles (SerializationError here)
+        future = TaskFuture (or the runner's own, see runner.NewFuture)
+        live[run] = None                      (the drain waits until live is empty)
+        gate: upstreams not final and not native to the backend?
+          -- yes --> a done-callback on each; the last one to finish dispatches
+          -- no  --> runner.dispatch(run)           (runner.BatchDispatch for .map())
+                       worker: run.begin() -> False when the run was cancelled meanwhile
+                               state = run.execute(...) or the backend's own engine call
+                               run.finish(state)
+      RunTable.finish(run, state)
+        AwaitingRetry and the runner reschedules? -> pending; runner.dispatch(run) again
+                                                     after the delay (one timer thread)
+        else future.set_final(state) (callbacks run), record snapshot, live.pop(run)
+
+    __exit__: drain (wait until live is empty), or abandon on an interrupt or a flow
+    time-out: runs that began end CRASHED, the others CANCELLED, the runner's
+    ``cancel`` hook (if any) is told first; then ``runner.stop(abandon)``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from braid import errors
+from braid.core.contract import (
+    BatchDispatch,
+    CancelsRuns,
+    ChecksCalls,
+    NativeDependencies,
+    NewFuture,
+)
+from braid.core.engine import AWAITING_RETRY, TaskCall, run_task
+from braid.core.futures import TaskFuture
+from braid.core.states import Cancelled, Crashed, State, StateType
+
+if TYPE_CHECKING:
+    from braid.core.records import FlowRunRecord
+    from braid.core.runner import TaskRunner
+
+__all__ = ["Run", "RunTable"]
+
+_PENDING = StateType.PENDING
+_COMPLETED = StateType.COMPLETED
+_RUNNING_NAME = "RUNNING"
+_PENDING_NAME = "PENDING"
+
+
+class Run:
+    """One task run a runner accepted: its call, its upstream futures and its future.
+
+    Runners read ``call``, ``upstreams`` and ``payload`` (the pickled call, for runners
+    that pickle), start the run with :meth:`begin` and report its end with
+    :meth:`finish`.  Once final, a run keeps only what a run record shows (names, state
+    type and name, times, place), never the future or the result.
+    """
+
+    __slots__ = ("call", "upstreams", "future", "payload", "began", "dispatched", "_table",
+                 "_n", "_countdown", "run_id", "name", "task_name", "state_type", "state_name",
+                 "start", "end", "where", "error")
+
+    def __init__(self, call: TaskCall, upstreams: Sequence[TaskFuture], future: TaskFuture,
+                 payload: bytes | None, table: RunTable) -> None:
+        self.call: TaskCall | None = call
+        self.upstreams: Sequence[TaskFuture] = upstreams
+        self.future: TaskFuture | None = future
+        self.payload = payload
+        self.run_id = call.run_id
+        self.task_name: str = call.task.name
+        self.began = False        # a worker started it (RUNNING)
+        self.dispatched = False   # handed to the runner at least once
+        self._table = table
+        self.state_type: str | None = None  # set when final (the record's snapshot)
+
+    # -- for runners ----------------------------------------------------------------
+    def begin(self) -> bool:
+        """Mark the run RUNNING as a worker starts it; False if it must not run.
+
+        False means the run is final already (the flow was interrupted or timed out
+        and the run table cancelled it): the worker drops it.
+        """
+        future = self.future
+        if future is None or future.done():
+            return False
+        reason = self._table.cancel_reason
+        if reason is not None:
+            self.finish(Cancelled(_cancelled_message(reason)))
+            return False
+        self.began = True
+        future.set_running()
+        return True
+
+    def upstream_states(self) -> list[State] | None:
+        """The upstreams' states, in slot order (None when the call has no upstreams)."""
+        ups = self.upstreams
+        return [u.state for u in ups] if ups else None
+
+    def execute(self, nested_runner: TaskRunner | None = None) -> State:
+        """Run the call in this thread with the engine and return its State (never raises).
+
+        For runners whose workers are threads of this process; runs submitted from
+        inside the task go to ``nested_runner``.
+        """
+        call = self.call
+        assert call is not None, "execute() on a final run"
+        future = self.future
+        on_start = None
+        if call.run_name is None and future is not None:
+            on_start = future.set_name
+        try:
+            return run_task(call, self.upstream_states(), nested_runner,
+                            self._table.reschedules, on_start)
+        except Exception as exc:  # noqa: BLE001 - an engine bug must still end the run
+            return Crashed(errors.BraidError(f"braid engine error: {exc!r}"))
+        except BaseException as exc:  # an interrupt outside the task's code: end, re-raise
+            message = f"the thread running it was interrupted ({type(exc).__name__})"
+            self.finish(Crashed(errors.Crash(message), message))
+            raise
+
+    def finish(self, state: State) -> None:
+        """Report how the run ended: a final State, or an ``AwaitingRetry`` one.
+
+        A final state finishes the future (its callbacks run first), unless the future
+        is final already (the run was abandoned): then nothing changes.
+        """
+        table = self._table
+        if state.type is _PENDING and state.name == AWAITING_RETRY:
+            if table.reschedule(self, state):
+                return
+            state = Cancelled(f"not retried: {table.cancel_reason or 'the runner stopped'}")
+        future = self.future
+        if future is None or not future.set_final(state):
+            return
+        self._close(state)
+        table.forget(self)
+
+    def __call__(self, _upstream: TaskFuture) -> None:
+        """The done-callback this run puts on its upstreams: the last one sends it."""
+        if self._n == 1 or next(self._countdown) == self._n:
+            self._table.send(self)
+
+    def wait_for(self, upstreams: Sequence[TaskFuture]) -> None:
+        """Send the run once every future in ``upstreams`` is final (now if they are)."""
+        if len(upstreams) == 1:  # a chain's link: no list, no countdown
+            if upstreams[0].done():
+                self._table.send(self)
+                return
+            self._n = 1
+            upstreams[0].add_done_callback(self)
+            return
+        pending = [f for f in upstreams if not f.done()]
+        if not pending:
+            self._table.send(self)
+            return
+        self._n = len(pending)
+        self._countdown = itertools.count(1)  # next() is atomic: one call sees _n
+        for f in pending:
+            f.add_done_callback(self)
+
+    @property
+    def reschedule_retries(self) -> bool:
+        """Whether the engine should hand back ``AwaitingRetry`` instead of sleeping."""
+        return self._table.reschedules
+
+    # -- for records ------------------------------------------------------------------
+    @property
+    def task_run_id(self) -> str:
+        """The run's id, as a UUID string."""
+        import uuid
+
+        return str(uuid.UUID(int=self.run_id, version=4))
+
+    @property
+    def current_type(self) -> str:
+        """The run's state type now: the final one, or RUNNING/PENDING (never blocks)."""
+        t = self.state_type
+        if t is not None:
+            return t
+        return _RUNNING_NAME if self.began else _PENDING_NAME
+
+    def _close(self, state: State) -> None:
+        """Keep the snapshot a record shows; drop the future, the call and the payload."""
+        call = self.call
+        # None for a default name: records make it from the run id when read
+        self.name = state.task_run_name or (call.run_name if call is not None else None)
+        self.state_name = state.name
+        self.start = state.started
+        self.end = state.timestamp_seconds
+        self.where = state.where
+        t = state.type
+        self.error = None if t is _COMPLETED else (_first_line(state.message) or state.name)
+        self.state_type = t.value
+        self.future = None
+        self.call = None
+        self.upstreams = ()
+        self.payload = None
+
+    def __repr__(self) -> str:
+        return f"<Run {self.task_name}-{self.run_id:x} {self.current_type}>"
+
+
+class RunTable:
+    """The runs one started runner accepted and has not finished; made by ``__enter__``."""
+
+    def __init__(self, runner: TaskRunner) -> None:
+        caps = runner.capabilities
+        self.runner = runner
+        self.dispatch: Callable[[Run], None] = runner.dispatch
+        self.pickles = caps.requires_pickling
+        self.reschedules = caps.reschedules_retries
+        self.inline = caps.runs_inline
+        self.is_native: Callable[[TaskFuture], bool] | None = None
+        if caps.native_dependencies:
+            if not isinstance(runner, NativeDependencies):
+                raise errors.ConfigurationError(
+                    f"{type(runner).__name__} declares native_dependencies but has no "
+                    f"is_native(future) method (braid.core.runner.NativeDependencies)"
+                )
+            self.is_native = runner.is_native
+        self.new_future = runner.new_future if isinstance(runner, NewFuture) else None
+        self.dispatch_many = runner.dispatch_many if isinstance(runner, BatchDispatch) else None
+        self.cancel_hook = runner.cancel if isinstance(runner, CancelsRuns) else None
+        self.check_call = runner.check_call if isinstance(runner, ChecksCalls) else None
+        self.live: dict[Run, None] = {}
+        self.cancel_reason: str | None = None
+        self._draining = False
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._delayed: _DelayedRuns | None = None
+
+    # -- accepting ----------------------------------------------------------------------
+    def _new_run(self, call: TaskCall, upstreams: Sequence[TaskFuture], payload: bytes | None,
+                 record: FlowRunRecord | None) -> Run:
+        make = self.new_future
+        future = make(call) if make is not None else TaskFuture(call.task, call.run_name,
+                                                                 call.run_id)
+        run = Run(call, upstreams, future, payload, self)
+        self.live[run] = None
+        if record is not None:
+            record.add(run)
+        return run
+
+    def accept(self, call: TaskCall, upstreams: Sequence[TaskFuture],
+               record: FlowRunRecord | None = None) -> TaskFuture:
+        """Take a call: make its run and future, and dispatch it once it is runnable."""
+        if self.check_call is not None:
+            self.check_call(call)
+        payload = _dumps_call(call) if self.pickles else None  # SerializationError here
+        run = self._new_run(call, upstreams, payload, record)
+        future = run.future
+        assert future is not None
+        self._gate(run)
+        return future
+
+    def accept_many(self, calls: Sequence[TaskCall], upstreams: Sequence[Sequence[TaskFuture]],
+                    record: FlowRunRecord | None = None) -> list[TaskFuture]:
+        """Take many calls at once (``.map()``); runs ready now go in one batch when the
+        runner takes batches."""
+        if self.check_call is not None:
+            for call in calls:  # refuse before accepting any
+                self.check_call(call)
+        payloads: Sequence[bytes | None]
+        payloads = [_dumps_call(c) for c in calls] if self.pickles else [None] * len(calls)
+        runs = [self._new_run(c, u, p, record)
+                for c, u, p in zip(calls, upstreams, payloads, strict=True)]
+        futures: list[TaskFuture] = [r.future for r in runs]  # type: ignore[misc]
+        many = self.dispatch_many
+        if many is None or self.inline:
+            for run in runs:
+                self._gate(run)
+            return futures
+        ready = []
+        for run in runs:
+            if self._waits_for(run):
+                self._gate(run)
+            else:
+                ready.append(run)
+        if ready:
+            if self.cancel_reason is not None:
+                for run in ready:
+                    self.send(run)
+            else:
+                for run in ready:
+                    run.dispatched = True
+                many(ready)
+        return futures
+
+    def _waits_for(self, run: Run) -> list[TaskFuture]:
+        """The upstreams to wait for here: not final and not native to the backend."""
+        native = self.is_native
+        return [u for u in run.upstreams if not u.done() and (native is None or not native(u))]
+
+    def _gate(self, run: Run) -> None:
+        ups = run.upstreams
+        if ups and (self.is_native is not None or self.inline):
+            ups = self._waits_for(run)
+            if self.inline:  # submit runs the call to its end: wait here, then run it
+                for u in ups:
+                    u.wait()
+                ups = ()
+        if ups:
+            run.wait_for(ups)
+        else:
+            self.send(run)
+
+    def send(self, run: Run) -> None:
+        """Hand a runnable run to the runner (or cancel it when the table is abandoning)."""
+        if self.cancel_reason is not None:
+            run.finish(Cancelled(_cancelled_message(self.cancel_reason)))
+            return
+        run.dispatched = True
+        self.dispatch(run)
+
+    # -- finishing ----------------------------------------------------------------------
+    def forget(self, run: Run) -> None:
+        """Take a final run off the live set (``Run.finish`` calls it)."""
+        self.live.pop(run, None)
+        # the drain sets _draining before it looks at live: a finisher that reads False
+        # here removed its run before the drain looked
+        if self._draining:
+            with self._lock:
+                self._changed.notify_all()
+
+    def reschedule(self, run: Run, state: State) -> bool:
+        """Schedule the next attempt of ``run`` after its retry delay; False if the runner
+        does not reschedule or the table is stopping (the run then ends)."""
+        if not self.reschedules or self.cancel_reason is not None or run.future is None \
+                or run.call is None:
+            return False
+        delayed = self._delayed
+        if delayed is None:
+            with self._lock:
+                if self._delayed is None:
+                    self._delayed = _DelayedRuns(self.send)
+                delayed = self._delayed
+        run.call = run.call.next_attempt()
+        if self.pickles:
+            run.payload = _dumps_call(run.call)
+        run.began = False
+        run.future.set_pending(state)
+        return delayed.add(time.monotonic() + float(state.data or 0), run)
+
+    # -- the end ----------------------------------------------------------------------
+    def drain(self) -> None:
+        """Wait until every accepted run is final (retries included)."""
+        with self._lock:
+            self._draining = True
+            try:
+                while self.live:
+                    self._changed.wait(0.5)  # the timeout only guards a missed wake-up
+            finally:
+                self._draining = False
+        if self._delayed is not None:
+            self._delayed.stop()
+
+    def abandon(self, reason: str) -> None:
+        """End every live run now: those that began CRASHED, the others CANCELLED."""
+        self.cancel_reason = reason
+        waiting = self._delayed.stop() if self._delayed is not None else []
+        runs = list(self.live)
+        started: set[Run] = {r for r in runs if r.began}
+        if self.cancel_hook is not None:
+            dispatched = [r for r in runs if r.dispatched and r.future is not None
+                          and not r.future.done()]
+            if dispatched:
+                try:
+                    started |= set(self.cancel_hook(dispatched))
+                except Exception:  # noqa: BLE001 - unknown: say they may have started
+                    started |= set(dispatched)
+        waiting_set = set(waiting)
+        for run in runs:
+            if run in waiting_set:
+                run.finish(Cancelled(f"not retried: {reason}"))
+            elif run in started:
+                message = f"stopped while running: {reason}"
+                run.finish(Crashed(errors.Crash(message), message))
+            else:
+                run.finish(Cancelled(_cancelled_message(reason)))
+
+
+def _cancelled_message(reason: str) -> str:
+    return f"cancelled before it started: {reason}"
+
+
+def _first_line(text: str | None) -> str | None:
+    if not text or not text.strip():
+        return None
+    return text.strip().splitlines()[0]
+
+
+def _dumps_call(call: TaskCall) -> bytes:
+    from braid.core.serialization import dumps_call
+
+    return dumps_call(call)
+
+
+class _DelayedRuns:
+    """One timer thread that re-dispatches runs whose retry delay has passed."""
+
+    def __init__(self, dispatch: Callable[[Run], None]) -> None:
+        self._dispatch = dispatch
+        self._heap: list[tuple[float, int, Run]] = []
+        self._seq = itertools.count()
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._loop, name="braid-retry-timer", daemon=True)
+        self._thread.start()
+
+    def add(self, when: float, run: Run) -> bool:
+        """Schedule ``run``; False if the timer has stopped (the caller must end the run)."""
+        with self._cond:
+            if self._stopped:
+                return False
+            heapq.heappush(self._heap, (when, next(self._seq), run))
+            self._cond.notify()
+            return True
+
+    def stop(self) -> list[Run]:
+        """Stop the timer; return the runs still waiting."""
+        with self._cond:
+            self._stopped = True
+            left = [item[2] for item in self._heap]
+            self._heap.clear()
+            self._cond.notify()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+        return left
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopped:
+                    if self._heap and self._heap[0][0] <= time.monotonic():
+                        break
+                    wait = self._heap[0][0] - time.monotonic() if self._heap else None
+                    self._cond.wait(wait)
+                if self._stopped:
+                    return
+                run = heapq.heappop(self._heap)[2]
+            self._dispatch(run)
