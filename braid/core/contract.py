@@ -6,7 +6,7 @@ from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from braid.core.engine import TaskCall
+    from braid.core.calls import TaskCall
     from braid.core.futures import TaskFuture
     from braid.core.runs import Run
 

@@ -38,7 +38,14 @@ if TYPE_CHECKING:
     import asyncio
 
 from braid.core import resolve
-from braid.core.context import RunContext, TaskRunInfo, current_run, default_run_name
+from braid.core.calls import FLAT, TaskCall, render_run_name
+from braid.core.context import RunContext, TaskRunInfo, current_run
+from braid.core.deadlines import (
+    LentSlot,
+    await_with_deadline,
+    call_before_deadline,
+    raise_in_thread,
+)
 from braid.core.futures import worker_slot
 from braid.core.logs import capture, ensure_print_hook
 from braid.core.states import (
@@ -56,128 +63,7 @@ __all__ = [
 ]
 
 AWAITING_RETRY = "AwaitingRetry"
-#: values of TaskCall.resolve: nothing to resolve, top-level slots only, the deep walk
-NOTHING, FLAT, DEEP = 0, 1, 2
 _COMPLETED = StateType.COMPLETED
-
-
-class TaskCall:
-    """A small picklable record of one task run: what to call, with what, and as whom.
-
-    It never holds the flow, the flow's parameters or the runner.  ``args``/``kwargs``
-    may hold :class:`~braid.core.resolve.UpstreamSlot` placeholders (``resolve`` is
-    then FLAT or DEEP) filled from the upstream states at run time; ``must_succeed[i]`` says
-    whether upstream ``i`` failing stops this run.
-    """
-
-    __slots__ = ("task", "args", "kwargs", "must_succeed", "resolve", "run_id", "run_name",
-                 "attempt", "flow_run", "log_prints", "extra")
-
-    def __init__(self, task: Any, args: tuple, kwargs: dict, must_succeed: list | None,
-                 resolve: int, run_id: int, run_name: str | None, flow_run: Any) -> None:
-        self.task = task
-        self.args = args
-        self.kwargs = kwargs
-        self.must_succeed = must_succeed
-        self.resolve = resolve
-        self.run_id = run_id
-        self.run_name = run_name
-        self.attempt = 1
-        self.flow_run = flow_run
-        self.log_prints = False  # the submitting run's log_prints, for tasks that do not say
-        self.extra: dict | None = None  # runner-specific hints (resources, ...)
-
-    def __reduce__(self):
-        # the task travels as bytes pickled once per task (see _TaskBlob), not per call
-        state = [getattr(self, k) for k in self.__slots__]
-        state[0] = _TaskBlob.of(self.task)
-        return (_rebuild_call, (tuple(state),))
-
-    def next_attempt(self) -> TaskCall:
-        """A copy of this call for the next attempt."""
-        new = TaskCall.__new__(TaskCall)
-        for k in self.__slots__:
-            setattr(new, k, getattr(self, k))
-        new.attempt = self.attempt + 1
-        return new
-
-    @property
-    def upstream_count(self) -> int:
-        return len(self.must_succeed) if self.must_succeed else 0
-
-
-def _rebuild_call(state: tuple) -> TaskCall:
-    call = TaskCall.__new__(TaskCall)
-    for k, v in zip(TaskCall.__slots__, state, strict=True):
-        setattr(call, k, v)
-    if isinstance(call.task, _TaskBlob):
-        call.task = call.task.load()
-    return call
-
-
-class _TaskBlob:
-    """A task pickled once, shipped with every call of it and unpickled once per process.
-
-    A task defined in ``__main__`` or in a closure pickles by value (its function,
-    closure and globals), which costs more than the rest of a call; each task keeps
-    its pickled bytes, and each worker process keeps the tasks it loaded by those
-    bytes.  Like Dask's function cache, a task's globals are captured when its first
-    call is pickled.
-    """
-
-    __slots__ = ("blob",)
-    _loaded: dict[bytes, Any] = {}
-
-    def __init__(self, blob: bytes) -> None:
-        self.blob = blob
-
-    @classmethod
-    def of(cls, task: Any) -> _TaskBlob:
-        blob = task.__dict__.get("_blob")
-        if blob is None:
-            import cloudpickle
-
-            blob = cloudpickle.dumps(task, protocol=5)
-            task.__dict__["_blob"] = blob
-        return cls(blob)
-
-    def __reduce__(self):
-        return (_TaskBlob, (self.blob,))
-
-    def load(self) -> Any:
-        loaded = _TaskBlob._loaded
-        task = loaded.get(self.blob)
-        if task is None:
-            import cloudpickle
-
-            if len(loaded) > 512:
-                loaded.clear()
-            task = loaded[self.blob] = cloudpickle.loads(self.blob)
-        return task
-
-
-# -- naming -----------------------------------------------------------------------
-def render_run_name(task: Any, args: tuple, kwargs: dict, run_id: int) -> str:
-    """The task run's name: its template formatted with the parameters, or the default."""
-    template = task.task_run_name
-    if template is None:
-        return default_run_name(task.name, run_id)
-    if callable(template):
-        name = template()
-    else:
-        params = task.bind(args, kwargs)
-        try:
-            name = template.format(**params)
-        except (KeyError, AttributeError, IndexError, ValueError) as exc:
-            raise errors.ConfigurationError(
-                f"task {task.name!r}: task_run_name template {template!r} cannot be formatted "
-                f"with parameters {sorted(params)}: {type(exc).__name__}: {exc}"
-            ) from exc
-    if not isinstance(name, str):
-        raise errors.ConfigurationError(
-            f"task {task.name!r}: task_run_name must give a str, got {type(name).__name__}"
-        )
-    return name
 
 
 # -- preparing a run ----------------------------------------------------------------
@@ -322,6 +208,10 @@ class _AttemptTimedOut(Exception):
         self.message = message
 
 
+def _timed_out(call: TaskCall, ctx: RunContext) -> Callable[[], BaseException]:
+    return lambda: _AttemptTimedOut(_timeout_message(call, ctx.task_run.name))
+
+
 def _timeout_message(call: TaskCall, name: str) -> str:
     return f"task run {name!r} exceeded its timeout of {call.task.timeout_seconds} s"
 
@@ -403,7 +293,7 @@ def _call_with_deadline(call: TaskCall, ctx: RunContext, fn: Callable, args: tup
                         kwargs: dict) -> Any:
     """Call ``fn`` in a helper thread and stop waiting for it at the deadline.
 
-    The helper thread borrows this worker's slot hook (see :class:`_LentSlot`), so a
+    The helper thread borrows this worker's slot hook (see :class:`LentSlot`), so a
     nested wait inside it still hands the slot back.  At the deadline the helper is
     sent an asynchronous ``TaskTimeout`` (it stops at its next Python instruction; a
     thread blocked in C stays blocked until that call returns) and the attempt ends
@@ -412,9 +302,10 @@ def _call_with_deadline(call: TaskCall, ctx: RunContext, fn: Callable, args: tup
     timeout = call.task.timeout_seconds
     if call.task.is_async:
         coro = fn(*args, **kwargs)
-        return thread_loop().run_until_complete(_await_with_deadline(coro, timeout, call, ctx))
+        return thread_loop().run_until_complete(
+            await_with_deadline(coro, timeout, _timed_out(call, ctx)))
     hook = getattr(worker_slot, "hook", None)
-    lent = _LentSlot(hook) if hook is not None else None
+    lent = LentSlot(hook) if hook is not None else None
 
     def lend() -> None:
         worker_slot.hook = lent
@@ -425,116 +316,12 @@ def _call_with_deadline(call: TaskCall, ctx: RunContext, fn: Callable, args: tup
         if lent is not None and lent.take_back():
             hook.reacquire()  # the helper had given the slot away while it waited
         if lent is None or not lent.busy:
-            _raise_in_thread(t, errors.TaskTimeout)
+            raise_in_thread(t, errors.TaskTimeout)
         raise _AttemptTimedOut(_timeout_message(call, ctx.task_run.name))
     ok, value = finished
     if ok:
         return value
     raise value
-
-
-def call_before_deadline(fn: Callable, args: tuple, kwargs: dict, timeout: float, name: str,
-                         prepare: Callable[[], None] | None = None
-                         ) -> tuple[tuple[bool, Any] | None, threading.Thread]:
-    """Call ``fn`` in a daemon thread (in a copy of this context) and wait ``timeout`` s.
-
-    Returns ``((True, value) or (False, exception), thread)``, or ``(None, thread)``
-    when the deadline passed first; the thread then goes on, and the caller decides
-    what to do with it.  ``prepare()`` runs first in the new thread.
-    """
-    import contextvars
-
-    box: list = []
-    done = threading.Lock()
-    done.acquire()
-    run_ctx = contextvars.copy_context()
-
-    def body() -> None:
-        if prepare is not None:
-            prepare()
-        try:
-            box.append((True, run_ctx.run(fn, *args, **kwargs)))
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller
-            box.append((False, exc))
-        finally:
-            done.release()
-
-    t = threading.Thread(target=body, name=name, daemon=True)
-    t.start()
-    if not done.acquire(True, timeout):
-        return None, t
-    return box[0], t
-
-
-class _LentSlot:
-    """The worker's slot hook, lent to a deadline helper thread for one attempt.
-
-    While the attempt runs, the helper's waits give the worker's slot away and take it
-    back as usual.  At the deadline the worker takes the loan back (and its slot, if
-    the helper had given it away); later calls from the abandoned helper do nothing,
-    so it can neither take a second slot nor leave the pool's counts wrong.
-    """
-
-    def __init__(self, hook: Any) -> None:
-        self._hook = hook
-        self._lock = threading.Lock()
-        self._released = False
-        self._returned = False
-        self.busy = False  # inside the pool's own accounting: not a place to interrupt
-        if hasattr(hook, "wait_any"):
-            self.wait_any = hook.wait_any
-
-    def release(self) -> None:
-        with self._lock:
-            if self._returned or self._released:
-                return
-            self._released = self.busy = True
-        try:
-            self._hook.release()
-        finally:
-            self.busy = False
-
-    def reacquire(self) -> None:
-        with self._lock:
-            if self._returned or not self._released:
-                return
-            self._released = False
-            self.busy = True
-        try:
-            self._hook.reacquire()
-        finally:
-            self.busy = False
-
-    def take_back(self) -> bool:
-        """End the loan; True if the worker must take its slot back."""
-        with self._lock:
-            self._returned = True
-            released, self._released = self._released, False
-            return released
-
-
-async def _await_with_deadline(coro: Any, timeout: float, call: TaskCall,
-                               ctx: RunContext) -> Any:
-    import asyncio
-
-    task = asyncio.ensure_future(coro)
-    done, _ = await asyncio.wait({task}, timeout=timeout)
-    if not done:
-        task.cancel()
-        try:
-            await task
-        except BaseException:  # noqa: BLE001 - the task's own end does not matter now
-            pass
-        raise _AttemptTimedOut(_timeout_message(call, ctx.task_run.name))
-    return task.result()
-
-
-def _raise_in_thread(t: threading.Thread, exc_type: type[BaseException]) -> None:
-    if t.ident is not None and t.is_alive():
-        import ctypes
-
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(t.ident),
-                                                   ctypes.py_object(exc_type))
 
 
 # -- the worker side of runners that pickle ----------------------------------------------
@@ -610,8 +397,8 @@ async def run_task_async(call: TaskCall, upstream_states: Any = None,
                 result = task.fn(*args, **kwargs)
                 if hasattr(result, "__await__"):
                     if task.timeout_seconds is not None:
-                        result = await _await_with_deadline(result, task.timeout_seconds,
-                                                            call, ctx)
+                        result = await await_with_deadline(result, task.timeout_seconds,
+                                                           _timed_out(call, ctx))
                     else:
                         result = await result
             except BaseException as exc:  # noqa: BLE001 - every outcome becomes a state

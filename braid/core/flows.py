@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 from braid import errors
 from braid.core import records
 from braid.core.context import FlowRunInfo, RunContext, current_run
-from braid.core.engine import _raise_in_thread, call_before_deadline
+from braid.core.deadlines import call_before_deadline, raise_in_thread
 from braid.core.futures import TaskFuture
 from braid.core.logs import ensure_print_hook
 from braid.core.records import FlowRunRecord
@@ -270,7 +270,7 @@ class Flow(Generic[R]):
         finished, t = call_before_deadline(self.fn, args, kwargs, self.timeout_seconds,
                                            f"braid-flow-{ctx.flow_run.name}")
         if finished is None:
-            _raise_in_thread(t, errors.FlowTimeout)
+            raise_in_thread(t, errors.FlowTimeout)
             raise self._timeout_error()
         ok, value = finished
         if ok:

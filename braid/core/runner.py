@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from braid import errors
+from braid.core.calls import TaskCall
 from braid.core.contract import (
     BatchDispatch,
     CancelsRuns,
@@ -42,7 +43,6 @@ from braid.core.contract import (
     NativeDependencies,
     NewFuture,
 )
-from braid.core.engine import TaskCall
 from braid.core.futures import TaskFuture
 from braid.core.runs import Run, RunTable
 

@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from braid import errors
+from braid.core.calls import TaskCall
 from braid.core.contract import (
     BatchDispatch,
     CancelsRuns,
@@ -41,7 +42,7 @@ from braid.core.contract import (
     NativeDependencies,
     NewFuture,
 )
-from braid.core.engine import AWAITING_RETRY, TaskCall, run_task
+from braid.core.engine import AWAITING_RETRY, run_task
 from braid.core.futures import TaskFuture
 from braid.core.states import Cancelled, Crashed, State, StateType
 

@@ -16,16 +16,9 @@ from typing import Any, Generic, TypeVar, overload
 
 from braid import errors
 from braid.core.annotations import unmapped
+from braid.core.calls import DEEP, FLAT, NOTHING, TaskCall, render_run_name
 from braid.core.context import current_run
-from braid.core.engine import (
-    DEEP,
-    FLAT,
-    NOTHING,
-    TaskCall,
-    render_run_name,
-    run_task,
-    run_task_async,
-)
+from braid.core.engine import run_task, run_task_async
 from braid.core.futures import FutureList, TaskFuture
 from braid.core.records import DirectRun
 from braid.core.resolve import extract

@@ -44,8 +44,8 @@ from braid import errors
 from braid.adapters.dask import worker
 from braid.adapters.dask.future import DaskFuture, state_from_dask
 from braid.adapters.dask.worker import current_log_topic, run_call
+from braid.core.calls import TaskCall
 from braid.core.contract import Capabilities
-from braid.core.engine import TaskCall
 from braid.core.futures import TaskFuture
 from braid.core.logs import driver_level, replay
 from braid.core.runner import Run, TaskRunner

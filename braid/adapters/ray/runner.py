@@ -60,9 +60,9 @@ from braid.adapters.ray.future import RayTaskFuture
 from braid.adapters.ray.options import ray_options
 from braid.adapters.ray.worker import execute
 from braid.core import logs
+from braid.core.calls import TaskCall
 from braid.core.context import default_run_name
 from braid.core.contract import Capabilities
-from braid.core.engine import TaskCall
 from braid.core.futures import TaskFuture
 from braid.core.runner import Run, TaskRunner
 from braid.core.serialization import loads
