@@ -13,9 +13,9 @@
   that dies holding one stops refreshing, and the scheduler frees the slot after
   ``distributed.scheduler.locks.lease-timeout`` (default 30 s), checked every
   ``lease-validation-interval`` (default 10 s).  An uncontended acquire is one round
-  trip to the scheduler, a release another.  ``occupy > 1`` takes its leases one by one
-  under a per-name ``distributed.Lock``, so two multi-slot requests never each hold
-  part of what the other needs.
+  trip to the scheduler; a release is sent without waiting.  ``occupy > 1`` takes its
+  leases one by one under a per-name ``distributed.Lock``, so two multi-slot requests
+  never each hold part of what the other needs.
 - Decaying slots (``rate_limit``): the time at which everything taken so far will have
   decayed is kept in the scheduler's metadata (``["braid-rate", name]``, wall-clock
   seconds), read and moved under a ``distributed.Lock`` ``braid-rate-<name>``: four
@@ -130,13 +130,12 @@ class DaskLimits:
         return (semaphore, occupy) if taken == occupy else None
 
     def release(self, name: str, token: Hashable) -> None:
-        """Give the leases back (one round trip each)."""
+        """Give the leases back without waiting for the scheduler's answer: the release is
+        handed to the client's event loop (where ``Semaphore.release`` returns a coroutine
+        that the loop runs)."""
         semaphore, occupy = token
         for _ in range(occupy):
-            try:
-                semaphore.release()
-            except RuntimeError:  # already given back
-                return
+            self._client.loop.add_callback(semaphore.release)
 
     def reserve_rate(self, name: str, limit: Limit, occupy: int,
                      max_wait: float | None) -> float | None:
