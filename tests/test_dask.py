@@ -274,3 +274,32 @@ def test_worker_killed_mid_map_every_run_ends_final(process_cluster):
     states = body().unquote()
     assert all(s.is_final() for s in states)
     assert [s.result() for s in states] == list(range(1, 9))
+
+
+# -- data stays on the cluster ---------------------------------------------------------------
+def _locality(*args: str) -> dict:
+    """Run braid.testing.locality_driver in a fresh Python and return its JSON line."""
+    import json
+
+    proc = subprocess.run([sys.executable, "-m", "braid.testing.locality_driver", *args],
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _assert_stayed_on_the_cluster(out: dict) -> None:
+    assert out["lengths"] == [100 * 2**20] * 2
+    # two 100 MB results, each consumed by a run that may be on the other worker: the
+    # driver receives no more than the same flow with 1 MB results, and its memory
+    # does not grow by anything like a result
+    assert out["extra_read_mb"] < 5, out
+    assert out["rss_grew_mb"] < 30, out
+
+
+def test_large_results_stay_on_a_local_cluster():
+    _assert_stayed_on_the_cluster(_locality("dask"))
+
+
+def test_large_results_stay_on_a_scheduler_and_worker_processes(process_cluster):
+    address, _ = process_cluster
+    _assert_stayed_on_the_cluster(_locality("dask", address))

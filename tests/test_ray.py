@@ -446,6 +446,19 @@ def test_a_large_result_goes_worker_to_worker_never_through_the_driver(head):
     assert out["grew_mb"] < 50, out
 
 
+def test_mapped_large_results_stay_on_the_cluster(head):
+    """Two 100 MB results mapped into consumers: the driver's memory does not grow by
+    anything like a result, and its sockets receive no more than with 1 MB results."""
+    proc = subprocess.run([sys.executable, "-m", "braid.testing.locality_driver", "ray", head],
+                          env={**os.environ, **_RAY_ENV}, capture_output=True, text=True,
+                          timeout=DRIVER_TIMEOUT)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["lengths"] == [100 * 2**20] * 2
+    assert out["rss_grew_mb"] < 30, out
+    assert out["extra_read_mb"] < 5, out
+
+
 def test_waiting_on_children_inside_tasks_frees_the_cpu():
     """On a 2-CPU Ray, 4 parents each wait on 2 children with ``braid.wait`` or
     ``as_completed``: the waits give the parents' CPUs back to Ray, or no child
