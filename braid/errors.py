@@ -264,3 +264,7 @@ class LimitsUnavailable(BraidError, RuntimeError):
     stopped or its parent is gone, a limits handle used in a process it cannot serve, or a
     Dask scheduler or Ray cluster that is not connected.
     """
+
+
+__all__ += ["InvalidLimit", "LimitRedeclared", "UndeclaredLimit", "SlotsExceedLimit",
+            "RateLimitWithoutDecay", "ConcurrencyTimeout", "LimitsUnavailable"]

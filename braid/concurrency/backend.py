@@ -214,11 +214,11 @@ def current_backend() -> LimitBackend:
         return handle.backend()
     global _default_local
     if _default_local is None:
-        from braid.concurrency.local import LocalLimits
-
         with _default_lock:
             if _default_local is None:
-                _default_local = LocalLimits()
+                # by name, like the connectors above: local.py builds on this module
+                local = importlib.import_module("braid.concurrency.local")
+                _default_local = local.LocalLimits()
     return _default_local
 
 
