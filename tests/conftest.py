@@ -38,6 +38,3 @@ def _belongs_to_default_runner(t: threading.Thread) -> bool:
     runner = core_runner._default
     return runner is not None and t in getattr(runner, "_threads", ())
 
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "allow_leaked_threads: the test abandons threads on purpose")
