@@ -22,7 +22,7 @@ class BaseAnnotation(Generic[T]):
         return self.value
 
     def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self.value == other.value  # type: ignore[attr-defined]
+        return type(self) is type(other) and self.value == other.value
 
     def __hash__(self) -> int:
         return hash((type(self), id(self.value)))
@@ -30,7 +30,7 @@ class BaseAnnotation(Generic[T]):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.value!r})"
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[BaseAnnotation[T]], tuple[T]]:
         return (type(self), (self.value,))
 
 

@@ -8,10 +8,15 @@ flow's parameters or the runner.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from braid import errors
 from braid.core.context import default_run_name
+
+if TYPE_CHECKING:
+    from braid.core.context import FlowRunInfo
+    from braid.core.tasks import Task
 
 __all__ = ["TaskCall", "render_run_name", "NOTHING", "FLAT", "DEEP"]
 
@@ -31,8 +36,9 @@ class TaskCall:
     __slots__ = ("task", "args", "kwargs", "must_succeed", "resolve", "run_id", "run_name",
                  "attempt", "flow_run", "log_prints", "extra")
 
-    def __init__(self, task: Any, args: tuple, kwargs: dict, must_succeed: list | None,
-                 resolve: int, run_id: int, run_name: str | None, flow_run: Any) -> None:
+    def __init__(self, task: Task[Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                 must_succeed: Sequence[bool] | None, resolve: int, run_id: int,
+                 run_name: str | None, flow_run: FlowRunInfo | None) -> None:
         self.task = task
         self.args = args
         self.kwargs = kwargs
@@ -43,9 +49,9 @@ class TaskCall:
         self.attempt = 1
         self.flow_run = flow_run
         self.log_prints = False  # the submitting run's log_prints, for tasks that do not say
-        self.extra: dict | None = None  # runner-specific hints (resources, ...)
+        self.extra: dict[str, Any] | None = None  # runner-specific hints (resources, ...)
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         # the task travels as bytes pickled once per task (see _TaskBlob), not per call
         state = [getattr(self, k) for k in self.__slots__]
         state[0] = _TaskBlob.of(self.task)
@@ -64,7 +70,7 @@ class TaskCall:
         return len(self.must_succeed) if self.must_succeed else 0
 
 
-def _rebuild_call(state: tuple) -> TaskCall:
+def _rebuild_call(state: tuple[Any, ...]) -> TaskCall:
     call = TaskCall.__new__(TaskCall)
     for k, v in zip(TaskCall.__slots__, state, strict=True):
         setattr(call, k, v)
@@ -90,7 +96,7 @@ class _TaskBlob:
         self.blob = blob
 
     @classmethod
-    def of(cls, task: Any) -> _TaskBlob:
+    def of(cls, task: Task[Any]) -> _TaskBlob:
         blob = task.__dict__.get("_blob")
         if blob is None:
             import cloudpickle
@@ -99,7 +105,7 @@ class _TaskBlob:
             task.__dict__["_blob"] = blob
         return cls(blob)
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[_TaskBlob], tuple[bytes]]:
         return (_TaskBlob, (self.blob,))
 
     def load(self) -> Any:
@@ -114,7 +120,8 @@ class _TaskBlob:
         return task
 
 
-def render_run_name(task: Any, args: tuple, kwargs: dict, run_id: int) -> str:
+def render_run_name(task: Task[Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                    run_id: int) -> str:
     """The task run's name: its template formatted with the parameters, or the default."""
     template = task.task_run_name
     if template is None:

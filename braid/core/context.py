@@ -10,9 +10,15 @@ from __future__ import annotations
 import contextvars
 import logging
 import types
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from braid import errors
+
+if TYPE_CHECKING:
+    import uuid
+
+    from braid.core.tasks import Task
 
 __all__ = [
     "FlowRunInfo",
@@ -49,9 +55,10 @@ class TaskRunInfo:
     """What a running task can know about itself: id, name, attempt (1-based), parameters."""
 
     __slots__ = ("_id", "_name", "attempt", "_task", "_args", "_kwargs", "_params")
+    _params: dict[str, Any] | None
 
-    def __init__(self, run_id: int, name: str | None, task: Any, attempt: int, args: tuple,
-                 kwargs: dict) -> None:
+    def __init__(self, run_id: int, name: str | None, task: Task[Any], attempt: int,
+                 args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self._id = run_id
         self._name = name  # None: the default name, made only if asked for
         self.attempt = attempt
@@ -79,14 +86,14 @@ class TaskRunInfo:
         return self._task.name
 
     @property
-    def id(self) -> Any:
+    def id(self) -> uuid.UUID:
         """The task run's id, the same as its future's ``task_run_id``."""
         import uuid
 
         return uuid.UUID(int=self._id, version=4)
 
     @property
-    def parameters(self) -> dict:
+    def parameters(self) -> dict[str, Any]:
         """The task's parameters by name, with upstream results in place of futures."""
         if self._params is None:
             self._params = self._task.bind(self._args, self._kwargs)
@@ -113,21 +120,22 @@ class RunContext:
 
     def __init__(self, flow_run: FlowRunInfo | None, task_run: TaskRunInfo | None,
                  task_runner: Any = None, log_prints: bool = False, flow: Any = None,
-                 parameters: dict | None = None, record: Any = None) -> None:
+                 parameters: dict[str, Any] | None = None, record: Any = None) -> None:
         self.flow_run = flow_run
         self.task_run = task_run
         self.task_runner = task_runner
         self.log_prints = log_prints
         self.flow = flow
         # a task run's context has no flow parameters: share one empty, read-only mapping
-        self.parameters = _NO_PARAMETERS if parameters is None else parameters
+        self.parameters: Mapping[str, Any] = (_NO_PARAMETERS if parameters is None
+                                              else parameters)
         self.record = record  # the FlowRunRecord of a flow body's context
 
     def __repr__(self) -> str:
         return f"RunContext(flow_run={self.flow_run!r}, task_run={self.task_run!r})"
 
     @property
-    def logger(self) -> logging.LoggerAdapter:
+    def logger(self) -> RunLoggerAdapter:
         """The run logger of this run (as ``get_run_logger()`` inside it)."""
         return run_logger_for(self)
 
@@ -151,8 +159,16 @@ def get_run_context() -> RunContext:
     return ctx
 
 
-class RunLoggerAdapter(logging.LoggerAdapter):
+if TYPE_CHECKING:
+    _LoggerAdapter = logging.LoggerAdapter[logging.Logger]
+else:  # LoggerAdapter takes a type argument at run time only from Python 3.11 on
+    _LoggerAdapter = logging.LoggerAdapter
+
+
+class RunLoggerAdapter(_LoggerAdapter):
     """A logger adapter whose records carry ``flow_run_name`` and ``task_run_name``."""
+
+    extra: Mapping[str, object]  # always given (the base allows None)
 
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
         extra = kwargs.get("extra")

@@ -34,6 +34,12 @@ class Capabilities:
 
     __slots__ = ("requires_pickling", "native_dependencies", "can_interrupt_running",
                  "reschedules_retries", "remote", "runs_inline")
+    requires_pickling: bool
+    native_dependencies: bool
+    can_interrupt_running: bool
+    reschedules_retries: bool
+    remote: bool
+    runs_inline: bool
 
     def __init__(self, requires_pickling: bool = False, native_dependencies: bool = False,
                  can_interrupt_running: bool = False, reschedules_retries: bool = False,
@@ -68,7 +74,7 @@ class Capabilities:
 class NativeDependencies(Protocol):
     """A runner whose backend orders runs by itself (declare ``native_dependencies``)."""
 
-    def is_native(self, future: TaskFuture) -> bool:
+    def is_native(self, future: TaskFuture[Any]) -> bool:
         """Whether the backend itself waits for ``future`` when it is an upstream."""
 
 
@@ -84,7 +90,7 @@ class BatchDispatch(Protocol):
 class NewFuture(Protocol):
     """A runner whose runs need a future class of its own."""
 
-    def new_future(self, call: TaskCall) -> TaskFuture:
+    def new_future(self, call: TaskCall) -> TaskFuture[Any]:
         """A new, pending future for ``call`` (with its task, run name and run id)."""
 
 

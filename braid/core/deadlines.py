@@ -16,8 +16,8 @@ from typing import Any
 __all__ = ["LentSlot", "await_with_deadline", "call_before_deadline", "raise_in_thread"]
 
 
-def call_before_deadline(fn: Callable, args: tuple, kwargs: dict, timeout: float, name: str,
-                         prepare: Callable[[], None] | None = None
+def call_before_deadline(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                         timeout: float, name: str, prepare: Callable[[], None] | None = None
                          ) -> tuple[tuple[bool, Any] | None, threading.Thread]:
     """Call ``fn`` in a daemon thread (in a copy of this context) and wait ``timeout`` s.
 
@@ -27,7 +27,7 @@ def call_before_deadline(fn: Callable, args: tuple, kwargs: dict, timeout: float
     """
     import contextvars
 
-    box: list = []
+    box: list[tuple[bool, Any]] = []
     done = threading.Lock()
     done.acquire()
     run_ctx = contextvars.copy_context()

@@ -33,10 +33,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from braid import errors
-
-if TYPE_CHECKING:
-    import asyncio
-
 from braid.core import resolve
 from braid.core.calls import FLAT, TaskCall, render_run_name
 from braid.core.context import RunContext, TaskRunInfo, current_run
@@ -58,6 +54,16 @@ from braid.core.states import (
     UpstreamFailedState,
 )
 
+if TYPE_CHECKING:
+    import asyncio
+    import logging
+    from contextvars import Token
+
+    class _TaskRunContext(RunContext):
+        """What :func:`_enter_context` makes: a context whose ``task_run`` is set."""
+
+        task_run: TaskRunInfo
+
 __all__ = [
     "TaskCall", "run_task", "run_task_async", "run_pickled", "render_run_name", "AWAITING_RETRY",
 ]
@@ -67,7 +73,8 @@ _COMPLETED = StateType.COMPLETED
 
 
 # -- preparing a run ----------------------------------------------------------------
-def _prepare(call: TaskCall, upstream_states: Any) -> tuple[tuple, dict] | State:
+def _prepare(call: TaskCall, upstream_states: Any
+             ) -> tuple[tuple[Any, ...], dict[str, Any]] | State:
     """Check upstreams and put their values in place; a State if the run cannot start."""
     args, kwargs = call.args, call.kwargs
     if not call.resolve:
@@ -90,8 +97,9 @@ def _prepare(call: TaskCall, upstream_states: Any) -> tuple[tuple, dict] | State
     return resolve.materialize(args, kwargs, values)
 
 
-def _enter_context(call: TaskCall, args: tuple, kwargs: dict, nested_runner: Any,
-                   on_start: Callable[[str], None] | None) -> tuple[RunContext, Any]:
+def _enter_context(call: TaskCall, args: tuple[Any, ...], kwargs: dict[str, Any],
+                   nested_runner: Any, on_start: Callable[[str], None] | None
+                   ) -> tuple[_TaskRunContext, Token[RunContext | None]]:
     task = call.task
     name = call.run_name
     info = TaskRunInfo(call.run_id, name, task, call.attempt, args, kwargs)
@@ -110,10 +118,10 @@ def _enter_context(call: TaskCall, args: tuple, kwargs: dict, nested_runner: Any
             raise
         if on_start is not None:
             on_start(name)
-    return ctx, token
+    return ctx, token  # type: ignore[return-value]  # its task_run is info
 
 
-def _final(state: State, ctx: RunContext | None, call: TaskCall,
+def _final(state: State, ctx: _TaskRunContext | None, call: TaskCall,
            started: float | None = None) -> State:
     # a default name stays None here: futures and records make it from the run id
     state.task_run_name = ctx.task_run.explicit_name if ctx is not None else call.run_name
@@ -176,7 +184,7 @@ def _retry_delay(call: TaskCall, state: State) -> float | None:
     return delay
 
 
-def _after_failure(exc: BaseException, call: TaskCall, ctx: RunContext, started: float,
+def _after_failure(exc: BaseException, call: TaskCall, ctx: _TaskRunContext, started: float,
                    reschedule: bool) -> State | float:
     """What a failed attempt leads to: the run's final State, an AwaitingRetry State for
     the runner to reschedule, or the seconds to wait before retrying in place."""
@@ -208,7 +216,7 @@ class _AttemptTimedOut(Exception):
         self.message = message
 
 
-def _timed_out(call: TaskCall, ctx: RunContext) -> Callable[[], BaseException]:
+def _timed_out(call: TaskCall, ctx: _TaskRunContext) -> Callable[[], BaseException]:
     return lambda: _AttemptTimedOut(_timeout_message(call, ctx.task_run.name))
 
 
@@ -289,8 +297,8 @@ def run_task(call: TaskCall, upstream_states: Any = None, nested_runner: Any = N
         current_run.reset(token)
 
 
-def _call_with_deadline(call: TaskCall, ctx: RunContext, fn: Callable, args: tuple,
-                        kwargs: dict) -> Any:
+def _call_with_deadline(call: TaskCall, ctx: _TaskRunContext, fn: Callable[..., Any],
+                        args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Call ``fn`` in a helper thread and stop waiting for it at the deadline.
 
     The helper thread borrows this worker's slot hook (see :class:`LentSlot`), so a
@@ -300,11 +308,12 @@ def _call_with_deadline(call: TaskCall, ctx: RunContext, fn: Callable, args: tup
     TimedOut at once.
     """
     timeout = call.task.timeout_seconds
+    assert timeout is not None  # called only for a task with a time-out
     if call.task.is_async:
         coro = fn(*args, **kwargs)
         return thread_loop().run_until_complete(
             await_with_deadline(coro, timeout, _timed_out(call, ctx)))
-    hook = getattr(worker_slot, "hook", None)
+    hook: Any = getattr(worker_slot, "hook", None)
     lent = LentSlot(hook) if hook is not None else None
 
     def lend() -> None:
@@ -327,7 +336,7 @@ def _call_with_deadline(call: TaskCall, ctx: RunContext, fn: Callable, args: tup
 # -- the worker side of runners that pickle ----------------------------------------------
 def run_pickled(call_bytes: bytes, upstream_payloads: Any = (), nested_runner: Any = None,
                 log_level: int = 20,
-                ship_logs: Callable[[list], None] | None = None,
+                ship_logs: Callable[[list[logging.LogRecord]], None] | None = None,
                 reschedule_retries: bool = False) -> bytes:
     """Run a pickled call where a pickling runner delivered it; return the pickled State.
 
@@ -343,7 +352,7 @@ def run_pickled(call_bytes: bytes, upstream_payloads: Any = (), nested_runner: A
 
 def run_pickled_state(call_bytes: bytes, upstream_payloads: Any = (), nested_runner: Any = None,
                       log_level: int = 20,
-                      ship_logs: Callable[[list], None] | None = None,
+                      ship_logs: Callable[[list[logging.LogRecord]], None] | None = None,
                       reschedule_retries: bool = False) -> tuple[State, bytes]:
     """As :func:`run_pickled`, returning the final State too (for a header of it)."""
     from braid.core.serialization import dumps_state, loads, pickle_state

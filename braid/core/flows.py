@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from braid import errors
 from braid.core import records
@@ -55,7 +55,7 @@ class Flow(Generic[R]):
         if not callable(fn):
             raise errors.ConfigurationError(f"@flow needs a function, got {fn!r}")
         self.fn = fn
-        self.name = name or getattr(fn, "__name__", type(fn).__name__)
+        self.name = name or cast(str, getattr(fn, "__name__", type(fn).__name__))
         import inspect  # at decoration, not at `import braid`
 
         self.description = description if description is not None else inspect.getdoc(fn)
@@ -75,7 +75,8 @@ class Flow(Generic[R]):
         self.is_async = inspect.iscoroutinefunction(fn)
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", self.name)
-        self.__module__ = getattr(fn, "__module__", None)
+        # any callable may lack __module__ (then None here); mypy types it as str
+        self.__module__ = getattr(fn, "__module__", None)  # type: ignore[assignment]
         self.__qualname__ = getattr(fn, "__qualname__", self.name)
         self.__wrapped__ = fn
 
@@ -128,7 +129,8 @@ class Flow(Generic[R]):
                 time.sleep(self.retry_delay_seconds)
         return state if return_state else state.result()
 
-    async def _call_async(self, args: tuple, kwargs: dict, return_state: bool) -> Any:
+    async def _call_async(self, args: tuple[Any, ...], kwargs: dict[str, Any],
+                          return_state: bool) -> Any:
         import asyncio
         if _has_pending_future(args, kwargs):
             args, kwargs = await asyncio.to_thread(_resolve_inputs, args, kwargs)
@@ -145,7 +147,7 @@ class Flow(Generic[R]):
                 await asyncio.sleep(self.retry_delay_seconds)
         return state if return_state else state.result()
 
-    def _bind(self, args: tuple, kwargs: dict) -> dict:
+    def _bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         sig = self._signature
         if sig is None:
             return {}
@@ -156,7 +158,7 @@ class Flow(Generic[R]):
         bound.apply_defaults()
         return dict(bound.arguments)
 
-    def _begin(self, params: dict) -> tuple[Any, RunContext, Any]:
+    def _begin(self, params: dict[str, Any]) -> tuple[Any, RunContext, Any]:
         runner = _new_runner(self.task_runner)
         run_id = f"{random.getrandbits(128):032x}"
         name = self._render_name(params, run_id)
@@ -178,7 +180,7 @@ class Flow(Generic[R]):
             raise
         return runner, ctx, token
 
-    def _render_name(self, params: dict, run_id: str) -> str:
+    def _render_name(self, params: dict[str, Any], run_id: str) -> str:
         template = self.flow_run_name
         if template is None:
             return f"{self.name}-{run_id[:8]}"
@@ -192,7 +194,8 @@ class Flow(Generic[R]):
                 f"with parameters {sorted(params)}: {type(exc).__name__}: {exc}"
             ) from exc
 
-    def _run_once(self, args: tuple, kwargs: dict, params: dict) -> State:
+    def _run_once(self, args: tuple[Any, ...], kwargs: dict[str, Any],
+                  params: dict[str, Any]) -> State:
         runner, ctx, token = self._begin(params)
         try:
             return _with_record(self._run_body(runner, ctx, args, kwargs), ctx.record)
@@ -202,7 +205,8 @@ class Flow(Generic[R]):
         finally:
             current_run.reset(token)
 
-    def _run_body(self, runner: Any, ctx: RunContext, args: tuple, kwargs: dict) -> State:
+    def _run_body(self, runner: Any, ctx: RunContext, args: tuple[Any, ...],
+                  kwargs: dict[str, Any]) -> State:
         try:
             if self.timeout_seconds is None:
                 rv = self.fn(*args, **kwargs)
@@ -224,7 +228,8 @@ class Flow(Generic[R]):
             raise
         return state_from_return(rv)
 
-    async def _run_once_async(self, args: tuple, kwargs: dict, params: dict) -> State:
+    async def _run_once_async(self, args: tuple[Any, ...], kwargs: dict[str, Any],
+                              params: dict[str, Any]) -> State:
         runner, ctx, token = self._begin(params)
         try:
             return _with_record(await self._run_body_async(runner, ctx, args, kwargs), ctx.record)
@@ -234,11 +239,11 @@ class Flow(Generic[R]):
         finally:
             current_run.reset(token)
 
-    async def _run_body_async(self, runner: Any, ctx: RunContext, args: tuple,
-                              kwargs: dict) -> State:
+    async def _run_body_async(self, runner: Any, ctx: RunContext, args: tuple[Any, ...],
+                              kwargs: dict[str, Any]) -> State:
         import asyncio
         try:
-            coro = self.fn(*args, **kwargs)
+            coro: Any = self.fn(*args, **kwargs)  # an async flow's fn gives an awaitable
             if self.timeout_seconds is None:
                 rv = await coro
             else:
@@ -265,8 +270,10 @@ class Flow(Generic[R]):
             f"its queued task runs were cancelled"
         )
 
-    def _call_with_deadline(self, args: tuple, kwargs: dict, ctx: RunContext) -> Any:
+    def _call_with_deadline(self, args: tuple[Any, ...], kwargs: dict[str, Any],
+                            ctx: RunContext) -> Any:
         """Run the body in a helper thread so the caller can stop waiting at the deadline."""
+        assert self.timeout_seconds is not None and ctx.flow_run is not None
         finished, t = call_before_deadline(self.fn, args, kwargs, self.timeout_seconds,
                                            f"braid-flow-{ctx.flow_run.name}")
         if finished is None:
@@ -310,7 +317,7 @@ def _new_runner(spec: Any) -> Any:
     return new_flow_runner(spec)
 
 
-def _has_pending_future(args: tuple, kwargs: dict) -> bool:
+def _has_pending_future(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     pending = []
 
     def on_future(f: Any, allow: bool) -> Any:
@@ -322,7 +329,8 @@ def _has_pending_future(args: tuple, kwargs: dict) -> bool:
     return bool(pending)
 
 
-def _resolve_inputs(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+def _resolve_inputs(args: tuple[Any, ...], kwargs: dict[str, Any]
+                    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """Replace futures passed to a flow with their results (waiting for them)."""
 
     def on_future(f: Any, allow: bool) -> Any:

@@ -101,7 +101,7 @@ class TaskFuture(Generic[R]):
         self._state: State = _PENDING
         self._done = lock = _allocate_lock()
         lock.acquire()
-        self._callbacks: list | None = None
+        self._callbacks: list[Callable[[TaskFuture[R]], Any]] | None = None
         self.task = task
 
     # -- identity -----------------------------------------------------------------
@@ -150,9 +150,10 @@ class TaskFuture(Generic[R]):
                 f"task run {self._name or self.task_run_id!s} is not final after {timeout} s"
                 f" (state {self._state.name})"
             )
-        return self._state.result(raise_on_failure)
+        value: R = self._state.result(raise_on_failure)
+        return value
 
-    def add_done_callback(self, fn: Callable[[TaskFuture], Any]) -> None:
+    def add_done_callback(self, fn: Callable[[TaskFuture[R]], Any]) -> None:
         """Call ``fn(future)`` once the run is final (at once if it already is)."""
         with _finish_lock:
             if self._state.type not in _FINAL:
@@ -163,7 +164,7 @@ class TaskFuture(Generic[R]):
                 return
         fn(self)
 
-    def remove_done_callback(self, fn: Callable[[TaskFuture], Any]) -> None:
+    def remove_done_callback(self, fn: Callable[[TaskFuture[R]], Any]) -> None:
         """Forget ``fn`` if it has not run yet (a waiter that gave up)."""
         with _finish_lock:
             callbacks = self._callbacks
@@ -217,7 +218,7 @@ class TaskFuture(Generic[R]):
         return f"<TaskFuture {self._name or ''} {self._state.name}>"
 
 
-class FutureList(list, Generic[R]):
+class FutureList(list[TaskFuture[R]], Generic[R]):
     """The futures returned by ``Task.map``, in the order of the mapped elements."""
 
     def wait(self, timeout: float | None = None) -> None:
@@ -231,7 +232,7 @@ class FutureList(list, Generic[R]):
         list order) is known, without waiting for the rest.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        out = []
+        out: list[R] = []
         for f in self:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             out.append(f.result(left, raise_on_failure))
@@ -241,11 +242,11 @@ class FutureList(list, Generic[R]):
 class DoneAndNotDone(NamedTuple):
     """What :func:`wait` returns: the final futures and the others."""
 
-    done: set
-    not_done: set
+    done: set[TaskFuture[Any]]
+    not_done: set[TaskFuture[Any]]
 
 
-def wait(futures: Iterable[TaskFuture], timeout: float | None = None) -> DoneAndNotDone:
+def wait(futures: Iterable[TaskFuture[Any]], timeout: float | None = None) -> DoneAndNotDone:
     """Wait until every future is final or ``timeout`` seconds passed; return both sets."""
     futures = list(futures)
     pending = [f for f in futures if not f.done()]
@@ -264,7 +265,7 @@ def wait(futures: Iterable[TaskFuture], timeout: float | None = None) -> DoneAnd
         all_done.acquire()
         n = len(pending)
 
-        def _one_done(_f: TaskFuture) -> None:
+        def _one_done(_f: TaskFuture[Any]) -> None:
             if next(counter) == n - 1:
                 all_done.release()
 
@@ -273,6 +274,8 @@ def wait(futures: Iterable[TaskFuture], timeout: float | None = None) -> DoneAnd
         if not _blocking_acquire(all_done, timeout):
             for f in pending:  # timed out: leave no callback behind on long runs
                 f.remove_done_callback(_one_done)
+    done: set[TaskFuture[Any]]
+    not_done: set[TaskFuture[Any]]
     done, not_done = set(), set()
     for f in futures:
         (done if f.done() else not_done).add(f)
@@ -280,12 +283,12 @@ def wait(futures: Iterable[TaskFuture], timeout: float | None = None) -> DoneAnd
 
 
 def as_completed(
-    futures: Iterable[TaskFuture], timeout: float | None = None
-) -> Iterator[TaskFuture]:
+    futures: Iterable[TaskFuture[Any]], timeout: float | None = None
+) -> Iterator[TaskFuture[Any]]:
     """Yield futures as they become final; ``WaitTimeout`` if some are not after ``timeout``."""
     # futures final already are yielded first, in the order they finished
     futures = sorted(dict.fromkeys(futures), key=_finished_at)
-    finished: queue.SimpleQueue = queue.SimpleQueue()
+    finished: queue.SimpleQueue[TaskFuture[Any]] = queue.SimpleQueue()
     put = finished.put
     for f in futures:
         f.add_done_callback(put)
@@ -307,7 +310,7 @@ def as_completed(
                 f.remove_done_callback(put)
 
 
-def _finished_at(future: TaskFuture) -> float:
+def _finished_at(future: TaskFuture[Any]) -> float:
     # read once: it may turn final meanwhile (``state`` never fetches from a cluster)
     state = future.state
     if state.type not in _FINAL:
@@ -315,7 +318,8 @@ def _finished_at(future: TaskFuture) -> float:
     return state.timestamp_seconds
 
 
-def _queue_get(q: queue.SimpleQueue, timeout: float | None, futures: list) -> Any:
+def _queue_get(q: queue.SimpleQueue[TaskFuture[Any]], timeout: float | None,
+               futures: list[TaskFuture[Any]]) -> TaskFuture[Any]:
     """``q.get(timeout=...)`` that hands a pool slot back (or waits the backend's way)."""
     try:
         return q.get_nowait()

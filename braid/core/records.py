@@ -21,7 +21,7 @@ from braid.core.states import State
 
 __all__ = ["TaskRunRecord", "FlowRunRecord", "DirectRun", "watch_flow_runs"]
 
-_watchers: list[list] = []
+_watchers: list[list[FlowRunRecord]] = []
 
 
 class TaskRunRecord:
@@ -49,7 +49,7 @@ class TaskRunRecord:
             return None
         return max(0.0, self.end - self.start)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "duration": self.duration}
 
 
@@ -67,7 +67,7 @@ class FlowRunRecord:
         self.state_name: str | None = None
         self.error: str | None = None
         self.flow_runs: list[FlowRunRecord] = []
-        self._entries: list = []
+        self._entries: list[Any] = []  # the run table's Runs and DirectRuns
 
     def __repr__(self) -> str:
         return f"FlowRunRecord(name={self.name!r}, state_name={self.state_name!r})"
@@ -105,7 +105,7 @@ class FlowRunRecord:
             out.extend(child.all_task_runs())
         return out
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id, "name": self.name, "flow_name": self.flow_name,
             "runner": self.runner, "start": self.start, "end": self.end,

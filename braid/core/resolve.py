@@ -12,6 +12,7 @@ twice.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 from braid.core.annotations import allow_failure, quote
@@ -21,7 +22,7 @@ from braid.core.states import State
 __all__ = ["UpstreamSlot", "Extraction", "extract", "materialize", "walk_replace"]
 
 _ATOMIC = frozenset({int, float, str, bytes, bool, type(None), complex, range})
-_unchanged = object()
+_unchanged: Any = object()  # what walk_replace gives for "nothing replaced"
 
 
 class UpstreamSlot:
@@ -32,14 +33,15 @@ class UpstreamSlot:
     def __init__(self, index: int) -> None:
         self.index = index
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[UpstreamSlot], tuple[int]]:
         return (UpstreamSlot, (self.index,))
 
     def __repr__(self) -> str:
         return f"UpstreamSlot({self.index})"
 
 
-_SLOTS = []  # UpstreamSlot(i) is immutable: the first ones are made once and shared
+# UpstreamSlot(i) is immutable: the first ones are made once and shared
+_SLOTS: list[UpstreamSlot] = []
 
 
 def _slot(i: int) -> UpstreamSlot:
@@ -60,13 +62,13 @@ class Extraction:
     __slots__ = ("upstreams", "must_succeed", "_index", "flat")
 
     def __init__(self) -> None:
-        self.upstreams: list[TaskFuture] = []
+        self.upstreams: list[TaskFuture[Any]] = []
         self.must_succeed: Any = ()  # a shared tuple until a second upstream comes
         self._index: dict[int, int] | None = None  # made at the second upstream
         #: every slot is a top-level argument (the engine then skips the deep walk)
         self.flat = False
 
-    def add(self, future: TaskFuture, allow: bool) -> int:
+    def add(self, future: TaskFuture[Any], allow: bool) -> int:
         ups = self.upstreams
         if not ups:  # the first upstream (often the only one) needs no index
             ups.append(future)
@@ -87,8 +89,9 @@ class Extraction:
         return i
 
 
-def walk_replace(obj: Any, on_future: Any, on_quote: Any, allow: bool = False,
-                 on_state: Any = None) -> Any:
+def walk_replace(obj: Any, on_future: Callable[[Any, bool], Any],
+                 on_quote: Callable[[quote[Any]], Any], allow: bool = False,
+                 on_state: Callable[[State], Any] | None = None) -> Any:
     """Return ``obj`` with futures and quotes replaced, or ``_unchanged`` if none were found.
 
     ``on_future(future, allow)`` gives the replacement of a future (``allow`` is True
@@ -149,15 +152,16 @@ def walk_replace(obj: Any, on_future: Any, on_quote: Any, allow: bool = False,
     return _unchanged
 
 
-def _walk_subclass(obj: Any, on_future: Any, on_quote: Any, allow: bool,
-                   on_state: Any) -> Any:
+def _walk_subclass(obj: Any, on_future: Callable[[Any, bool], Any],
+                   on_quote: Callable[[quote[Any]], Any], allow: bool,
+                   on_state: Callable[[State], Any] | None) -> Any:
     if isinstance(obj, dict):
-        items = {k: walk_replace(v, on_future, on_quote, allow, on_state)
-                 for k, v in obj.items()}
-        if all(v is _unchanged for v in items.values()):
+        by_key = {k: walk_replace(v, on_future, on_quote, allow, on_state)
+                  for k, v in obj.items()}
+        if all(v is _unchanged for v in by_key.values()):
             return _unchanged
         clone = copy.copy(obj)
-        for k, v in items.items():
+        for k, v in by_key.items():
             if v is not _unchanged:
                 clone[k] = v
         return clone
@@ -172,13 +176,13 @@ def _walk_subclass(obj: Any, on_future: Any, on_quote: Any, allow: bool,
     return type(obj)(values)
 
 
-def _keep_quote(q: quote) -> Any:
+def _keep_quote(q: quote[Any]) -> Any:
     return q
 
 
 def extract(
-    args: tuple, kwargs: dict, wait_for: Any = None
-) -> tuple[tuple, dict, Extraction] | None:
+    args: tuple[Any, ...], kwargs: dict[str, Any], wait_for: Any = None
+) -> tuple[tuple[Any, ...], dict[str, Any], Extraction] | None:
     """Replace futures in ``args``/``kwargs`` with slots; None when there is nothing to do.
 
     ``wait_for`` futures join the upstream list without a slot.  Quotes are kept (the
@@ -199,7 +203,7 @@ def extract(
     def on_future(f: Any, allow: bool) -> Any:
         return _slot(ex.add(f, allow))
 
-    def on_quote(q: quote) -> Any:
+    def on_quote(q: quote[Any]) -> Any:
         return q
 
     new_args = walk_replace(args, on_future, on_quote) if args else _unchanged
@@ -225,7 +229,8 @@ def _add_wait_for(ex: Extraction, wait_for: Any) -> None:
             ex.add(f, allow)
 
 
-def _extract_flat(args: tuple, kwargs: dict, ex: Extraction) -> tuple[tuple, dict] | None:
+def _extract_flat(args: tuple[Any, ...], kwargs: dict[str, Any], ex: Extraction
+                  ) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
     """The common case in one pass: arguments that are plain values or futures.
 
     Returns the arguments with top-level futures replaced by slots, or None when some
@@ -252,7 +257,8 @@ def _extract_flat(args: tuple, kwargs: dict, ex: Extraction) -> tuple[tuple, dic
     return (args if new_args is args else tuple(new_args)), new_kwargs
 
 
-def materialize_flat(args: tuple, kwargs: dict, values: list) -> tuple[tuple, dict]:
+def materialize_flat(args: tuple[Any, ...], kwargs: dict[str, Any], values: list[Any]
+                     ) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """``materialize`` for calls whose slots are all top-level arguments."""
     if args:
         args = tuple(values[a.index] if type(a) is UpstreamSlot else a for a in args)
@@ -262,13 +268,14 @@ def materialize_flat(args: tuple, kwargs: dict, values: list) -> tuple[tuple, di
     return args, kwargs
 
 
-def materialize(args: tuple, kwargs: dict, values: list) -> tuple[tuple, dict]:
+def materialize(args: tuple[Any, ...], kwargs: dict[str, Any], values: list[Any]
+                ) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """Put ``values[i]`` in place of every ``UpstreamSlot(i)`` and unwrap quotes."""
 
     def on_future(slot: Any, allow: bool) -> Any:
         return values[slot.index]
 
-    def on_quote(q: quote) -> Any:
+    def on_quote(q: quote[Any]) -> Any:
         return q.value
 
     new_args = walk_replace(args, on_future, on_quote)

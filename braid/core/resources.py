@@ -33,7 +33,7 @@ class ResourceHints:
         self.memory = memory
         self.custom: Mapping[str, float] = dict(custom) if custom else {}
 
-    def _key(self) -> tuple:
+    def _key(self) -> tuple[Any, ...]:
         return (self.cpus, self.gpus, self.memory, tuple(sorted(self.custom.items())))
 
     def __eq__(self, other: object) -> bool:
@@ -42,7 +42,7 @@ class ResourceHints:
     def __hash__(self) -> int:
         return hash(self._key())
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[Any, ...]:
         return (ResourceHints, (self.cpus, self.gpus, self.memory, dict(self.custom)))
 
     def __repr__(self) -> str:

@@ -97,16 +97,16 @@ class TaskRunner(ABC):
         """Whether the runner is entered and accepts runs."""
         return self._table is not None
 
-    def submit(self, call: TaskCall, upstreams: Sequence[TaskFuture] = (),
-               record: FlowRunRecord | None = None) -> TaskFuture:
+    def submit(self, call: TaskCall, upstreams: Sequence[TaskFuture[Any]] = (),
+               record: FlowRunRecord | None = None) -> TaskFuture[Any]:
         """Start ``call`` once every future in ``upstreams`` is final; return its future."""
         table = self._table
         if table is None:
             raise self._not_started()
         return table.accept(call, upstreams, record)
 
-    def map(self, calls: Sequence[TaskCall], upstreams: Sequence[Sequence[TaskFuture]],
-            record: FlowRunRecord | None = None) -> list[TaskFuture]:
+    def map(self, calls: Sequence[TaskCall], upstreams: Sequence[Sequence[TaskFuture[Any]]],
+            record: FlowRunRecord | None = None) -> list[TaskFuture[Any]]:
         """Submit many calls; a runner that takes batches gets the runnable ones at once."""
         table = self._table
         if table is None:

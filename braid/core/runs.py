@@ -31,7 +31,7 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from braid import errors
 from braid.core.calls import TaskCall
@@ -71,11 +71,11 @@ class Run:
                  "_n", "_countdown", "run_id", "name", "task_name", "state_type", "state_name",
                  "start", "end", "where", "error")
 
-    def __init__(self, call: TaskCall, upstreams: Sequence[TaskFuture], future: TaskFuture,
-                 payload: bytes | None, table: RunTable) -> None:
+    def __init__(self, call: TaskCall, upstreams: Sequence[TaskFuture[Any]],
+                 future: TaskFuture[Any], payload: bytes | None, table: RunTable) -> None:
         self.call: TaskCall | None = call
-        self.upstreams: Sequence[TaskFuture] = upstreams
-        self.future: TaskFuture | None = future
+        self.upstreams: Sequence[TaskFuture[Any]] = upstreams
+        self.future: TaskFuture[Any] | None = future
         self.payload = payload
         self.run_id = call.run_id
         self.task_name: str = call.task.name
@@ -146,12 +146,12 @@ class Run:
         self._close(state)
         table.forget(self)
 
-    def __call__(self, _upstream: TaskFuture) -> None:
+    def __call__(self, _upstream: TaskFuture[Any]) -> None:
         """The done-callback this run puts on its upstreams: the last one sends it."""
         if self._n == 1 or next(self._countdown) == self._n:
             self._table.send(self)
 
-    def wait_for(self, upstreams: Sequence[TaskFuture]) -> None:
+    def wait_for(self, upstreams: Sequence[TaskFuture[Any]]) -> None:
         """Send the run once every future in ``upstreams`` is final (now if they are)."""
         if len(upstreams) == 1:  # a chain's link: no list, no countdown
             if upstreams[0].done():
@@ -221,7 +221,7 @@ class RunTable:
         self.pickles = caps.requires_pickling
         self.reschedules = caps.reschedules_retries
         self.inline = caps.runs_inline
-        self.is_native: Callable[[TaskFuture], bool] | None = None
+        self.is_native: Callable[[TaskFuture[Any]], bool] | None = None
         if caps.native_dependencies:
             if not isinstance(runner, NativeDependencies):
                 raise errors.ConfigurationError(
@@ -241,8 +241,8 @@ class RunTable:
         self._delayed: _DelayedRuns | None = None
 
     # -- accepting ----------------------------------------------------------------------
-    def _new_run(self, call: TaskCall, upstreams: Sequence[TaskFuture], payload: bytes | None,
-                 record: FlowRunRecord | None) -> Run:
+    def _new_run(self, call: TaskCall, upstreams: Sequence[TaskFuture[Any]],
+                 payload: bytes | None, record: FlowRunRecord | None) -> Run:
         make = self.new_future
         future = make(call) if make is not None else TaskFuture(call.task, call.run_name,
                                                                  call.run_id)
@@ -252,8 +252,8 @@ class RunTable:
             record.add(run)
         return run
 
-    def accept(self, call: TaskCall, upstreams: Sequence[TaskFuture],
-               record: FlowRunRecord | None = None) -> TaskFuture:
+    def accept(self, call: TaskCall, upstreams: Sequence[TaskFuture[Any]],
+               record: FlowRunRecord | None = None) -> TaskFuture[Any]:
         """Take a call: make its run and future, and dispatch it once it is runnable."""
         if self.check_call is not None:
             self.check_call(call)
@@ -264,8 +264,9 @@ class RunTable:
         self._gate(run)
         return future
 
-    def accept_many(self, calls: Sequence[TaskCall], upstreams: Sequence[Sequence[TaskFuture]],
-                    record: FlowRunRecord | None = None) -> list[TaskFuture]:
+    def accept_many(self, calls: Sequence[TaskCall],
+                    upstreams: Sequence[Sequence[TaskFuture[Any]]],
+                    record: FlowRunRecord | None = None) -> list[TaskFuture[Any]]:
         """Take many calls at once (``.map()``); runs ready now go in one batch when the
         runner takes batches."""
         if self.check_call is not None:
@@ -275,7 +276,8 @@ class RunTable:
         payloads = [_dumps_call(c) for c in calls] if self.pickles else [None] * len(calls)
         runs = [self._new_run(c, u, p, record)
                 for c, u, p in zip(calls, upstreams, payloads, strict=True)]
-        futures: list[TaskFuture] = [r.future for r in runs]  # type: ignore[misc]
+        # a new run's future is never None
+        futures: list[TaskFuture[Any]] = [r.future for r in runs]  # type: ignore[misc]
         many = self.dispatch_many
         if many is None or self.inline:
             for run in runs:
@@ -297,7 +299,7 @@ class RunTable:
                 many(ready)
         return futures
 
-    def _waits_for(self, run: Run) -> list[TaskFuture]:
+    def _waits_for(self, run: Run) -> list[TaskFuture[Any]]:
         """The upstreams to wait for here: not final and not native to the backend."""
         native = self.is_native
         return [u for u in run.upstreams if not u.done() and (native is None or not native(u))]

@@ -14,13 +14,17 @@ from __future__ import annotations
 import io
 import pickle
 import types
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 
 from braid import errors
 from braid.core.resolve import UpstreamSlot
 from braid.core.states import Failed, State
+
+if TYPE_CHECKING:
+    from braid.core.calls import TaskCall
 
 __all__ = [
     "dumps",
@@ -32,13 +36,14 @@ __all__ = [
     "describe_call_failure",
 ]
 
-loads = cloudpickle.loads
+loads: Callable[[bytes], Any] = cloudpickle.loads
 _MAX_DEPTH = 12
 
 
 def dumps(obj: Any) -> bytes:
     """``cloudpickle.dumps`` with the highest protocol."""
-    return cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    data: bytes = cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return data
 
 
 def _try_dump(obj: Any) -> BaseException | None:
@@ -96,7 +101,8 @@ def _children(obj: Any, path: str) -> list[tuple[str, Any]]:
     return [(f"{path}.{s}", getattr(obj, s)) for s in slots if hasattr(obj, s)]
 
 
-def find_unpicklable(obj: Any, path: str, _depth: int = 0, _seen: set | None = None) -> str | None:
+def find_unpicklable(obj: Any, path: str, _depth: int = 0,
+                     _seen: set[int] | None = None) -> str | None:
     """Name the deepest part of ``obj`` that cannot be pickled, as ``path → ... → type: why``.
 
     Returns None if ``obj`` pickles.
@@ -114,7 +120,7 @@ def find_unpicklable(obj: Any, path: str, _depth: int = 0, _seen: set | None = N
     return f"{path} → {_type_name(obj)}: {exc}"
 
 
-def describe_call_failure(task: Any, args: tuple, kwargs: dict) -> str:
+def describe_call_failure(task: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     """Why a call of ``task`` with these parameters cannot be pickled, naming the culprit."""
     head = f"task {task.name!r}"
     found = find_unpicklable(task.fn, f"function {getattr(task.fn, '__name__', task.name)!r}")
@@ -156,7 +162,7 @@ def _plain(value: Any, depth: int = 0) -> bool:
     return False
 
 
-def dumps_call(call: Any) -> bytes:
+def dumps_call(call: TaskCall) -> bytes:
     """Pickle a task call; on failure raise :class:`SerializationError` naming the culprit.
 
     A call whose arguments are plain data goes through the C pickler (braid's own
@@ -170,7 +176,7 @@ def dumps_call(call: Any) -> bytes:
         except Exception:  # noqa: BLE001 - cloudpickle says what is wrong, below
             pass
     try:
-        return cloudpickle.dumps(call, protocol=pickle.HIGHEST_PROTOCOL)
+        data: bytes = cloudpickle.dumps(call, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:  # noqa: BLE001
         message = describe_call_failure(call.task, call.args, call.kwargs)
         raise errors.SerializationError(
@@ -178,6 +184,7 @@ def dumps_call(call: Any) -> bytes:
             f"pass something picklable (a path, a config) and open the resource inside the "
             f"task"
         ) from exc
+    return data
 
 
 def cloudpickle_by_value_modules() -> bool:
@@ -197,7 +204,8 @@ def dumps_result(obj: Any) -> bytes:
     try:
         return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:  # noqa: BLE001 - by value, then
-        return cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        data: bytes = cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        return data
 
 
 def dumps_state(state: State, task_name: str = "task") -> bytes:

@@ -12,9 +12,19 @@ from __future__ import annotations
 
 import enum
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from braid import errors
+
+if TYPE_CHECKING:
+    import datetime
+    from collections.abc import Callable
+    from typing import TypeAlias
+
+    #: an exception, its formatted traceback (or None) and its packed ``__cause__``
+    _PackedException: TypeAlias = (
+        "tuple[BaseException, str | None, _PackedException | None]"
+    )
 
 __all__ = [
     "DeferredState",
@@ -64,7 +74,7 @@ class RemoteTraceback(Exception):
         return self.tb
 
 
-def _pack_exception(exc: BaseException, depth: int = 0) -> tuple:
+def _pack_exception(exc: BaseException, depth: int = 0) -> _PackedException:
     """Reduce an exception to picklable parts that keep its traceback and cause."""
     tb = exc.__traceback__
     if tb is not None:
@@ -104,14 +114,16 @@ def _rebuildable(exc: BaseException) -> BaseException:
     return exc
 
 
-def _unpack_exception(packed: tuple) -> BaseException:
+def _unpack_exception(packed: _PackedException) -> BaseException:
     exc, text, packed_cause = packed
     if packed_cause is not None:
         cause = _unpack_exception(packed_cause)
         if text is not None:
             # the remote traceback hangs off the innermost cause of the chain we rebuild
             exc.__cause__ = cause
-            exc.__notes__ = [*getattr(exc, "__notes__", []), f"Remote traceback:{text}"]
+            # typeshed declares __notes__ from 3.11 on; on 3.10 it is a plain attribute
+            exc.__notes__ = [  # type: ignore[attr-defined,unused-ignore]
+                *getattr(exc, "__notes__", []), f"Remote traceback:{text}"]
         else:
             exc.__cause__ = cause
     elif text is not None:
@@ -119,8 +131,10 @@ def _unpack_exception(packed: tuple) -> BaseException:
     return exc
 
 
-def _rebuild_state(type_, name, message, ts, data, packed_exc, task_run_name, extra,
-                   started=None, where=None):
+def _rebuild_state(type_: StateType, name: str, message: str, ts: float, data: Any,
+                   packed_exc: _PackedException | None, task_run_name: str | None,
+                   extra: dict[str, Any] | None, started: float | None = None,
+                   where: str | None = None) -> State:
     if packed_exc is not None:
         data = _unpack_exception(packed_exc)
     state = State(type_, name, message, data, ts)
@@ -157,7 +171,7 @@ class State:
         #: the rendered name of the task run, set by the engine when it ran the task
         self.task_run_name: str | None = None
         #: small metadata the runner attached (log records, ...); or None
-        self.extra: dict | None = None
+        self.extra: dict[str, Any] | None = None
         #: for a final task run state: when the run started (epoch seconds), or None
         self.started: float | None = None
         #: for a final task run state: where it ran (process and thread, worker, node)
@@ -170,7 +184,7 @@ class State:
 
     # -- when ---------------------------------------------------------------------
     @property
-    def timestamp(self) -> Any:
+    def timestamp(self) -> datetime.datetime:
         """When the run entered this state, as an aware UTC datetime."""
         import datetime
 
@@ -235,7 +249,7 @@ class State:
         msg = f", message={self.message!r}" if self.message else ""
         return f"{self.name}({self.type.value}{msg})"
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         data, packed = self.data, None
         if isinstance(data, BaseException):
             data, packed = None, _pack_exception(self.data)
@@ -259,9 +273,11 @@ class DeferredState(State):
     """
 
     __slots__ = ("_fetch", "_fetched")
+    _fetch: Callable[[], State]
+    _fetched: State | None
 
     @classmethod
-    def wrap(cls, light: State, fetch: Any) -> DeferredState:
+    def wrap(cls, light: State, fetch: Callable[[], State]) -> DeferredState:
         """A deferred copy of ``light`` (a header: no data) whose full state ``fetch()`` gives."""
         state = cls(light.type, light.name, light.message, None, light.timestamp_seconds)
         state.task_run_name = light.task_run_name
@@ -293,7 +309,7 @@ class DeferredState(State):
             self._fetched = fetched
         return fetched
 
-    @property  # type: ignore[override]
+    @property
     def data(self) -> Any:
         fetched = self.full()
         if fetched.type is not self.type:
@@ -310,7 +326,7 @@ class DeferredState(State):
             return fetched.result(raise_on_failure)
         return State.result(self, raise_on_failure)
 
-    def __reduce__(self) -> Any:
+    def __reduce__(self) -> tuple[Any, ...]:
         fetched = self.full()
         return super().__reduce__() if fetched.type is self.type else fetched.__reduce__()
 

@@ -12,7 +12,7 @@ import importlib
 import random
 import sys
 from collections.abc import Callable, Iterable
-from typing import Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast, overload
 
 from braid import errors
 from braid.core.annotations import unmapped
@@ -24,6 +24,12 @@ from braid.core.records import DirectRun
 from braid.core.resolve import extract
 from braid.core.resources import ResourceHints, current_hints, hints_from
 from braid.core.states import State
+
+if TYPE_CHECKING:
+    import inspect
+
+    from braid.core.context import RunContext
+    from braid.core.runner import TaskRunner
 
 __all__ = ["Task", "task", "RESERVED_PARAMETERS"]
 
@@ -38,7 +44,7 @@ _OPTIONS = (
 )
 
 
-def check_reserved(fn: Callable, what: str) -> Any:
+def check_reserved(fn: Callable[..., Any], what: str) -> inspect.Signature | None:
     """Refuse a function that declares a parameter braid reserves; return its signature."""
     import inspect  # at decoration, not at `import braid`
 
@@ -55,7 +61,7 @@ def check_reserved(fn: Callable, what: str) -> Any:
     return sig
 
 
-def _check_options(owner: str, opts: dict) -> None:
+def _check_options(owner: str, opts: dict[str, Any]) -> None:
     retries = opts.get("retries", 0)
     if not isinstance(retries, int) or retries < 0:
         raise errors.ConfigurationError(f"{owner}: retries must be an int >= 0, got {retries!r}")
@@ -103,7 +109,7 @@ class Task(Generic[R]):
         if not callable(fn):
             raise errors.ConfigurationError(f"@task needs a function, got {fn!r}")
         self.fn = fn
-        self.name = name or getattr(fn, "__name__", type(fn).__name__)
+        self.name = name or cast(str, getattr(fn, "__name__", type(fn).__name__))
         import inspect
 
         self.description = description if description is not None else inspect.getdoc(fn)
@@ -128,7 +134,7 @@ class Task(Generic[R]):
         functools.update_wrapper(self, fn, updated=())
 
     # -- pickling: by reference when importable, else by value without the cache ------
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[Any, ...]:
         module, qualname = getattr(self, "__module__", None), getattr(self, "__qualname__", "")
         if module and module != "__main__" and "<" not in qualname:
             obj: Any = sys.modules.get(module)
@@ -155,7 +161,7 @@ class Task(Generic[R]):
         current.update(options)
         return Task(self.fn, **current)
 
-    def bind(self, args: tuple, kwargs: dict) -> dict:
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """The parameters by name, defaults applied (used for names and messages)."""
         sig = self._signature
         if sig is None:
@@ -170,7 +176,7 @@ class Task(Generic[R]):
         return dict(bound.arguments)
 
     # -- making calls --------------------------------------------------------------
-    def _check_arguments(self, args: tuple, kwargs: dict) -> None:
+    def _check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Refuse arguments that cannot bind: cheap counts and names first, then bind()
         (which raises ParameterBindError saying why) only if something looks off."""
         shape = self.__dict__.get("_shape")
@@ -193,13 +199,13 @@ class Task(Generic[R]):
         if not ok:
             self.bind(args, kwargs)
 
-    def _make_call(self, args: tuple, kwargs: dict, wait_for: Any,
-                   ctx: Any) -> tuple[TaskCall, list[TaskFuture]]:
+    def _make_call(self, args: tuple[Any, ...], kwargs: dict[str, Any], wait_for: Any,
+                   ctx: RunContext | None) -> tuple[TaskCall, list[TaskFuture[Any]]]:
         self._check_arguments(args, kwargs)
         found = extract(args, kwargs, wait_for)
         run_id = _getrandbits(128)
         if found is None:
-            upstreams: list = []
+            upstreams: list[TaskFuture[Any]] = []
             must = None
             resolve = NOTHING
         else:
@@ -242,7 +248,7 @@ class Task(Generic[R]):
             ctx.record.add(DirectRun(state, self, call.run_id))
         return state if return_state else _direct_result(state)
 
-    async def _call_async(self, call: TaskCall, upstreams: list, nested: Any,
+    async def _call_async(self, call: TaskCall, upstreams: list[TaskFuture[Any]], nested: Any,
                           return_state: bool) -> Any:
         states = None
         if upstreams:
@@ -256,8 +262,16 @@ class Task(Generic[R]):
         return state if return_state else _direct_result(state)
 
     @overload
-    def submit(self, *args: Any, return_state: bool = ..., wait_for: Any = ...,
+    def submit(self, *args: Any, return_state: Literal[False] = ..., wait_for: Any = ...,
                **kwargs: Any) -> TaskFuture[R]: ...
+
+    @overload
+    def submit(self, *args: Any, return_state: Literal[True], wait_for: Any = ...,
+               **kwargs: Any) -> State: ...
+
+    @overload
+    def submit(self, *args: Any, return_state: bool, wait_for: Any = ...,
+               **kwargs: Any) -> TaskFuture[R] | State: ...
 
     def submit(self, *args: Any, return_state: bool = False, wait_for: Any = None,
                **kwargs: Any) -> TaskFuture[R] | State:
@@ -271,11 +285,24 @@ class Task(Generic[R]):
         if runner is None:
             runner = _default_runner()
         call, upstreams = self._make_call(args, kwargs, wait_for, ctx)
-        future = runner.submit(call, upstreams, ctx.record if ctx is not None else None)
+        future: TaskFuture[R] = runner.submit(call, upstreams,
+                                              ctx.record if ctx is not None else None)
         if return_state:
             future.wait()
             return future.state
         return future
+
+    @overload
+    def map(self, *args: Any, return_state: Literal[False] = ..., wait_for: Any = ...,
+            **kwargs: Any) -> FutureList[R]: ...
+
+    @overload
+    def map(self, *args: Any, return_state: Literal[True], wait_for: Any = ...,
+            **kwargs: Any) -> list[State]: ...
+
+    @overload
+    def map(self, *args: Any, return_state: bool, wait_for: Any = ...,
+            **kwargs: Any) -> FutureList[R] | list[State]: ...
 
     def map(self, *args: Any, return_state: bool = False, wait_for: Any = None,
             **kwargs: Any) -> FutureList[R] | list[State]:
@@ -289,19 +316,22 @@ class Task(Generic[R]):
         runner = ctx.task_runner if ctx is not None and ctx.task_runner is not None else None
         if runner is None:
             runner = _default_runner()
-        calls, ups = [], []
+        calls: list[TaskCall] = []
+        ups: list[list[TaskFuture[Any]]] = []
         for a, kw in self._expand_map(args, kwargs):
             call, upstreams = self._make_call(a, kw, wait_for, ctx)
             calls.append(call)
             ups.append(upstreams)
-        futures = FutureList(runner.map(calls, ups, ctx.record if ctx is not None else None))
+        futures: FutureList[R] = FutureList(
+            runner.map(calls, ups, ctx.record if ctx is not None else None))
         if return_state:
             futures.wait()
             return [f.state for f in futures]
         return futures
 
-    def _expand_map(self, args: tuple, kwargs: dict) -> list[tuple[tuple, dict]]:
-        mapped: dict[Any, list] = {}
+    def _expand_map(self, args: tuple[Any, ...], kwargs: dict[str, Any]
+                    ) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+        mapped: dict[Any, list[Any]] = {}
         static: dict[Any, Any] = {}
         for key, value in [*enumerate(args), *kwargs.items()]:
             as_list = _as_map_iterable(value)
@@ -347,14 +377,14 @@ class Task(Generic[R]):
             pass
         return f"positional argument {key}"
 
-    def _describe_keys(self, keys: list) -> str:
+    def _describe_keys(self, keys: list[Any]) -> str:
         return ", ".join(self._describe_key(k) for k in keys) or "no arguments"
 
     def __repr__(self) -> str:
         return f"<Task {self.name!r}>"
 
 
-def _as_map_iterable(value: Any) -> list | None:
+def _as_map_iterable(value: Any) -> list[Any] | None:
     """The elements to map over for one argument, or None when it is broadcast."""
     if isinstance(value, unmapped):
         return None
@@ -371,7 +401,7 @@ def _as_map_iterable(value: Any) -> list | None:
     return None
 
 
-def _shape_of(sig: Any) -> tuple | None:
+def _shape_of(sig: inspect.Signature | None) -> tuple[Any, ...] | None:
     """What ``_check_arguments`` needs of a signature, or None to check with ``bind()``.
 
     (positional names, required positional names (a prefix), keyword-only names,
@@ -403,14 +433,14 @@ def _shape_of(sig: Any) -> tuple | None:
             tuple(kwonly_required), var_pos, var_kw)
 
 
-def _import_task(module: str, qualname: str) -> Task:
+def _import_task(module: str, qualname: str) -> Any:
     obj: Any = importlib.import_module(module)
     for part in qualname.split("."):
         obj = getattr(obj, part)
     return obj
 
 
-def _rebuild_task(state: dict) -> Task:
+def _rebuild_task(state: dict[str, Any]) -> Task[Any]:
     t = Task.__new__(Task)
     t.__dict__.update(state)
     return t
@@ -424,7 +454,7 @@ def _direct_result(state: State) -> Any:
     return state.result()
 
 
-def _default_runner() -> Any:
+def _default_runner() -> TaskRunner:
     from braid.core.runner import default_runner
 
     return default_runner()
