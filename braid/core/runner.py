@@ -31,7 +31,7 @@ import os
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from braid import errors
 from braid.core.calls import TaskCall
@@ -64,7 +64,8 @@ class TaskRunner(ABC):
     CANCELLED and running ones CRASHED, and it returns at once.
     """
 
-    capabilities: ClassVar[Capabilities] = Capabilities()
+    # set on the class; an instance may set its own (ThreadPoolTaskRunner(check_pickling=True))
+    capabilities: Capabilities = Capabilities()
     _table: RunTable | None = None
 
     # -- what a runner writes ---------------------------------------------------------

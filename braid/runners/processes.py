@@ -37,13 +37,16 @@ import os
 import signal
 import threading
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from braid import errors
 from braid.core.contract import Capabilities
 from braid.core.logs import driver_level, replay
 from braid.core.runner import Run, TaskRunner
 from braid.core.states import Crashed, Failed, State
+
+if TYPE_CHECKING:
+    from braid.core.futures import TaskFuture
 
 __all__ = ["ProcessPoolTaskRunner"]
 
@@ -91,9 +94,11 @@ class ProcessPoolTaskRunner(TaskRunner):
         import multiprocessing  # here, not at import: `import braid` stays light
 
         self._lock = threading.Lock()
-        self._ctx = multiprocessing.get_context(self.start_method)
+        # Any: typeshed's BaseContext (what get_context(str) gives) declares no Process
+        self._ctx: Any = multiprocessing.get_context(self.start_method)
         # small pickled results by future, to send to downstream runs as they came
-        self._result_bytes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._result_bytes: weakref.WeakKeyDictionary[TaskFuture[Any], bytes] = (
+            weakref.WeakKeyDictionary())
         self._waiting: collections.deque[tuple[Run, bytes]] = collections.deque()
         self._idle: list[_Worker] = []
         self._workers: dict[Any, _Worker] = {}  # by sentinel
@@ -310,7 +315,7 @@ def _serialization() -> Any:
     return serialization
 
 
-def _wait(objects: list) -> list:
+def _wait(objects: list[Any]) -> list[Any]:
     from multiprocessing.connection import wait
 
     return wait(objects)
