@@ -13,7 +13,8 @@ Output: the flow's return value goes to stdout (nothing else does); the live
 progress line (only when stderr is a terminal), the end summary and errors go to
 stderr.  Exit status: 0 the flow completed, 1 it failed (or its file raised on
 import, or its runner could not start), 2 bad usage (unknown runner or option,
-missing extra, file or flow, a parameter the flow does not take), 130 interrupted.
+missing extra, file or flow, a parameter the flow does not take or a value that does
+not fit its type hint), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import asyncio
 import importlib
 import importlib.util
 import inspect
-import json
 import pprint
 import sys
 import threading
@@ -40,6 +40,7 @@ from braid.core.flows import Flow
 from braid.core.records import FlowRunRecord, TaskRunRecord, watch_flow_runs
 from braid.core.runner import TaskRunner
 from braid.core.states import State
+from braid.params import coerce_parameter, describe_type
 from braid.report import format_duration, write_report
 from braid.runners.registry import RUNNERS, load_runner_class
 
@@ -75,8 +76,9 @@ class FlowNotFound(UsageError):
 class InvalidParameter(UsageError, ValueError):
     """Raised by :func:`parse_params` for a ``--param`` the flow cannot take.
 
-    A malformed ``name=value``, a name the flow's signature lacks, a value of the
-    wrong type for the parameter's annotation, or a required parameter not given.
+    A malformed ``name=value``, a name the flow's signature lacks, a name given twice,
+    or a required parameter not given.  (A value of the wrong type raises
+    :class:`~braid.errors.InvalidParameterValue`.)
     """
 
 
@@ -102,8 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="at most N task runs at once (dask: N one-thread workers; "
                           "ray: num_cpus=N)")
     run.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
-                     help="a flow parameter; VALUE is parsed as JSON when it parses, "
-                          "else taken as a string (repeatable)")
+                     help="a flow parameter (repeatable); VALUE is converted to the "
+                          "parameter's type hint (date, Path, Enum, list[int], ...), or "
+                          "parsed as JSON when it has none")
     run.add_argument("--report", metavar="FILE.html", type=Path,
                      help="write an HTML timeline of the run")
     run.add_argument("--no-progress", action="store_true",
@@ -131,7 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return run_command(args)
-    except (UsageError, errors.MissingExtraError, errors.ConfigurationError) as exc:
+    except (UsageError, errors.InvalidParameterValue, errors.MissingExtraError,
+            errors.ConfigurationError) as exc:
         _say(f"braid: error: {_one_line(exc)}")
         return 2
     except KeyboardInterrupt:
@@ -327,25 +331,21 @@ def _custom_runner(spec: str, module_name: str, class_name: str, address: str | 
 
 
 # -- parameters ---------------------------------------------------------------------------
-_SIMPLE = (bool, int, float, str, list, dict, tuple, set, type(None))
-
-
 def parse_params(flow: Flow, pairs: Sequence[str]) -> dict[str, Any]:
     """Parse ``name=value`` strings into keyword arguments the flow accepts.
 
-    A value is parsed as JSON when it parses, else taken as a string; a parameter
-    annotated ``str`` takes the text as is (``--param label=42`` gives ``"42"``).  Names
-    are checked against the flow's signature and values against simple annotations
-    (``int``, ``float``, ``bool``, ``list``, ``dict``, ``tuple``, ``set``, optional
-    versions of these; ints are accepted for ``float``).  Raises
-    :class:`InvalidParameter` naming the parameter and what the flow expects.
+    Names are checked against the flow's signature; each value is converted to its
+    parameter's type hint by :func:`braid.params.coerce_parameter` (JSON when it parses,
+    else the text, for a parameter without one).  Raises :class:`InvalidParameter` for a
+    malformed pair, an unknown, repeated or missing parameter, and
+    :class:`~braid.errors.InvalidParameterValue` for a value of the wrong type.
     """
     sig = inspect.signature(flow.fn)
     accepted = {n: p for n, p in sig.parameters.items()
                 if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     open_ended = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
     try:
-        hints = typing.get_type_hints(flow.fn)
+        hints = typing.get_type_hints(flow.fn, include_extras=True)
     except Exception:  # noqa: BLE001 - unresolvable annotations are simply not checked
         hints = {}
     out: dict[str, Any] = {}
@@ -359,7 +359,7 @@ def parse_params(flow: Flow, pairs: Sequence[str]) -> dict[str, Any]:
         if name not in accepted and not open_ended:
             raise InvalidParameter(f"flow {flow.name!r} has no parameter {name!r}; "
                                    f"{_describe_signature(flow, accepted)}")
-        out[name] = _convert(flow, name, text, hints.get(name))
+        out[name] = coerce_parameter(name, text, hints.get(name), owner=f"flow {flow.name!r}")
     missing = [n for n, p in accepted.items() if p.default is p.empty and n not in out]
     if missing:
         raise InvalidParameter(
@@ -379,52 +379,10 @@ def _describe_parameter(p: inspect.Parameter) -> str:
     if p.annotation is not p.empty:
         ann = p.annotation
         # string annotations (from __future__ import annotations) read as written
-        shown = ann if isinstance(ann, str) else getattr(ann, "__name__", None) or str(ann)
-        text += f": {shown}"
+        text += f": {ann if isinstance(ann, str) else describe_type(ann)}"
     if p.default is not p.empty:
         text += f" = {p.default!r}"
     return text
-
-
-def _simple_types(annotation: Any) -> tuple[type, ...] | None:
-    """The plain types an annotation allows, or None when it is not one we check."""
-    if annotation is None:
-        return None
-    if typing.get_origin(annotation) in (typing.Union, getattr(types, "UnionType", None)):
-        found: list[type] = []
-        for arg in typing.get_args(annotation):
-            simple = _simple_types(arg)
-            if simple is None:
-                return None
-            found.extend(simple)
-        return tuple(found)
-    plain = typing.get_origin(annotation) or annotation
-    if plain is type(None) or (isinstance(plain, type) and plain in _SIMPLE):
-        return (plain,)
-    return None
-
-
-def _convert(flow: Flow, name: str, text: str, annotation: Any) -> Any:
-    allowed = _simple_types(annotation)
-    if allowed is not None and str in allowed:
-        return None if text == "null" and type(None) in allowed else text
-    try:
-        value = json.loads(text)
-    except ValueError:
-        value = text
-    if allowed is None:
-        return value
-    if isinstance(value, bool) and bool not in allowed:
-        pass   # JSON true is not an int, whatever Python thinks
-    elif type(value) in allowed:
-        return value
-    elif isinstance(value, int) and not isinstance(value, bool) and float in allowed:
-        return float(value)
-    elif isinstance(value, list) and (tuple in allowed or set in allowed):
-        return tuple(value) if tuple in allowed else set(value)
-    expected = " or ".join("None" if t is type(None) else t.__name__ for t in allowed)
-    raise InvalidParameter(f"parameter {name!r} of flow {flow.name!r} expects {expected}, "
-                           f"got {text!r} (read as {type(value).__name__})")
 
 
 # -- running ------------------------------------------------------------------------------

@@ -268,3 +268,14 @@ class LimitsUnavailable(BraidError, RuntimeError):
 
 __all__ += ["InvalidLimit", "LimitRedeclared", "UndeclaredLimit", "SlotsExceedLimit",
             "RateLimitWithoutDecay", "ConcurrencyTimeout", "LimitsUnavailable"]
+
+
+# -- command line --
+class InvalidParameterValue(BraidError, ValueError):
+    """Raised by ``braid.params.coerce_parameter`` (so by ``braid run --param``) when a
+    value does not convert to its parameter's type hint; the message is one line naming the
+    parameter, the value and the expected type (an Enum's or Literal's valid choices too).
+    """
+
+
+__all__ += ["InvalidParameterValue"]

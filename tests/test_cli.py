@@ -125,6 +125,22 @@ def test_parameters_are_json_or_text_and_reach_the_flow_with_their_types():
     }
 
 
+HINTED = ["-p", "day=2024-05-01", "-p", "out=data/in.csv", "-p", "colour=green",
+          "-p", "mode=fast", "-p", "ids=[3, 4]"]
+
+
+def test_parameters_are_converted_to_the_flows_type_hints():
+    result = braid("run", target("hinted"), *HINTED, "-p", "since=2024-05-01T10:00:00Z",
+                   "-p", 'weights={"a": 1}')
+    assert result.returncode == 0, result.stderr
+    assert ast.literal_eval(result.stdout) == {
+        "day": "datetime.date(2024, 5, 1)", "out": "PosixPath('data/in.csv')",
+        "colour": "<Colour.GREEN: 'green'>", "mode": "fast", "ids": [3, 4],
+        "since": "datetime.datetime(2024, 5, 1, 10, 0, tzinfo=datetime.timezone.utc)",
+        "weights": {"a": 1.0},
+    }
+
+
 def test_a_script_outside_any_package_runs_on_processes(tmp_path):
     (tmp_path / "helpers.py").write_text("OFFSET = 100\n")
     (tmp_path / "pipeline.py").write_text(textwrap.dedent("""
@@ -216,7 +232,7 @@ def test_a_runner_that_cannot_start_exits_1_with_one_line():
      "--address applies to dask, ray or a custom runner, not threads"),
     (["run", target("completes"), "--max-workers", "2"], "need --runner"),
     (["run", target("completes"), "-p", "n=ten"],
-     "parameter 'n' of flow 'completes' expects int, got 'ten' (read as str)"),
+     "parameter 'n' of flow 'completes' expects int, got 'ten'"),
     (["run", target("completes"), "-p", "size=3"],
      "flow 'completes' has no parameter 'size'; it takes: n: int = 5"),
     (["run", target("completes"), "-p", "n"], "--param expects NAME=VALUE, got 'n'"),
@@ -224,7 +240,17 @@ def test_a_runner_that_cannot_start_exits_1_with_one_line():
     (["run", target("typed"), "-p", "count=1"],
      "flow 'typed' needs --param ratio=VALUE, --param label=VALUE"),
     (["run", target("typed"), "-p", "count=true", "-p", "ratio=1", "-p", "label=x",
-      "-p", "tags=[]", "-p", "options={}"], "expects int, got 'true' (read as bool)"),
+      "-p", "tags=[]", "-p", "options={}"], "expects int, got 'true'"),
+    (["run", target("hinted"), *HINTED[:4], "-p", "colour=blue"],
+     "parameter 'colour' of flow 'hinted' expects Colour, got 'blue' "
+     "(valid: RED ('red'), GREEN ('green'))"),
+    (["run", target("hinted"), *HINTED[2:], "-p", "day=2024-02-30"],
+     "parameter 'day' of flow 'hinted' expects date, got '2024-02-30' (ISO 8601"),
+    (["run", target("hinted"), *HINTED[:8], "-p", "ids=1,two"],
+     "parameter 'ids' of flow 'hinted' expects list[int], got '1,two' (item 1: 'two' is not "
+     "int)"),
+    (["run", target("hinted"), *HINTED[:6], *HINTED[8:], "-p", "mode=medium"],
+     "parameter 'mode' of flow 'hinted' expects one of 'fast', 'slow', got 'medium'"),
     (["run", target("completes"), "--report", "/no/such/dir/run.html"],
      "no directory '/no/such/dir'"),
 ])

@@ -2,12 +2,18 @@
 
 ``completes`` ends COMPLETED, ``fails`` ends FAILED with a traceback from a task,
 ``typed`` takes parameters of several types and reports what it received, and
-``outer`` runs a nested flow that declares its own runner.  They are top-level
+``outer`` runs a nested flow that declares its own runner, ``hinted`` takes parameters
+whose hints ``--param`` converts (dates, paths, an Enum, a Literal, containers).  They are top-level
 functions in an importable module so every runner can import them by name.
 ``UnreachableRunner`` is a ``--runner module:Class`` that cannot start.
 """
 
 from __future__ import annotations
+
+import datetime
+import enum
+from pathlib import Path
+from typing import Literal
 
 from braid import ThreadPoolTaskRunner, flow, task
 
@@ -83,3 +89,19 @@ def outer(base: int = 2) -> dict:
     middle = square.submit(base).result()
     second = inner(base + 10)
     return {"first": first, "middle": middle, "second": second}
+
+
+class Colour(enum.Enum):
+    """The Enum ``hinted`` takes: by member name or by value."""
+
+    RED = "red"
+    GREEN = "green"
+
+
+@flow
+def hinted(day: datetime.date, out: Path, colour: Colour, mode: Literal["fast", "slow"],
+           ids: list[int], since: datetime.datetime | None = None,
+           weights: dict[str, float] | None = None) -> dict:
+    """Report what each hinted parameter became, as text, to check ``--param`` conversion."""
+    return {"day": repr(day), "out": repr(out), "colour": repr(colour), "mode": mode,
+            "ids": ids, "since": repr(since), "weights": weights}
