@@ -25,15 +25,15 @@ import importlib
 import importlib.util
 import inspect
 import pprint
+import re
 import sys
-import threading
 import time
 import traceback
 import types
 import typing
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from braid import errors
 from braid.core.flows import Flow
@@ -41,6 +41,7 @@ from braid.core.records import FlowRunRecord, TaskRunRecord, watch_flow_runs
 from braid.core.runner import TaskRunner
 from braid.core.states import State
 from braid.params import coerce_parameter, describe_type
+from braid.progress import ProgressLine
 from braid.report import format_duration, write_report
 from braid.runners.registry import RUNNERS, load_runner_class
 
@@ -56,6 +57,9 @@ __all__ = [
 
 RUNNER_NAMES = tuple(RUNNERS)
 SLOWEST_SHOWN = 5
+#: failure kinds, run names per kind and characters of a message the summary shows
+GROUPS_SHOWN, RUNS_SHOWN, MESSAGE_SHOWN = 8, 5, 160
+_DID_NOT_RUN = ("UpstreamFailed",)
 
 
 class UsageError(errors.BraidError):
@@ -162,7 +166,12 @@ def run_command(args: argparse.Namespace) -> int:
     show_progress = not args.no_progress and sys.stderr.isatty()
     state: State | None = None
     with watch_flow_runs() as seen:
-        progress = ProgressLine(sys.stderr, seen) if show_progress else None
+        progress = None
+        if show_progress:
+            chosen = runner if runner is not None else flow.task_runner
+            caps = getattr(chosen, "capabilities", None)
+            progress = ProgressLine(sys.stderr, seen,
+                                    cluster=bool(caps and caps.native_dependencies))
         if progress is not None:
             progress.start()
         try:
@@ -397,77 +406,10 @@ def run_flow(flow: Flow, params: dict[str, Any], runner: TaskRunner | None) -> S
     return target(**params, return_state=True)
 
 
-def live_counts(records: Sequence[FlowRunRecord]) -> dict[str, int]:
-    """Task runs by state type now, over these flow runs and all their nested flow runs."""
-    out: dict[str, int] = {}
-    stack = list(records)
-    while stack:
-        record = stack.pop()
-        for key, n in record.counts().items():
-            out[key] = out.get(key, 0) + n
-        stack.extend(record.flow_runs)
-    return out
-
-
-class ProgressLine:
-    """A live one-line progress display on a terminal, redrawn from a background thread.
-
-    Reads the records of the flow runs being watched; ``stop()`` draws the last state
-    and clears the line so the summary starts on a clean line.
-    """
-
-    def __init__(self, stream: TextIO, records: list[FlowRunRecord],
-                 interval: float = 0.2) -> None:
-        self.stream = stream
-        self.records = records
-        self.interval = interval
-        self.started = time.monotonic()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="braid-cli-progress",
-                                        daemon=True)
-
-    def start(self) -> None:
-        self._draw()
-        self._thread.start()
-
-    def stop(self) -> None:
-        if self._stop.is_set():
-            return
-        self._stop.set()
-        self._thread.join()
-        self._draw()
-        self.stream.write("\n")
-        self.stream.flush()
-
-    def line(self) -> str:
-        """The text of the progress line now."""
-        c = live_counts(self.records)
-        done = c.get("COMPLETED", 0)
-        failed = c.get("FAILED", 0) + c.get("CRASHED", 0)
-        elapsed = time.monotonic() - self.started
-        rate = (done + failed + c.get("CANCELLED", 0)) / elapsed if elapsed > 0 else 0.0
-        name = self.records[0].name if self.records else "starting"
-        cancelled = f", {c['CANCELLED']} cancelled" if c.get("CANCELLED") else ""
-        return (f"{name}: {done} completed, {failed} failed{cancelled}, "
-                f"{c.get('RUNNING', 0)} running, {c.get('PENDING', 0)} pending | "
-                f"{rate:.1f} runs/s | {int(elapsed // 60)}:{int(elapsed % 60):02d}")
-
-    def _draw(self) -> None:
-        try:
-            self.stream.write("\r\x1b[2K" + self.line())
-            self.stream.flush()
-        except (OSError, ValueError):
-            self._stop.set()   # the terminal went away: stop drawing, keep running
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            self._draw()
-
-
 # -- the end of a run ---------------------------------------------------------------------
 def summary(record: FlowRunRecord) -> str:
-    """The end-of-run text: the flow's outcome, task runs by final state, the slowest
-    task runs, and each failed task run with its first error line."""
+    """The end-of-run text: the flow's outcome, task runs by final state, the slowest task
+    runs, and the failures grouped by kind (see :func:`failure_groups`)."""
     runs = record.all_task_runs()
     took = (record.end or time.time()) - record.start
     lines = [f"flow run {record.name!r} {record.state_type or 'RUNNING'} in "
@@ -486,11 +428,83 @@ def summary(record: FlowRunRecord) -> str:
         width = max(len(r.name) for r in timed)
         lines.extend(f"  {r.name:<{width}}  {format_duration(r.duration or 0.0):>9}  "
                      f"{r.where or ''}" for r in timed)
-    failed = [r for r in runs if r.error]
-    if failed:
-        lines.append("failed task runs:")
-        lines.extend(f"  {r.name} ({r.state_name}): {r.error}" for r in failed)
+    groups = failure_groups(runs)
+    if groups:
+        failed = sum(len(g.runs) for g in groups)
+        root = _root_failure(record) if record.state_type != "COMPLETED" else None
+        lines.append(f"failed task runs: {failed}, "
+                     f"{len(groups)} kind{'s' if len(groups) != 1 else ''}")
+        for group in groups[:GROUPS_SHOWN]:
+            lines.extend(group.describe(traceback_below=root is not None and any(
+                r.id == root.id for r in group.runs)))
+        if len(groups) > GROUPS_SHOWN:
+            rest = groups[GROUPS_SHOWN:]
+            lines.append(f"  … and {len(rest)} more kinds "
+                         f"({sum(len(g.runs) for g in rest)} task runs)")
     return "\n".join(lines)
+
+
+class FailureGroup:
+    """Failed task runs of one kind: the exception type (or the state, for runs that did
+    not run), the tasks, the runs, and the first message."""
+
+    def __init__(self, kind: str, ran: bool) -> None:
+        self.kind = kind
+        self.ran = ran   # False for runs that never ran (upstream failed, cancelled)
+        self.runs: list[TaskRunRecord] = []
+        self.tasks: list[str] = []
+        self.message = ""
+
+    def add(self, run: TaskRunRecord, message: str) -> None:
+        if not self.runs:
+            self.message = message
+        self.runs.append(run)
+        if run.task_name not in self.tasks:
+            self.tasks.append(run.task_name)
+
+    def describe(self, traceback_below: bool = False) -> list[str]:
+        """Two lines: kind, count, tasks and first message; then the runs' names (shortened)."""
+        tasks = _shorten_list(self.tasks, 3)
+        head = (f"  {self.kind} × {len(self.runs)} (task{'s' if len(self.tasks) > 1 else ''} "
+                f"{tasks}): {_shorten(self.message, MESSAGE_SHOWN)}")
+        names = _shorten_list([r.name for r in self.runs], RUNS_SHOWN)
+        tail = "; its traceback is below" if traceback_below else ""
+        return [head, f"    runs: {names}{tail}"]
+
+
+#: the first line of a failed state's message is ``TypeName: text`` (states._describe)
+_EXC_PREFIX = re.compile(r"^([A-Za-z_][\w.]*): (.*)$", re.S)
+
+
+def failure_groups(runs: Sequence[TaskRunRecord]) -> list[FailureGroup]:
+    """The failed task runs grouped by exception type (runs that never ran: by state name).
+
+    A run's record keeps the first line of its state message, ``Type: text`` for an
+    exception; groups of runs that ran come first, the largest first.
+    """
+    groups: dict[str, FailureGroup] = {}
+    for run in runs:
+        if not run.error or run.state_type == "COMPLETED":
+            continue
+        ran = run.state_name not in _DID_NOT_RUN and run.state_type != "CANCELLED"
+        kind, message = run.state_name, run.error
+        match = _EXC_PREFIX.match(run.error) if ran else None
+        if match:
+            kind, message = match.group(1), match.group(2)
+        group = groups.get(kind)
+        if group is None:
+            group = groups[kind] = FailureGroup(kind, ran)
+        group.add(run, message)
+    return sorted(groups.values(), key=lambda g: (not g.ran, -len(g.runs)))
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _shorten_list(items: Sequence[str], shown: int) -> str:
+    text = ", ".join(items[:shown])
+    return text + (f" … and {len(items) - shown} more" if len(items) > shown else "")
 
 
 def _count_nested(record: FlowRunRecord) -> int:

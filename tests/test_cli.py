@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import ast
+import fcntl
 import importlib
+import io
 import json
 import os
 import pty
 import re
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import textwrap
 from pathlib import Path
 
 import pytest
 
 import braid.testing.cli_flows
+from braid.progress import ProgressCounts, ProgressLine, render_progress
 
 FLOWS = Path(braid.testing.cli_flows.__file__)
 BRAID_SCRIPT = Path(sys.executable).parent / "braid"
@@ -193,8 +198,33 @@ def test_failed_flow_exits_1_naming_the_task_its_error_and_the_traceback(runner)
     assert "raise InventoryError(" in err
     assert "cli_flows.InventoryError: negative stock for plums: -2" in err
     assert err.rstrip().splitlines()[-1].startswith("braid: flow 'fails' FAILED: ")
+    assert "failed task runs: 2, 2 kinds\n  InventoryError × 1 (task check_stock): negative " \
+           "stock for plums: -2\n    runs: check_stock-" in err
+    assert re.search(r"  UpstreamFailed × 1 \(task total\): task 'total' did not run: "
+                     r"InventoryError: .*\n    runs: total-\w+\n", err)
     if runner == "processes":
         assert "Remote traceback" in err or '"""' in err
+
+
+def test_summary_groups_many_failures_by_exception_type():
+    result = braid("run", target("messy"), "-p", "n=100", "--runner", "threads",
+                   "--max-workers", "4")
+    assert result.returncode == 1
+    err = result.stderr
+    summary = err.split("failing task run:")[0]
+    assert "task runs: 103 (" in summary
+    # 34 ValueErrors, 10 KeyErrors and one run skipped: three kinds, two lines each
+    groups = summary.split("failed task runs: 45, 3 kinds\n")[1].splitlines()
+    assert len(groups) == 6, summary
+    assert re.fullmatch(r"  ValueError × 34 \(task parse_row\): row \d+: bad date 2024-13-\d\d",
+                        groups[0]), groups[0]
+    assert re.fullmatch(r"    runs: (parse_row-\w{8}, ){4}parse_row-\w{8} … and 29 more; its "
+                        r"traceback is below", groups[1]), groups[1]
+    assert re.fullmatch(r"  KeyError × 10 \(task parse_row\): 'column c\d+'", groups[2])
+    assert groups[4].startswith("  UpstreamFailed × 1 (task total): task 'total' did not run")
+    assert summary.count("\n") < 20
+    assert "flaky" not in groups          # retried, then completed: not a failure
+    assert err.count("raise ValueError(") == 1      # one traceback, not one per failure
 
 
 def test_a_file_that_raises_on_import_exits_1_with_its_traceback(tmp_path):
@@ -279,11 +309,14 @@ def test_argparse_errors_and_no_command_exit_2():
 
 
 # -- progress -----------------------------------------------------------------------------
-def run_on_a_terminal(*args: str) -> tuple[int, str, str]:
-    """Run ``python -m braid ARGS`` with stderr on a pseudo-terminal; (status, stdout, tty)."""
+def run_on_a_terminal(*args: str, columns: int = 200) -> tuple[int, str, str]:
+    """Run ``python -m braid ARGS`` with stderr on a pseudo-terminal ``columns`` wide;
+    (status, stdout, what the terminal received)."""
     leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
     proc = subprocess.Popen([sys.executable, "-m", "braid", *args], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=follower)
+                            stdout=subprocess.PIPE, stderr=follower, env=env)
     os.close(follower)
     seen = b""
     while True:
@@ -301,15 +334,99 @@ def run_on_a_terminal(*args: str) -> tuple[int, str, str]:
     return proc.wait(timeout=110), stdout, seen.decode(errors="replace")
 
 
+def progress_lines(tty: str) -> list[str]:
+    """Each redraw of the live line, without the erase sequence, in order."""
+    drawn = []
+    for chunk in tty.replace("\r\n", "\n").split("\r")[1:]:
+        line = chunk.removeprefix("\x1b[2K").split("\n")[0]
+        if "ETA" in line:
+            drawn.append(line)
+    return drawn
+
+
 def test_progress_line_on_a_terminal():
     status, stdout, tty = run_on_a_terminal("run", target("completes"), "-p", "n=20")
     assert status == 0 and stdout == "2470\n"
-    lines = [chunk for chunk in tty.split("\r") if "runs/s" in chunk]
+    lines = progress_lines(tty)
     assert lines, tty
-    last = lines[-1]
-    assert re.search(r"completes-\w+: 21 completed, 0 failed, 0 running, 0 pending \| "
-                     r"[\d.]+ runs/s \| 0:\d\d", last), last
+    assert re.fullmatch(r"completes-\w+: 21/21 100% \[#+\] \| 21 done, 0 failed, 0 running, "
+                        r"0 pending \| [-\d.]+ runs/s \| ETA 0:00 \| 0:\d\d", lines[-1]), lines[-1]
     assert "task runs: 21 (21 Completed)" in tty
+
+
+@pytest.mark.parametrize("columns", [80, 40])
+def test_progress_line_fits_the_terminal_and_shows_runs_mid_run(columns):
+    # 16 runs of 0.1 s, two at a time: a line every 0.2 s sees some running, some pending
+    status, _, tty = run_on_a_terminal("run", target("steady"), columns=columns)
+    assert status == 0
+    lines = progress_lines(tty)
+    assert len(lines) >= 3, tty
+    assert max(len(line) for line in lines) < columns, lines
+    # the line never wrapped: every redraw went back to the start of the same line
+    before_summary = tty.split("flow run 'steady-")[0]
+    assert before_summary.count("\n") <= 1, before_summary
+    middle = [line for line in lines if not line.startswith(("0/", "16/16"))]
+    assert middle, lines
+    if columns == 80:
+        sample = re.search(r"(\d+)/16 \d+% \| (\d+) done, 0 failed, (\d+) running, (\d+) pending "
+                           r"\| [-\d.]+/s \| ETA [-:\d]+", " ".join(middle))
+        assert sample, middle
+        assert int(sample.group(3)) <= 2
+    else:
+        assert all(re.fullmatch(r"\d+/16 d\d+ f0 r[0-2] p\d+ ([-\d.]+/s )?ETA [-:\d]+", line)
+                   for line in middle), middle
+    assert lines[-1].startswith("16/16") or "16/16" in lines[-1]
+
+
+@pytest.mark.parametrize("columns", [80, 40])
+@pytest.mark.parametrize("counts", [
+    ProgressCounts(0, 0, 0, 0, 0, 0.0, None),
+    ProgressCounts(45, 2, 0, 4, 49, 12.3, 7.25),
+    ProgressCounts(45_000, 2_000, 3, 4, 53_000, 3723.3, 1234.5),
+    ProgressCounts(45_000, 2_000, 3, 0, 53_000, 3723.3, 1234.5, on_cluster=True),
+    ProgressCounts(10**9, 10**8, 10**7, 10**6, 10**9, 10**6, 0.01),
+])
+def test_rendered_line_fits_80_and_40_columns(columns, counts):
+    line = render_progress("a-flow-run-with-a-rather-long-name-1a2b3c4d", counts, columns)
+    assert len(line) <= columns - 1
+    assert f"{counts.finished}/{counts.total}" in line or len(line) == columns - 1
+    if columns == 80 and counts.total < 10**6:
+        # at 80 columns every count, the rate and the ETA are there, spelled out when short
+        assert "ETA" in line and "/s" in line
+        numbers = re.findall(r"\d+", line)
+        active = ([counts.running + counts.pending] if counts.on_cluster
+                  else [counts.running, counts.pending])
+        for n in [counts.done, counts.failed, *active]:
+            assert str(n) in numbers, (n, line)
+        if counts.total < 1000:
+            assert f"{counts.running} running, {counts.pending} pending" in line
+            assert f"{counts.done} done, {counts.failed} failed" in line
+
+
+def test_rate_eta_and_the_cluster_notion_come_from_record_counts():
+    class FakeRecord:
+        name = "etl-1"
+        flow_runs: list = []
+
+        def __init__(self):
+            self.now = {"PENDING": 10}
+
+        def counts(self):
+            return dict(self.now)
+
+    record = FakeRecord()
+    line = ProgressLine(io.StringIO(), [record], cluster=True)
+    first = line.counts()
+    assert first.on_cluster and first.pending == 10 and first.rate is None and first.eta is None
+    assert "10 queued or running on the cluster" in line.line(200)
+    line.started -= 2.0
+    line._history[0] = (line._history[0][0] - 2.0, 0)
+    record.now = {"COMPLETED": 4, "PENDING": 6}
+    later = line.counts()
+    assert later.rate == pytest.approx(2.0, rel=0.05) and later.eta == pytest.approx(3.0, rel=0.05)
+    record.now = {"COMPLETED": 4, "RUNNING": 1, "PENDING": 5}
+    assert not line.counts().on_cluster          # the runner does report begins after all
+    assert "1 running, 5 pending" in line.line(200)
 
 
 def test_no_progress_line_with_the_flag_or_without_a_terminal():

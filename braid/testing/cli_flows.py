@@ -3,7 +3,9 @@
 ``completes`` ends COMPLETED, ``fails`` ends FAILED with a traceback from a task,
 ``typed`` takes parameters of several types and reports what it received, and
 ``outer`` runs a nested flow that declares its own runner, ``hinted`` takes parameters
-whose hints ``--param`` converts (dates, paths, an Enum, a Literal, containers).  They are top-level
+whose hints ``--param`` converts (dates, paths, an Enum, a Literal, containers),
+``steady`` keeps a few runs going for a while (the live line mid-run), and ``messy``
+fails many runs in a few ways, after retries (the summary and the report).  They are top-level
 functions in an importable module so every runner can import them by name.
 ``UnreachableRunner`` is a ``--runner module:Class`` that cannot start.
 """
@@ -12,10 +14,11 @@ from __future__ import annotations
 
 import datetime
 import enum
+import time
 from pathlib import Path
 from typing import Literal
 
-from braid import ThreadPoolTaskRunner, flow, task
+from braid import ThreadPoolTaskRunner, flow, get_run_context, task
 
 
 class UnreachableRunner(ThreadPoolTaskRunner):
@@ -105,3 +108,42 @@ def hinted(day: datetime.date, out: Path, colour: Colour, mode: Literal["fast", 
     """Report what each hinted parameter became, as text, to check ``--param`` conversion."""
     return {"day": repr(day), "out": repr(out), "colour": repr(colour), "mode": mode,
             "ids": ids, "since": repr(since), "weights": weights}
+
+
+@task
+def nap(i: int, seconds: float) -> int:
+    time.sleep(seconds)
+    return i
+
+
+@flow(task_runner=ThreadPoolTaskRunner(max_workers=2))
+def steady(n: int = 16, seconds: float = 0.1) -> int:
+    """``n`` runs of ``seconds`` each, two at a time: about ``n * seconds / 2`` long."""
+    return sum(nap.map(range(n), seconds).result())
+
+
+@task
+def parse_row(i: int) -> int:
+    """Fails for every third row (ValueError) and every seventh other one (KeyError)."""
+    if i % 3 == 0:
+        raise ValueError(f"row {i}: bad date 2024-13-{i % 28 + 1:02d}")
+    if i % 7 == 0:
+        raise KeyError(f"column c{i}")
+    return i
+
+
+@task(retries=2, retry_delay_seconds=0.05)
+def flaky(i: int) -> int:
+    """Fails its first attempt (a retry shows in records and the report), then succeeds."""
+    if get_run_context().task_run.attempt == 1:
+        raise ConnectionError(f"row {i}: connection reset")
+    return i
+
+
+@flow
+def messy(n: int = 30) -> int:
+    """``n`` parse_row runs (some fail two ways), two flaky runs that succeed on retry, and
+    a total that does not run because its upstreams failed."""
+    rows = parse_row.map(range(n))
+    retried = flaky.map(range(2))
+    return total.submit([*rows, *retried]).result()
