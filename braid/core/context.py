@@ -54,32 +54,28 @@ class FlowRunInfo:
 class TaskRunInfo:
     """What a running task can know about itself: id, name, attempt (1-based), parameters."""
 
-    __slots__ = ("_id", "_name", "attempt", "_task", "_args", "_kwargs", "_params")
+    __slots__ = ("_id", "explicit_name", "attempt", "_task", "_args", "_kwargs", "_params")
     _params: dict[str, Any] | None
 
     def __init__(self, run_id: int, name: str | None, task: Task[Any], attempt: int,
                  args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self._id = run_id
-        self._name = name  # None: the default name, made only if asked for
+        #: the name if it was given or rendered; None while it is the default one
+        self.explicit_name = name
         self.attempt = attempt
         self._task, self._args, self._kwargs, self._params = task, args, kwargs, None
 
     @property
     def name(self) -> str:
         """The task run's name (its template rendered, or ``<task>-<8 hex>``)."""
-        name = self._name
+        name = self.explicit_name
         if name is None:
-            name = self._name = default_run_name(self._task.name, self._id)
+            name = self.explicit_name = default_run_name(self._task.name, self._id)
         return name
 
     @name.setter
     def name(self, value: str) -> None:
-        self._name = value
-
-    @property
-    def explicit_name(self) -> str | None:
-        """The name if it was given or rendered; None while it is the default one."""
-        return self._name
+        self.explicit_name = value
 
     @property
     def task_name(self) -> str:

@@ -67,9 +67,8 @@ class Run:
     type and name, times, place), never the future or the result.
     """
 
-    __slots__ = ("call", "upstreams", "future", "payload", "began", "dispatched", "_table",
-                 "_n", "_countdown", "run_id", "name", "task_name", "state_type", "state_name",
-                 "start", "end", "where", "error")
+    __slots__ = ("call", "upstreams", "future", "payload", "phase", "_table", "_n",
+                 "_countdown", "_snapshot")
 
     def __init__(self, call: TaskCall, upstreams: Sequence[TaskFuture[Any]],
                  future: TaskFuture[Any], payload: bytes | None, table: RunTable) -> None:
@@ -77,12 +76,20 @@ class Run:
         self.upstreams: Sequence[TaskFuture[Any]] = upstreams
         self.future: TaskFuture[Any] | None = future
         self.payload = payload
-        self.run_id = call.run_id
-        self.task_name: str = call.task.name
-        self.began = False        # a worker started it (RUNNING)
-        self.dispatched = False   # handed to the runner at least once
+        #: ACCEPTED, then DISPATCHED (handed to the runner), then BEGAN (on a worker)
+        self.phase = ACCEPTED
         self._table = table
-        self.state_type: str | None = None  # set when final (the record's snapshot)
+        # _snapshot: what a record shows, set when the run is final (future is None)
+
+    @property
+    def began(self) -> bool:
+        """Whether a worker started the run (it was RUNNING)."""
+        return self.phase == BEGAN
+
+    @property
+    def dispatched(self) -> bool:
+        """Whether the run was handed to the runner."""
+        return self.phase != ACCEPTED
 
     # -- for runners ----------------------------------------------------------------
     def begin(self) -> bool:
@@ -91,14 +98,13 @@ class Run:
         False means the run is final already (the flow was interrupted or timed out
         and the run table cancelled it): the worker drops it.
         """
-        future = self.future
-        if future is None or future.done():
-            return False
         reason = self._table.cancel_reason
-        if reason is not None:
-            self.finish(Cancelled(_cancelled_message(reason)))
+        future = self.future
+        if reason is not None or future is None:
+            if future is not None and not future.done():
+                self.finish(Cancelled(_cancelled_message(reason or "")))
             return False
-        self.began = True
+        self.phase = BEGAN
         future.set_running()
         return True
 
@@ -119,8 +125,9 @@ class Run:
         on_start = None
         if call.run_name is None and future is not None:
             on_start = future.set_name
+        ups = self.upstreams
         try:
-            return run_task(call, self.upstream_states(), nested_runner,
+            return run_task(call, [u.state for u in ups] if ups else None, nested_runner,
                             self._table.reschedules, on_start)
         except Exception as exc:  # noqa: BLE001 - an engine bug must still end the run
             return Crashed(errors.BraidError(f"braid engine error: {exc!r}"))
@@ -143,8 +150,24 @@ class Run:
         future = self.future
         if future is None or not future.set_final(state):
             return
-        self._close(state)
-        table.forget(self)
+        # keep what a record shows; drop the future, the call, the payload, the result
+        call = self.call
+        t = state.type
+        if call is not None:
+            # (run id, task name, run name (None: the default one), type, state name,
+            #  started, ended, where, message of a run that did not complete)
+            self._snapshot = (call.run_id, call.task.name, state.task_run_name or call.run_name,
+                              t, state.name, state.started, state.timestamp_seconds,
+                              state.where, None if t is _COMPLETED else state.message)
+        self.future = None
+        self.call = None
+        self.upstreams = ()
+        self.payload = None
+        table.live.pop(self, None)
+        # the drain sets draining before it looks at live: a finisher that reads False
+        # here removed its run before the drain looked
+        if table.draining:
+            table.wake_drain()
 
     def __call__(self, _upstream: TaskFuture[Any]) -> None:
         """The done-callback this run puts on its upstreams: the last one sends it."""
@@ -176,6 +199,20 @@ class Run:
 
     # -- for records ------------------------------------------------------------------
     @property
+    def snapshot(self) -> tuple[Any, ...] | None:
+        """What a record shows of a final run (None while the run is live)."""
+        return self._snapshot if self.future is None else None
+
+    @property
+    def run_id(self) -> int:
+        """The run's id (an int; its UUID form is ``task_run_id``)."""
+        snap = self.snapshot
+        if snap is not None:
+            return int(snap[0])
+        assert self.call is not None
+        return self.call.run_id
+
+    @property
     def task_run_id(self) -> str:
         """The run's id, as a UUID string."""
         import uuid
@@ -183,32 +220,72 @@ class Run:
         return str(uuid.UUID(int=self.run_id, version=4))
 
     @property
+    def task_name(self) -> str:
+        """The name of the run's task."""
+        snap = self.snapshot
+        if snap is not None:
+            return str(snap[1])
+        assert self.call is not None
+        return str(self.call.task.name)
+
+    @property
     def current_type(self) -> str:
         """The run's state type now: the final one, or RUNNING/PENDING (never blocks)."""
-        t = self.state_type
-        if t is not None:
-            return t
-        return _RUNNING_NAME if self.began else _PENDING_NAME
+        snap = self.snapshot
+        if snap is not None:
+            return str(snap[3].value)
+        return _RUNNING_NAME if self.phase == BEGAN else _PENDING_NAME
 
-    def _close(self, state: State) -> None:
-        """Keep the snapshot a record shows; drop the future, the call and the payload."""
-        call = self.call
-        # None for a default name: records make it from the run id when read
-        self.name = state.task_run_name or (call.run_name if call is not None else None)
-        self.state_name = state.name
-        self.start = state.started
-        self.end = state.timestamp_seconds
-        self.where = state.where
-        t = state.type
-        self.error = None if t is _COMPLETED else (_first_line(state.message) or state.name)
-        self.state_type = t.value
-        self.future = None
-        self.call = None
-        self.upstreams = ()
-        self.payload = None
+    @property
+    def state_type(self) -> str | None:
+        """The final state's type, once final."""
+        snap = self.snapshot
+        return None if snap is None else str(snap[3].value)
+
+    @property
+    def name(self) -> str | None:
+        """The run's name once final; None for a default name (make it from the id)."""
+        snap = self.snapshot
+        return None if snap is None else snap[2]
+
+    @property
+    def state_name(self) -> str | None:
+        """The final state's name, once final."""
+        snap = self.snapshot
+        return None if snap is None else snap[4]
+
+    @property
+    def start(self) -> float | None:
+        """When the run started (epoch seconds), once final and if known."""
+        snap = self.snapshot
+        return None if snap is None else snap[5]
+
+    @property
+    def end(self) -> float | None:
+        """When the run ended (epoch seconds), once final."""
+        snap = self.snapshot
+        return None if snap is None else snap[6]
+
+    @property
+    def where(self) -> str | None:
+        """Where the run ran, once final and if known."""
+        snap = self.snapshot
+        return None if snap is None else snap[7]
+
+    @property
+    def error(self) -> str | None:
+        """The first line of a final state's message when it did not complete."""
+        snap = self.snapshot
+        if snap is None or snap[3] is _COMPLETED:
+            return None
+        return _first_line(snap[8]) or snap[4]
 
     def __repr__(self) -> str:
-        return f"<Run {self.task_name}-{self.run_id:x} {self.current_type}>"
+        return f"<Run {self.task_name} {self.current_type}>"
+
+
+#: the phases of a run
+ACCEPTED, DISPATCHED, BEGAN = 0, 1, 2
 
 
 class RunTable:
@@ -235,7 +312,8 @@ class RunTable:
         self.check_call = runner.check_call if isinstance(runner, ChecksCalls) else None
         self.live: dict[Run, None] = {}
         self.cancel_reason: str | None = None
-        self._draining = False
+        #: the drain is waiting: finishers must wake it
+        self.draining = False
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._delayed: _DelayedRuns | None = None
@@ -252,16 +330,27 @@ class RunTable:
             record.add(run)
         return run
 
-    def accept(self, call: TaskCall, upstreams: Sequence[TaskFuture[Any]],
+    def accept(self, call: TaskCall, upstreams: Sequence[TaskFuture[Any]] = (),
                record: FlowRunRecord | None = None) -> TaskFuture[Any]:
         """Take a call: make its run and future, and dispatch it once it is runnable."""
+        # the hot path of every .submit(): _new_run and _gate written out
         if self.check_call is not None:
             self.check_call(call)
         payload = _dumps_call(call) if self.pickles else None  # SerializationError here
-        run = self._new_run(call, upstreams, payload, record)
-        future = run.future
-        assert future is not None
-        self._gate(run)
+        make = self.new_future
+        future = make(call) if make is not None else TaskFuture(call.task, call.run_name,
+                                                                 call.run_id)
+        run = Run(call, upstreams, future, payload, self)
+        self.live[run] = None
+        if record is not None:
+            record.add(run)
+        if upstreams:
+            self._gate(run)
+        elif self.cancel_reason is None:
+            run.phase = DISPATCHED
+            self.dispatch(run)
+        else:
+            self.send(run)
         return future
 
     def accept_many(self, calls: Sequence[TaskCall],
@@ -295,7 +384,7 @@ class RunTable:
                     self.send(run)
             else:
                 for run in ready:
-                    run.dispatched = True
+                    run.phase = DISPATCHED
                 many(ready)
         return futures
 
@@ -322,18 +411,14 @@ class RunTable:
         if self.cancel_reason is not None:
             run.finish(Cancelled(_cancelled_message(self.cancel_reason)))
             return
-        run.dispatched = True
+        run.phase = DISPATCHED
         self.dispatch(run)
 
     # -- finishing ----------------------------------------------------------------------
-    def forget(self, run: Run) -> None:
-        """Take a final run off the live set (``Run.finish`` calls it)."""
-        self.live.pop(run, None)
-        # the drain sets _draining before it looks at live: a finisher that reads False
-        # here removed its run before the drain looked
-        if self._draining:
-            with self._lock:
-                self._changed.notify_all()
+    def wake_drain(self) -> None:
+        """Let the drain look at the live set again (a run was finished)."""
+        with self._lock:
+            self._changed.notify_all()
 
     def reschedule(self, run: Run, state: State) -> bool:
         """Schedule the next attempt of ``run`` after its retry delay; False if the runner
@@ -350,7 +435,7 @@ class RunTable:
         run.call = run.call.next_attempt()
         if self.pickles:
             run.payload = _dumps_call(run.call)
-        run.began = False
+        run.phase = DISPATCHED
         run.future.set_pending(state)
         return delayed.add(time.monotonic() + float(state.data or 0), run)
 
@@ -358,12 +443,12 @@ class RunTable:
     def drain(self) -> None:
         """Wait until every accepted run is final (retries included)."""
         with self._lock:
-            self._draining = True
+            self.draining = True
             try:
                 while self.live:
                     self._changed.wait(0.5)  # the timeout only guards a missed wake-up
             finally:
-                self._draining = False
+                self.draining = False
         if self._delayed is not None:
             self._delayed.stop()
 

@@ -152,8 +152,8 @@ class State:
     final run.  ``result()`` returns the value or raises the exception.
     """
 
-    __slots__ = ("type", "name", "message", "data", "_ts", "task_run_name", "extra", "started",
-                 "where")
+    __slots__ = ("type", "name", "message", "data", "timestamp_seconds", "task_run_name",
+                 "extra", "started", "where")
 
     def __init__(
         self,
@@ -167,7 +167,8 @@ class State:
         self.name = name if name is not None else type.value.title()
         self.message = message
         self.data = data
-        self._ts = _time() if timestamp is None else timestamp
+        #: when the run entered this state, in seconds since the epoch
+        self.timestamp_seconds: float = _time() if timestamp is None else timestamp
         #: the rendered name of the task run, set by the engine when it ran the task
         self.task_run_name: str | None = None
         #: small metadata the runner attached (log records, ...); or None
@@ -188,12 +189,7 @@ class State:
         """When the run entered this state, as an aware UTC datetime."""
         import datetime
 
-        return datetime.datetime.fromtimestamp(self._ts, datetime.timezone.utc)
-
-    @property
-    def timestamp_seconds(self) -> float:
-        """When the run entered this state, in seconds since the epoch."""
-        return self._ts
+        return datetime.datetime.fromtimestamp(self.timestamp_seconds, datetime.timezone.utc)
 
     def copy(self, **changes: Any) -> State:
         """A copy of this state with some fields replaced (``name=``, ``message=``, ...)."""
@@ -255,7 +251,8 @@ class State:
             data, packed = None, _pack_exception(self.data)
         return (
             _rebuild_state,
-            (self.type, self.name, self.message, self._ts, data, packed, self.task_run_name,
+            (self.type, self.name, self.message, self.timestamp_seconds, data, packed,
+             self.task_run_name,
              self.extra, self.started, self.where),
         )
 

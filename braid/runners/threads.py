@@ -140,7 +140,8 @@ class ThreadPoolTaskRunner(TaskRunner):
                 follow: Run | None = None
                 try:
                     if run.begin():
-                        state = self._execute(run)
+                        state = (run.execute(self) if run.payload is None
+                                 else self._execute_pickled(run))
                         h.runner = self
                         try:
                             run.finish(state)
@@ -164,12 +165,11 @@ class ThreadPoolTaskRunner(TaskRunner):
             worker_slot.hook = None
             close_thread_loop()
 
-    def _execute(self, run: Run) -> State:
-        if run.payload is None:
-            return run.execute(self)
-        # check_pickling: travel as if to another process
+    def _execute_pickled(self, run: Run) -> State:
+        """check_pickling: the call and its upstream states travel as to another process."""
         from braid.core.serialization import dumps, dumps_state, loads
 
+        assert run.payload is not None
         try:
             call = loads(run.payload)
             states = run.upstream_states()

@@ -19,7 +19,6 @@ from typing import Any
 from braid import TaskRunner, flow
 from braid.testing import ray_tasks as rt
 
-
 _received = [0]
 
 
