@@ -4,7 +4,7 @@
 
     braid run path/to/file.py:flow_name [--runner threads|processes|dask|ray|module:Class]
               [--address ADDR] [--max-workers N] [--param name=value ...]
-              [--report FILE.html] [--no-progress]
+              [--report FILE.html] [--trace FILE.json] [--no-progress]
 
 ``--runner`` replaces the task runner of the named flow only; nested flows keep the
 runner they declare.  Without it the flow runs on the runner it declares.
@@ -44,6 +44,7 @@ from braid.params import coerce_parameter, describe_type
 from braid.progress import ProgressLine
 from braid.report import format_duration, write_report
 from braid.runners.registry import RUNNERS, load_runner_class
+from braid.trace import write_trace
 
 __all__ = [
     "FlowNotFound",
@@ -113,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "parsed as JSON when it has none")
     run.add_argument("--report", metavar="FILE.html", type=Path,
                      help="write an HTML timeline of the run")
+    run.add_argument("--trace", metavar="FILE.json", type=Path,
+                     help="write the run as Chrome trace-event JSON (open it in "
+                          "ui.perfetto.dev or chrome://tracing)")
     run.add_argument("--no-progress", action="store_true",
                      help="no live progress line (it is off anyway when stderr is not a "
                           "terminal)")
@@ -149,9 +153,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run_command(args: argparse.Namespace) -> int:
     """``braid run``: load, check, run, summarise; returns the exit status."""
-    if args.report is not None and not args.report.parent.is_dir():
-        raise UsageError(f"cannot write the report {str(args.report)!r}: "
-                         f"no directory {str(args.report.parent)!r}")
+    for what, path in (("report", args.report), ("trace", args.trace)):
+        if path is not None and not path.parent.is_dir():
+            raise UsageError(f"cannot write the {what} {str(path)!r}: "
+                             f"no directory {str(path.parent)!r}")
     try:
         flow = load_flow(args.target)
     except (UsageError, KeyboardInterrupt):
@@ -190,6 +195,9 @@ def run_command(args: argparse.Namespace) -> int:
     if args.report is not None and record is not None:
         write_report(record, args.report)
         _say(f"report: {args.report}")
+    if args.trace is not None and record is not None:
+        write_trace(record, args.trace)
+        _say(f"trace: {args.trace}")
     if state.is_completed():
         print(format_value(state.result()), flush=True)
         return 0

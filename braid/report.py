@@ -3,16 +3,29 @@
 :func:`write_report` turns a :class:`~braid.core.records.FlowRunRecord` (or its
 ``to_dict()``) into one HTML file that needs no network: the run's data is embedded
 as JSON and drawn by an inline script on a ``<canvas>``.  The page shows one lane per
-place a task ran (``where``: a process and thread, a Dask worker, a Ray node), one bar
-per task run coloured by its final state, the flow runs (nested ones included) on a
-lane of their own, a legend and the run's totals; hovering a bar shows its name,
-task, state, duration, place and first error line.
+place a task ran (``where``: a process and thread, a Dask worker, a Ray node), labelled
+with the most telling part of the place (a long label loses its middle; the full text
+is its tooltip), the flow runs (nested ones included) on a lane of their own, one bar
+per attempt of a task run **coloured by its task**, its state drawn as an outline or a
+pattern (failed: red outline; crashed: purple outline and cross; cancelled: grey fill,
+dashed outline; upstream failed: red hatching; an attempt that was retried: faded,
+red dotted outline, joined to the next attempt by a line through the retry delay).
+Hovering a bar shows its details and its dependency edges; clicking it (or opening
+``FILE.html#run=NAME``) keeps the edges and opens a detail panel: state and message,
+place and times, attempts, and the arguments, logs and traceback when known.
+
+What a run's dict may carry beyond ``FlowRunRecord.to_dict()`` today, drawn where
+present and left out where not (so every runner is drawn the same way from the same
+data): ``attempts`` (a list of ``{start, end, state_name, where, error}``, one per
+attempt), ``upstreams`` (ids of the task runs it waited for), ``parameters`` (name to
+shortened repr), ``message`` (the whole state message), ``traceback`` and ``logs``
+(text).
 
 It stays fast with tens of thousands of task runs because only what is visible is
 drawn: lanes are virtualised (the canvas is the size of the viewport, scrolling
 redraws it) and bars overlapping in time on one lane are packed into rows here, in
 Python, once.  After every paint the script writes how many bars it drew into
-``data-bars-drawn`` on ``<html>``, which tests read back from the DOM.
+``data-bars-drawn`` on ``<html>`` (and ``data-edges-drawn``), which tests read back.
 """
 
 from __future__ import annotations
@@ -25,22 +38,45 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["STATE_COLORS", "format_duration", "render_report", "timeline_data",
-           "write_report"]
+from braid.report_page import PAGE
 
-#: the colour of each legend key: a final state type, or a state name drawn apart
+__all__ = ["STATE_COLORS", "TASK_COLORS", "format_duration", "lane_label", "render_report",
+           "timeline_data", "timeline_items", "write_report"]
+
+#: the outline (or mark) colour of each legend key: a final state type, or a state name
+#: drawn apart; bars are filled with their task's colour
 STATE_COLORS: dict[str, str] = {
-    "COMPLETED": "#2e9e5b",
-    "FAILED": "#d64545",
-    "UpstreamFailed": "#f2a7a7",
-    "CRASHED": "#8e44ad",
-    "CANCELLED": "#9aa0a6",
-    "RUNNING": "#3b82f6",
-    "PENDING": "#d1d5db",
+    "COMPLETED": "#1f2328",
+    "FAILED": "#d1242f",
+    "UpstreamFailed": "#d1242f",
+    "CRASHED": "#8250df",
+    "CANCELLED": "#6e7781",
+    "RUNNING": "#0969da",
+    "PENDING": "#8c959f",
 }
-_LABELS = {"UpstreamFailed": "upstream failed (did not run)"}
+#: task colours, in the order tasks first appear in the run (then again from the start)
+TASK_COLORS: tuple[str, ...] = (
+    "#4e79a7", "#f28e2b", "#59a14f", "#edc948", "#76b7b2", "#b07aa1",
+    "#ff9da7", "#9c755f", "#86bcb6", "#bab0ac", "#a0cbe8", "#8cd17d",
+)
+FLOW_COLOR = "#c9d1d9"
+_LABELS = {"UpstreamFailed": "upstream failed (did not run)", "COMPLETED": "completed",
+           "RETRIED": "attempt retried"}
+_STYLES = {  # how the legend draws each key (the canvas draws the same)
+    "COMPLETED": "background:#8c959f",
+    "FAILED": "background:#8c959f;box-shadow:0 0 0 2px #d1242f",
+    "UpstreamFailed": "background:repeating-linear-gradient(45deg,#d1242f 0 2px,#fff 2px 5px)",
+    "CRASHED": "background:#8c959f;box-shadow:0 0 0 2px #8250df",
+    "CANCELLED": "background:#e5e7eb;outline:1px dashed #6e7781",
+    "RUNNING": "background:#8c959f;box-shadow:0 0 0 2px #0969da",
+    "PENDING": "background:#fff;outline:1px solid #8c959f",
+    "RETRIED": "background:#c4c9cf;outline:1px dotted #d1242f",
+}
 FLOW_LANE = "flow runs"
 NOT_STARTED_LANE = "did not start"
+#: characters a lane label keeps (about what the 220-pixel gutter shows)
+LABEL_CHARS = 36
+_DETAIL_KEYS = ("message", "traceback", "logs", "parameters")
 
 
 def state_key(state_type: str | None, state_name: str | None) -> str:
@@ -48,6 +84,40 @@ def state_key(state_type: str | None, state_name: str | None) -> str:
     if state_name == "UpstreamFailed":
         return "UpstreamFailed"
     return state_type or "PENDING"
+
+
+def lane_label(name: str, limit: int = LABEL_CHARS) -> str:
+    """``name`` shortened to ``limit`` characters, keeping its most telling parts.
+
+    A place reads ``<where> / <thread>`` (``dask tcp://127.0.0.1:40123 /
+    Dask-Default-Thread-1``, ``ray node 3f9a… / pid 12 / Thread-1``): the thread's
+    name loses its middle first, then the longest other part does; the worker's
+    address or the pid stays whole whenever that fits.
+    """
+    if len(name) <= limit:
+        return name
+    parts = name.split(" / ")
+    total = len(name)
+    # the last part first (a thread name tells least), then the longest of the others
+    order = [len(parts) - 1] + sorted(range(len(parts) - 1), key=lambda i: -len(parts[i]))
+    for i in order:
+        excess = total - limit
+        if excess <= 0:
+            break
+        keep = max(5 if i == len(parts) - 1 else 8, len(parts[i]) - excess - 1)
+        if keep < len(parts[i]) - 1:
+            total -= len(parts[i])
+            parts[i] = _middle(parts[i], keep, last=i == len(parts) - 1)
+            total += len(parts[i])
+    text = " / ".join(parts)
+    return text if len(text) <= limit else _middle(text, limit - 1)
+
+
+def _middle(text: str, keep: int, last: bool = True) -> str:
+    """``text`` with its middle replaced by ``…``, ``keep`` characters kept (two thirds of
+    them from the head, except in a last part, a thread's name, whose number ends it)."""
+    head = (keep + 1) // 2 if last else (2 * keep + 2) // 3
+    return text[:head] + "…" + text[len(text) - (keep - head):]
 
 
 def _natural(text: str) -> list:
@@ -86,46 +156,63 @@ def _pack(spans: list[tuple[float, float, int]]) -> dict[int, int]:
     return rows
 
 
-def timeline_data(run: Any) -> dict[str, Any]:
-    """The report's data: lanes, and the bars as columns (times in seconds from the start).
+def timeline_items(run: Any) -> tuple[list[dict[str, Any]], float, float]:
+    """One item per drawn bar (a flow run, or one attempt of a task run), and t0 and t1.
 
-    ``run`` is a FlowRunRecord or its ``to_dict()``.  Lanes come in this order: the
-    flow runs, each place tasks ran (natural order), then task runs that never started
-    (drawn as a thin mark at the time they ended).  Each bar has its lane, its row in
-    the lane, start, end, legend key index, run name, task or flow name, flow run name,
-    error and whether it is a flow run.
+    Times are epoch seconds, filled in: a run still going (or never timed) reaches the
+    end of the report, a run that never started sits at the time it ended.  Each item
+    has ``lane``, ``start``, ``end``, ``key``, ``name``, ``task``, ``flow``, ``error``,
+    ``is_flow``, ``depth``, ``id``, ``attempt`` (0 for flow runs), ``attempts``,
+    ``last`` (the run's final attempt) and ``run`` (the source dict).
     """
     top = _as_dict(run)
     flows = _walk_flows(top)
-    starts = [f["start"] for f, _ in flows if f.get("start") is not None]
-    ends = [f["end"] for f, _ in flows if f.get("end") is not None]
     items: list[dict[str, Any]] = []
     for f, depth in flows:
         items.append({"lane": FLOW_LANE, "start": f.get("start"), "end": f.get("end"),
                       "key": state_key(f.get("state_type"), f.get("state_name")),
                       "name": f.get("name", ""), "task": f.get("flow_name", ""),
-                      "flow": f.get("name", ""), "error": f.get("error"),
-                      "is_flow": True, "depth": depth})
+                      "flow": f.get("name", ""), "error": f.get("error"), "is_flow": True,
+                      "depth": depth, "id": f.get("id"), "attempt": 0, "attempts": 0,
+                      "last": True, "run": f})
         for t in f.get("task_runs", ()):
-            started = t.get("start") is not None
-            items.append({"lane": (t.get("where") or "unknown place") if started
-                          else NOT_STARTED_LANE,
-                          "start": t.get("start") if started else t.get("end"),
-                          "end": t.get("end"),
-                          "key": state_key(t.get("state_type"), t.get("state_name")),
-                          "name": t.get("name", ""), "task": t.get("task_name", ""),
-                          "flow": f.get("name", ""), "error": t.get("error"),
-                          "is_flow": False, "depth": depth})
-            for key in ("start", "end"):
-                if t.get(key) is not None:
-                    (starts if key == "start" else ends).append(t[key])
+            base = {"name": t.get("name", ""), "task": t.get("task_name", ""),
+                    "flow": f.get("name", ""), "is_flow": False, "depth": depth,
+                    "id": t.get("id"), "run": t}
+            key = state_key(t.get("state_type"), t.get("state_name"))
+            attempts = t.get("attempts") or [t]
+            for n, a in enumerate(attempts, 1):
+                last = n == len(attempts)
+                started = a.get("start") is not None
+                items.append({**base, "attempt": n, "attempts": len(attempts), "last": last,
+                              "lane": (a.get("where") or "unknown place") if started
+                              else NOT_STARTED_LANE,
+                              "start": a.get("start") if started else a.get("end"),
+                              "end": a.get("end"),
+                              "key": key if last else "RETRIED",
+                              "error": t.get("error") if last else a.get("error")})
+    starts = [i["start"] for i in items if i["start"] is not None]
     t0 = min(starts) if starts else 0.0
-    t1 = max([*ends, *starts, t0])
+    t1 = max([*(i["end"] for i in items if i["end"] is not None), *starts, t0])
     for item in items:
-        # a run still going (or never timed) is drawn up to the end of the report
         item["start"] = t0 if item["start"] is None else item["start"]
         item["end"] = max(item["start"], t1 if item["end"] is None else item["end"])
+    return items, t0, t1
 
+
+def timeline_data(run: Any) -> dict[str, Any]:
+    """The report's data: lanes, tasks, and the bars as columns (seconds from the start).
+
+    ``run`` is a FlowRunRecord or its ``to_dict()``.  Lanes come in this order: the
+    flow runs, each place tasks ran (natural order), then task runs that never started.
+    Each bar is one attempt of a task run (or a flow run): its lane, row in the lane,
+    start, end, legend key index, task colour index (-1 for flow runs), name, task or
+    flow name, flow run name, error, attempt number and the index of the run's final
+    bar; ``edges`` lists [upstream, downstream] final bars where upstreams are known and
+    ``details`` the extra text (message, traceback, logs, parameters) by final bar.
+    """
+    top = _as_dict(run)
+    items, t0, t1 = timeline_items(top)
     places = sorted({i["lane"] for i in items} - {FLOW_LANE, NOT_STARTED_LANE}, key=_natural)
     lane_names = [FLOW_LANE, *places]
     if any(i["lane"] == NOT_STARTED_LANE for i in items):
@@ -140,13 +227,39 @@ def timeline_data(run: Any) -> dict[str, Any]:
     for i, name in enumerate(lane_names):
         packed = _pack(by_lane.get(i, []))
         row_of.update(packed)
-        lanes.append({"name": name, "rows": max(packed.values(), default=0) + 1})
+        lanes.append({"name": name, "label": lane_label(name),
+                      "rows": max(packed.values(), default=0) + 1})
+
+    tasks: list[str] = []
+    for item in items:
+        if not item["is_flow"] and item["task"] not in tasks:
+            tasks.append(item["task"])
+    # every bar points at its run's final bar: hover and selection work on runs
+    final_of_id: dict[Any, int] = {}
+    final: list[int] = []
+    for n, item in enumerate(items):
+        if item["last"] and item["id"] is not None:
+            final_of_id[(item["is_flow"], item["id"])] = n
+    for n, item in enumerate(items):
+        final.append(final_of_id.get((item["is_flow"], item["id"]), n) if not item["last"]
+                     else n)
+    edges, details = [], {}
+    for n, item in enumerate(items):
+        if not item["last"]:
+            continue
+        for up in item["run"].get("upstreams") or ():
+            source = final_of_id.get((False, up))
+            if source is not None:
+                edges.append([source, n])
+        extra = {k: item["run"][k] for k in _DETAIL_KEYS if item["run"].get(k)}
+        if extra:
+            details[str(n)] = extra
 
     task_times = [t for i in items if not i["is_flow"] for t in (i["start"], i["end"])]
     # the view opens on the task runs: a cluster's start-up would squeeze them to a line
     focus = [min(task_times, default=t0) - t0, max(task_times, default=t1) - t0]
     pad = max((focus[1] - focus[0]) * 0.02, 1e-6)
-    keys = list(STATE_COLORS)
+    keys = [*STATE_COLORS, "RETRIED"]
     return {
         "focus": [round(max(0.0, focus[0] - pad), 6), round(min(t1 - t0, focus[1] + pad), 6)],
         "title": f"{top.get('name', '')} ({top.get('flow_name', '')})",
@@ -154,8 +267,11 @@ def timeline_data(run: Any) -> dict[str, Any]:
         "t0": t0,
         "duration": t1 - t0,
         "lanes": lanes,
-        "states": [{"key": k, "label": _LABELS.get(k, k.lower()), "color": STATE_COLORS[k]}
-                   for k in keys],
+        "states": [{"key": k, "label": _LABELS.get(k, k.lower()),
+                    "color": STATE_COLORS.get(k, STATE_COLORS["FAILED"])} for k in keys],
+        "tasks": [{"name": t, "color": TASK_COLORS[i % len(TASK_COLORS)]}
+                  for i, t in enumerate(tasks)],
+        "flow_color": FLOW_COLOR,
         "bars": {
             "lane": [lane_index[i["lane"]] for i in items],
             "row": [row_of[n] for n in range(len(items))],
@@ -163,12 +279,18 @@ def timeline_data(run: Any) -> dict[str, Any]:
             "end": [round(i["end"] - t0, 6) for i in items],
             "state": [keys.index(i["key"]) if i["key"] in keys else keys.index("PENDING")
                       for i in items],
+            "color": [-1 if i["is_flow"] else tasks.index(i["task"]) for i in items],
             "name": [i["name"] for i in items],
             "task": [i["task"] for i in items],
             "flow": [i["flow"] for i in items],
             "error": [i["error"] for i in items],
             "is_flow": [1 if i["is_flow"] else 0 for i in items],
+            "attempt": [i["attempt"] for i in items],
+            "attempts": [i["attempts"] for i in items],
+            "final": final,
         },
+        "edges": edges,
+        "details": details,
     }
 
 
@@ -214,11 +336,20 @@ def render_report(run: Any) -> str:
     data = timeline_data(top)
     counts, n_tasks, n_flows, errors = _totals(top)
     e = html.escape
+    retried = any(k == len(STATE_COLORS) for k in data["bars"]["state"])
     legend = "".join(
-        f'<span class="key"><i style="background:{s["color"]}"></i>{e(s["label"])}'
+        f'<span class="key"><i style="{_STYLES[s["key"]]}"></i>{e(s["label"])}'
         f' <b data-state="{e(s["key"])}">{counts.get(s["key"], 0)}</b></span>'
         for s in data["states"] if counts.get(s["key"]) or s["key"] in ("COMPLETED", "FAILED")
     )
+    if retried:
+        legend += (f'<span class="key"><i style="{_STYLES["RETRIED"]}"></i>'
+                   f'{_LABELS["RETRIED"]}</span>')
+    shown = data["tasks"][:24]
+    legend += '<br><span class="tasks">tasks: ' + "".join(
+        f'<span class="key"><i style="background:{t["color"]}"></i>{e(t["name"])}</span>'
+        for t in shown) + (f"… and {len(data['tasks']) - 24} more" if len(data["tasks"]) > 24
+                           else "") + "</span>"
     state = e(f"{top.get('state_type') or 'RUNNING'}"
               + (f" ({top['state_name']})" if top.get("state_name") and
                  top.get("state_name", "").upper() != top.get("state_type") else ""))
@@ -234,7 +365,7 @@ def render_report(run: Any) -> str:
              "failures": f"<ul id='failures'>{failures}</ul>" if failures else "",
              "data": _json_for_script(data)}
     # one pass, so text from the run can never be taken for a placeholder
-    return re.sub(r"\{\{(\w+)\}\}", lambda m: parts[m.group(1)], _PAGE)
+    return re.sub(r"\{\{(\w+)\}\}", lambda m: parts[m.group(1)], PAGE)
 
 
 def write_report(run: Any, path: str | Path) -> Path:
@@ -242,230 +373,3 @@ def write_report(run: Any, path: str | Path) -> Path:
     out = Path(path)
     out.write_text(render_report(run), encoding="utf-8")
     return out
-
-
-_PAGE = """<!DOCTYPE html>
-<html lang="en" data-bars-drawn="0">
-<head>
-<meta charset="utf-8">
-<title>braid run: {{title}}</title>
-<style>
-  body { font: 13px/1.4 system-ui, sans-serif; margin: 0; color: #1f2328; }
-  header { padding: 10px 14px; border-bottom: 1px solid #d0d7de; }
-  h1 { font-size: 16px; margin: 0 0 4px; }
-  .key { margin-right: 14px; white-space: nowrap; }
-  .key i { display: inline-block; width: 11px; height: 11px; margin-right: 4px;
-           vertical-align: -1px; border-radius: 2px; }
-  #failures { margin: 6px 0 0; padding-left: 18px; color: #b42318; max-height: 6em;
-              overflow: auto; }
-  #controls { padding: 6px 14px; color: #57606a; }
-  #controls button { margin-right: 4px; }
-  #scroller { position: relative; overflow-y: auto; height: calc(100vh - 150px);
-              min-height: 200px; }
-  #timeline { position: sticky; top: 0; display: block; width: 100%; cursor: grab; }
-  #tip { position: fixed; display: none; pointer-events: none; background: #fff;
-         border: 1px solid #8c959f; border-radius: 4px; padding: 6px 8px;
-         box-shadow: 0 2px 8px rgba(0,0,0,.15); max-width: 520px; white-space: pre-wrap; }
-</style>
-</head>
-<body>
-<header>
-  <h1>braid run: {{title}}</h1>
-  <div>{{totals}}</div>
-  <div id="legend">{{legend}}</div>
-  {{failures}}
-</header>
-<div id="controls">
-  <button id="zoom-in" type="button">zoom in</button>
-  <button id="zoom-out" type="button">zoom out</button>
-  <button id="zoom-tasks" type="button">fit task runs</button>
-  <button id="zoom-reset" type="button">whole run</button>
-  ctrl + wheel zooms, drag pans, double-click shows the whole run, hover a bar for details
-</div>
-<div id="scroller"><canvas id="timeline"></canvas><div id="spacer"></div></div>
-<div id="tip"></div>
-<script type="application/json" id="run-data">{{data}}</script>
-<script>
-(function () {
-  "use strict";
-  var D = JSON.parse(document.getElementById("run-data").textContent);
-  var B = D.bars, N = B.start.length;
-  var ROW = 14, BAR = 10, GAP = 8, AXIS = 26, GUTTER = 190;
-  var canvas = document.getElementById("timeline");
-  var scroller = document.getElementById("scroller");
-  var spacer = document.getElementById("spacer");
-  var tip = document.getElementById("tip");
-  var ctx = canvas.getContext("2d");
-  var colors = D.states.map(function (s) { return s.color; });
-  var labels = D.states.map(function (s) { return s.label; });
-  // lane geometry (content coordinates, below the axis) and each lane's bars
-  var laneTop = [], laneBars = [], y = 0;
-  D.lanes.forEach(function (lane, i) { laneTop.push(y); y += lane.rows * ROW + GAP;
-                                        laneBars.push([]); });
-  var contentH = y;
-  for (var n = 0; n < N; n++) laneBars[B.lane[n]].push(n);
-  var span = Math.max(D.duration, 1e-6), W = 0, H = 0;
-  var v0 = D.focus[0], v1 = Math.max(D.focus[1], D.focus[0] + 1e-6);
-
-  function fmt(s) {
-    if (s === 0) return "0 s";
-    if (s < 1e-3) return (s * 1e6).toFixed(0) + " µs";
-    if (s < 1) return (s * 1e3).toFixed(1) + " ms";
-    if (s < 120) return s.toFixed(2) + " s";
-    return Math.floor(s / 60) + " min " + (s % 60).toFixed(0) + " s";
-  }
-  function xOf(t) { return GUTTER + (t - v0) / (v1 - v0) * (W - GUTTER - 8); }
-  function tOf(x) { return v0 + (x - GUTTER) / (W - GUTTER - 8) * (v1 - v0); }
-
-  function resize() {
-    var dpr = window.devicePixelRatio || 1;
-    W = scroller.clientWidth;
-    H = Math.min(scroller.clientHeight, AXIS + contentH);
-    canvas.width = Math.round(W * dpr); canvas.height = Math.round(H * dpr);
-    canvas.style.height = H + "px";
-    spacer.style.height = Math.max(0, AXIS + contentH - H) + "px";
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    draw();
-  }
-
-  function draw() {
-    var top = scroller.scrollTop, drawn = 0;
-    ctx.clearRect(0, 0, W, H);
-    ctx.font = "11px system-ui, sans-serif"; ctx.textBaseline = "middle";
-    for (var l = 0; l < D.lanes.length; l++) {
-      var ly = AXIS + laneTop[l] - top, lh = D.lanes[l].rows * ROW;
-      if (ly + lh < AXIS || ly > H) continue;
-      ctx.fillStyle = l % 2 ? "#f6f8fa" : "#ffffff";
-      ctx.fillRect(0, ly, W, lh + GAP);
-      var bars = laneBars[l], last = -1;
-      for (var k = 0; k < bars.length; k++) {
-        var i = bars[k], y0 = ly + B.row[i] * ROW + 2;
-        if (y0 + BAR < AXIS || y0 > H) continue;
-        var x0 = Math.floor(xOf(B.start[i])), x1 = Math.floor(xOf(B.end[i]));
-        if (x1 < GUTTER || x0 > W) continue;
-        x0 = Math.max(x0, GUTTER);
-        if (B.state[i] !== last) { last = B.state[i]; ctx.fillStyle = colors[last]; }
-        ctx.fillRect(x0, y0, Math.max(2, x1 - x0), B.is_flow[i] ? BAR - 4 : BAR);
-        drawn++;
-      }
-      ctx.fillStyle = "#ffffff"; ctx.fillRect(0, ly, GUTTER - 4, lh + GAP);
-      ctx.fillStyle = "#1f2328";
-      var name = D.lanes[l].name;
-      if (name.length > 30) name = "…" + name.slice(-29);
-      ctx.fillText(name, 6, ly + Math.min(lh, ROW) / 2 + 1);
-    }
-    drawAxis();
-    document.documentElement.setAttribute("data-bars-drawn", String(drawn));
-  }
-
-  function drawAxis() {
-    ctx.fillStyle = "#ffffff"; ctx.fillRect(0, 0, W, AXIS);
-    ctx.strokeStyle = "#d0d7de"; ctx.beginPath();
-    ctx.moveTo(0, AXIS - 0.5); ctx.lineTo(W, AXIS - 0.5); ctx.stroke();
-    var step = Math.pow(10, Math.floor(Math.log10((v1 - v0) / 6)));
-    [1, 2, 5, 10].some(function (m) {
-      if ((v1 - v0) / (step * m) <= 10) { step *= m; return true; } return false; });
-    ctx.fillStyle = "#57606a";
-    for (var t = Math.ceil(v0 / step) * step; t <= v1; t += step) {
-      var x = Math.floor(xOf(t)) + 0.5;
-      ctx.beginPath(); ctx.moveTo(x, AXIS - 6); ctx.lineTo(x, AXIS); ctx.stroke();
-      ctx.fillText(fmt(t), x + 3, AXIS / 2);
-    }
-    ctx.fillText("+ time since start", 6, AXIS / 2);
-  }
-
-  function hit(ev) {
-    var r = canvas.getBoundingClientRect(), x = ev.clientX - r.left;
-    var cy = ev.clientY - r.top - AXIS + scroller.scrollTop;
-    if (x < GUTTER || ev.clientY - r.top < AXIS) return -1;
-    for (var l = 0; l < D.lanes.length; l++) {
-      var ly = laneTop[l];
-      if (cy < ly || cy >= ly + D.lanes[l].rows * ROW) continue;
-      var row = Math.floor((cy - ly) / ROW), best = -1, bestD = 4;
-      laneBars[l].forEach(function (i) {
-        if (B.row[i] !== row) return;
-        var x0 = xOf(B.start[i]), x1 = Math.max(xOf(B.end[i]), x0 + 2);
-        var d = x < x0 ? x0 - x : (x > x1 ? x - x1 : 0);
-        if (d < bestD) { bestD = d; best = i; }
-      });
-      return best;
-    }
-    return -1;
-  }
-
-  function showTip(ev) {
-    var i = hit(ev);
-    if (i < 0) { tip.style.display = "none"; return; }
-    tipFor(i, ev.clientX, ev.clientY);
-  }
-
-  function tipFor(i, cx, cy) {
-    var lines = [(B.is_flow[i] ? "flow run " : "") + B.name[i],
-                 (B.is_flow[i] ? "flow: " : "task: ") + B.task[i],
-                 "state: " + labels[B.state[i]],
-                 "duration: " + fmt(B.end[i] - B.start[i]) + "  (from +" + fmt(B.start[i]) + ")",
-                 "where: " + D.lanes[B.lane[i]].name];
-    if (!B.is_flow[i]) lines.push("flow run: " + B.flow[i]);
-    if (B.error[i]) lines.push("error: " + B.error[i]);
-    tip.textContent = lines.join("\\n");
-    tip.style.display = "block";
-    var left = Math.min(cx + 14, window.innerWidth - tip.offsetWidth - 4);
-    var top = Math.min(cy + 14, window.innerHeight - tip.offsetHeight - 4);
-    tip.style.left = Math.max(0, left) + "px";
-    tip.style.top = Math.max(0, top) + "px";
-  }
-
-  // a link to one run: FILE.html#run=NAME scrolls to its bar and shows its details
-  function showLinkedRun() {
-    var m = /^#run=(.+)$/.exec(window.location.hash);
-    if (!m) return;
-    var i = B.name.indexOf(decodeURIComponent(m[1]));
-    if (i < 0) return;
-    scroller.scrollTop = Math.max(0, laneTop[B.lane[i]] - ROW);
-    draw();
-    var r = canvas.getBoundingClientRect();
-    tipFor(i, r.left + xOf(B.start[i]),
-           r.top + AXIS + laneTop[B.lane[i]] + B.row[i] * ROW - scroller.scrollTop);
-    tip.setAttribute("data-run", B.name[i]);
-  }
-
-  function zoom(factor, at) {
-    var t = at === undefined ? (v0 + v1) / 2 : at, w = (v1 - v0) * factor;
-    w = Math.min(Math.max(w, span / 1e6), span * 1.05);
-    var f = (t - v0) / (v1 - v0);
-    v0 = t - f * w; v1 = v0 + w; draw();
-  }
-
-  var drag = null;
-  canvas.addEventListener("mousedown", function (ev) { drag = {x: ev.clientX, v0: v0, v1: v1}; });
-  window.addEventListener("mouseup", function () { drag = null; });
-  canvas.addEventListener("mousemove", function (ev) {
-    if (drag) {
-      var dt = (ev.clientX - drag.x) / (W - GUTTER - 8) * (drag.v1 - drag.v0);
-      v0 = drag.v0 - dt; v1 = drag.v1 - dt; draw(); tip.style.display = "none"; return;
-    }
-    showTip(ev);
-  });
-  canvas.addEventListener("mouseleave", function () { tip.style.display = "none"; });
-  canvas.addEventListener("wheel", function (ev) {
-    if (!ev.ctrlKey && !ev.metaKey) return;
-    ev.preventDefault();
-    var r = canvas.getBoundingClientRect();
-    zoom(ev.deltaY > 0 ? 1.25 : 0.8, tOf(ev.clientX - r.left));
-  }, {passive: false});
-  canvas.addEventListener("dblclick", function () { v0 = 0; v1 = span; draw(); });
-  document.getElementById("zoom-in").onclick = function () { zoom(0.5); };
-  document.getElementById("zoom-out").onclick = function () { zoom(2); };
-  document.getElementById("zoom-tasks").onclick = function () {
-    v0 = D.focus[0]; v1 = Math.max(D.focus[1], v0 + 1e-6); draw(); };
-  document.getElementById("zoom-reset").onclick = function () { v0 = 0; v1 = span; draw(); };
-  scroller.addEventListener("scroll", draw);
-  window.addEventListener("resize", resize);
-  window.addEventListener("hashchange", showLinkedRun);
-  resize();
-  showLinkedRun();
-})();
-</script>
-</body>
-</html>
-"""

@@ -14,7 +14,15 @@ from pathlib import Path
 import pytest
 
 import braid.testing.cli_flows
-from braid.report import NOT_STARTED_LANE, STATE_COLORS, render_report, timeline_data, write_report
+from braid.report import (
+    NOT_STARTED_LANE,
+    STATE_COLORS,
+    TASK_COLORS,
+    lane_label,
+    render_report,
+    timeline_data,
+    write_report,
+)
 from braid.testing import cli_flows
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -135,6 +143,15 @@ def chromium(tmp_path: Path, url: str, *args: str) -> str:
     return done.stdout
 
 
+def screenshot_path(tmp_path: Path, name: str) -> Path:
+    """Where a screenshot goes: ``$BRAID_SCREENSHOTS/NAME`` when set (to keep them), else tmp."""
+    folder = os.environ.get("BRAID_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        return Path(folder) / name
+    return tmp_path / name
+
+
 def png_pixels(path: Path) -> tuple[int, int, list[bytes]]:
     """Decode an 8-bit RGB or RGBA, non-interlaced PNG: (width, height, rows of RGB bytes)."""
     blob = path.read_bytes()
@@ -193,7 +210,12 @@ def test_chromium_draws_the_bars_of_a_report_made_by_braid_run(tmp_path):
 
     dom = chromium(tmp_path, f"{report.as_uri()}#run={failed}", "--dump-dom")
     # the drawing code ran to the end and drew every bar (one flow run, four task runs)
-    assert '<html lang="en" data-bars-drawn="5">' in dom
+    assert re.search(r'<html lang="en" data-bars-drawn="5" data-edges-drawn="0" '
+                     rf'data-selected="{failed}">', dom), dom[:300]
+    panel = re.search(r'<aside id="detail" style="display: block;">(.*?)</aside>', dom, re.S)
+    assert panel is not None
+    assert "InventoryError: negative stock for plums: -2" in panel.group(1)
+    assert "<dt>not recorded</dt><dd>arguments, logs, traceback</dd>" in panel.group(1)
     tip = re.search(r'<div id="tip" data-run="([^"]+)" style="display: block;[^>]*>(.*?)</div>',
                     dom, re.S)
     assert tip is not None, dom[-3000:]
@@ -201,14 +223,15 @@ def test_chromium_draws_the_bars_of_a_report_made_by_braid_run(tmp_path):
     assert "task: check_stock" in tip.group(2) and "state: failed" in tip.group(2)
     assert "error: InventoryError: negative stock for plums: -2" in tip.group(2)
 
-    shot = tmp_path / "fails.png"
+    shot = screenshot_path(tmp_path, "fails.png")
     chromium(tmp_path, report.as_uri(), f"--screenshot={shot}")
     width, height, rows = png_pixels(shot)
     assert (width, height) == (1200, 800)
-    # below the header and legend: only the canvas has these exact colours there
-    canvas_rows = rows[150:]
-    for state in ("COMPLETED", "FAILED", "UpstreamFailed"):
-        assert count_color(canvas_rows, STATE_COLORS[state]) >= 10, state
+    # below the header and legend: bars filled with the task's colour (check_stock is the
+    # first task), the failed one outlined red, the skipped one hatched red on white
+    canvas_rows = rows[170:]
+    assert count_color(canvas_rows, TASK_COLORS[0]) >= 10
+    assert count_color(canvas_rows, STATE_COLORS["FAILED"]) >= 10
 
 
 def test_chromium_draws_ten_thousand_runs_but_only_the_visible_lanes(tmp_path):
@@ -217,7 +240,110 @@ def test_chromium_draws_ten_thousand_runs_but_only_the_visible_lanes(tmp_path):
     drawn = int(re.search(r'data-bars-drawn="(\d+)"', dom).group(1))
     # 400 lanes do not fit in 800 pixels: the lanes out of view are not drawn
     assert 25 < drawn < 10_001
-    shot = tmp_path / "big.png"
+    shot = screenshot_path(tmp_path, "big.png")
     chromium(tmp_path, report.as_uri(), f"--screenshot={shot}")
     _, _, rows = png_pixels(shot)
-    assert count_color(rows[150:], STATE_COLORS["COMPLETED"]) > 1000
+    assert count_color(rows[170:], TASK_COLORS[0]) > 1000
+
+
+DASK_LANE = "dask tcp://127.0.0.1:40123 / Dask-Default-Thread-1"
+RAY_LANE = "ray node 6b3f0c1d9e2a4b5c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e / pid 4242 / Thread-3"
+
+
+def test_lane_labels_keep_their_most_telling_part():
+    assert lane_label("pid 12 / braid-worker-0") == "pid 12 / braid-worker-0"
+    short = lane_label(DASK_LANE)
+    assert len(short) <= 36 and "tcp://127.0.0.1:40123" in short and "…" in short
+    assert short.startswith("dask tcp://127.0.0.1:40123 / ") and short.endswith("-1")
+    ray = lane_label(RAY_LANE)
+    assert len(ray) <= 36 and ray.startswith("ray node 6") and "pid 4242" in ray
+    assert len(lane_label("x" * 200)) <= 36
+
+
+def rich_run() -> dict:
+    """A run with what records may carry beyond today's: attempts, upstreams, details."""
+    load = task_run("load-1", T0 + 0.1, T0 + 0.3, DASK_LANE)
+    fetch = task_run("fetch-1", T0 + 0.2, T0 + 1.0, DASK_LANE.replace("40123", "40999"))
+    fetch["attempts"] = [
+        {"start": T0 + 0.2, "end": T0 + 0.35, "state_name": "Failed",
+         "where": fetch["where"], "error": "ConnectionError: reset"},
+        {"start": T0 + 0.6, "end": T0 + 1.0, "state_name": "Completed", "where": fetch["where"]},
+    ]
+    join = task_run("join-1", T0 + 1.1, T0 + 1.3, DASK_LANE, "FAILED",
+                    error="KeyError: 'user_id'")
+    join.update(upstreams=["load-1", "fetch-1"], parameters={"left": "<DataFrame 10x3>",
+                                                             "on": "'user_id'"},
+                message="KeyError: 'user_id'\nwhile joining",
+                traceback='Traceback (most recent call last):\n  File "etl.py", line 9, '
+                          "in join\nKeyError: 'user_id'",
+                logs="INFO joining 10 rows\nWARNING 3 rows lack user_id")
+    return flow_run("etl-1", T0, T0 + 1.4, [load, fetch, join], state="FAILED")
+
+
+def test_attempts_edges_and_details_where_the_record_has_them():
+    data = timeline_data(rich_run())
+    bars = data["bars"]
+    fetch = [i for i, name in enumerate(bars["name"]) if name == "fetch-1"]
+    assert len(fetch) == 2 and [bars["attempt"][i] for i in fetch] == [1, 2]
+    assert bars["final"][fetch[0]] == fetch[1]
+    keys = [s["key"] for s in data["states"]]
+    assert keys[bars["state"][fetch[0]]] == "RETRIED"
+    join = bars["name"].index("join-1")
+    assert sorted(data["edges"]) == sorted([[bars["name"].index("load-1"), join],
+                                            [fetch[1], join]])
+    assert data["details"][str(join)]["logs"].startswith("INFO joining")
+    assert bars["color"][join] == 2 and bars["color"][fetch[0]] == 1
+
+
+def test_chromium_shows_edges_detail_panel_and_lane_tooltips(tmp_path):
+    report = write_report(rich_run(), tmp_path / "rich.html")
+    dom = chromium(tmp_path, f"{report.as_uri()}#run=join-1", "--dump-dom")
+    assert 'data-edges-drawn="2"' in dom and 'data-selected="join-1"' in dom
+    panel = re.search(r'<aside id="detail" style="display: block;">(.*?)</aside>', dom, re.S)
+    assert panel is not None
+    text = panel.group(1)
+    for expected in ("<dt>arguments</dt>", "left = &lt;DataFrame 10x3&gt;", "<dt>waited for</dt>",
+                     "load-1\nfetch-1", "<dt>logs</dt>", "WARNING 3 rows lack user_id",
+                     "<dt>traceback</dt>", "File \"etl.py\", line 9", "while joining"):
+        assert expected in text, expected
+    assert "not recorded" not in text
+    lanes = re.findall(r'<div class="lane[^"]*" title="([^"]*)" style="[^"]*">([^<]*)</div>', dom)
+    assert (DASK_LANE, lane_label(DASK_LANE)) in lanes
+
+    dom = chromium(tmp_path, f"{report.as_uri()}#run=fetch-1", "--dump-dom")
+    panel = re.search(r'<aside id="detail" style="display: block;">(.*?)</aside>', dom, re.S)
+    assert "attempt 1: +200.0 ms for 150.0 ms" in panel.group(1)
+    assert "(ConnectionError: reset)" in panel.group(1)
+
+    shot = screenshot_path(tmp_path, "rich.png")
+    chromium(tmp_path, f"{report.as_uri()}#run=join-1", f"--screenshot={shot}")
+    _, _, rows = png_pixels(shot)
+    assert count_color(rows[170:], "#0969da") > 20          # the two dependency edges
+    assert count_color(rows[170:], TASK_COLORS[2]) > 20     # join's colour, under its outline
+
+
+def test_trace_json_opens_in_perfetto_shape(tmp_path):
+    trace = tmp_path / "run.json"
+    run = subprocess.run([sys.executable, "-m", "braid", "run",
+                          f"{braid.testing.cli_flows.__file__}:messy", "--trace", str(trace)],
+                         capture_output=True, text=True, timeout=100, stdin=subprocess.DEVNULL)
+    assert run.returncode == 1 and f"trace: {trace}" in run.stderr
+    doc = json.loads(trace.read_text(encoding="utf-8"))
+    events = doc["traceEvents"]
+    assert isinstance(events, list) and doc["displayTimeUnit"] == "ms"
+    complete = [e for e in events if e["ph"] == "X"]
+    meta = [e for e in events if e["ph"] == "M"]
+    assert len(complete) == 1 + 33 and len(meta) + len(complete) == len(events)
+    for e in complete:
+        assert set(e) == {"name", "cat", "ph", "ts", "dur", "pid", "tid", "args"}
+        assert isinstance(e["pid"], int) and isinstance(e["tid"], int)
+        assert e["ts"] >= 0 and e["dur"] >= 0
+        assert e["args"]["run"] == e["name"] and e["args"]["state"]
+    named = {(e["pid"], e["tid"]) for e in meta if e["name"] == "thread_name"}
+    assert {(e["pid"], e["tid"]) for e in complete} <= named
+    processes = {e["args"]["name"] for e in meta if e["name"] == "process_name"}
+    assert "flow runs" in processes and any(p.startswith("pid ") for p in processes)
+    states = {e["args"]["state"] for e in complete}
+    assert {"COMPLETED", "FAILED", "UpstreamFailed"} <= states
+    failed = next(e for e in complete if e["args"]["state"] == "FAILED" and e["cat"] != "flow")
+    assert failed["args"]["error"].startswith(("ValueError: ", "KeyError: "))
