@@ -10,7 +10,7 @@ from typing import Any
 
 from braid import errors
 from braid.core.annotations import allow_failure, quote, unmapped
-from braid.core.context import get_run_context, get_run_logger
+from braid.core.context import get_run_context, get_run_logger, tags
 from braid.core.contract import Capabilities
 from braid.core.flows import Flow, flow
 from braid.core.futures import FutureList, TaskFuture, as_completed, wait
@@ -42,12 +42,22 @@ __all__ = [
     "get_run_context",
     "get_run_logger",
     "quote",
+    "tags",
     "task",
     "unmapped",
     "wait",
 ]
 
-_LAZY = lazy_names()
+#: names whose module is imported on first use: the runners that need an extra, and what
+#: Prefect users import from the top level although its home is elsewhere
+_LAZY = {
+    **lazy_names(),
+    "get_dask_client": "braid.adapters.dask",
+    "get_async_dask_client": "braid.adapters.dask",
+    "remote_options": "braid.adapters.ray",
+    "Transaction": "braid.transactions",
+    "transaction": "braid.transactions",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -12,6 +12,7 @@ __all__ = [
     "BraidError",
     "ConfigurationError",
     "Crash",
+    "RunFailed",
     "FlowTimeout",
     "MappingLengthMismatch",
     "MappingMissingIterable",
@@ -149,6 +150,12 @@ class MissingContextError(BraidError, RuntimeError):
 class RunnerNotStarted(BraidError, RuntimeError):
     """Raised by ``TaskRunner.submit`` on a runner that was not entered (``with runner:``)
     or that has already exited."""
+
+
+class RunFailed(BraidError):
+    """Raised by ``State.result()`` (so by ``future.result()`` and flow calls) for a FAILED
+    state made without an exception, e.g. one a task returned as ``Failed(message=...)``;
+    its text is the state's message."""
 
 
 class Crash(BraidError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Generic, TypeVar
 
-__all__ = ["unmapped", "allow_failure", "quote", "BaseAnnotation"]
+__all__ = ["unmapped", "allow_failure", "quote", "opaque", "BaseAnnotation"]
 
 T = TypeVar("T")
 
@@ -54,3 +54,14 @@ class quote(BaseAnnotation[T]):
     def unquote(self) -> T:
         """Return the wrapped value."""
         return self.value
+
+
+class opaque(BaseAnnotation[T]):
+    """Resolve this value if it is a future, but never look inside it for futures.
+
+    For large arguments (a big dict, a DataFrame) whose contents hold no futures: braid
+    does not walk them at submit.  ``quote`` passes a value untouched without resolving
+    it; ``opaque`` resolves only the top level.
+    """
+
+    __slots__ = ()

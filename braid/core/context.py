@@ -7,10 +7,11 @@ and by the engine wherever a task runs, so nested submission and
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import types
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from braid import errors
@@ -21,6 +22,11 @@ if TYPE_CHECKING:
     from braid.core.tasks import Task
 
 __all__ = [
+    "disable_run_logger",
+    "FlowRunContext",
+    "TaskRunContext",
+    "current_tags",
+    "tags",
     "FlowRunInfo",
     "TaskRunInfo",
     "RunContext",
@@ -31,14 +37,57 @@ __all__ = [
 
 
 class FlowRunInfo:
-    """What a task or flow can know about its flow run (small: it travels with every call)."""
+    """What a task or flow can know about its flow run (small: it travels with every call).
 
-    __slots__ = ("id", "name", "flow_name")
+    ``parameters`` travel with calls to other processes only when they pickle to at
+    most :data:`SHIPPED_PARAMETERS_LIMIT` bytes; past that, reading them on a remote
+    worker raises :class:`braid.errors.MissingContextError` saying why.
+    """
 
-    def __init__(self, id: str, name: str, flow_name: str) -> None:  # noqa: A002
+    __slots__ = ("id", "name", "flow_name", "tags", "version", "parent_flow_run_id",
+                 "root_flow_run_id", "run_count", "_params", "_blob")
+
+    def __init__(self, id: str, name: str, flow_name: str,  # noqa: A002
+                 parameters: Mapping[str, Any] | None = None, tags: tuple[str, ...] = (),
+                 version: str | None = None, parent_flow_run_id: str | None = None,
+                 root_flow_run_id: str | None = None, run_count: int = 1) -> None:
         self.id = id
         self.name = name
         self.flow_name = flow_name
+        self.tags = tags
+        self.version = version
+        self.parent_flow_run_id = parent_flow_run_id
+        self.root_flow_run_id = root_flow_run_id or id
+        self.run_count = run_count
+        self._params: Mapping[str, Any] | None = parameters
+        self._blob: bytes | None = None  # the pickled parameters, made once when shipped
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """The flow run's parameters by name."""
+        params = self._params
+        if params is None:
+            blob = self._blob
+            if blob is None:
+                raise errors.MissingContextError(
+                    f"the parameters of flow run {self.name!r} are too large to travel with "
+                    f"every task call (over {SHIPPED_PARAMETERS_LIMIT} bytes pickled), so "
+                    f"tasks on other processes cannot read them; pass what the task needs "
+                    f"as its own arguments"
+                )
+            import pickle
+
+            params = self._params = pickle.loads(blob)
+        return dict(params)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        blob = self._blob
+        if blob is None and self._params:
+            blob = self._blob = _ship(self._params)
+        return (_rebuild_flow_run_info, (self.id, self.name, self.flow_name, self.tags,
+                                         self.version, self.parent_flow_run_id,
+                                         self.root_flow_run_id, self.run_count,
+                                         blob if self._params else b""))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, FlowRunInfo) and (self.id, self.name, self.flow_name) == (
@@ -51,19 +100,49 @@ class FlowRunInfo:
         return f"FlowRunInfo(id={self.id!r}, name={self.name!r}, flow_name={self.flow_name!r})"
 
 
+#: flow parameters pickled to more bytes than this do not travel with task calls
+SHIPPED_PARAMETERS_LIMIT = 4096
+_TOO_LARGE = b"\x00too-large"
+
+
+def _ship(params: Mapping[str, Any]) -> bytes:
+    try:
+        import cloudpickle
+
+        blob: bytes = cloudpickle.dumps(dict(params))
+    except Exception:  # noqa: BLE001 - unpicklable parameters simply do not travel
+        return _TOO_LARGE
+    return blob if len(blob) <= SHIPPED_PARAMETERS_LIMIT else _TOO_LARGE
+
+
+def _rebuild_flow_run_info(id: str, name: str, flow_name: str,  # noqa: A002
+                           tags: tuple[str, ...], version: str | None,
+                           parent: str | None, root: str | None, run_count: int,
+                           blob: bytes) -> FlowRunInfo:
+    info = FlowRunInfo(id, name, flow_name, None, tags, version, parent, root, run_count)
+    if not blob:
+        info._params = {}  # noqa: SLF001 - its own class, being rebuilt
+    elif blob != _TOO_LARGE:
+        info._blob = blob  # noqa: SLF001 - its own class, being rebuilt
+    return info
+
+
 class TaskRunInfo:
     """What a running task can know about itself: id, name, attempt (1-based), parameters."""
 
-    __slots__ = ("_id", "explicit_name", "attempt", "_task", "_args", "_kwargs", "_params")
+    __slots__ = ("_id", "explicit_name", "attempt", "_task", "_args", "_kwargs", "_params",
+                 "_extra_tags")
     _params: dict[str, Any] | None
 
     def __init__(self, run_id: int, name: str | None, task: Task[Any], attempt: int,
-                 args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+                 args: tuple[Any, ...], kwargs: dict[str, Any],
+                 extra_tags: tuple[str, ...] = ()) -> None:
         self._id = run_id
         #: the name if it was given or rendered; None while it is the default one
         self.explicit_name = name
         self.attempt = attempt
         self._task, self._args, self._kwargs, self._params = task, args, kwargs, None
+        self._extra_tags = extra_tags
 
     @property
     def name(self) -> str:
@@ -79,7 +158,23 @@ class TaskRunInfo:
 
     @property
     def task_name(self) -> str:
+        """The name of the run's task."""
         return self._task.name
+
+    @property
+    def task(self) -> Task[Any]:
+        """The run's task."""
+        return self._task
+
+    @property
+    def run_count(self) -> int:
+        """The attempt running now (1 for the first)."""
+        return self.attempt
+
+    @property
+    def tags(self) -> frozenset[str]:
+        """The task's tags and those of the ``tags()`` blocks it was submitted in."""
+        return self._task.tags | frozenset(self._extra_tags)
 
     @property
     def id(self) -> uuid.UUID:
@@ -97,6 +192,32 @@ class TaskRunInfo:
 
     def __repr__(self) -> str:
         return f"TaskRunInfo(name={self.name!r}, attempt={self.attempt})"
+
+
+_tags: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("braid_tags",
+                                                                      default=())
+
+
+@contextlib.contextmanager
+def tags(*names: str) -> Iterator[frozenset[str]]:
+    """Add ``names`` to the tags of every task run and flow run started inside the block.
+
+    Blocks nest (inner tags add to outer ones).  Yields every tag in effect.
+    """
+    for name in names:
+        if not isinstance(name, str):
+            raise errors.ConfigurationError(f"tags() takes strings, got {name!r}")
+    current = _tags.get()
+    token = _tags.set(tuple(dict.fromkeys((*current, *names))))
+    try:
+        yield frozenset(_tags.get())
+    finally:
+        _tags.reset(token)
+
+
+def current_tags() -> tuple[str, ...]:
+    """The tags of the ``tags()`` blocks the calling code is in (empty outside any)."""
+    return _tags.get()
 
 
 def default_run_name(task_name: str, run_id: int) -> str:
@@ -153,6 +274,56 @@ def get_run_context() -> RunContext:
             "running inside a @flow or @task"
         )
     return ctx
+
+
+class FlowRunContext:
+    """The flow run the calling code belongs to: ``FlowRunContext.get()`` (None outside).
+
+    ``flow_run`` (id, name, parameters, tags, ...), ``flow`` (None inside a task run,
+    where the flow object does not travel), ``parameters`` and ``task_runner``.
+    """
+
+    __slots__ = ("flow_run", "flow", "parameters", "task_runner")
+
+    def __init__(self, flow_run: FlowRunInfo, flow: Any, parameters: Mapping[str, Any],
+                 task_runner: Any) -> None:
+        self.flow_run = flow_run
+        self.flow = flow
+        self.parameters = parameters
+        self.task_runner = task_runner
+
+    @classmethod
+    def get(cls) -> FlowRunContext | None:
+        """The current flow run's context, or None outside a flow run."""
+        ctx = current_run.get()
+        if ctx is None or ctx.flow_run is None:
+            return None
+        params: Mapping[str, Any] = ctx.parameters if ctx.flow is not None else _NO_PARAMETERS
+        return cls(ctx.flow_run, ctx.flow, params, ctx.task_runner if ctx.task_run is None
+                   else None)
+
+
+class TaskRunContext:
+    """The task run the calling code belongs to: ``TaskRunContext.get()`` (None outside).
+
+    ``task_run`` (id, name, parameters, tags, attempt), ``task`` and ``parameters``.
+    """
+
+    __slots__ = ("task_run", "task", "parameters", "task_runner")
+
+    def __init__(self, task_run: TaskRunInfo, task_runner: Any) -> None:
+        self.task_run = task_run
+        self.task = task_run.task
+        self.parameters = task_run.parameters
+        self.task_runner = task_runner
+
+    @classmethod
+    def get(cls) -> TaskRunContext | None:
+        """The current task run's context, or None outside a task run."""
+        ctx = current_run.get()
+        if ctx is None or ctx.task_run is None:
+            return None
+        return cls(ctx.task_run, ctx.task_runner)
 
 
 if TYPE_CHECKING:
@@ -234,3 +405,18 @@ def get_run_logger() -> RunLoggerAdapter:
             "logging.getLogger(__name__)"
         )
     return run_logger_for(ctx)
+
+
+@contextlib.contextmanager
+def disable_run_logger() -> Iterator[None]:
+    """Within the block, run loggers drop their records (e.g. to call a task's ``.fn`` or a
+    flow's body in a unit test without a run)."""
+    loggers = [logging.getLogger("braid.flow_runs"), logging.getLogger("braid.task_runs")]
+    before = [lg.disabled for lg in loggers]
+    for lg in loggers:
+        lg.disabled = True
+    try:
+        yield
+    finally:
+        for lg, was in zip(loggers, before, strict=True):
+            lg.disabled = was

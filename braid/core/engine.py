@@ -43,9 +43,10 @@ from braid.core.deadlines import (
     raise_in_thread,
 )
 from braid.core.futures import worker_slot
+from braid.core.hooks import mark_ran as mark_hooks_ran
+from braid.core.hooks import ran as hooks_ran
 from braid.core.logs import capture, ensure_print_hook
 from braid.core.states import (
-    Completed,
     Crashed,
     Failed,
     State,
@@ -102,7 +103,8 @@ def _enter_context(call: TaskCall, args: tuple[Any, ...], kwargs: dict[str, Any]
                    ) -> tuple[_TaskRunContext, Token[RunContext | None]]:
     task = call.task
     name = call.run_name
-    info = TaskRunInfo(call.run_id, name, task, call.attempt, args, kwargs)
+    info = TaskRunInfo(call.run_id, name, task, call.attempt, args, kwargs,
+                       call_tags(call) if call.extra else ())
     log_prints = task.log_prints
     if log_prints is None:
         log_prints = call.log_prints
@@ -118,6 +120,9 @@ def _enter_context(call: TaskCall, args: tuple[Any, ...], kwargs: dict[str, Any]
             raise
         if on_start is not None:
             on_start(name)
+    hooks = task.hooks
+    if hooks is not None and call.attempt == 1 and hooks.wants(StateType.RUNNING):
+        hooks.run(task, info, State(StateType.RUNNING))
     return ctx, token  # type: ignore[return-value]  # its task_run is info
 
 
@@ -128,7 +133,47 @@ def _final(state: State, ctx: _TaskRunContext | None, call: TaskCall,
     if started is not None:
         state.started = started
         state.where = _where()
+    hooks = call.task.hooks
+    if hooks is not None and hooks.wants(state.type):
+        run_hooks(call, state, ctx.task_run if ctx is not None else None)
     return state
+
+
+def run_hooks(call: TaskCall, state: State, task_run: TaskRunInfo | None = None) -> None:
+    """Run the hooks ``call``'s task has for ``state`` (once: the state is marked)."""
+    hooks = call.task.hooks
+    if hooks is None or hooks_ran(state) or not hooks.wants(state.type):
+        return
+    if task_run is None:
+        task_run = TaskRunInfo(call.run_id, state.task_run_name or call.run_name, call.task,
+                               call.attempt, call.args, call.kwargs, call_tags(call))
+    hooks.run(call.task, task_run, state)
+    mark_hooks_ran(state)
+
+
+def call_tags(call: TaskCall) -> tuple[str, ...]:
+    """The tags of the ``tags()`` blocks ``call`` was submitted in."""
+    extra = call.extra
+    return tuple(extra.get("tags", ())) if extra else ()
+
+
+def _returned(value: Any, call: TaskCall, ctx: _TaskRunContext, started: float,
+              reschedule: bool) -> State | float:
+    """The run's State from what the task returned: COMPLETED with the value, or the
+    State it returned (a FAILED one retries like an exception would)."""
+    if not isinstance(value, State):
+        return _final(State(_COMPLETED, "Completed", "", value), ctx, call, started)
+    state = value.copy()  # the task's own object stays as it was
+    if not state.is_final():
+        return _final(State(_COMPLETED, "Completed", "", value), ctx, call, started)
+    if state.type is not StateType.FAILED:
+        return _final(state, ctx, call, started)
+    delay = _retry_delay(call, state)
+    if delay is None:
+        return _final(state, ctx, call, started)
+    if reschedule and delay > 0:
+        return _final(State(StateType.PENDING, AWAITING_RETRY, state.message, delay), ctx, call)
+    return delay
 
 
 def _where() -> str:
@@ -285,14 +330,14 @@ def run_task(call: TaskCall, upstream_states: Any = None, nested_runner: Any = N
                     value = fn(*args, **kwargs)
             except BaseException as exc:  # noqa: BLE001 - every outcome becomes a state
                 outcome = _after_failure(exc, call, ctx, started, reschedule_retries)
-                if isinstance(outcome, State):
-                    return outcome
-                if outcome > 0:
-                    time.sleep(outcome)
-                call = call.next_attempt()
-                ctx.task_run.attempt = call.attempt
-                continue
-            return _final(State(_COMPLETED, "Completed", "", value), ctx, call, started)
+            else:
+                outcome = _returned(value, call, ctx, started, reschedule_retries)
+            if isinstance(outcome, State):
+                return outcome
+            if outcome > 0:
+                time.sleep(outcome)
+            call = call.next_attempt()
+            ctx.task_run.attempt = call.attempt
     finally:
         current_run.reset(token)
 
@@ -412,13 +457,13 @@ async def run_task_async(call: TaskCall, upstream_states: Any = None,
                         result = await result
             except BaseException as exc:  # noqa: BLE001 - every outcome becomes a state
                 outcome = _after_failure(exc, call, ctx, started, False)
-                if isinstance(outcome, State):
-                    return outcome
-                if outcome > 0:
-                    await asyncio.sleep(outcome)
-                call = call.next_attempt()
-                ctx.task_run.attempt = call.attempt
-                continue
-            return _final(Completed(result), ctx, call, started)
+            else:
+                outcome = _returned(result, call, ctx, started, False)
+            if isinstance(outcome, State):
+                return outcome
+            if outcome > 0:
+                await asyncio.sleep(outcome)
+            call = call.next_attempt()
+            ctx.task_run.attempt = call.attempt
     finally:
         current_run.reset(token)

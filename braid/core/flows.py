@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar, cast
 
 from braid import errors
 from braid.core import records
-from braid.core.context import FlowRunInfo, RunContext, current_run
+from braid.core.context import FlowRunInfo, RunContext, current_run, current_tags
 from braid.core.deadlines import call_before_deadline, raise_in_thread
+from braid.core.flowcalls import BoundFlow, type_hints, validate_arguments
 from braid.core.futures import TaskFuture
+from braid.core.hooks import HOOK_OPTIONS, Hook, HookDecorators, StateHooks
 from braid.core.logs import ensure_print_hook
 from braid.core.records import FlowRunRecord
 from braid.core.resolve import _unchanged, walk_replace
-from braid.core.states import Completed, Crashed, Failed, State, TimedOut
+from braid.core.states import Completed, Crashed, Failed, State, StateType, TimedOut
 from braid.core.tasks import _check_options, check_reserved
 
 __all__ = ["Flow", "flow"]
@@ -30,10 +32,11 @@ __all__ = ["Flow", "flow"]
 R = TypeVar("R")
 
 _OPTIONS = ("name", "description", "flow_run_name", "task_runner", "retries",
-            "retry_delay_seconds", "timeout_seconds", "log_prints")
+            "retry_delay_seconds", "timeout_seconds", "log_prints", "version",
+            "validate_parameters", *HOOK_OPTIONS)
 
 
-class Flow(Generic[R]):
+class Flow(HookDecorators, Generic[R]):
     """A function made into a flow: each call is a flow run on its own task runner.
 
     The caller gets the return value with futures replaced by their results, or the
@@ -51,6 +54,13 @@ class Flow(Generic[R]):
         retry_delay_seconds: float = 0,
         timeout_seconds: float | None = None,
         log_prints: bool | None = None,
+        version: str | None = None,
+        validate_parameters: bool = True,
+        on_completion: Iterable[Hook] | None = None,
+        on_failure: Iterable[Hook] | None = None,
+        on_crashed: Iterable[Hook] | None = None,
+        on_cancellation: Iterable[Hook] | None = None,
+        on_running: Iterable[Hook] | None = None,
     ) -> None:
         if not callable(fn):
             raise errors.ConfigurationError(f"@flow needs a function, got {fn!r}")
@@ -65,6 +75,12 @@ class Flow(Generic[R]):
         self.retry_delay_seconds = retry_delay_seconds
         self.timeout_seconds = timeout_seconds
         self.log_prints = log_prints
+        self.version = version
+        self.validate_parameters = bool(validate_parameters)
+        self.hooks: StateHooks | None = StateHooks.from_options(f"flow {self.name!r}", {
+            "on_completion": on_completion, "on_failure": on_failure,
+            "on_crashed": on_crashed, "on_cancellation": on_cancellation,
+            "on_running": on_running})
         _check_options(f"flow {self.name!r}", self.__dict__)
         if isinstance(retry_delay_seconds, (list, tuple)) or callable(retry_delay_seconds):
             raise errors.ConfigurationError(
@@ -73,6 +89,8 @@ class Flow(Generic[R]):
         self._check_runner(task_runner)
         self._signature = check_reserved(fn, "flow")
         self.is_async = inspect.iscoroutinefunction(fn)
+        self.is_generator = inspect.isgeneratorfunction(fn)
+        self._hints: dict[str, Any] | None = None
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", self.name)
         # any callable may lack __module__ (then None here); mypy types it as str
@@ -102,12 +120,21 @@ class Flow(Generic[R]):
                 f"flow {self.name!r}: unknown option(s) {sorted(unknown)}; "
                 f"known: {', '.join(_OPTIONS)}"
             )
-        current = {k: getattr(self, k) for k in _OPTIONS}
+        current = {k: getattr(self, k) for k in _OPTIONS if k not in HOOK_OPTIONS}
+        if self.hooks is not None:
+            current.update(self.hooks.options())
         current.update(options)
         return Flow(self.fn, **current)
 
     def __repr__(self) -> str:
         return f"<Flow {self.name!r}>"
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        """A flow defined in a class: each access from an instance (or, under
+        ``@classmethod``, from the class) is the flow with that first argument bound."""
+        if instance is None:
+            return self
+        return BoundFlow(self, instance)
 
     # -- a call ------------------------------------------------------------------------
     def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:
@@ -118,11 +145,13 @@ class Flow(Generic[R]):
         if self.is_async:
             return self._call_async(args, kwargs, return_state)
         args, kwargs = _resolve_inputs(args, kwargs)
-        params = self._bind(args, kwargs)
+        args, kwargs, params = self._bind(args, kwargs)
+        if self.is_generator:
+            return self._run_generator(args, kwargs, params)
         attempt = 0
         while True:
             attempt += 1
-            state = self._run_once(args, kwargs, params)
+            state = self._run_once(args, kwargs, params, attempt)
             if state.is_completed() or attempt > self.retries:
                 break
             if self.retry_delay_seconds:
@@ -136,29 +165,44 @@ class Flow(Generic[R]):
             args, kwargs = await asyncio.to_thread(_resolve_inputs, args, kwargs)
         else:
             args, kwargs = _resolve_inputs(args, kwargs)
-        params = self._bind(args, kwargs)
+        args, kwargs, params = self._bind(args, kwargs)
         attempt = 0
         while True:
             attempt += 1
-            state = await self._run_once_async(args, kwargs, params)
+            state = await self._run_once_async(args, kwargs, params, attempt)
             if state.is_completed() or attempt > self.retries:
                 break
             if self.retry_delay_seconds:
                 await asyncio.sleep(self.retry_delay_seconds)
         return state if return_state else state.result()
 
-    def _bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    def _bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]
+              ) -> tuple[tuple[Any, ...], dict[str, Any], dict[str, Any]]:
+        """``(args, kwargs, parameters by name)``, checked and (``validate_parameters``)
+        converted to the type hints; a bound ``self``/``cls`` is not a parameter."""
         sig = self._signature
         if sig is None:
-            return {}
+            return args, kwargs, {}
         try:
             bound = sig.bind(*args, **kwargs)
         except TypeError as exc:
             raise errors.ParameterBindError(f"flow {self.name!r}: {exc}") from None
         bound.apply_defaults()
-        return dict(bound.arguments)
+        if self.validate_parameters:
+            hints = self._hints
+            if hints is None:
+                hints = self._hints = type_hints(self.fn)
+            if hints:
+                validate_arguments(f"flow {self.name!r}", bound.arguments, hints)
+                args, kwargs = bound.args, bound.kwargs
+        params = dict(bound.arguments)
+        first = next(iter(sig.parameters), None)
+        if first in ("self", "cls") and args:
+            params.pop(first, None)
+        return args, kwargs, params
 
-    def _begin(self, params: dict[str, Any]) -> tuple[Any, RunContext, Any]:
+    def _begin(self, params: dict[str, Any], attempt: int = 1
+               ) -> tuple[Any, RunContext, Any]:
         runner = _new_runner(self.task_runner)
         run_id = f"{random.getrandbits(128):032x}"
         name = self._render_name(params, run_id)
@@ -170,15 +214,26 @@ class Flow(Generic[R]):
             ensure_print_hook()
         record = FlowRunRecord(str(run_id), name, self.name, repr(runner))
         records.started(record, parent.record if parent is not None else None)
-        ctx = RunContext(FlowRunInfo(str(run_id), name, self.name), None, runner, log_prints,
-                         self, params, record)
+        up = parent.flow_run if parent is not None else None
+        info = FlowRunInfo(str(run_id), name, self.name, params, current_tags(), self.version,
+                           up.id if up is not None else None,
+                           up.root_flow_run_id if up is not None else None, attempt)
+        ctx = RunContext(info, None, runner, log_prints, self, params, record)
         token = current_run.set(ctx)
         try:
             runner.__enter__()
         except BaseException:
             current_run.reset(token)
             raise
+        if self.hooks is not None:
+            self.hooks.run(self, info, State(StateType.RUNNING))
         return runner, ctx, token
+
+    def _hooks_for(self, ctx: RunContext, state: State) -> State:
+        """Run the flow's hooks for its final ``state``; return it."""
+        if self.hooks is not None and ctx.flow_run is not None:
+            self.hooks.run(self, ctx.flow_run, state)
+        return state
 
     def _render_name(self, params: dict[str, Any], run_id: str) -> str:
         template = self.flow_run_name
@@ -195,12 +250,13 @@ class Flow(Generic[R]):
             ) from exc
 
     def _run_once(self, args: tuple[Any, ...], kwargs: dict[str, Any],
-                  params: dict[str, Any]) -> State:
-        runner, ctx, token = self._begin(params)
+                  params: dict[str, Any], attempt: int = 1) -> State:
+        runner, ctx, token = self._begin(params, attempt)
         try:
-            return _with_record(self._run_body(runner, ctx, args, kwargs), ctx.record)
+            return self._hooks_for(ctx, _with_record(self._run_body(runner, ctx, args, kwargs),
+                                                     ctx.record))
         except BaseException:
-            ctx.record.finish(_interrupted())
+            ctx.record.finish(self._hooks_for(ctx, _interrupted()))
             raise
         finally:
             current_run.reset(token)
@@ -229,12 +285,13 @@ class Flow(Generic[R]):
         return state_from_return(rv)
 
     async def _run_once_async(self, args: tuple[Any, ...], kwargs: dict[str, Any],
-                              params: dict[str, Any]) -> State:
-        runner, ctx, token = self._begin(params)
+                              params: dict[str, Any], attempt: int = 1) -> State:
+        runner, ctx, token = self._begin(params, attempt)
         try:
-            return _with_record(await self._run_body_async(runner, ctx, args, kwargs), ctx.record)
+            state = await self._run_body_async(runner, ctx, args, kwargs)
+            return self._hooks_for(ctx, _with_record(state, ctx.record))
         except BaseException:
-            ctx.record.finish(_interrupted())
+            ctx.record.finish(self._hooks_for(ctx, _interrupted()))
             raise
         finally:
             current_run.reset(token)
@@ -263,6 +320,45 @@ class Flow(Generic[R]):
             runner.__exit__(type(exc), exc, exc.__traceback__)
             raise
         return await asyncio.to_thread(state_from_return, rv)
+
+    def _run_generator(self, args: tuple[Any, ...], kwargs: dict[str, Any],
+                       params: dict[str, Any]) -> Iterator[Any]:
+        """A generator flow: each item is made inside the flow run (its context is set
+        while the body runs, not while the caller handles an item); the run ends, and
+        drains, when the body returns or raises."""
+        runner, ctx, token = self._begin(params)
+        current_run.reset(token)
+        try:
+            body: Iterator[Any] = self.fn(*args, **kwargs)  # type: ignore[assignment]
+            while True:
+                token = current_run.set(ctx)
+                try:
+                    item = next(body)
+                except StopIteration as stop:
+                    rv = stop.value
+                    break
+                except Exception as exc:
+                    runner.__exit__(None, None, None)
+                    self._hooks_for(ctx, _with_record(Failed(exc), ctx.record))
+                    raise
+                finally:
+                    current_run.reset(token)
+                yield item
+            token = current_run.set(ctx)
+            try:
+                runner.__exit__(None, None, None)
+                self._hooks_for(ctx, _with_record(state_from_return(rv), ctx.record)).result()
+            finally:
+                current_run.reset(token)
+        except GeneratorExit:  # the caller stopped early: what was submitted still drains
+            runner.__exit__(None, None, None)
+            self._hooks_for(ctx, _with_record(Completed(None), ctx.record))
+            raise
+        except BaseException as exc:
+            if not isinstance(exc, Exception):
+                runner.__exit__(type(exc), exc, exc.__traceback__)
+                ctx.record.finish(self._hooks_for(ctx, _interrupted()))
+            raise
 
     def _timeout_error(self) -> errors.FlowTimeout:
         return errors.FlowTimeout(

@@ -15,7 +15,7 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
-from braid.core.annotations import allow_failure, quote
+from braid.core.annotations import allow_failure, opaque, quote
 from braid.core.futures import FutureList, TaskFuture
 from braid.core.states import State
 
@@ -128,6 +128,11 @@ def walk_replace(obj: Any, on_future: Callable[[Any, bool], Any],
         return new_d if changed else _unchanged
     if t is quote:
         return on_quote(obj)
+    if t is opaque:
+        inner = obj.value
+        if isinstance(inner, (TaskFuture, UpstreamSlot)):
+            return on_future(inner, allow)
+        return inner
     if t is allow_failure:
         new = walk_replace(obj.value, on_future, on_quote, True, on_state)
         return obj.value if new is _unchanged else new

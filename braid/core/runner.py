@@ -150,6 +150,14 @@ class TaskRunner(ABC):
             del self.submit  # the class's again: it raises RunnerNotStarted
             self.stop(abandon)
 
+    def __eq__(self, other: object) -> bool:
+        """Runners are equal when they are of one class with the same configuration (so
+        ``runner.duplicate() == runner``)."""
+        return type(self) is type(other) and _config(self) == _config(other)
+
+    def __hash__(self) -> int:
+        return hash(type(self))
+
     def _not_started(self) -> errors.RunnerNotStarted:
         return errors.RunnerNotStarted(
             f"{type(self).__name__} is not started: use it as `with runner:` or pass it to "
@@ -158,6 +166,11 @@ class TaskRunner(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def _config(runner: TaskRunner) -> dict[str, Any]:
+    """A runner's configuration: its public, non-callable attributes."""
+    return {k: v for k, v in vars(runner).items() if not k.startswith("_") and not callable(v)}
 
 
 # -- the default runner -----------------------------------------------------------------

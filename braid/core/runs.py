@@ -42,7 +42,7 @@ from braid.core.contract import (
     NativeDependencies,
     NewFuture,
 )
-from braid.core.engine import AWAITING_RETRY, run_task
+from braid.core.engine import AWAITING_RETRY, run_hooks, run_task
 from braid.core.futures import TaskFuture
 from braid.core.states import Cancelled, Crashed, State, StateType
 
@@ -148,10 +148,14 @@ class Run:
                 return
             state = Cancelled(f"not retried: {table.cancel_reason or 'the runner stopped'}")
         future = self.future
+        call = self.call
+        if call is not None and call.task.hooks is not None and not future_done(future):
+            # a state made outside the engine (a dead worker, a cancellation): its hooks
+            # run here, before waiters wake
+            run_hooks(call, state)
         if future is None or not future.set_final(state):
             return
         # keep what a record shows; drop the future, the call, the payload, the result
-        call = self.call
         t = state.type
         if call is not None:
             # (run id, task name, run name (None: the default one), type, state name,
@@ -475,6 +479,11 @@ class RunTable:
                 run.finish(Crashed(errors.Crash(message), message))
             else:
                 run.finish(Cancelled(_cancelled_message(reason)))
+
+
+def future_done(future: TaskFuture[Any] | None) -> bool:
+    """Whether ``future`` is missing or final (then a run's end changes nothing)."""
+    return future is None or future.done()
 
 
 def _cancelled_message(reason: str) -> str:

@@ -236,7 +236,8 @@ class State:
             raise ValueError(f"a {self.name} state has no result yet; wait for the run first")
         exc = self.data
         if not isinstance(exc, BaseException):
-            exc = errors.Crash(self.message or f"run ended {self.name} without an exception")
+            text = self.message or f"the run ended {self.name}"
+            exc = errors.RunFailed(text) if t is StateType.FAILED else errors.Crash(text)
         if raise_on_failure:
             raise exc
         return exc
@@ -329,32 +330,57 @@ class DeferredState(State):
 
 
 # -- constructors -----------------------------------------------------------------
-def Pending(name: str = "Pending", message: str = "") -> State:
-    return State(StateType.PENDING, name, message)
+# Each takes Prefect's keywords (``message=``, ``name=``, ``data=``); braid's own code
+# passes the exception first, positionally.
+def Pending(name: str = "Pending", message: str = "", *, data: Any = None) -> State:
+    """A PENDING state (``name=`` for a custom name)."""
+    return State(StateType.PENDING, name, message, data)
 
 
-def Running(message: str = "") -> State:
-    return State(StateType.RUNNING, "Running", message)
+def Running(message: str = "", *, name: str = "Running", data: Any = None) -> State:
+    """A RUNNING state."""
+    return State(StateType.RUNNING, name, message, data)
 
 
-def Completed(data: Any = None, message: str = "") -> State:
-    return State(StateType.COMPLETED, "Completed", message, data)
+def Completed(data: Any = None, message: str = "", *, name: str = "Completed") -> State:
+    """A COMPLETED state whose result is ``data``."""
+    return State(StateType.COMPLETED, name, message, data)
 
 
-def Failed(exc: BaseException, message: str | None = None, name: str = "Failed") -> State:
+def Failed(exc: BaseException | None = None, message: str | None = None,
+           name: str = "Failed", *, data: Any = None) -> State:
+    """A FAILED state: its result raises ``exc`` (or ``data``, if an exception).
+
+    Without an exception, ``result()`` raises :class:`braid.errors.RunFailed` carrying
+    ``message`` (``Failed(message="bad input")``, as a task may return to fail itself).
+    """
+    return _not_completed(StateType.FAILED, exc, message, name, data)
+
+
+def Crashed(exc: BaseException | None = None, message: str | None = None,
+            name: str = "Crashed", *, data: Any = None) -> State:
+    """A CRASHED state (the run was stopped by something outside its code)."""
+    return _not_completed(StateType.CRASHED, exc, message, name, data)
+
+
+def Cancelled(message: str = "cancelled before it started", *, name: str = "Cancelled",
+              data: Any = None) -> State:
+    """A CANCELLED state; its result raises :class:`braid.errors.TaskCancelled`."""
+    exc = data if isinstance(data, BaseException) else errors.TaskCancelled(message)
+    return State(StateType.CANCELLED, name, message, exc)
+
+
+def _not_completed(type_: StateType, exc: BaseException | None, message: str | None,
+                   name: str, data: Any) -> State:
+    if exc is None and isinstance(data, BaseException):
+        exc = data
+    if exc is None:
+        text = message or f"the run ended {name}"
+        what = errors.RunFailed if type_ is StateType.FAILED else errors.Crash
+        return State(type_, name, text, what(text) if data is None else data)
     if message is None:
         message = _describe(exc)
-    return State(StateType.FAILED, name, message, exc)
-
-
-def Crashed(exc: BaseException, message: str | None = None) -> State:
-    if message is None:
-        message = _describe(exc)
-    return State(StateType.CRASHED, "Crashed", message, exc)
-
-
-def Cancelled(message: str = "cancelled before it started") -> State:
-    return State(StateType.CANCELLED, "Cancelled", message, errors.TaskCancelled(message))
+    return State(type_, name, message, exc)
 
 
 def TimedOut(message: str, exc: BaseException | None = None) -> State:

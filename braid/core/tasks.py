@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast, overload
 from braid import errors
 from braid.core.annotations import unmapped
 from braid.core.calls import DEEP, FLAT, NOTHING, TaskCall, render_run_name
-from braid.core.context import current_run
+from braid.core.context import current_run, current_tags
 from braid.core.engine import run_task, run_task_async
 from braid.core.futures import FutureList, TaskFuture
+from braid.core.hooks import HOOK_OPTIONS, Hook, HookDecorators, StateHooks
 from braid.core.records import DirectRun
 from braid.core.resolve import extract
 from braid.core.resources import ResourceHints, current_hints, hints_from
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from braid.core.context import RunContext
     from braid.core.runner import TaskRunner
 
-__all__ = ["Task", "task", "RESERVED_PARAMETERS"]
+__all__ = ["exponential_backoff", "Task", "task", "RESERVED_PARAMETERS"]
 
 R = TypeVar("R")
 RESERVED_PARAMETERS = ("wait_for", "return_state")
@@ -40,7 +41,7 @@ _getrandbits = random.getrandbits
 _OPTIONS = (
     "name", "description", "task_run_name", "retries", "retry_delay_seconds",
     "retry_jitter_factor", "retry_condition_fn", "timeout_seconds", "log_prints", "tags",
-    "resources",
+    "resources", *HOOK_OPTIONS,
 )
 
 
@@ -83,7 +84,7 @@ def _check_options(owner: str, opts: dict[str, Any]) -> None:
         )
 
 
-class Task(Generic[R]):
+class Task(HookDecorators, Generic[R]):
     """A function made into a task: call it, ``.submit()`` it, or ``.map()`` it.
 
     Calling runs it now in the caller's thread and returns its value (or raises);
@@ -105,6 +106,11 @@ class Task(Generic[R]):
         log_prints: bool | None = None,
         tags: Iterable[str] | None = None,
         resources: dict[str, Any] | ResourceHints | None = None,
+        on_completion: Iterable[Hook] | None = None,
+        on_failure: Iterable[Hook] | None = None,
+        on_crashed: Iterable[Hook] | None = None,
+        on_cancellation: Iterable[Hook] | None = None,
+        on_running: Iterable[Hook] | None = None,
     ) -> None:
         if not callable(fn):
             raise errors.ConfigurationError(f"@task needs a function, got {fn!r}")
@@ -122,6 +128,11 @@ class Task(Generic[R]):
         self.log_prints = log_prints
         self.tags = frozenset(tags or ())
         self.resources = hints_from(resources, f"task {self.name!r}")
+        #: the state change hooks (None when there are none: nothing to check per run)
+        self.hooks: StateHooks | None = StateHooks.from_options(f"task {self.name!r}", {
+            "on_completion": on_completion, "on_failure": on_failure,
+            "on_crashed": on_crashed, "on_cancellation": on_cancellation,
+            "on_running": on_running})
         _check_options(f"task {self.name!r}", self.__dict__)
         if task_run_name is not None and not (isinstance(task_run_name, str)
                                               or callable(task_run_name)):
@@ -157,7 +168,9 @@ class Task(Generic[R]):
                 f"task {self.name!r}: unknown option(s) {sorted(unknown)}; "
                 f"known: {', '.join(_OPTIONS)}"
             )
-        current = {k: getattr(self, k) for k in _OPTIONS}
+        current = {k: getattr(self, k) for k in _OPTIONS if k not in HOOK_OPTIONS}
+        if self.hooks is not None:
+            current.update(self.hooks.options())
         current.update(options)
         return Task(self.fn, **current)
 
@@ -224,6 +237,9 @@ class Task(Generic[R]):
         hints = current_hints(self.resources)
         if hints is not None:
             call.extra = {"resources": hints}
+        ctx_tags = current_tags()
+        if ctx_tags:
+            call.extra = {**(call.extra or {}), "tags": ctx_tags}
         return call, upstreams
 
     def __call__(self, *args: Any, return_state: bool = False, wait_for: Any = None,
@@ -458,6 +474,19 @@ def _default_runner() -> TaskRunner:
     from braid.core.runner import default_runner
 
     return default_runner()
+
+
+def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:
+    """Retry delays that double: ``retry_delay_seconds=exponential_backoff(10)`` waits 10,
+    20, 40, ... seconds before the 1st, 2nd, 3rd retry (at most 50 delays)."""
+    if not isinstance(backoff_factor, (int, float)) or backoff_factor < 0:
+        raise errors.ConfigurationError(
+            f"exponential_backoff: backoff_factor must be a number >= 0, got {backoff_factor!r}")
+
+    def delays(retries: int) -> list[float]:
+        return [backoff_factor * 2**r for r in range(min(retries, 50))]
+
+    return delays
 
 
 @overload

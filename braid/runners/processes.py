@@ -37,6 +37,7 @@ import os
 import signal
 import threading
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from braid import errors
@@ -64,7 +65,9 @@ class ProcessPoolTaskRunner(TaskRunner):
     capabilities = Capabilities(requires_pickling=True, can_interrupt_running=True,
                                 reschedules_retries=True, remote=True)
 
-    def __init__(self, max_workers: int | None = None, start_method: str = "spawn") -> None:
+    def __init__(self, max_workers: int | None = None, start_method: str = "spawn",
+                 initializer: Callable[..., Any] | None = None,
+                 initargs: tuple[Any, ...] = ()) -> None:
         if max_workers is not None and (
             not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers < 1
         ):
@@ -80,9 +83,18 @@ class ProcessPoolTaskRunner(TaskRunner):
         self._max_workers_arg = max_workers
         self.max_workers = max_workers or os.cpu_count() or 1
         self.start_method = start_method
+        if initializer is not None and not callable(initializer):
+            raise errors.ConfigurationError(
+                f"ProcessPoolTaskRunner: initializer must be callable, got {initializer!r}")
+        if not isinstance(initargs, tuple):
+            raise errors.ConfigurationError(
+                f"ProcessPoolTaskRunner: initargs must be a tuple, got {initargs!r}")
+        self.initializer = initializer
+        self.initargs = initargs
 
     def duplicate(self) -> ProcessPoolTaskRunner:
-        return type(self)(max_workers=self._max_workers_arg, start_method=self.start_method)
+        return type(self)(max_workers=self._max_workers_arg, start_method=self.start_method,
+                          initializer=self.initializer, initargs=self.initargs)
 
     def __repr__(self) -> str:
         return (f"ProcessPoolTaskRunner(max_workers={self.max_workers}, "
@@ -96,6 +108,9 @@ class ProcessPoolTaskRunner(TaskRunner):
         self._lock = threading.Lock()
         # Any: typeshed's BaseContext (what get_context(str) gives) declares no Process
         self._ctx: Any = multiprocessing.get_context(self.start_method)
+        self._init_blob: bytes | None = None
+        if self.initializer is not None:  # pickled once, by value if need be
+            self._init_blob = _serialization().dumps((self.initializer, self.initargs))
         # small pickled results by future, to send to downstream runs as they came
         self._result_bytes: weakref.WeakKeyDictionary[TaskFuture[Any], bytes] = (
             weakref.WeakKeyDictionary())
@@ -112,7 +127,8 @@ class ProcessPoolTaskRunner(TaskRunner):
     def _spawn(self) -> _Worker:
         # called with self._lock held
         parent_end, child_end = self._ctx.Pipe()
-        proc = self._ctx.Process(target=_worker_main, args=(child_end, self._log_level),
+        proc = self._ctx.Process(target=_worker_main,
+                                 args=(child_end, self._log_level, self._init_blob),
                                  daemon=True, name="braid-process-worker")
         proc.start()
         child_end.close()
@@ -331,15 +347,31 @@ def _describe_exit(code: int | None) -> str:
             name = f"signal {-code}"
         hint = " (out of memory?)" if name == "SIGKILL" else ""
         return f"killed by {name}{hint}"
+    if code == _INITIALIZER_FAILED:
+        return (f"exited with code {code}: the runner's initializer raised (its traceback "
+                f"is on the worker's stderr)")
     return f"exited with code {code}"
 
 
-def _worker_main(conn: Any, log_level: int) -> None:
+#: the exit code of a worker process whose initializer raised
+_INITIALIZER_FAILED = 3
+
+
+def _worker_main(conn: Any, log_level: int, init_blob: bytes | None = None) -> None:
     """A worker process: run one call at a time until told to stop (an empty message)."""
     from braid.core.engine import run_pickled
     from braid.core.runner import drain_default_runner
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    if init_blob is not None:
+        try:
+            initializer, initargs = _serialization().loads(init_blob)
+            initializer(*initargs)
+        except BaseException:  # noqa: BLE001 - reported by the exit code and the traceback
+            import traceback
+
+            traceback.print_exc()
+            os._exit(_INITIALIZER_FAILED)
     try:
         while True:
             try:

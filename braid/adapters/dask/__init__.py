@@ -20,6 +20,6 @@ except ImportError as exc:
 
 from braid.adapters.dask.future import DaskFuture
 from braid.adapters.dask.runner import DaskTaskRunner
-from braid.adapters.dask.worker import get_dask_client
+from braid.adapters.dask.utils import get_async_dask_client, get_dask_client
 
-__all__ = ["DaskFuture", "DaskTaskRunner", "get_dask_client"]
+__all__ = ["DaskFuture", "DaskTaskRunner", "get_async_dask_client", "get_dask_client"]

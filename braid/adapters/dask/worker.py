@@ -31,6 +31,7 @@ from braid import errors
 from braid.core.context import current_run
 from braid.core.engine import name_lane, run_pickled_state
 from braid.core.futures import worker_slot
+from braid.core.hooks import HOOKS_RAN
 from braid.core.serialization import dumps, dumps_state
 from braid.core.states import State
 
@@ -135,7 +136,9 @@ def _send_header(topic: str, key: str | None, state: State, payload: bytes) -> N
     """Tell the submitting client how the run ended, without its result."""
     if state.is_completed():
         light = state.copy(data=None)
-        light.extra = None
+        # log records travel apart; a note that the run's hooks ran stays
+        light.extra = ({HOOKS_RAN: True} if state.extra and state.extra.get(HOOKS_RAN)
+                       else None)
         header = dumps_state(light)
     else:
         header = payload  # the whole failed state: an exception, small

@@ -1,0 +1,1 @@
+"""Where Prefect's ``prefect.utilities`` names braid has live (``annotations``)."""
