@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from braid import errors
+from braid.core.context import current_run, run_logger_for
 from braid.core.states import State, StateType
 
 __all__ = ["HOOK_OPTIONS", "StateHooks", "HookDecorators"]
@@ -80,9 +81,15 @@ class StateHooks:
             try:
                 hook(owner, run, state)
             except Exception:  # noqa: BLE001 - a hook never changes the run's state
-                _log.exception("%s hook %s of %r raised (the run's state stays %s)",
-                               _option_of(state.type), getattr(hook, "__name__", hook),
-                               getattr(owner, "name", owner), state.name)
+                _logger().exception("%s hook %s of %r raised (the run's state stays %s)",
+                                    _option_of(state.type), getattr(hook, "__name__", hook),
+                                    getattr(owner, "name", owner), state.name)
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """The run's logger inside a run (its records travel to the driver), else ours."""
+    ctx = current_run.get()
+    return run_logger_for(ctx) if ctx is not None else _log
 
 
 def _option_of(state_type: StateType) -> str:

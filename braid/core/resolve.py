@@ -90,7 +90,7 @@ class Extraction:
 
 
 def walk_replace(obj: Any, on_future: Callable[[Any, bool], Any],
-                 on_quote: Callable[[quote[Any]], Any], allow: bool = False,
+                 on_quote: Callable[[Any], Any], allow: bool = False,
                  on_state: Callable[[State], Any] | None = None) -> Any:
     """Return ``obj`` with futures and quotes replaced, or ``_unchanged`` if none were found.
 
@@ -128,11 +128,11 @@ def walk_replace(obj: Any, on_future: Callable[[Any, bool], Any],
         return new_d if changed else _unchanged
     if t is quote:
         return on_quote(obj)
-    if t is opaque:
+    if t is opaque:  # a future at the top: resolved; anything else: kept, never walked
         inner = obj.value
         if isinstance(inner, (TaskFuture, UpstreamSlot)):
             return on_future(inner, allow)
-        return inner
+        return on_quote(obj)
     if t is allow_failure:
         new = walk_replace(obj.value, on_future, on_quote, True, on_state)
         return obj.value if new is _unchanged else new

@@ -39,6 +39,7 @@ from braid.testing.suite_lifecycle import (
     RetryTests,
     TimeoutTests,
 )
+from braid.testing.suite_porting import PortingTests
 
 __all__ = ["RunnerConformance", "require", "run_in_flow"]
 
@@ -521,5 +522,5 @@ class NestedSubmissionTests:
 class RunnerConformance(SubmitTests, DependencyTests, MapTests, WaitTests, StateTests,
                         NamingTests, FlowTests, NestedSubmissionTests, RetryTests,
                         TimeoutTests, AsyncTests, LoggingTests, OptionTests,
-                        SerializationTests, TracebackTests, FaultTests):
+                        SerializationTests, TracebackTests, FaultTests, PortingTests):
     """Every behaviour test; subclass it and provide a ``runner`` fixture."""
