@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"braid {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("cache", help="list or clear persisted results: braid cache --help",
+                        add_help=False)
     run = commands.add_parser(
         "run", help="run a flow from a Python file",
         description="Run the flow FLOW defined in FILE.py and print its return value.")
@@ -135,6 +137,11 @@ def _positive_int(text: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``braid`` and ``python -m braid``; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["cache"]:  # `braid cache list|clear ...` has a parser of its own
+        from braid.cachecmd import main as cache_main
+
+        return cache_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -273,7 +273,9 @@ class ResultStore:
         with self._memory_lock:
             hit = self._memory.get(key)
         if hit is not None:
-            if not hit.metadata.is_expired(now):
+            # the copy in memory stands for the stored record only while that exists (a
+            # record cleared by `braid cache clear` must not be served from memory)
+            if not hit.metadata.is_expired(now) and self._meta_fs().exists(key):
                 return hit
             with self._memory_lock:
                 self._memory.pop(key, None)

@@ -60,6 +60,8 @@ if TYPE_CHECKING:
     import logging
     from contextvars import Token
 
+    from braid.core.cached import CachedRun
+
     class _TaskRunContext(RunContext):
         """What :func:`_enter_context` makes: a context whose ``task_run`` is set."""
 
@@ -316,7 +318,15 @@ def run_task(call: TaskCall, upstream_states: Any = None, nested_runner: Any = N
     except Exception as exc:
         return _final(Failed(exc), None, call)
     started = time.time()
+    cached = _start_caching(call, ctx) if call.extra is not None else None
     try:
+        if cached is not None and (cached.hit or cached.failure is not None):
+            if cached.hit:
+                done = State(_COMPLETED, "Cached", "", cached.value)
+            else:
+                assert cached.failure is not None
+                done = Failed(cached.failure)
+            return cached.finish(_final(done, ctx, call, started))
         task = call.task
         fn = task.fn
         is_async = task.is_async
@@ -333,13 +343,24 @@ def run_task(call: TaskCall, upstream_states: Any = None, nested_runner: Any = N
             else:
                 outcome = _returned(value, call, ctx, started, reschedule_retries)
             if isinstance(outcome, State):
-                return outcome
+                return outcome if cached is None else cached.finish(outcome)
             if outcome > 0:
                 time.sleep(outcome)
             call = call.next_attempt()
             ctx.task_run.attempt = call.attempt
     finally:
         current_run.reset(token)
+
+
+def _start_caching(call: TaskCall, ctx: _TaskRunContext) -> CachedRun | None:
+    """The run's cache plan and transaction (None when neither applies); a run whose key
+    cannot be made, or whose lock is not free in time, gets a plan that fails it."""
+    extra = call.extra or {}
+    if "cache" not in extra and "txn" not in extra:
+        return None
+    from braid.core.cached import CachedRun as Run
+
+    return Run.start(call, ctx.task_run, extra.get("cache"), extra.get("txn"))
 
 
 def _call_with_deadline(call: TaskCall, ctx: _TaskRunContext, fn: Callable[..., Any],

@@ -25,15 +25,20 @@ from braid.core.logs import ensure_print_hook
 from braid.core.records import FlowRunRecord
 from braid.core.resolve import _unchanged, walk_replace
 from braid.core.states import Completed, Crashed, Failed, State, StateType, TimedOut
-from braid.core.tasks import _check_options, check_reserved
+from braid.core.tasks import _check_options, check_reserved, env_persists
 
 __all__ = ["Flow", "flow"]
 
 R = TypeVar("R")
 
+#: the result options of a flow (its tasks inherit them; see :mod:`braid.caching`)
+FLOW_CACHE_OPTIONS: dict[str, Any] = {
+    "persist_result": None, "result_storage": None, "result_serializer": None,
+    "cache_result_in_memory": True,
+}
 _OPTIONS = ("name", "description", "flow_run_name", "task_runner", "retries",
             "retry_delay_seconds", "timeout_seconds", "log_prints", "version",
-            "validate_parameters", *HOOK_OPTIONS)
+            "validate_parameters", *HOOK_OPTIONS, *FLOW_CACHE_OPTIONS)
 
 
 class Flow(HookDecorators, Generic[R]):
@@ -61,6 +66,10 @@ class Flow(HookDecorators, Generic[R]):
         on_crashed: Iterable[Hook] | None = None,
         on_cancellation: Iterable[Hook] | None = None,
         on_running: Iterable[Hook] | None = None,
+        persist_result: bool | None = None,
+        result_storage: Any = None,
+        result_serializer: Any = None,
+        cache_result_in_memory: bool = True,
     ) -> None:
         if not callable(fn):
             raise errors.ConfigurationError(f"@flow needs a function, got {fn!r}")
@@ -81,6 +90,14 @@ class Flow(HookDecorators, Generic[R]):
             "on_completion": on_completion, "on_failure": on_failure,
             "on_crashed": on_crashed, "on_cancellation": on_cancellation,
             "on_running": on_running})
+        self.persist_result = persist_result
+        self.result_storage = result_storage
+        self.result_serializer = result_serializer
+        self.cache_result_in_memory = cache_result_in_memory
+        #: whether its tasks' results are persisted unless they say otherwise
+        self.persists_results = bool(persist_result) or (
+            persist_result is None and (result_storage is not None
+                                        or result_serializer is not None or env_persists()))
         _check_options(f"flow {self.name!r}", self.__dict__)
         if isinstance(retry_delay_seconds, (list, tuple)) or callable(retry_delay_seconds):
             raise errors.ConfigurationError(
@@ -230,7 +247,12 @@ class Flow(HookDecorators, Generic[R]):
         return runner, ctx, token
 
     def _hooks_for(self, ctx: RunContext, state: State) -> State:
-        """Run the flow's hooks for its final ``state``; return it."""
+        """Persist the flow's result if it persists results, run the flow's hooks for its
+        final ``state``; return it."""
+        if self.persists_results and state.is_completed() and ctx.flow_run is not None:
+            from braid.caching import persist_flow_result
+
+            persist_flow_result(self, state.data, ctx.flow_run.id, self.name)
         if self.hooks is not None and ctx.flow_run is not None:
             self.hooks.run(self, ctx.flow_run, state)
         return state

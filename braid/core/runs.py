@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from braid import errors
+from braid.core.cached import stage_in_transaction
 from braid.core.calls import TaskCall
 from braid.core.contract import (
     BatchDispatch,
@@ -149,10 +150,14 @@ class Run:
             state = Cancelled(f"not retried: {table.cancel_reason or 'the runner stopped'}")
         future = self.future
         call = self.call
-        if call is not None and call.task.hooks is not None and not future_done(future):
-            # a state made outside the engine (a dead worker, a cancellation): its hooks
-            # run here, before waiters wake
-            run_hooks(call, state)
+        if call is not None and not future_done(future):
+            if call.task.hooks is not None:
+                # a state made outside the engine (a dead worker, a cancellation): its
+                # hooks run here, before waiters wake
+                run_hooks(call, state)
+            extra = call.extra
+            if extra is not None and "txn" in extra:
+                stage_in_transaction(call, state)
         if future is None or not future.set_final(state):
             return
         # keep what a record shows; drop the future, the call, the payload, the result

@@ -38,10 +38,16 @@ R = TypeVar("R")
 RESERVED_PARAMETERS = ("wait_for", "return_state")
 _getrandbits = random.getrandbits
 
+#: the caching and result options (Prefect's; see :mod:`braid.caching`) and their defaults
+CACHE_OPTIONS: dict[str, Any] = {
+    "cache_policy": None, "cache_key_fn": None, "cache_expiration": None,
+    "refresh_cache": None, "persist_result": None, "result_storage": None,
+    "result_storage_key": None, "result_serializer": None, "cache_result_in_memory": True,
+}
 _OPTIONS = (
     "name", "description", "task_run_name", "retries", "retry_delay_seconds",
     "retry_jitter_factor", "retry_condition_fn", "timeout_seconds", "log_prints", "tags",
-    "resources", *HOOK_OPTIONS,
+    "resources", *HOOK_OPTIONS, *CACHE_OPTIONS, "on_commit", "on_rollback",
 )
 
 
@@ -111,6 +117,9 @@ class Task(HookDecorators, Generic[R]):
         on_crashed: Iterable[Hook] | None = None,
         on_cancellation: Iterable[Hook] | None = None,
         on_running: Iterable[Hook] | None = None,
+        on_commit: Iterable[Callable[..., Any]] | None = None,
+        on_rollback: Iterable[Callable[..., Any]] | None = None,
+        **cache_options: Any,
     ) -> None:
         if not callable(fn):
             raise errors.ConfigurationError(f"@task needs a function, got {fn!r}")
@@ -133,6 +142,21 @@ class Task(HookDecorators, Generic[R]):
             "on_completion": on_completion, "on_failure": on_failure,
             "on_crashed": on_crashed, "on_cancellation": on_cancellation,
             "on_running": on_running})
+        unknown = set(cache_options) - set(CACHE_OPTIONS)
+        if unknown:
+            raise errors.ConfigurationError(
+                f"task {self.name!r}: unknown option(s) {sorted(unknown)}; "
+                f"known: {', '.join(_OPTIONS)}"
+            )
+        for option, default in CACHE_OPTIONS.items():
+            setattr(self, option, cache_options.get(option, default))
+        #: whether any caching or result option is set (else nothing is looked up per run)
+        self.cache_configured = env_persists() or any(
+            getattr(self, k) != d for k, d in CACHE_OPTIONS.items())
+        #: transaction hooks: ``hook(transaction)`` when the enclosing transaction commits
+        #: or rolls back (the task run's own child transaction)
+        self.on_commit_hooks: list[Callable[..., Any]] = list(on_commit or ())
+        self.on_rollback_hooks: list[Callable[..., Any]] = list(on_rollback or ())
         _check_options(f"task {self.name!r}", self.__dict__)
         if task_run_name is not None and not (isinstance(task_run_name, str)
                                               or callable(task_run_name)):
@@ -157,6 +181,7 @@ class Task(HookDecorators, Generic[R]):
         state["_signature"] = None
         state.pop("__wrapped__", None)
         state.pop("_blob", None)
+        state.pop("_cache_options", None)
         return (_rebuild_task, (state,))
 
     # -- options -------------------------------------------------------------------
@@ -168,11 +193,36 @@ class Task(HookDecorators, Generic[R]):
                 f"task {self.name!r}: unknown option(s) {sorted(unknown)}; "
                 f"known: {', '.join(_OPTIONS)}"
             )
-        current = {k: getattr(self, k) for k in _OPTIONS if k not in HOOK_OPTIONS}
+        current = {k: getattr(self, k) for k in _OPTIONS
+                   if k not in HOOK_OPTIONS and k not in ("on_commit", "on_rollback")}
+        current["on_commit"] = self.on_commit_hooks
+        current["on_rollback"] = self.on_rollback_hooks
         if self.hooks is not None:
             current.update(self.hooks.options())
         current.update(options)
         return Task(self.fn, **current)
+
+    def cache_options_for(self, flow: Any) -> Any:
+        """The run's caching settings under ``flow`` (None: not persisted), made once."""
+        memo: dict[int, Any] = self.__dict__.setdefault("_cache_options", {})
+        key = id(flow)
+        if key not in memo:
+            from braid.caching import resolve_cache_options
+
+            memo[key] = resolve_cache_options(self, flow)
+        return memo[key]
+
+    def on_commit(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Decorator: call ``fn(transaction)`` when the enclosing transaction commits."""
+        self.on_commit_hooks.append(fn)
+        self.__dict__.pop("_blob", None)
+        return fn
+
+    def on_rollback(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Decorator: call ``fn(transaction)`` when the enclosing transaction rolls back."""
+        self.on_rollback_hooks.append(fn)
+        self.__dict__.pop("_blob", None)
+        return fn
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """The parameters by name, defaults applied (used for names and messages)."""
@@ -240,6 +290,19 @@ class Task(HookDecorators, Generic[R]):
         ctx_tags = current_tags()
         if ctx_tags:
             call.extra = {**(call.extra or {}), "tags": ctx_tags}
+        flow = ctx.flow if ctx is not None else None
+        if self.cache_configured or (flow is not None and flow.persists_results):
+            options = self.cache_options_for(flow)
+            if options is not None:
+                runner = ctx.task_runner if ctx is not None else None
+                if runner is not None and getattr(runner, "address", None):
+                    check_store_reaches(options, runner)
+                call.extra = {**(call.extra or {}), "cache": options}
+        txns = sys.modules.get("braid.transactions")
+        if txns is not None:  # only once someone imported it: nothing to look up before
+            txn = txns.get_transaction()
+            if txn is not None:
+                call.extra = {**(call.extra or {}), "txn": txn}
         return call, upstreams
 
     def __call__(self, *args: Any, return_state: bool = False, wait_for: Any = None,
@@ -474,6 +537,25 @@ def _default_runner() -> TaskRunner:
     from braid.core.runner import default_runner
 
     return default_runner()
+
+
+def check_store_reaches(options: Any, runner: Any) -> None:
+    """Refuse a store on this machine's disk for a runner whose workers may be on other
+    hosts (a cluster by an address that is not this machine): they would never see its
+    records (:class:`braid.errors.LocalStoreOnRemoteCluster`, at the first submit)."""
+    host = str(runner.address).split("://")[-1].rsplit(":", 1)[0].strip("[]")
+    if host not in ("127.0.0.1", "localhost", "::1", "auto"):
+        from braid.results import check_store_for_remote
+
+        check_store_for_remote(options.store, where=f"the cluster at {runner.address}")
+
+
+def env_persists() -> bool:
+    """``$BRAID_RESULTS_PERSIST_BY_DEFAULT`` (read when a task or flow is made)."""
+    import os
+
+    value = os.environ.get("BRAID_RESULTS_PERSIST_BY_DEFAULT", "")
+    return value.strip().lower() in ("1", "true", "yes", "on")
 
 
 def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:

@@ -31,6 +31,7 @@ from braid import (
 )
 from braid.testing import sample_tasks as st
 from braid.testing.harness import require, run_in_flow
+from braid.testing.suite_caching import CachingTests
 from braid.testing.suite_faults import FaultTests, SerializationTests, TracebackTests
 from braid.testing.suite_lifecycle import (
     AsyncTests,
@@ -522,5 +523,6 @@ class NestedSubmissionTests:
 class RunnerConformance(SubmitTests, DependencyTests, MapTests, WaitTests, StateTests,
                         NamingTests, FlowTests, NestedSubmissionTests, RetryTests,
                         TimeoutTests, AsyncTests, LoggingTests, OptionTests,
-                        SerializationTests, TracebackTests, FaultTests, PortingTests):
+                        SerializationTests, TracebackTests, FaultTests, PortingTests,
+                        CachingTests):
     """Every behaviour test; subclass it and provide a ``runner`` fixture."""
