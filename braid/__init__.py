@@ -60,12 +60,20 @@ _LAZY = {
 }
 
 
+#: submodules ``braid.<name>`` imports on first access (``import braid; braid.runtime``)
+_SUBMODULES = frozenset({"runtime", "states", "futures", "context", "tasks", "flows",
+                         "task_runners", "cache_policies", "results", "transactions",
+                         "concurrency", "filesystems", "utilities"})
+
+
 def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name in _SUBMODULES:
+        return importlib.import_module(f"braid.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'braid' has no attribute {name!r}")
-    import importlib
-
     return getattr(importlib.import_module(module), name)
 
 

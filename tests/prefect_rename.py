@@ -5,7 +5,7 @@ by rewriting its imports (and three class names), nothing else.
    (their submodules keep their names);
 2. every other ``prefect`` module path -> the same path under ``braid``;
 3. ``PrefectFuture`` -> ``TaskFuture``, ``PrefectFutureList`` -> ``FutureList``,
-   ``PrefectDaskFuture`` -> ``DaskFuture``.
+   ``PrefectDaskFuture`` -> ``DaskFuture``, ``PrefectRayFuture`` -> ``RayTaskFuture``.
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ import re
 _MODULES = [
     (re.compile(r"\bprefect_dask\b"), "braid.adapters.dask"),
     (re.compile(r"\bprefect_ray\b"), "braid.adapters.ray"),
-    (re.compile(r"\bprefect\b(?=[.\s])"), "braid"),
+    (re.compile(r"\bprefect\b(?=[.\s]|$)"), "braid"),
 ]
 _NAMES = [
     (re.compile(r"\bPrefectFutureList\b"), "FutureList"),
     (re.compile(r"\bPrefectDaskFuture\b"), "DaskFuture"),
     (re.compile(r"\bPrefectFuture\b"), "TaskFuture"),
+    (re.compile(r"\bPrefectRayFuture\b"), "RayTaskFuture"),
 ]
 _IMPORT = re.compile(r"^(\s*)(from\s+\S+\s+import\b|import\s+\S+)", re.MULTILINE)
 

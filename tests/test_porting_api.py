@@ -298,3 +298,34 @@ def test_prefects_names_import_from_the_mirrored_modules(module, names):
     mod = importlib.import_module(module)
     for name in names:
         assert getattr(mod, name) is not None, f"{module}.{name}"
+
+
+def test_defaults_are_not_validated_and_str_failed_is_a_message():
+    @flow
+    def optional(k: int = None):  # type: ignore[assignment]  # a common Prefect pattern
+        return k
+
+    assert optional() is None and optional("4") == 4
+    state = Failed("the text")
+    assert state.message == "the text"
+    with pytest.raises(errors.RunFailed, match="the text"):
+        state.result()
+
+
+def test_submodules_load_on_first_access():
+    import subprocess
+    import sys
+
+    code = "import braid; print(braid.runtime.flow_run.name, braid.states.Completed().name)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.stdout.split() == ["None", "Completed"], out.stderr
+
+
+def test_disable_run_logger_gives_a_silent_logger_outside_runs(caplog):
+    caplog.set_level(logging.DEBUG)
+    with disable_run_logger():
+        get_run_logger().info("dropped")
+    assert "dropped" not in [r.getMessage() for r in caplog.records]
+    with pytest.raises(errors.MissingContextError):
+        get_run_logger()

@@ -28,13 +28,13 @@ def test_the_rule_rewrites_only_imports_and_three_names():
               "from prefect_dask.utils import get_dask_client\n"
               "from prefect_ray.context import remote_options\n"
               "x: PrefectFuture = y  # prefect stays in comments and code\n"
-              "z = PrefectFutureList(); w = PrefectDaskFuture\n")
+              "z = PrefectFutureList(); w = PrefectDaskFuture\nimport prefect")
     assert rename_imports(source) == (
         "import braid.states as s\nfrom braid import flow\n"
         "from braid.adapters.dask.utils import get_dask_client\n"
         "from braid.adapters.ray.context import remote_options\n"
         "x: TaskFuture = y  # prefect stays in comments and code\n"
-        "z = FutureList(); w = DaskFuture\n")
+        "z = FutureList(); w = DaskFuture\nimport braid")
 
 
 @pytest.mark.parametrize("runner", RUNNERS, ids=lambda r: r[1])

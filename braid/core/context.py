@@ -400,6 +400,10 @@ def get_run_logger() -> RunLoggerAdapter:
     """
     ctx = current_run.get()
     if ctx is None:
+        if _run_logger_disabled.get():  # disable_run_logger(): a logger that drops all
+            silent = logging.getLogger("braid.disabled_run_logger")
+            silent.disabled = True
+            return RunLoggerAdapter(silent, {"flow_run_name": None, "task_run_name": None})
         raise errors.MissingContextError(
             "get_run_logger() was called outside a flow or task run; inside plain code use "
             "logging.getLogger(__name__)"
@@ -409,14 +413,21 @@ def get_run_logger() -> RunLoggerAdapter:
 
 @contextlib.contextmanager
 def disable_run_logger() -> Iterator[None]:
-    """Within the block, run loggers drop their records (e.g. to call a task's ``.fn`` or a
-    flow's body in a unit test without a run)."""
+    """Within the block, run loggers drop their records, and ``get_run_logger()`` outside
+    any run returns one that drops them instead of raising (to call a task's ``.fn`` or a
+    flow's body in a unit test, without a run)."""
     loggers = [logging.getLogger("braid.flow_runs"), logging.getLogger("braid.task_runs")]
     before = [lg.disabled for lg in loggers]
     for lg in loggers:
         lg.disabled = True
+    token = _run_logger_disabled.set(True)
     try:
         yield
     finally:
+        _run_logger_disabled.reset(token)
         for lg, was in zip(loggers, before, strict=True):
             lg.disabled = was
+
+
+_run_logger_disabled: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "braid_run_logger_disabled", default=False)

@@ -204,14 +204,14 @@ class Flow(HookDecorators, Generic[R]):
             bound = sig.bind(*args, **kwargs)
         except TypeError as exc:
             raise errors.ParameterBindError(f"flow {self.name!r}: {exc}") from None
-        bound.apply_defaults()
-        if self.validate_parameters:
+        if self.validate_parameters:  # what the caller passed; defaults are not checked
             hints = self._hints
             if hints is None:
                 hints = self._hints = type_hints(self.fn)
             if hints:
                 validate_arguments(f"flow {self.name!r}", bound.arguments, hints)
                 args, kwargs = bound.args, bound.kwargs
+        bound.apply_defaults()
         params = dict(bound.arguments)
         first = next(iter(sig.parameters), None)
         if first in ("self", "cls") and args:

@@ -347,7 +347,7 @@ def Completed(data: Any = None, message: str = "", *, name: str = "Completed") -
     return State(StateType.COMPLETED, name, message, data)
 
 
-def Failed(exc: BaseException | None = None, message: str | None = None,
+def Failed(exc: BaseException | str | None = None, message: str | None = None,
            name: str = "Failed", *, data: Any = None) -> State:
     """A FAILED state: its result raises ``exc`` (or ``data``, if an exception).
 
@@ -357,7 +357,7 @@ def Failed(exc: BaseException | None = None, message: str | None = None,
     return _not_completed(StateType.FAILED, exc, message, name, data)
 
 
-def Crashed(exc: BaseException | None = None, message: str | None = None,
+def Crashed(exc: BaseException | str | None = None, message: str | None = None,
             name: str = "Crashed", *, data: Any = None) -> State:
     """A CRASHED state (the run was stopped by something outside its code)."""
     return _not_completed(StateType.CRASHED, exc, message, name, data)
@@ -370,8 +370,10 @@ def Cancelled(message: str = "cancelled before it started", *, name: str = "Canc
     return State(StateType.CANCELLED, name, message, exc)
 
 
-def _not_completed(type_: StateType, exc: BaseException | None, message: str | None,
+def _not_completed(type_: StateType, exc: BaseException | str | None, message: str | None,
                    name: str, data: Any) -> State:
+    if isinstance(exc, str):  # Failed("text"): the text is the message
+        exc, message = None, exc if message is None else message
     if exc is None and isinstance(data, BaseException):
         exc = data
     if exc is None:
