@@ -114,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a flow parameter (repeatable); VALUE is converted to the "
                           "parameter's type hint (date, Path, Enum, list[int], ...), or "
                           "parsed as JSON when it has none")
+    run.add_argument("--limit", action="append", default=[], metavar="NAME=N[/DECAY]",
+                     help="declare a concurrency limit (repeatable): at most N slots of "
+                          "NAME at once; /DECAY frees slots at DECAY per second (a rate "
+                          "limit); tasks tagged NAME and concurrency('NAME') use it")
     run.add_argument("--report", metavar="FILE.html", type=Path,
                      help="write an HTML timeline of the run")
     run.add_argument("--trace", metavar="FILE.json", type=Path,
@@ -175,6 +179,11 @@ def run_command(args: argparse.Namespace) -> int:
         return 1
     params = parse_params(flow, args.param)
     runner = make_runner(args.runner, args.address, args.max_workers)
+    limits = None
+    if args.limit:
+        from braid.concurrency.limits import parse_limits
+
+        limits = parse_limits(",".join(args.limit), source="--limit")
     show_progress = not args.no_progress and sys.stderr.isatty()
     state: State | None = None
     with watch_flow_runs() as seen:
@@ -187,7 +196,7 @@ def run_command(args: argparse.Namespace) -> int:
         if progress is not None:
             progress.start()
         try:
-            state = run_flow(flow, params, runner)
+            state = run_flow(flow, params, runner, limits)
         except Exception as exc:  # noqa: BLE001 - e.g. the runner could not start
             not_run = exc
         finally:
@@ -410,12 +419,19 @@ def _describe_parameter(p: inspect.Parameter) -> str:
 
 
 # -- running ------------------------------------------------------------------------------
-def run_flow(flow: Flow, params: dict[str, Any], runner: TaskRunner | None) -> State:
+def run_flow(flow: Flow, params: dict[str, Any], runner: TaskRunner | None,
+             limits: Any = None) -> State:
     """Run ``flow`` once with ``params`` (on ``runner`` if given) and return its final State.
 
     Only the named flow gets the runner; nested flows keep the runner they declare.
+    ``limits`` (``--limit``) are declared around the run, for it and its nested flows.
     """
     target = flow if runner is None else flow.with_options(task_runner=runner)
+    if limits is not None:
+        from braid.concurrency.limits import declare_limits
+
+        with declare_limits(limits):
+            return run_flow(target, params, None)
     if target.is_async:
         return asyncio.run(target(**params, return_state=True))
     return target(**params, return_state=True)

@@ -26,7 +26,7 @@ STAGED = "staged"
 class CachedRun:
     """A task run's cache plan and transaction while its attempts run."""
 
-    __slots__ = ("plan", "hit", "value", "failure", "_txn_token", "_txn_module")
+    __slots__ = ("plan", "hit", "value", "failure", "_txn_token", "_txn_module", "_limits")
 
     def __init__(self) -> None:
         self.plan: Any = None
@@ -35,12 +35,19 @@ class CachedRun:
         self.failure: BaseException | None = None
         self._txn_token: Any = None
         self._txn_module: Any = None
+        self._limits: Any = None
 
     @classmethod
     def start(cls, call: TaskCall, task_run: TaskRunInfo, options: Any,
-              txn: Any) -> CachedRun:
-        """Look the run up in the cache and enter its transaction (in this thread)."""
+              txn: Any, limits: Any = None) -> CachedRun:
+        """Enter the run's limits and transaction and look it up in the cache (in this
+        thread)."""
         run = cls()
+        if limits is not None:  # concurrency() in the task takes slots where limits live
+            from braid.concurrency import use_limits
+
+            run._limits = use_limits(limits)
+            run._limits.__enter__()
         if txn is not None:
             from braid import transactions
 
@@ -86,6 +93,9 @@ class CachedRun:
             token, self._txn_token = self._txn_token, None
             if token is not None:
                 token.__exit__(None, None, None)
+            limits, self._limits = self._limits, None
+            if limits is not None:
+                limits.__exit__(None, None, None)
         return state
 
 

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BatchDispatch", "CancelsRuns", "Capabilities", "ChecksCalls", "NativeDependencies",
-    "NewFuture",
+    "NewFuture", "ProvidesLimits",
 ]
 
 
@@ -108,3 +108,12 @@ class ChecksCalls(Protocol):
 
     def check_call(self, call: TaskCall) -> None:
         """Raise a named :mod:`braid.errors` error if ``call`` cannot run here (say why)."""
+
+
+@runtime_checkable
+class ProvidesLimits(Protocol):
+    """A runner whose concurrency limits live with its backend (shared by every worker)."""
+
+    def limits_backend(self) -> Any:
+        """A new :class:`braid.concurrency.LimitBackend` for one flow run on this runner
+        (closed by the run table when the flow run ends)."""

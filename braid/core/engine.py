@@ -353,14 +353,15 @@ def run_task(call: TaskCall, upstream_states: Any = None, nested_runner: Any = N
 
 
 def _start_caching(call: TaskCall, ctx: _TaskRunContext) -> CachedRun | None:
-    """The run's cache plan and transaction (None when neither applies); a run whose key
-    cannot be made, or whose lock is not free in time, gets a plan that fails it."""
+    """The run's cache plan, transaction and limits (None when none applies); a run whose
+    key cannot be made, or whose lock is not free in time, gets a plan that fails it."""
     extra = call.extra or {}
-    if "cache" not in extra and "txn" not in extra:
+    if "cache" not in extra and "txn" not in extra and "limits" not in extra:
         return None
     from braid.core.cached import CachedRun as Run
 
-    return Run.start(call, ctx.task_run, extra.get("cache"), extra.get("txn"))
+    return Run.start(call, ctx.task_run, extra.get("cache"), extra.get("txn"),
+                     extra.get("limits"))
 
 
 def _call_with_deadline(call: TaskCall, ctx: _TaskRunContext, fn: Callable[..., Any],

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar, cast
 
 from braid import errors
@@ -38,7 +38,7 @@ FLOW_CACHE_OPTIONS: dict[str, Any] = {
 }
 _OPTIONS = ("name", "description", "flow_run_name", "task_runner", "retries",
             "retry_delay_seconds", "timeout_seconds", "log_prints", "version",
-            "validate_parameters", *HOOK_OPTIONS, *FLOW_CACHE_OPTIONS)
+            "validate_parameters", "concurrency_limits", *HOOK_OPTIONS, *FLOW_CACHE_OPTIONS)
 
 
 class Flow(HookDecorators, Generic[R]):
@@ -66,6 +66,7 @@ class Flow(HookDecorators, Generic[R]):
         on_crashed: Iterable[Hook] | None = None,
         on_cancellation: Iterable[Hook] | None = None,
         on_running: Iterable[Hook] | None = None,
+        concurrency_limits: Mapping[str, Any] | None = None,
         persist_result: bool | None = None,
         result_storage: Any = None,
         result_serializer: Any = None,
@@ -90,6 +91,12 @@ class Flow(HookDecorators, Generic[R]):
             "on_completion": on_completion, "on_failure": on_failure,
             "on_crashed": on_crashed, "on_cancellation": on_cancellation,
             "on_running": on_running})
+        #: limits this flow declares for its runs and nested flows' (name -> int or Limit)
+        self.concurrency_limits = dict(concurrency_limits) if concurrency_limits else None
+        if self.concurrency_limits:
+            from braid.concurrency.limits import LimitTable
+
+            LimitTable(self.concurrency_limits)  # a bad declaration fails at decoration
         self.persist_result = persist_result
         self.result_storage = result_storage
         self.result_serializer = result_serializer
@@ -237,14 +244,22 @@ class Flow(HookDecorators, Generic[R]):
                            up.root_flow_run_id if up is not None else None, attempt)
         ctx = RunContext(info, None, runner, log_prints, self, params, record)
         token = current_run.set(ctx)
+        declared = None
         try:
+            if self.concurrency_limits:  # seen by the runner's run table, made on enter
+                from braid.concurrency.limits import declare_limits
+
+                declared = declare_limits(self.concurrency_limits)
+                declared.__enter__()
             runner.__enter__()
         except BaseException:
+            if declared is not None:
+                declared.__exit__(None, None, None)
             current_run.reset(token)
             raise
         if self.hooks is not None:
             self.hooks.run(self, info, State(StateType.RUNNING))
-        return runner, ctx, token
+        return runner, ctx, _FlowToken(token, declared)
 
     def _hooks_for(self, ctx: RunContext, state: State) -> State:
         """Persist the flow's result if it persists results, run the flow's hooks for its
@@ -281,7 +296,7 @@ class Flow(HookDecorators, Generic[R]):
             ctx.record.finish(self._hooks_for(ctx, _interrupted()))
             raise
         finally:
-            current_run.reset(token)
+            token.reset()
 
     def _run_body(self, runner: Any, ctx: RunContext, args: tuple[Any, ...],
                   kwargs: dict[str, Any]) -> State:
@@ -316,7 +331,7 @@ class Flow(HookDecorators, Generic[R]):
             ctx.record.finish(self._hooks_for(ctx, _interrupted()))
             raise
         finally:
-            current_run.reset(token)
+            token.reset()
 
     async def _run_body_async(self, runner: Any, ctx: RunContext, args: tuple[Any, ...],
                               kwargs: dict[str, Any]) -> State:
@@ -348,8 +363,8 @@ class Flow(HookDecorators, Generic[R]):
         """A generator flow: each item is made inside the flow run (its context is set
         while the body runs, not while the caller handles an item); the run ends, and
         drains, when the body returns or raises."""
-        runner, ctx, token = self._begin(params)
-        current_run.reset(token)
+        runner, ctx, begun = self._begin(params)
+        begun.reset()
         try:
             body: Iterator[Any] = self.fn(*args, **kwargs)  # type: ignore[assignment]
             while True:
@@ -415,6 +430,22 @@ class Flow(HookDecorators, Generic[R]):
                 pass
             raise self._timeout_error()
         return body.result()
+
+
+class _FlowToken:
+    """What undoes a flow run's context when it ends: the run context and the limits the
+    flow declared (seen by its body and nested flows)."""
+
+    __slots__ = ("run", "declared")
+
+    def __init__(self, run: Any, declared: Any) -> None:
+        self.run = run
+        self.declared = declared
+
+    def reset(self) -> None:
+        current_run.reset(self.run)
+        if self.declared is not None:
+            self.declared.__exit__(None, None, None)
 
 
 def _with_record(state: State, record: FlowRunRecord) -> State:

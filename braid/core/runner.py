@@ -44,6 +44,7 @@ from braid.core.contract import (
     NewFuture,
 )
 from braid.core.futures import TaskFuture
+from braid.core.limited import RunLimits
 from braid.core.runs import Run, RunTable
 
 if TYPE_CHECKING:
@@ -122,6 +123,11 @@ class TaskRunner(ABC):
             )
         table = RunTable(self)  # checks the declared capabilities before starting
         self.start()
+        try:
+            table.limits = RunLimits.for_runner(self)
+        except BaseException:
+            self.stop(True)
+            raise
         self._table = table
         # while started, submit is the table's accept itself: one call less per .submit()
         self.submit = table.accept  # type: ignore[method-assign]
@@ -148,7 +154,11 @@ class TaskRunner(ABC):
         finally:
             self._table = None
             del self.submit  # the class's again: it raises RunnerNotStarted
-            self.stop(abandon)
+            try:
+                if table.limits is not None:
+                    table.limits.close()
+            finally:
+                self.stop(abandon)
 
     def __eq__(self, other: object) -> bool:
         """Runners are equal when they are of one class with the same configuration (so

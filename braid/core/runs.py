@@ -48,6 +48,7 @@ from braid.core.futures import TaskFuture
 from braid.core.states import Cancelled, Crashed, State, StateType
 
 if TYPE_CHECKING:
+    from braid.core.limited import RunLimits
     from braid.core.records import FlowRunRecord
     from braid.core.runner import TaskRunner
 
@@ -172,6 +173,8 @@ class Run:
         self.call = None
         self.upstreams = ()
         self.payload = None
+        if table.limits is not None:
+            table.limits.release(self)
         table.live.pop(self, None)
         # the drain sets draining before it looks at live: a finisher that reads False
         # here removed its run before the drain looked
@@ -319,6 +322,8 @@ class RunTable:
         self.dispatch_many = runner.dispatch_many if isinstance(runner, BatchDispatch) else None
         self.cancel_hook = runner.cancel if isinstance(runner, CancelsRuns) else None
         self.check_call = runner.check_call if isinstance(runner, ChecksCalls) else None
+        #: the flow run's concurrency limits on this runner (None: none declared)
+        self.limits: RunLimits | None = None
         self.live: dict[Run, None] = {}
         self.cancel_reason: str | None = None
         #: the drain is waiting: finishers must wake it
@@ -345,6 +350,8 @@ class RunTable:
         # the hot path of every .submit(): _new_run and _gate written out
         if self.check_call is not None:
             self.check_call(call)
+        if self.limits is not None:  # concurrency() inside the task finds the backend
+            call.extra = {**(call.extra or {}), "limits": self.limits.handle}
         payload = _dumps_call(call) if self.pickles else None  # SerializationError here
         make = self.new_future
         future = make(call) if make is not None else TaskFuture(call.task, call.run_name,
@@ -355,7 +362,7 @@ class RunTable:
             record.add(run)
         if upstreams:
             self._gate(run)
-        elif self.cancel_reason is None:
+        elif self.cancel_reason is None and self.limits is None:
             run.phase = DISPATCHED
             self.dispatch(run)
         else:
@@ -370,6 +377,10 @@ class RunTable:
         if self.check_call is not None:
             for call in calls:  # refuse before accepting any
                 self.check_call(call)
+        if self.limits is not None:
+            handle = self.limits.handle
+            for call in calls:
+                call.extra = {**(call.extra or {}), "limits": handle}
         payloads: Sequence[bytes | None]
         payloads = [_dumps_call(c) for c in calls] if self.pickles else [None] * len(calls)
         runs = [self._new_run(c, u, p, record)
@@ -377,7 +388,7 @@ class RunTable:
         # a new run's future is never None
         futures: list[TaskFuture[Any]] = [r.future for r in runs]  # type: ignore[misc]
         many = self.dispatch_many
-        if many is None or self.inline:
+        if many is None or self.inline or self.limits is not None:
             for run in runs:
                 self._gate(run)
             return futures
@@ -416,7 +427,25 @@ class RunTable:
             self.send(run)
 
     def send(self, run: Run) -> None:
-        """Hand a runnable run to the runner (or cancel it when the table is abandoning)."""
+        """Hand a runnable run to the runner (or cancel it when the table is abandoning);
+        a run whose tags are limited waits for its slots first, holding no worker."""
+        if self.cancel_reason is not None:
+            run.finish(Cancelled(_cancelled_message(self.cancel_reason)))
+            return
+        limits = self.limits
+        if limits is not None and run.call is not None:
+            call = run.call
+            extra_tags = call.extra.get("tags") if call.extra else None
+            tags = call.task.tags | set(extra_tags) if extra_tags else call.task.tags
+            limited = limits.limited(tags)
+            if limited:
+                limits.when_available(run, limited, self._dispatch_now)
+                return
+        run.phase = DISPATCHED
+        self.dispatch(run)
+
+    def _dispatch_now(self, run: Run) -> None:
+        """Dispatch a run that got its slots (unless the table is abandoning by now)."""
         if self.cancel_reason is not None:
             run.finish(Cancelled(_cancelled_message(self.cancel_reason)))
             return
@@ -441,6 +470,8 @@ class RunTable:
                 if self._delayed is None:
                     self._delayed = _DelayedRuns(self.send)
                 delayed = self._delayed
+        if self.limits is not None:  # no slot held while waiting out the delay
+            self.limits.release(run)
         run.call = run.call.next_attempt()
         if self.pickles:
             run.payload = _dumps_call(run.call)

@@ -96,6 +96,13 @@ class ProcessPoolTaskRunner(TaskRunner):
         return type(self)(max_workers=self._max_workers_arg, start_method=self.start_method,
                           initializer=self.initializer, initargs=self.initargs)
 
+    def limits_backend(self) -> Any:
+        """Concurrency limits for a flow run on this pool: one coordinator in this process
+        that the worker processes reach (a worker that dies gives its slots back)."""
+        from braid.concurrency import LimitsCoordinator
+
+        return LimitsCoordinator()
+
     def __repr__(self) -> str:
         return (f"ProcessPoolTaskRunner(max_workers={self.max_workers}, "
                 f"start_method={self.start_method!r})")

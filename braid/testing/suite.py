@@ -40,6 +40,7 @@ from braid.testing.suite_lifecycle import (
     RetryTests,
     TimeoutTests,
 )
+from braid.testing.suite_limits import LimitTests
 from braid.testing.suite_porting import PortingTests
 
 __all__ = ["RunnerConformance", "require", "run_in_flow"]
@@ -524,5 +525,5 @@ class RunnerConformance(SubmitTests, DependencyTests, MapTests, WaitTests, State
                         NamingTests, FlowTests, NestedSubmissionTests, RetryTests,
                         TimeoutTests, AsyncTests, LoggingTests, OptionTests,
                         SerializationTests, TracebackTests, FaultTests, PortingTests,
-                        CachingTests):
+                        CachingTests, LimitTests):
     """Every behaviour test; subclass it and provide a ``runner`` fixture."""

@@ -263,6 +263,13 @@ class DaskTaskRunner(TaskRunner):
         return DaskFuture(call.task, call.run_name, call.run_id,
                           f"{call.task.name}-{call.run_id:032x}")
 
+    def limits_backend(self) -> Any:
+        """Concurrency limits for a flow run on this cluster: Dask semaphores on the
+        scheduler, shared by every client of it (two flows share a name's slots)."""
+        from braid.concurrency import DaskLimits
+
+        return DaskLimits(self._client)
+
     def is_native(self, future: TaskFuture) -> bool:
         """Whether ``future`` is a run on this client (the scheduler orders it)."""
         return (isinstance(future, DaskFuture) and future.dask_future is not None

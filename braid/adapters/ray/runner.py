@@ -251,6 +251,13 @@ class RayTaskRunner(TaskRunner):
         """A RayTaskFuture for the call."""
         return RayTaskFuture(call.task, call.run_name, call.run_id)
 
+    def limits_backend(self) -> Any:
+        """Concurrency limits for a flow run on this Ray: a named actor per limit on the
+        cluster, shared by every driver of it (slots of a dead holder lapse)."""
+        from braid.concurrency import RayLimits
+
+        return RayLimits()
+
     def is_native(self, future: TaskFuture) -> bool:
         """Whether Ray itself waits for ``future`` (a run of Ray with a live data ref)."""
         return _native_ref(future) is not None

@@ -1,0 +1,93 @@
+"""A flow run's concurrency limits on its runner: the handle its calls carry, and the gate
+that holds a run whose task's tags are limited until it gets a slot.
+
+Made by the run table only when limits are declared (on the flow, in
+``BRAID_CONCURRENCY_LIMITS`` or with ``braid run --limit``), so flows without limits pay
+one look-up per flow run and nothing per task run::
+
+    accept(call)    call.extra["limits"] = handle   (concurrency() inside the task finds
+                                                     the backend where the run runs)
+    send(run)       a limited tag? gate.when_available(tags, ...): the run waits for one
+                    slot of each, holding no worker; then dispatch
+    finish(run)     the lease goes back (completed, failed, crashed, cancelled)
+
+Where the slots live is the runner's choice (:class:`braid.core.contract.ProvidesLimits`):
+in this process for threads, a coordinator in the parent for processes, Dask's
+semaphores on the scheduler, Ray actors on the cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from braid.core.contract import ProvidesLimits
+
+__all__ = ["RunLimits"]
+
+_ENV = "BRAID_CONCURRENCY_LIMITS"
+
+
+class RunLimits:
+    """The declared limits of one flow run on one started runner."""
+
+    def __init__(self, runner: Any, table: Any) -> None:
+        from braid.concurrency import LocalLimits, TagGate
+
+        if isinstance(runner, ProvidesLimits):
+            self.backend = runner.limits_backend()
+        else:
+            self.backend = LocalLimits()
+        self.table = table
+        self.handle = self.backend.handle(table)
+        self.gate = TagGate(self.handle)
+        self.leases: dict[Any, Any] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def for_runner(cls, runner: Any) -> RunLimits | None:
+        """The limits in effect for a runner starting now; None when none are declared
+        (then :mod:`braid.concurrency` is not even imported)."""
+        if "braid.concurrency.limits" not in sys.modules and not os.environ.get(_ENV):
+            return None
+        from braid.concurrency.limits import declared_limits
+
+        table = declared_limits()
+        return cls(runner, table) if len(table) else None
+
+    def limited(self, tags: Any) -> tuple[str, ...]:
+        """Which of ``tags`` are limited (no I/O)."""
+        from braid.concurrency import limited_tags
+
+        return limited_tags(tags, self.handle) if tags else ()
+
+    def when_available(self, run: Any, tags: tuple[str, ...],
+                       then: Callable[[Any], None]) -> None:
+        """Call ``then(run)`` once a slot of every tag in ``tags`` is held for ``run``."""
+
+        def granted(lease: Any) -> None:
+            if lease is not None:
+                with self._lock:
+                    self.leases[run] = lease
+            then(run)
+
+        self.gate.when_available(tags, granted)
+
+    def release(self, run: Any) -> None:
+        """Give back the slots ``run`` held, if any."""
+        with self._lock:
+            lease = self.leases.pop(run, None)
+        if lease is not None:
+            lease.release()
+
+    def close(self) -> None:
+        """Stop waiting for slots, give every slot back, and close the backend."""
+        self.gate.close()
+        with self._lock:
+            leases, self.leases = list(self.leases.values()), {}
+        for lease in leases:
+            lease.release()
+        self.backend.close()
