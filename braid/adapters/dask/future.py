@@ -75,9 +75,10 @@ def fetch_state(future: DaskFuture) -> State:
     d = future.dask_future
     status = d.status
     try:
-        if status in ("finished", "lost", "pending"):
+        if status in ("finished", "lost", "pending", "cancelled"):
             # a result lost with its worker is recomputed by Dask while this client
-            # holds the key: d.result() waits for that instead of declaring it lost
+            # holds the key: d.result() waits for that instead of declaring it lost; a
+            # cancelled one raises the CancelledError that carries Dask's reason
             return _loaded(d.result(), future)
         return state_from_error(future, d.exception(), status)
     except Exception as exc:  # noqa: BLE001 - e.g. the client closed meanwhile
@@ -114,9 +115,12 @@ def state_from_error(future: DaskFuture, exc: BaseException | None, status: str)
         return crashed
     lost: errors.BraidError
     if exc is None or isinstance(exc, CancelledError) or status in ("cancelled", "lost"):
+        # Dask's reason, e.g. "scheduler-connection-lost" when the client lost the scheduler
+        reason = getattr(exc, "reason", None)
+        why = f"Dask's reason: {reason!r}" if reason and reason != "unknown" else (
+            "its worker or the scheduler was lost")
         lost = errors.WorkerLost(
-            f"task run {name!r}: the Dask cluster dropped it (status {status!r}); its "
-            f"worker or the scheduler was lost"
+            f"task run {name!r}: the Dask cluster dropped it (status {status!r}); {why}"
         )
     else:
         lost = errors.Crash(

@@ -34,6 +34,7 @@ import gc
 import importlib
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
@@ -43,6 +44,7 @@ import distributed
 from braid import errors
 from braid.adapters.dask import worker
 from braid.adapters.dask.future import DaskFuture, state_from_dask
+from braid.adapters.dask.overdue import GRACE, OverdueRuns, time_limit
 from braid.adapters.dask.worker import current_log_topic, run_call
 from braid.core.calls import TaskCall
 from braid.core.contract import Capabilities
@@ -50,7 +52,7 @@ from braid.core.futures import TaskFuture
 from braid.core.logs import driver_level, replay
 from braid.core.runner import Run, TaskRunner
 from braid.core.serialization import dumps_state, loads
-from braid.core.states import Crashed
+from braid.core.states import Crashed, State, TimedOut, UpstreamFailedState
 
 __all__ = ["DaskTaskRunner"]
 
@@ -159,6 +161,8 @@ class DaskTaskRunner(TaskRunner):
         self._log_topic: str | None = None
         self._headers: dict[str, bytes] = {}
         self._headers_lock = threading.Lock()
+        self._limits: dict[str, tuple[Run, float]] = {}  # runs with a time-out, not started
+        self._overdue: OverdueRuns | None = None
         if self.on_worker_client:
             self._client = distributed.get_client()
         else:
@@ -219,6 +223,9 @@ class DaskTaskRunner(TaskRunner):
 
     def stop(self, abandon: bool) -> None:
         """Bring here the results of runs still referenced, then close what we made."""
+        overdue, self._overdue = self._overdue, None
+        if overdue is not None:
+            overdue.stop()
         try:
             if not abandon:
                 gc.collect()  # runs nobody holds any more must not be fetched
@@ -244,15 +251,22 @@ class DaskTaskRunner(TaskRunner):
                    if isinstance(run.future, DaskFuture) and run.future.dask_future is not None}
         if not futures:
             return ()
+        dask_futures = [run.future.dask_future for run in futures.values()]
         try:
             found = self._client.run_on_scheduler(_task_states, list(futures),
                                                   callback_timeout=5)
-            running = [futures[k] for k, s in found.items() if s == "processing"]
+            running = [futures[k] for k, (s, _, _) in found.items() if s == "processing"]
         except Exception:  # noqa: BLE001 - unknown: treat every dispatched run as running
-            running = list(futures.values())
+            found, running = {}, list(futures.values())
+        for run in running:
+            _, where, silent = found.get(run.future.key, (None, None, None))
+            if where is not None:  # say where it was left running, and how long silent
+                name = run.future.task_run_name or run.future.key
+                message = (f"task run {name!r}: stopped while running on Dask worker {where} "
+                           f"(last heard from {silent:.1f} s ago), abandoned with its flow")
+                run.finish(Crashed(errors.Crash(message), message))
         try:
-            self._client.cancel([run.future.dask_future for run in futures.values()
-                                 if run.future is not None], force=True)
+            self._client.cancel(dask_futures, force=True)
         except Exception:  # noqa: BLE001 - the client closes next anyway
             pass
         return running
@@ -319,17 +333,18 @@ class DaskTaskRunner(TaskRunner):
             if client is None:
                 raise errors.RunnerNotStarted("the DaskTaskRunner stopped before the run")
             arg_lists = [[self._upstream_arg(u) for u in run.upstreams] for run in runs]
+            announce = [self._watch(run) for run in runs]
             if len(runs) == 1:
                 f = futures[0]
                 dask_futures = [client.submit(run_call, runs[0].payload, arg_lists[0], level,
-                                              topic, header_topic, f.key, key=f.key,
-                                              pure=False, resources=resources)]
+                                              topic, header_topic, f.key, announce[0],
+                                              key=f.key, pure=False, resources=resources)]
             else:
                 n = len(runs)
                 keys = [f.key for f in futures]
                 dask_futures = client.map(run_call, [r.payload for r in runs], arg_lists,
                                           [level] * n, [topic] * n, [header_topic] * n, keys,
-                                          key=keys, pure=False, resources=resources)
+                                          announce, key=keys, pure=False, resources=resources)
         except Exception as exc:  # noqa: BLE001 - the runs end CRASHED, never pending
             for run in runs:
                 err = errors.Crash(f"Dask did not accept the run: {type(exc).__name__}: {exc}")
@@ -353,6 +368,50 @@ class DaskTaskRunner(TaskRunner):
                 self._headers[first] = second
         elif kind == worker.LOGS:
             replay(loads(second), first)
+        elif kind == worker.STARTED:
+            self._started(first, second)
+
+    # -- runs whose worker stops answering ----------------------------------------------
+    def _watch(self, run: Run) -> bool:
+        """Whether the run has a time limit the driver must bound (it then announces its
+        start on the worker)."""
+        call = run.call
+        limit = time_limit(call.task) if call is not None else None
+        if limit is None or not isinstance(run.future, DaskFuture):
+            return False
+        with self._headers_lock:
+            self._limits[run.future.key] = (run, limit)
+        return True
+
+    def _started(self, key: str, where: str) -> None:
+        """A watched run started on worker ``where``: end it if it is not final in time."""
+        with self._headers_lock:
+            entry = self._limits.pop(key, None)
+            if entry is None:
+                return
+            if self._overdue is None:
+                self._overdue = OverdueRuns(self._overdue_run)
+            overdue = self._overdue
+        run, limit = entry
+        overdue.add(time.monotonic() + limit + GRACE, (run, where, limit))
+
+    def _overdue_run(self, item: tuple[Run, str, float]) -> None:
+        run, where, limit = item
+        future = run.future
+        if not isinstance(future, DaskFuture) or future.done():
+            return
+        name = future.task_run_name or future.key
+        message = (f"task run {name!r} exceeded its time limit of {limit:g} s: Dask worker "
+                   f"{where} started it and has not reported back since (frozen or "
+                   f"unreachable?)")
+        d = future.dask_future
+        run.finish(TimedOut(message, errors.TaskTimeout(message)))
+        client = self._client
+        if d is not None and client is not None:
+            try:  # its dependents are cancelled with it: they end UpstreamFailed
+                client.cancel([d], force=True)
+            except Exception:  # noqa: BLE001 - the run is final either way
+                pass
 
     def settle(self, run: Run) -> None:
         """The run's Dask future is done: finish the run from its header."""
@@ -361,7 +420,7 @@ class DaskTaskRunner(TaskRunner):
             return
         with self._headers_lock:
             header = self._headers.pop(future.key, None)
-        state = state_from_dask(future, header)
+        state = _upstream_first(run, state_from_dask(future, header))
         if future.done():
             return
         run.finish(state)
@@ -446,6 +505,18 @@ class _Settle:
             self.runner.settle(run)
 
 
+def _upstream_first(run: Run, state: State) -> State:
+    """A run Dask dropped because an upstream failed (cancelled with it) ends
+    ``UpstreamFailed`` naming that upstream, as if it had run."""
+    if not state.is_crashed():
+        return state
+    for u in run.upstreams:
+        if u.done() and not u.state.is_completed():
+            call = run.call
+            return UpstreamFailedState(u.state, f"task {call.task.name!r}" if call else "task")
+    return state
+
+
 def _resources_of(run: Run) -> dict[str, float] | None:
     extra = run.call.extra if run.call is not None else None
     return extra.get("dask_resources") if extra else None
@@ -459,6 +530,16 @@ def _freeze(resources: dict | None) -> Any:
 
 
 def _task_states(keys: list, dask_scheduler: Any = None) -> dict:
-    """On the scheduler: the state of each key ("processing" means on a worker)."""
-    tasks = dask_scheduler.tasks
-    return {k: tasks[k].state if k in tasks else None for k in keys}
+    """On the scheduler: each key's state ("processing" means on a worker), the worker
+    it is on and how long ago that worker was last heard from."""
+    import time as _time
+
+    out: dict = {}
+    now = _time.time()
+    for k in keys:
+        ts = dask_scheduler.tasks.get(k)
+        ws = getattr(ts, "processing_on", None) if ts is not None else None
+        out[k] = (ts.state if ts is not None else None,
+                  ws.address if ws is not None else None,
+                  now - ws.last_seen if ws is not None else None)
+    return out

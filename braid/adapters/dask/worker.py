@@ -40,9 +40,9 @@ __all__ = ["run_call", "get_dask_client"]
 _nested_runners: dict[str, Any] = {}
 _nested_lock = threading.Lock()
 
-#: the kinds of braid events on a client's topic: (HEADER, key, header bytes) and
-#: (LOGS, where, pickled records)
-HEADER, LOGS = "braid-header", "braid-logs"
+#: the kinds of braid events on a client's topic: (HEADER, key, header bytes),
+#: (LOGS, where, pickled records) and (STARTED, key, worker address)
+HEADER, LOGS, STARTED = "braid-header", "braid-logs", "braid-started"
 
 #: makes the runner that tasks submitted from a run on this worker go to; set by
 #: ``braid.adapters.dask.runner`` when it is imported (the package imports it first)
@@ -107,12 +107,19 @@ def _nested_runner() -> Any:
 
 def run_call(call_bytes: bytes, upstreams: list, log_level: int,
              log_topic: str | None = None, header_topic: str | None = None,
-             key: str | None = None) -> bytes:
+             key: str | None = None, announce: bool = False) -> bytes:
     """Run one pickled braid call on this Dask worker; return its pickled final State.
 
     Never raises for the task itself (the engine turns every outcome into a State),
     so a Dask error on this key always means Dask could not run it (a dead worker).
+    ``announce``: tell the client the run started here (it has a time-out, which the
+    client then bounds even if this worker stops answering).
     """
+    if announce and header_topic is not None:
+        try:
+            get_worker().log_event(header_topic, (STARTED, key, get_worker().address))
+        except Exception:  # noqa: BLE001 - the engine's own time-out still applies
+            pass
     hook = _SecedeHook()
     previous = getattr(worker_slot, "hook", None)
     worker_slot.hook = hook

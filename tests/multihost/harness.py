@@ -1,0 +1,539 @@
+"""Three hosts on one machine: network namespaces on a bridge, Dask and Ray clusters in
+them, and the faults the multi-host tests inject.
+
+Layout (slot ``s`` of 8, so concurrent pytest sessions or xdist workers never share
+names or addresses; every address is inside the one private /24 ``10.231.0.0/24``)::
+
+    root namespace: bridge bmh<s>br 10.231.0.<16s+1>/28; pytest, the Dask driver, the faults
+      |- veth bmh<s>s  -- netns braid-mh<s>-sched  eth0 .<16s+2>  dask scheduler | ray head (0 CPUs)
+      |                                                           + Ray drivers
+      |- veth bmh<s>w1 -- netns braid-mh<s>-w1     eth0 .<16s+3>  dask worker   | ray node (1 CPU)
+      `- veth bmh<s>w2 -- netns braid-mh<s>-w2     eth0 .<16s+4>  dask worker   | ray node (1 CPU)
+
+Each namespace has ``lo`` and ``eth0`` with a /28 route and no default route: nothing
+inside can reach any address outside the slot's /28.  A slot is held with ``flock`` on
+``/tmp/braid-multihost/slot-<s>.lock`` for the harness's life; leftovers of a slot
+whose owner died (its namespaces, their processes, its bridge) are removed before reuse.
+
+Only processes of this harness's namespaces are signalled (``ip netns pids``): every
+process in them was started by it.  Teardown runs from the fixtures' finalizers, from
+``atexit`` and on SIGTERM/SIGHUP; every wait is bounded in time.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+SUBNET = "10.231.0"          # the one private /24 this harness uses
+PREFIX_LEN = 28              # one /28 of it per slot
+SLOTS = 8
+LOCK_DIR = Path("/tmp/braid-multihost")
+REPO = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+BIN = Path(PYTHON).parent
+
+# Ray: drivers and the head keep 127.0.0.1 as given; worker nodes need the variable set
+# to 1 to join a multi-node cluster (they run where the only route is the private /28)
+RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled",
+           "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
+# the head declares a node dead after ~5 s without health checks (default ~30 s), so
+# partitions and frozen nodes resolve within a test's time
+RAY_HEAD_ENV = {"RAY_health_check_period_ms": "1000", "RAY_health_check_timeout_ms": "1000",
+                "RAY_health_check_failure_threshold": "4",
+                "RAY_health_check_initial_delay_ms": "1000"}
+
+
+class NamespacesUnavailable(RuntimeError):
+    """Network namespaces cannot be made here (not root, no ``ip``, no netns support)."""
+
+
+def why_unavailable() -> str | None:
+    """Why namespaces cannot be made on this machine, or None if they can."""
+    if os.geteuid() != 0:
+        return "multi-host tests need root to create network namespaces"
+    if shutil.which("ip") is None:
+        return "multi-host tests need `ip` (iproute2); ci/install-netns-tools.sh installs it"
+    name = f"braid-mh-probe-{os.getpid()}"
+    made = _run(["ip", "netns", "add", name], check=False)
+    if made.returncode != 0:
+        return f"`ip netns add` failed here: {made.stderr.strip()}"
+    _run(["ip", "netns", "del", name], check=False)
+    return None
+
+
+def _run(argv: list[str], check: bool = True, timeout: float = 20,
+         ) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed: {proc.stderr.strip()}")
+    return proc
+
+
+def _wait_until(what: str, predicate, timeout: float, step: float = 0.25) -> None:
+    """Poll ``predicate`` until true; bounded in time (and so in count)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(step)
+    raise TimeoutError(f"multihost harness: {what} not within {timeout} s")
+
+
+class Host:
+    """One namespace: its name, address and the root-side end of its veth."""
+
+    def __init__(self, role: str, ns: str, ip: str, veth: str) -> None:
+        self.role, self.ns, self.ip, self.veth = role, ns, ip, veth
+
+    def __repr__(self) -> str:
+        return f"<Host {self.role} {self.ns} {self.ip}>"
+
+
+class Hosts:
+    """The bridge and three namespaces of one slot; faults on them."""
+
+    def __init__(self) -> None:
+        LOCK_DIR.mkdir(exist_ok=True)
+        self.slot, self._lock = self._take_slot()
+        s = self.slot
+        base = 16 * s
+        self.tag = f"bmh{s}"
+        self.bridge = f"{self.tag}br"
+        self.gateway = f"{SUBNET}.{base + 1}"
+        self.sched = Host("sched", f"braid-mh{s}-sched", f"{SUBNET}.{base + 2}", f"{self.tag}s")
+        self.w1 = Host("w1", f"braid-mh{s}-w1", f"{SUBNET}.{base + 3}", f"{self.tag}w1")
+        self.w2 = Host("w2", f"braid-mh{s}-w2", f"{SUBNET}.{base + 4}", f"{self.tag}w2")
+        self.hosts = [self.sched, self.w1, self.w2]
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"bmh{s}", dir="/tmp"))
+        self._procs: list[subprocess.Popen[bytes]] = []
+        self._up = False
+
+    # -- slots ---------------------------------------------------------------------
+    @staticmethod
+    def _take_slot() -> tuple[int, int]:
+        for s in range(SLOTS):
+            fd = os.open(LOCK_DIR / f"slot-{s}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                continue
+            return s, fd
+        raise NamespacesUnavailable(f"all {SLOTS} multihost slots are in use")
+
+    # -- up and down -----------------------------------------------------------------
+    def up(self) -> None:
+        self._clear_leftovers()
+        self._up = True
+        _run(["ip", "link", "add", self.bridge, "type", "bridge"])
+        _run(["ip", "addr", "add", f"{self.gateway}/{PREFIX_LEN}", "dev", self.bridge])
+        _run(["ip", "link", "set", self.bridge, "up"])
+        for h in self.hosts:
+            _run(["ip", "netns", "add", h.ns])
+            _run(["ip", "link", "add", h.veth, "type", "veth", "peer", "name", f"{h.veth}p"])
+            _run(["ip", "link", "set", f"{h.veth}p", "netns", h.ns])
+            _run(["ip", "link", "set", h.veth, "master", self.bridge])
+            _run(["ip", "link", "set", h.veth, "up"])
+            inside = ["ip", "netns", "exec", h.ns]
+            _run([*inside, "ip", "link", "set", f"{h.veth}p", "name", "eth0"])
+            _run([*inside, "ip", "addr", "add", f"{h.ip}/{PREFIX_LEN}", "dev", "eth0"])
+            _run([*inside, "ip", "link", "set", "eth0", "up"])
+            _run([*inside, "ip", "link", "set", "lo", "up"])
+            for key in ("all", "default"):
+                _run([*inside, "sysctl", "-q", "-w", f"net.ipv6.conf.{key}.disable_ipv6=1"],
+                     check=False)
+
+    def _clear_leftovers(self) -> None:
+        """Remove what an earlier owner of this slot left (it died without tearing down)."""
+        for h in self.hosts:
+            if _run(["ip", "netns", "pids", h.ns], check=False).returncode == 0:
+                self._kill_namespace(h.ns)
+                _run(["ip", "netns", "del", h.ns], check=False)
+            _run(["ip", "link", "del", h.veth], check=False)
+        _run(["ip", "link", "del", self.bridge], check=False)
+
+    def down(self) -> None:
+        """Kill every process of the namespaces, delete them, the veths and the bridge."""
+        if not self._up:
+            return
+        self._up = False
+        for h in self.hosts:
+            self.thaw(h)
+            self._kill_namespace(h.ns)
+        for p in self._procs:
+            with contextlib.suppress(Exception):
+                p.wait(timeout=2)
+        for h in self.hosts:
+            _run(["ip", "netns", "del", h.ns], check=False)
+            _run(["ip", "link", "del", h.veth], check=False)
+        _run(["ip", "link", "del", self.bridge], check=False)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def release(self) -> None:
+        self.down()
+        with contextlib.suppress(OSError):
+            os.close(self._lock)
+
+    # -- processes -------------------------------------------------------------------
+    def spawn(self, host: Host, argv: list[str], log: str, env: dict[str, str] | None = None,
+              ) -> subprocess.Popen[bytes]:
+        """Start ``argv`` inside ``host``'s namespace, output to ``log`` in the workdir."""
+        full_env = {**os.environ, **RAY_ENV, **(env or {})}
+        out = open(self.workdir / log, "ab")  # noqa: SIM115 - the child keeps it
+        p = subprocess.Popen(["ip", "netns", "exec", host.ns, *argv], stdout=out,
+                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=full_env,
+                             cwd=REPO, start_new_session=True)
+        out.close()
+        self._procs.append(p)
+        return p
+
+    def pids(self, host: Host) -> list[int]:
+        """Every process in ``host``'s namespace (all started by this harness)."""
+        out = _run(["ip", "netns", "pids", host.ns], check=False).stdout
+        return [int(x) for x in out.split()]
+
+    def _kill_namespace(self, ns: str) -> None:
+        for _ in range(5):  # bounded: children forked meanwhile are caught next round
+            out = _run(["ip", "netns", "pids", ns], check=False).stdout
+            pids = [int(x) for x in out.split()]
+            if not pids:
+                return
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.2)
+
+    def signal_pids(self, pids: list[int], sig: int) -> None:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    # -- faults ------------------------------------------------------------------------
+    def kill_host(self, host: Host) -> list[int]:
+        """SIGKILL every process of the host: the node died.  Returns the pids."""
+        pids = self.pids(host)
+        self.signal_pids(pids, signal.SIGKILL)
+        return pids
+
+    def link_down(self, host: Host) -> None:
+        _run(["ip", "link", "set", host.veth, "down"])
+
+    def link_up(self, host: Host) -> None:
+        _run(["ip", "link", "set", host.veth, "up"], check=False)
+
+    def freeze(self, host: Host) -> list[int]:
+        """SIGSTOP every process of the host: connections stay open, nothing answers."""
+        pids = self.pids(host)
+        self.signal_pids(pids, signal.SIGSTOP)
+        return pids
+
+    def thaw(self, host: Host) -> None:
+        self.signal_pids(self.pids(host), signal.SIGCONT)
+
+    def heal_network(self) -> None:
+        for h in self.hosts:
+            self.thaw(h)
+            self.link_up(h)
+
+    # -- drivers inside a namespace ---------------------------------------------------------
+    def driver(self, host: Host | None, args: list[str], env: dict[str, str] | None = None,
+               ) -> subprocess.Popen[str]:
+        """Start ``python -m braid.testing.multihost_drivers ARGS`` (in ``host``'s
+        namespace, or this one for None), reading its JSON lines from stdout."""
+        argv = [PYTHON, "-m", "braid.testing.multihost_drivers", *args]
+        if host is not None:
+            argv = ["ip", "netns", "exec", host.ns, *argv]
+        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, **RAY_ENV, **(env or {})}, cwd=REPO,
+                                start_new_session=True)
+
+
+def read_event(proc: subprocess.Popen[str], kind: str, timeout: float) -> dict:
+    """Read the driver's JSON lines until one with ``event == kind``; bounded in time."""
+    import selectors
+
+    deadline = time.monotonic() + timeout
+    sel = selectors.DefaultSelector()
+    assert proc.stdout is not None
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"driver: no {kind!r} event within {timeout} s")
+            if not sel.select(left):
+                continue
+            line = proc.stdout.readline()
+            if not line:
+                err = proc.stderr.read() if proc.stderr else ""
+                raise RuntimeError(f"driver exited ({proc.wait(5)}) before {kind!r}: "
+                                   f"{err[-3000:]}")
+            line = line.strip()
+            if line.startswith("{"):
+                event = json.loads(line)
+                if event.get("event") == kind:
+                    return event
+    finally:
+        sel.close()
+
+
+def stop_driver(proc: subprocess.Popen[str], grace: float = 10) -> int | None:
+    """Wait ``grace`` s for a driver to exit, then kill its process group; its exit code
+    (None when it had to be killed)."""
+    try:
+        return proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+        return None
+    finally:
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+# -- Dask ----------------------------------------------------------------------------------
+class DaskCluster:
+    """``dask scheduler`` in the sched namespace and a nanny + 1-thread worker in each
+    worker namespace.  ``worker_ttl`` lets the scheduler drop a frozen worker."""
+
+    PORT = 8786
+
+    def __init__(self, hosts: Hosts, worker_ttl: str = "8s") -> None:
+        self.hosts = hosts
+        self.address = f"tcp://{hosts.sched.ip}:{self.PORT}"
+        self.env = {"DASK_DISTRIBUTED__SCHEDULER__WORKER_TTL": worker_ttl,
+                    "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "3"}
+        self.nannies: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self) -> None:
+        self._start_scheduler()
+        for h in (self.hosts.w1, self.hosts.w2):
+            self._start_worker(h)
+        self.wait_workers(2, 90)
+
+    def _start_scheduler(self) -> None:
+        h = self.hosts.sched
+        self.scheduler = self.hosts.spawn(h, [
+            str(BIN / "dask"), "scheduler", "--host", h.ip, "--port", str(self.PORT),
+            "--no-dashboard", "--dashboard-address", f"{h.ip}:0"],
+            "dask-scheduler.log", self.env)
+
+    def _start_worker(self, h: Host) -> None:
+        self.nannies[h.role] = self.hosts.spawn(h, [
+            str(BIN / "dask"), "worker", self.address, "--host", h.ip, "--nthreads", "1",
+            "--nworkers", "1", "--no-dashboard", "--dashboard-address", f"{h.ip}:0",
+            "--local-directory", str(self.hosts.workdir / f"dask-{h.role}"),
+            "--death-timeout", "60"], f"dask-{h.role}.log", self.env)
+
+    def scheduler_info(self) -> dict:
+        """What the scheduler says about its workers and tasks, asked from a fresh client."""
+        from distributed import Client
+
+        from braid.testing.multihost_drivers import scheduler_summary
+
+        with Client(self.address, timeout=10, set_as_default=False) as c:
+            return c.run_on_scheduler(scheduler_summary)
+
+    def wait_workers(self, n: int, timeout: float) -> None:
+        def enough() -> bool:
+            try:
+                return self.scheduler_info()["workers"] >= n
+            except Exception:  # noqa: BLE001 - the scheduler may not listen yet
+                return False
+        _wait_until(f"{n} Dask workers", enough, timeout, step=0.5)
+
+    def worker_pid(self, h: Host) -> int:
+        """The pid of the worker process (the nanny's child) in ``h``."""
+        nanny = self.nannies[h.role]
+        children = []
+        for pid in self.hosts.pids(h):
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if b"spawn_main" in cmd and b"resource_tracker" not in cmd and pid != nanny.pid:
+                children.append(pid)
+        if not children:
+            raise RuntimeError(f"no Dask worker process in {h.ns}")
+        return children[0]
+
+    def heal(self) -> None:
+        """Bring the cluster back to a scheduler and two fresh workers."""
+        self.hosts.heal_network()
+        if self.scheduler.poll() is not None or not self._answers():
+            for h in self.hosts.hosts:
+                self.hosts.kill_host(h)
+            self.start()
+            return
+        restarted = False
+        for h in (self.hosts.w1, self.hosts.w2):
+            nanny = self.nannies[h.role]
+            if nanny.poll() is not None or getattr(h, "dirty", False):
+                self.hosts.kill_host(h)
+                self._start_worker(h)
+                restarted = True
+            h.dirty = False
+        if restarted:
+            self.wait_workers_exactly(2, 90)
+
+    def _answers(self) -> bool:
+        try:
+            self.scheduler_info()
+            return True
+        except Exception:  # noqa: BLE001
+            return False
+
+    def wait_workers_exactly(self, n: int, timeout: float) -> None:
+        """Wait until the scheduler has ``n`` workers, every one of them alive."""
+        _wait_until(f"exactly {n} Dask workers", lambda: self._count() == n, timeout, 0.5)
+
+    def _count(self) -> int:
+        try:
+            return self.scheduler_info()["workers"]
+        except Exception:  # noqa: BLE001
+            return -1
+
+
+# -- Ray ------------------------------------------------------------------------------------
+class RayCluster:
+    """A Ray head (0 CPUs) in the sched namespace and a 1-CPU node in each worker's."""
+
+    PORT = 6379
+
+    def __init__(self, hosts: Hosts) -> None:
+        self.hosts = hosts
+        self.address = f"{hosts.sched.ip}:{self.PORT}"
+        self.temp = {h.role: f"/tmp/bmr{hosts.slot}{h.role}" for h in hosts.hosts}
+
+    def start(self) -> None:
+        h = self.hosts.sched
+        self._ray_start(h, ["--head", f"--port={self.PORT}", "--num-cpus=0",
+                            "--include-dashboard=false"], RAY_HEAD_ENV)
+        for w in (self.hosts.w1, self.hosts.w2):
+            self._start_node(w)
+        self.wait_cpus(2, 90)
+
+    def _ray_start(self, h: Host, extra: list[str], env: dict[str, str]) -> None:
+        shutil.rmtree(self.temp[h.role], ignore_errors=True)
+        p = self.hosts.spawn(h, [
+            str(BIN / "ray"), "start", f"--node-ip-address={h.ip}",
+            f"--temp-dir={self.temp[h.role]}",
+            "--disable-usage-stats", "--object-store-memory=400000000", *extra],
+            f"ray-{h.role}.log", env)
+        try:
+            code = p.wait(90)  # `ray start` returns once the node's daemons are up
+        except subprocess.TimeoutExpired:
+            code = None
+        if code != 0:
+            log = (self.hosts.workdir / f"ray-{h.role}.log").read_text(errors="replace")
+            raise RuntimeError(f"`ray start` in {h.ns} failed ({code}): {log[-3000:]}")
+
+    def _start_node(self, h: Host) -> None:
+        self._ray_start(h, [f"--address={self.address}", "--num-cpus=1"],
+                        {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"})
+        h.dirty = False
+
+    def wait_cpus(self, n: int, timeout: float) -> None:
+        """Wait until the cluster's alive nodes offer ``n`` CPUs (asked by a driver)."""
+        proc = self.hosts.driver(self.hosts.sched, ["ray", self.address, "wait-cpus",
+                                                    "--n", str(n), "--timeout", str(timeout)])
+        try:
+            read_event(proc, "cpus", timeout + 30)
+        finally:
+            stop_driver(proc)
+
+    def worker_pids(self, h: Host) -> list[int]:
+        """Ray worker processes (``ray::...``, not the raylet) in ``h``, busy ones first."""
+        busy, idle = [], []
+        for pid in self.hosts.pids(h):
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if cmd.startswith(b"ray::"):
+                (idle if cmd.startswith(b"ray::IDLE") else busy).append(pid)
+        return busy + idle
+
+    def heal(self) -> None:
+        self.hosts.heal_network()
+        if not self.hosts.pids(self.hosts.sched) or getattr(self.hosts.sched, "dirty", False):
+            for h in self.hosts.hosts:
+                self.hosts.kill_host(h)
+                h.dirty = False
+            self.start()
+            return
+        restarted = False
+        for h in (self.hosts.w1, self.hosts.w2):
+            if getattr(h, "dirty", False) or not self._raylet_alive(h):
+                self.hosts.kill_host(h)
+                self._start_node(h)
+                restarted = True
+        if restarted:
+            self.wait_cpus(2, 90)
+
+    def _raylet_alive(self, h: Host) -> bool:
+        for pid in self.hosts.pids(h):
+            with contextlib.suppress(OSError):
+                if b"raylet" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]:
+                    return True
+        return False
+
+    def stop(self) -> None:
+        for h in self.hosts.hosts:
+            self.hosts.kill_host(h)
+            shutil.rmtree(self.temp[h.role], ignore_errors=True)
+
+
+# -- one set of hosts per process, torn down whatever happens ---------------------------------
+_live: list[Hosts] = []
+
+
+def _teardown_all() -> None:
+    while _live:
+        with contextlib.suppress(Exception):
+            _live.pop().release()
+
+
+def _on_signal(signum, frame) -> None:  # noqa: ARG001
+    _teardown_all()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+atexit.register(_teardown_all)
+for _sig in (signal.SIGTERM, signal.SIGHUP):
+    with contextlib.suppress(ValueError):  # not the main thread
+        if signal.getsignal(_sig) in (signal.SIG_DFL, None):
+            signal.signal(_sig, _on_signal)
+
+
+@contextlib.contextmanager
+def hosts() -> Iterator[Hosts]:
+    """Make the bridge and namespaces of a free slot; tear them down on the way out."""
+    why = why_unavailable()
+    if why is not None:
+        raise NamespacesUnavailable(why)
+    h = Hosts()
+    _live.append(h)
+    try:
+        h.up()
+        yield h
+    finally:
+        if h in _live:
+            _live.remove(h)
+        h.release()

@@ -1,0 +1,90 @@
+"""Dask across three hosts (network namespaces): faults, time-outs, data locality and
+the conformance suite, against ``dask scheduler`` + two ``dask worker`` (nanny, one
+thread) each in its own namespace.  The scheduler drops a worker that misses heartbeats
+for 20 s (``distributed.scheduler.worker-ttl``): that is what ends a partition or a
+frozen worker for raw Dask and braid alike."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("distributed")
+
+from braid.adapters.dask import DaskTaskRunner  # noqa: E402
+from braid.testing.suite import RunnerConformance  # noqa: E402
+
+from . import harness, scenarios  # noqa: E402
+
+N, CHAIN = 2000, 100
+
+
+def _check_idle(cluster: harness.DaskCluster) -> None:
+    """Nothing left running: the scheduler forgets every key once the driver is gone."""
+    harness._wait_until("an idle Dask scheduler",
+                        lambda: cluster.scheduler_info()["tasks"] == 0, 30, 0.5)
+
+
+@pytest.mark.parametrize("fault", scenarios.FAULTS)
+def test_fault(dask_mh, fault, outcome_log):
+    """braid and raw Dask side by side, one fault: braid recovers wherever raw does."""
+    modes = ["braid"] if fault == "scheduler-killed" else ["braid", "raw"]
+    out = scenarios.run_modes(dask_mh, modes, fault)
+    for mode, r in out.items():
+        outcome_log(scenarios.brief("dask", fault, mode, r))
+    braid = out["braid"]
+    scenarios.assert_bounded(braid, 120)
+    if fault == "scheduler-killed":
+        # nothing can recover: every run not completed ends CRASHED WorkerLost with
+        # Dask's reason, or UpstreamFailed naming the crashed upstream
+        assert braid["raised"] == "WorkerLost", braid
+        assert "scheduler-connection-lost" in braid["message"], braid
+        assert set(braid["states"]) <= {"COMPLETED/Completed", "CRASHED/Crashed",
+                                        "FAILED/UpstreamFailed"}, braid
+        return
+    _check_idle(dask_mh)
+    if scenarios.recovered(out["raw"], N, CHAIN):
+        assert scenarios.recovered(braid, N, CHAIN), out
+
+
+def test_frozen_worker_flow_timeout_ends_the_flow_on_time(dask_mh, outcome_log):
+    r = scenarios.run(dask_mh, "braid", "frozen", "--flow-timeout", "8")
+    outcome_log(scenarios.brief("dask", "frozen+flow timeout 8 s", "braid", r))
+    scenarios.assert_bounded(r, 8 + 6)
+    assert r["raised"] == "FlowTimeout", r
+    assert set(r["states"]) <= {"COMPLETED/Completed", "CANCELLED/Cancelled",
+                                "CRASHED/Crashed"}, r
+    crashed = " ".join(r["samples"].get("CRASHED/Crashed", []))
+    assert dask_mh.hosts.w1.ip in crashed, f"the frozen worker is not named: {r}"
+
+
+def test_frozen_worker_task_timeout_ends_the_run_on_time(dask_mh, outcome_log):
+    r = scenarios.run(dask_mh, "braid", "frozen", "--n", "20", "--pause", "1.0",
+                      "--chain", "2", "--task-timeout", "2", delay=1.5)
+    outcome_log(scenarios.brief("dask", "frozen+task timeout 2 s", "braid", r))
+    scenarios.assert_bounded(r, 90)
+    timed_out = r["first_ended"].get("FAILED/TimedOut")
+    assert timed_out is not None, f"no run timed out: {r}"
+    assert timed_out - r["fault_at"] < 2 + 5, r
+    assert dask_mh.hosts.w1.ip in " ".join(r["samples"]["FAILED/TimedOut"]), r
+
+
+def test_large_results_stay_on_the_cluster(dask_mh):
+    proc = subprocess.run([sys.executable, "-m", "braid.testing.locality_driver", "dask",
+                           dask_mh.address], capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["lengths"] == [100 * 2**20] * 2
+    assert out["extra_read_mb"] < 5, out
+    assert out["rss_grew_mb"] < 30, out
+
+
+class TestMultiHostDask(RunnerConformance):
+    """Every semantic of the suite, with the scheduler and workers on other hosts."""
+
+    @pytest.fixture
+    def runner(self, dask_session):
+        return DaskTaskRunner(address=dask_session.address)
