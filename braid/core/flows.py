@@ -300,6 +300,8 @@ class Flow(HookDecorators, Generic[R]):
 
     def _run_body(self, runner: Any, ctx: RunContext, args: tuple[Any, ...],
                   kwargs: dict[str, Any]) -> State:
+        deadline = (None if self.timeout_seconds is None
+                    else time.monotonic() + self.timeout_seconds)
         try:
             if self.timeout_seconds is None:
                 rv = self.fn(*args, **kwargs)
@@ -309,17 +311,36 @@ class Flow(HookDecorators, Generic[R]):
             runner.__exit__(type(exc), exc, exc.__traceback__)
             return TimedOut(str(exc), exc)
         except Exception as exc:
+            if not self._drained_by(runner, deadline):  # the body's error is the story
+                self._timed_out_draining(runner)
+                return Failed(exc)
             runner.__exit__(None, None, None)
             return Failed(exc)
         except BaseException as exc:
             runner.__exit__(type(exc), exc, exc.__traceback__)
             raise
         try:
+            if not self._drained_by(runner, deadline):
+                return self._timed_out_draining(runner)
             runner.__exit__(None, None, None)
         except BaseException as exc:
             runner.__exit__(type(exc), exc, exc.__traceback__)
             raise
         return state_from_return(rv)
+
+    @staticmethod
+    def _drained_by(runner: Any, deadline: float | None) -> bool:
+        """Whether every run of ``runner`` is final by ``deadline`` (None: no deadline,
+        nothing to wait for here: ``__exit__`` drains)."""
+        if deadline is None:
+            return True
+        return bool(runner.drain(max(0.0, deadline - time.monotonic())))
+
+    def _timed_out_draining(self, runner: Any) -> State:
+        """The flow's time-out passed while its runs were still going: abandon them."""
+        exc = self._timeout_error()
+        runner.__exit__(type(exc), exc, None)
+        return TimedOut(str(exc), exc)
 
     async def _run_once_async(self, args: tuple[Any, ...], kwargs: dict[str, Any],
                               params: dict[str, Any], attempt: int = 1) -> State:
@@ -336,6 +357,8 @@ class Flow(HookDecorators, Generic[R]):
     async def _run_body_async(self, runner: Any, ctx: RunContext, args: tuple[Any, ...],
                               kwargs: dict[str, Any]) -> State:
         import asyncio
+        deadline = (None if self.timeout_seconds is None
+                    else time.monotonic() + self.timeout_seconds)
         try:
             coro: Any = self.fn(*args, **kwargs)  # an async flow's fn gives an awaitable
             if self.timeout_seconds is None:
@@ -346,12 +369,17 @@ class Flow(HookDecorators, Generic[R]):
             runner.__exit__(type(exc), exc, exc.__traceback__)
             return TimedOut(str(exc), exc)
         except Exception as exc:
+            if not await asyncio.to_thread(self._drained_by, runner, deadline):
+                self._timed_out_draining(runner)
+                return Failed(exc)
             await asyncio.to_thread(runner.__exit__, None, None, None)
             return Failed(exc)
         except BaseException as exc:
             runner.__exit__(type(exc), exc, exc.__traceback__)
             raise
         try:
+            if not await asyncio.to_thread(self._drained_by, runner, deadline):
+                return self._timed_out_draining(runner)
             await asyncio.to_thread(runner.__exit__, None, None, None)
         except BaseException as exc:
             runner.__exit__(type(exc), exc, exc.__traceback__)

@@ -115,6 +115,14 @@ class TaskRunner(ABC):
             raise self._not_started()
         return table.accept_many(calls, upstreams, record)
 
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait until every accepted run is final, at most ``timeout`` seconds; True if
+        they all are (the runner stays started: ``__exit__`` still ends it)."""
+        table = self._table
+        if table is None:
+            return True
+        return table.drain(timeout)
+
     def __enter__(self) -> TaskRunner:
         if self._table is not None:
             raise errors.ConfigurationError(

@@ -480,17 +480,23 @@ class RunTable:
         return delayed.add(time.monotonic() + float(state.data or 0), run)
 
     # -- the end ----------------------------------------------------------------------
-    def drain(self) -> None:
-        """Wait until every accepted run is final (retries included)."""
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait until every accepted run is final (retries included), at most ``timeout``
+        seconds; True if they all are (then the retry timer is stopped)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             self.draining = True
             try:
                 while self.live:
-                    self._changed.wait(0.5)  # the timeout only guards a missed wake-up
+                    left = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
+                    if left <= 0:
+                        return False
+                    self._changed.wait(left)  # 0.5 s at most: guards a missed wake-up
             finally:
                 self.draining = False
         if self._delayed is not None:
             self._delayed.stop()
+        return True
 
     def abandon(self, reason: str) -> None:
         """End every live run now: those that began CRASHED, the others CANCELLED."""

@@ -105,12 +105,42 @@ def _rebuildable(exc: BaseException) -> BaseException:
     try:
         cloudpickle.loads(cloudpickle.dumps(exc))
     except Exception as why:  # noqa: BLE001 - any failure to rebuild
+        # its __init__ wants other arguments than its args: rebuild it without calling
+        # __init__ (its class, args and attributes), as long as that round-trips
+        by_state = _ExceptionByState(exc)
+        try:
+            back = cloudpickle.loads(cloudpickle.dumps(by_state))
+        except Exception:  # noqa: BLE001 - then a stand-in says what it was
+            back = None
+        if isinstance(back, type(exc)):
+            return by_state  # type: ignore[return-value]  # pickles as the exception
         stand_in = errors.RemoteError(
             f"{type(exc).__module__}.{type(exc).__qualname__}: {exc} (the exception could not "
             f"be rebuilt here: {type(why).__name__}: {why})"
         )
         stand_in.original_type = f"{type(exc).__module__}.{type(exc).__qualname__}"
         return stand_in
+    return exc
+
+
+class _ExceptionByState:
+    """Pickles as the exception it holds, rebuilt without calling its ``__init__``."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        exc = self.exc
+        return (_exception_from_state, (type(exc), exc.args, dict(vars(exc))))
+
+
+def _exception_from_state(cls: type[BaseException], args: tuple[Any, ...],
+                          attrs: dict[str, Any]) -> BaseException:
+    exc = cls.__new__(cls)
+    exc.args = args
+    vars(exc).update(attrs)
     return exc
 
 

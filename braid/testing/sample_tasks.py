@@ -292,6 +292,19 @@ def raise_unrebuildable():
     raise Unrebuildable(1, 2)
 
 
+class HoldsLock(Exception):
+    """An exception carrying a lock: it cannot be pickled at all."""
+
+    def __init__(self, what):
+        super().__init__(what)
+        self.lock = threading.Lock()
+
+
+@task
+def raise_holds_lock():
+    raise HoldsLock("locked")
+
+
 @task
 def fire_and_forget(path):
     """Submit a task from inside this one and do not wait for it."""

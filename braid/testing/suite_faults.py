@@ -56,9 +56,7 @@ class SerializationTests:
 class TracebackTests:
     """User exceptions keep their type, with the line of the task that raised."""
 
-    def test_exception_that_cannot_be_rebuilt(self, runner):
-        require(runner, "requires_pickling")
-
+    def test_exception_whose_init_takes_other_arguments_keeps_its_type(self, runner):
         def body():
             f = st.raise_unrebuildable.submit()
             f.wait(timeout=60)  # hang guard
@@ -67,8 +65,21 @@ class TracebackTests:
         [state] = run_in_flow(runner, body).unquote()
         assert state.is_failed()
         exc = state.result(raise_on_failure=False)
+        assert isinstance(exc, st.Unrebuildable) and str(exc) == "1-2"
+
+    def test_exception_that_cannot_be_pickled_becomes_remote_error(self, runner):
+        require(runner, "requires_pickling")
+
+        def body():
+            f = st.raise_holds_lock.submit()
+            f.wait(timeout=60)  # hang guard
+            return quote([f.state])
+
+        [state] = run_in_flow(runner, body).unquote()
+        assert state.is_failed()
+        exc = state.result(raise_on_failure=False)
         assert isinstance(exc, errors.RemoteError)
-        assert "Unrebuildable: 1-2" in str(exc)
+        assert "HoldsLock: locked" in str(exc)
 
     def test_exception_type_and_traceback(self, runner):
         def body():

@@ -65,6 +65,23 @@ class RetryTests:
 class TimeoutTests:
     """``timeout_seconds``: a final FAILED state named TimedOut at the deadline."""
 
+    def test_flow_timeout_bounds_the_wait_for_its_runs(self, runner):
+        require(runner, "runs_inline", False)
+
+        @flow(task_runner=runner, timeout_seconds=1)
+        def returns_a_slow_run():
+            return st.sleep_then.submit(1, 4)  # the body returns at once; the run does not
+
+        with pytest.raises(errors.FlowTimeout):
+            returns_a_slow_run()
+
+        @flow(task_runner=runner, timeout_seconds=1)
+        def gives_up_waiting():
+            return st.sleep_then.submit(1, 4).result(timeout=0.2)
+
+        with pytest.raises(errors.WaitTimeout):  # the body's own error, at the deadline
+            gives_up_waiting()
+
     def test_stuck_task_times_out(self, runner):
         def body():
             f = st.stuck.submit(30)
