@@ -148,3 +148,27 @@ def test_fire_and_forget_nested_task_in_a_worker_completes(tmp_path, start_metho
 
     assert parent() == "parent done"
     assert marker.read_text() == "nested ran"
+
+
+def test_a_script_without_the_main_guard_fails_fast_naming_it(tmp_path):
+    """A spawned worker re-imports the script; its module-level flow call must not hang."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = tmp_path / "no_guard.py"
+    script.write_text(textwrap.dedent("""
+        from braid import ProcessPoolTaskRunner, flow
+        from braid.testing import sample_tasks as st
+
+        @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+        def unguarded():
+            return st.inc.map(range(4)).result()
+
+        print(unguarded())
+    """))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=90, cwd=tmp_path)  # hang guard
+    assert proc.returncode != 0
+    assert "WorkerLost" in proc.stderr
+    assert 'if __name__ == "__main__":' in proc.stderr

@@ -364,7 +364,10 @@ class RunTable:
             self._gate(run)
         elif self.cancel_reason is None and self.limits is None:
             run.phase = DISPATCHED
-            self.dispatch(run)
+            try:
+                self.dispatch(run)
+            except Exception as exc:  # noqa: BLE001 - the run must not stay live forever
+                _dispatch_failed(run, exc)
         else:
             self.send(run)
         return future
@@ -405,7 +408,11 @@ class RunTable:
             else:
                 for run in ready:
                     run.phase = DISPATCHED
-                many(ready)
+                try:
+                    many(ready)
+                except Exception as exc:  # noqa: BLE001 - no run may stay live forever
+                    for run in ready:
+                        _dispatch_failed(run, exc)
         return futures
 
     def _waits_for(self, run: Run) -> list[TaskFuture[Any]]:
@@ -442,7 +449,10 @@ class RunTable:
                 limits.when_available(run, limited, self._dispatch_now)
                 return
         run.phase = DISPATCHED
-        self.dispatch(run)
+        try:
+            self.dispatch(run)
+        except Exception as exc:  # noqa: BLE001 - the run must not stay live forever
+            _dispatch_failed(run, exc)
 
     def _dispatch_now(self, run: Run) -> None:
         """Dispatch a run that got its slots (unless the table is abandoning by now)."""
@@ -450,7 +460,10 @@ class RunTable:
             run.finish(Cancelled(_cancelled_message(self.cancel_reason)))
             return
         run.phase = DISPATCHED
-        self.dispatch(run)
+        try:
+            self.dispatch(run)
+        except Exception as exc:  # noqa: BLE001 - the run must not stay live forever
+            _dispatch_failed(run, exc)
 
     # -- finishing ----------------------------------------------------------------------
     def wake_drain(self) -> None:
@@ -521,6 +534,14 @@ class RunTable:
                 run.finish(Crashed(errors.Crash(message), message))
             else:
                 run.finish(Cancelled(_cancelled_message(reason)))
+
+
+def _dispatch_failed(run: Run, exc: Exception) -> None:
+    """A runner's dispatch raised: the run ends CRASHED with that error (never stays live)."""
+    message = f"the runner could not start the run: {type(exc).__name__}: {exc}"
+    crash = errors.Crash(message)
+    crash.__cause__ = exc
+    run.finish(Crashed(crash, message))
 
 
 def future_done(future: TaskFuture[Any] | None) -> bool:

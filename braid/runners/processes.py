@@ -35,6 +35,7 @@ import collections
 import logging
 import os
 import signal
+import sys
 import threading
 import weakref
 from collections.abc import Callable
@@ -112,6 +113,14 @@ class ProcessPoolTaskRunner(TaskRunner):
         """Prepare the pool (worker processes start as runs arrive) and its result thread."""
         import multiprocessing  # here, not at import: `import braid` stays light
 
+        if (os.environ.get(_WORKER_ENV) == "1" and not _worker_state["running"]
+                and multiprocessing.current_process().name == _WORKER_NAME):
+            # a spawned worker is re-importing the user's script, whose module-level code
+            # starts a flow on a process pool: end at once, by a code the parent explains
+            sys.stderr.write(f"braid: {_GUARD_MISSING}\n")
+            sys.stderr.flush()
+            os._exit(_MAIN_GUARD_MISSING)
+        self._broken: str | None = None
         self._lock = threading.Lock()
         # Any: typeshed's BaseContext (what get_context(str) gives) declares no Process
         self._ctx: Any = multiprocessing.get_context(self.start_method)
@@ -136,8 +145,12 @@ class ProcessPoolTaskRunner(TaskRunner):
         parent_end, child_end = self._ctx.Pipe()
         proc = self._ctx.Process(target=_worker_main,
                                  args=(child_end, self._log_level, self._init_blob),
-                                 daemon=True, name="braid-process-worker")
-        proc.start()
+                                 daemon=True, name=_WORKER_NAME)
+        os.environ[_WORKER_ENV] = "1"  # what a spawned worker sees while it bootstraps
+        try:
+            proc.start()
+        finally:
+            os.environ.pop(_WORKER_ENV, None)
         child_end.close()
         worker = _Worker(proc, parent_end)
         self._workers[proc.sentinel] = worker
@@ -171,14 +184,26 @@ class ProcessPoolTaskRunner(TaskRunner):
             run.finish(Failed(err))
             return
         with self._lock:
-            if self._idle:
-                worker = self._idle.pop()
-            elif len(self._workers) < self.max_workers:
-                worker = self._spawn()
-            else:
-                self._waiting.append((run, message))
+            broken = self._broken
+            if broken is None:
+                if self._idle:
+                    worker = self._idle.pop()
+                elif len(self._workers) < self.max_workers:
+                    worker = self._spawn()
+                else:
+                    self._waiting.append((run, message))
+                    return
+                self._send(worker, run, message)
                 return
-            self._send(worker, run, message)
+        run.finish(Crashed(errors.WorkerLost(broken), broken))
+
+    def _break(self, why: str) -> None:
+        """No worker can ever start: end the runs waiting for one, refuse new ones."""
+        with self._lock:
+            self._broken = why
+            waiting, self._waiting = list(self._waiting), collections.deque()
+        for run, _message in waiting:
+            run.finish(Crashed(errors.WorkerLost(why), why))
 
     def _send(self, worker: _Worker, run: Run, message: bytes) -> None:
         # called with self._lock held: give the worker this run, or the next one that
@@ -272,12 +297,15 @@ class ProcessPoolTaskRunner(TaskRunner):
                 self._idle.remove(worker)
             run, worker.run = worker.run, None
             replacement = None
-            if self._waiting and not self._closing:
+            if (self._waiting and not self._closing
+                    and worker.proc.exitcode != _MAIN_GUARD_MISSING):
                 replacement = self._spawn()
                 self._send(replacement, *self._waiting.popleft())
         worker.conn.close()
+        code = worker.proc.exitcode
+        if code == _MAIN_GUARD_MISSING:
+            self._break(_GUARD_MISSING)
         if run is not None:
-            code = worker.proc.exitcode
             how = _describe_exit(code)
             name = run.future.task_run_name if run.future is not None else "?"
             err = errors.WorkerLost(
@@ -354,6 +382,8 @@ def _describe_exit(code: int | None) -> str:
             name = f"signal {-code}"
         hint = " (out of memory?)" if name == "SIGKILL" else ""
         return f"killed by {name}{hint}"
+    if code == _MAIN_GUARD_MISSING:
+        return f"exited with code {code}: {_GUARD_MISSING}"
     if code == _INITIALIZER_FAILED:
         return (f"exited with code {code}: the runner's initializer raised (its traceback "
                 f"is on the worker's stderr)")
@@ -362,6 +392,17 @@ def _describe_exit(code: int | None) -> str:
 
 #: the exit code of a worker process whose initializer raised
 _INITIALIZER_FAILED = 3
+#: the exit code of a worker whose re-import of the user's script started a flow
+_MAIN_GUARD_MISSING = 4
+#: set in a worker's environment at spawn, with its process name: lets start() recognise
+#: a worker still bootstrapping (re-importing the user's script)
+_WORKER_ENV = "BRAID_PROCESS_WORKER"
+_WORKER_NAME = "braid-process-worker"
+_worker_state = {"running": False}
+_GUARD_MISSING = (
+    "a ProcessPoolTaskRunner worker re-imported your script (the 'spawn' start method "
+    "does) and its module-level code started the flow again; put the code that runs the "
+    "flow under `if __name__ == \"__main__\":` (or use start_method=\"fork\")")
 
 
 def _worker_main(conn: Any, log_level: int, init_blob: bytes | None = None) -> None:
@@ -369,6 +410,7 @@ def _worker_main(conn: Any, log_level: int, init_blob: bytes | None = None) -> N
     from braid.core.engine import run_pickled
     from braid.core.runner import drain_default_runner
 
+    _worker_state["running"] = True  # from here on, flows may start (nested in tasks)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     if init_blob is not None:
         try:
