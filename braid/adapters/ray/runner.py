@@ -309,7 +309,9 @@ class RayTaskRunner(TaskRunner):
         """A run's ref holds a Ray error: its worker died, or an upstream's did."""
         future = run.future
         assert isinstance(future, RayTaskFuture) and run.call is not None
-        if future.native_slots and not self._stopping:
+        if self._stopping:  # abandoning: the run table ends every run (cancel, crash)
+            return
+        if future.native_slots:
             future.detach()
             threading.Thread(target=self._recover, args=(run, exc), daemon=True,
                              name="braid-ray-recover").start()
