@@ -27,7 +27,13 @@ import sys
 import threading
 from collections.abc import Hashable
 from multiprocessing import AuthenticationError
-from multiprocessing.connection import Client, Connection, Listener
+from multiprocessing.connection import (
+    Client,
+    Connection,
+    Listener,
+    answer_challenge,
+    deliver_challenge,
+)
 
 from braid import errors
 from braid.concurrency.backend import LimitsHandle, register_backend, unregister_backend
@@ -52,7 +58,9 @@ class LimitsCoordinator:
         self._authkey = os.urandom(32)
         family = "AF_UNIX" if sys.platform != "win32" else "AF_INET"
         address = None if family == "AF_UNIX" else ("127.0.0.1", 0)
-        self._listener = Listener(address, family=family, authkey=self._authkey)
+        # the key is checked by _accept (not by the Listener): a stranger's connection is
+        # then closed at once, instead of left to the garbage collector
+        self._listener = Listener(address, family=family)
         self._key = (self._listener.address, self._authkey)
         self._lock = threading.Lock()
         self._owner: dict[tuple[str, Hashable], int] = {}  # (name, token) -> connection id
@@ -117,7 +125,16 @@ class LimitsCoordinator:
         while True:
             try:
                 conn = self._listener.accept()
-            except Exception as exc:  # OSError once closed; AuthenticationError: a stranger
+            except Exception as exc:  # noqa: BLE001 - OSError once closed
+                if self._closing:
+                    return
+                logger.debug("limits coordinator could not accept a connection: %s", exc)
+                continue
+            try:
+                deliver_challenge(conn, self._authkey)
+                answer_challenge(conn, self._authkey)
+            except Exception as exc:  # noqa: BLE001 - AuthenticationError: a stranger
+                conn.close()
                 if self._closing:
                     return
                 logger.debug("limits coordinator refused a connection: %s", exc)
