@@ -467,3 +467,23 @@ def test_ray_runner_local_ray(tmp_path):
     assert "error: InventoryError: negative stock for plums: -2" in result.stderr
     assert "in check_stock" in result.stderr
     assert len(report_data(report)["bars"]["name"]) == 5
+
+
+def test_remote_tracebacks_of_a_script_name_its_file(tmp_path):
+    """Tasks of a script loaded by `braid run` travel by value; their tracebacks still
+    name the script's file and line, not cloudpickle's <dynamic-code>."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "failing_script.py"
+    script.write_text("from braid import flow, task\n\n\n@task\ndef boom(x):\n"
+                      "    raise ValueError(f'bad {x}')\n\n\n@flow\ndef runs():\n"
+                      "    return boom.submit(1).result()\n")
+    braid_cmd = Path(sys.executable).parent / "braid"
+    proc = subprocess.run([str(braid_cmd), "run", f"{script}:runs", "--runner", "processes",
+                           "--no-progress"], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+    assert proc.returncode == 1
+    assert f'File "{script}", line 6, in boom' in proc.stderr
+    assert "<dynamic-code>" not in proc.stderr

@@ -11,6 +11,7 @@ import functools
 import importlib
 import random
 import sys
+import types
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast, overload
 
@@ -182,6 +183,8 @@ class Task(HookDecorators, Generic[R]):
         state.pop("__wrapped__", None)
         state.pop("_blob", None)
         state.pop("_cache_options", None)
+        # cloudpickle names by-value code "<dynamic-code>": keep the real file for tracebacks
+        state["_source_file"] = getattr(getattr(self.fn, "__code__", None), "co_filename", None)
         return (_rebuild_task, (state,))
 
     # -- options -------------------------------------------------------------------
@@ -520,9 +523,20 @@ def _import_task(module: str, qualname: str) -> Any:
 
 
 def _rebuild_task(state: dict[str, Any]) -> Task[Any]:
+    source = state.pop("_source_file", None)
     t = Task.__new__(Task)
     t.__dict__.update(state)
+    code = getattr(t.fn, "__code__", None)
+    if source and code is not None and code.co_filename == "<dynamic-code>":
+        t.fn.__code__ = _refiled(code, source)
     return t
+
+
+def _refiled(code: types.CodeType, filename: str) -> types.CodeType:
+    """``code`` (and the code objects nested in it) said to come from ``filename``."""
+    consts = tuple(_refiled(c, filename) if isinstance(c, types.CodeType) else c
+                   for c in code.co_consts)
+    return code.replace(co_filename=filename, co_consts=consts)
 
 
 def _direct_result(state: State) -> Any:
