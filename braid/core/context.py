@@ -351,7 +351,7 @@ class _WhenRootHasNoHandlers(logging.Filter):
 _console_ready = False
 
 
-def _ensure_console() -> None:
+def ensure_console() -> None:
     """Show run records on stderr while the application has not configured logging.
 
     The ``braid`` logger gets level INFO (if unset) and a console handler that stays
@@ -373,6 +373,13 @@ def _ensure_console() -> None:
     logger.addHandler(handler)
 
 
+def quiet_console_here() -> None:
+    """In a worker process: never print run records here (they travel to the driver,
+    which prints them once); called by the engine where it runs shipped calls."""
+    global _console_ready
+    _console_ready = True
+
+
 def _label(record: logging.LogRecord) -> bool:
     task_run = getattr(record, "task_run_name", None)
     flow_run = getattr(record, "flow_run_name", None)
@@ -382,7 +389,7 @@ def _label(record: logging.LogRecord) -> bool:
 
 
 def run_logger_for(ctx: RunContext) -> RunLoggerAdapter:
-    _ensure_console()
+    ensure_console()
     flow_name = ctx.flow_run.name if ctx.flow_run else None
     if ctx.task_run is not None:
         logger = logging.getLogger("braid.task_runs")

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from braid import errors
 from braid.core import resolve
 from braid.core.calls import FLAT, TaskCall, render_run_name
-from braid.core.context import RunContext, TaskRunInfo, current_run
+from braid.core.context import RunContext, TaskRunInfo, current_run, quiet_console_here
 from braid.core.deadlines import (
     LentSlot,
     await_with_deadline,
@@ -424,6 +424,7 @@ def run_pickled_state(call_bytes: bytes, upstream_payloads: Any = (), nested_run
     """As :func:`run_pickled`, returning the final State too (for a header of it)."""
     from braid.core.serialization import dumps_state, loads, pickle_state
 
+    quiet_console_here()  # this process is a worker: its records are printed by the driver
     try:
         call = loads(call_bytes)
         states = [p if isinstance(p, State) else loads(p) for p in upstream_payloads]

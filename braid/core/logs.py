@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from braid.core.context import current_run, run_logger_for
+from braid.core.context import current_run, ensure_console, run_logger_for
 
 __all__ = ["ensure_print_hook", "capture", "replay", "RUN_LOGGERS"]
 
@@ -106,12 +106,17 @@ def capture(level: int) -> Iterator[list[logging.LogRecord]]:
 
 
 def driver_level() -> int:
-    """The level the driver's run loggers pass (what workers should bother to collect)."""
+    """The level the driver's run loggers pass (what workers should bother to collect);
+    the console that shows run records is set up first, as a local run logger would."""
+    ensure_console()
     return logging.getLogger(RUN_LOGGERS[0]).getEffectiveLevel()
 
 
 def replay(records: list[logging.LogRecord] | None, where: str | None = None) -> None:
-    """Hand records made on a worker to this process's loggers, as if made here."""
+    """Hand records made on a worker to this process's loggers, as if made here (shown on
+    the console as local run records are, until the application configures logging)."""
+    if records:
+        ensure_console()
     for record in records or ():
         if where is not None and not hasattr(record, "worker"):
             record.worker = where
