@@ -184,9 +184,13 @@ class DaskTaskRunner(TaskRunner):
                 raise
             self._log_topic = self._client.id
             self._log_dashboard()
-        # the client's own topic: Dask drops its events when the client goes away
-        self._header_topic = self._client.id
-        self._client.subscribe_topic(self._header_topic, self._on_event)
+        # the client's own topic: Dask drops its events when the client goes away.  A
+        # worker's shared client subscribes to nothing (its children's states are fetched
+        # when they end): nothing is left subscribed when that worker shuts down
+        self._header_topic: str | None = None
+        if not self.on_worker_client:
+            self._header_topic = self._client.id
+            self._client.subscribe_topic(self._header_topic, self._on_event)
 
     def _make_cluster(self) -> Any:
         cls = self.cluster_class
@@ -240,6 +244,10 @@ class DaskTaskRunner(TaskRunner):
             return
         try:
             if client is not None:
+                try:  # else the scheduler reports the client's removal to a closed comm
+                    client.unsubscribe_topic(client.id)
+                except Exception:  # noqa: BLE001 - closing matters, not the courtesy
+                    pass
                 client.close()
         finally:
             if cluster is not None:
