@@ -303,3 +303,27 @@ def test_large_results_stay_on_a_local_cluster():
 def test_large_results_stay_on_a_scheduler_and_worker_processes(process_cluster):
     address, _ = process_cluster
     _assert_stayed_on_the_cluster(_locality("dask", address))
+
+
+def test_a_mapped_lists_results_come_in_bulk(gpu_cluster, monkeypatch):
+    """FutureList.result() brings the ready results of a map in one gather, not one round
+    trip per run."""
+    from braid.adapters.dask.future import DaskFuture
+
+    calls: list[int] = []
+    plain = DaskFuture.prefetch.__func__  # type: ignore[attr-defined]
+
+    def counting(cls, futures):
+        calls.append(len(futures))
+        plain(cls, futures)
+
+    monkeypatch.setattr(DaskFuture, "prefetch", classmethod(counting))
+
+    @flow(task_runner=DaskTaskRunner(address=gpu_cluster.scheduler_address))
+    def body():
+        futures = st.inc.map(range(40))
+        futures.wait()
+        return futures.result()
+
+    assert body() == list(range(1, 41))
+    assert calls and calls[0] == 40 and len(calls) == 1

@@ -153,6 +153,16 @@ class TaskFuture(Generic[R]):
         value: R = self._state.result(raise_on_failure)
         return value
 
+    def needs_fetch(self) -> bool:
+        """Whether the run is final and its result must still be brought here (never for
+        runs whose results are in this process)."""
+        return False
+
+    @classmethod
+    def prefetch(cls, futures: list[TaskFuture[Any]]) -> None:
+        """Bring the results of ``futures`` here in as few round trips as the backend
+        allows (they are final and need it); the default has nothing to fetch."""
+
     def add_done_callback(self, fn: Callable[[TaskFuture[R]], Any]) -> None:
         """Call ``fn(future)`` once the run is final (at once if it already is)."""
         with _finish_lock:
@@ -233,8 +243,12 @@ class FutureList(list[TaskFuture[R]], Generic[R]):
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         out: list[R] = []
-        for f in self:
+        bulk = bool(self) and type(self[0]).prefetch is not TaskFuture.prefetch
+        for i, f in enumerate(self):
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if bulk and f.needs_fetch():
+                # a backend that keeps results remote: bring the ready ones in one go
+                type(f).prefetch([g for g in self[i:] if g.needs_fetch()])
             out.append(f.result(left, raise_on_failure))
         return out
 

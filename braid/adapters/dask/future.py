@@ -47,6 +47,27 @@ class DaskFuture(TaskFuture):
         state = self.state
         return isinstance(state, DeferredState) and not state.fetched()
 
+    def needs_fetch(self) -> bool:
+        """Whether the run completed and its result is still on the cluster."""
+        return self.unfetched()
+
+    @classmethod
+    def prefetch(cls, futures: list[TaskFuture[Any]]) -> None:
+        """Bring the results of completed runs here in one ``gather`` per client."""
+        by_client: dict[int, list[DaskFuture]] = {}
+        for f in futures:
+            if isinstance(f, DaskFuture) and f.dask_future is not None and f.unfetched():
+                by_client.setdefault(id(f.dask_future.client), []).append(f)
+        for group in by_client.values():
+            try:
+                payloads = group[0].dask_future.client.gather([f.dask_future for f in group])
+            except Exception:  # noqa: BLE001 - each is fetched (or fails) by itself later
+                continue
+            for f, payload in zip(group, payloads, strict=True):
+                state = f.state
+                if isinstance(state, DeferredState):
+                    state.prefetched(_loaded(payload, f))
+
     def __repr__(self) -> str:
         return f"<DaskFuture {self.task_run_name or self.key} {self.state.name}>"
 
