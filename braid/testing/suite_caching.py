@@ -14,13 +14,21 @@ from braid.testing import cached_tasks as ct
 __all__ = ["CachingTests"]
 
 
+def _shared(path: Path) -> Any:
+    """The test's store: a directory every worker of the runner sees (on one machine, or
+    across network namespaces of one machine), so declared shared."""
+    from braid.filesystems import LocalFileSystem
+
+    return LocalFileSystem(str(path), shared=True)
+
+
 class CachingTests:
     """A cached run is a hit in the next flow run; results persist; SERIALIZABLE runs
     compute once; a transaction rolls back what its runs staged."""
 
     def test_a_cache_hit_skips_the_body(self, runner, tmp_path):
         marker = str(tmp_path / "calls.txt")
-        square = ct.counted_square.with_options(result_storage=str(tmp_path / "store"))
+        square = ct.counted_square.with_options(result_storage=_shared(tmp_path / "store"))
 
         @flow(task_runner=runner)
         def body() -> Any:
@@ -35,7 +43,7 @@ class CachingTests:
     def test_a_persisted_result_is_read_back_by_key(self, runner, tmp_path):
         from braid.results import ResultStore
 
-        store = str(tmp_path / "store")
+        store = _shared(tmp_path / "store")
         keyed = ct.counted_square.with_options(result_storage=store,
                                                result_storage_key="square-{parameters[x]}")
 
@@ -53,9 +61,9 @@ class CachingTests:
         marker = str(tmp_path / "calls.txt")
         policy = (INPUTS - "marker").configure(
             isolation_level="SERIALIZABLE",
-            lock_manager=FileSystemLockManager(str(tmp_path / "locks")))
+            lock_manager=FileSystemLockManager(str(tmp_path / "locks"), shared=True))
         once = ct.counted_square.with_options(cache_policy=policy,
-                                              result_storage=str(tmp_path / "store"))
+                                              result_storage=_shared(tmp_path / "store"))
 
         @flow(task_runner=runner)
         def body() -> Any:
