@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = [
     "BraidError",
     "ConfigurationError",
+    "ClusterUnreachable",
     "Crash",
     "RunFailed",
     "FlowTimeout",
@@ -150,6 +151,12 @@ class MissingContextError(BraidError, RuntimeError):
 class RunnerNotStarted(BraidError, RuntimeError):
     """Raised by ``TaskRunner.submit`` on a runner that was not entered (``with runner:``)
     or that has already exited."""
+
+
+class ClusterUnreachable(BraidError, ConnectionError):
+    """Raised by ``DaskTaskRunner`` and ``RayTaskRunner`` when a flow starts and nothing
+    answers at the cluster address they were given (checked with a short connect, so a
+    dead address fails in seconds instead of after the backend's own long retries)."""
 
 
 class RunFailed(BraidError):

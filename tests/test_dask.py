@@ -327,3 +327,16 @@ def test_a_mapped_lists_results_come_in_bulk(gpu_cluster, monkeypatch):
 
     assert body() == list(range(1, 41))
     assert calls and calls[0] == 40 and len(calls) == 1
+
+
+def test_a_dead_address_fails_fast_by_name():
+    import time
+
+    @flow(task_runner=DaskTaskRunner(address="tcp://127.0.0.1:1"))
+    def nowhere():
+        return 1
+
+    start = time.monotonic()
+    with pytest.raises(errors.ClusterUnreachable, match="127.0.0.1:1"):
+        nowhere()
+    assert time.monotonic() - start < 30  # hang guard (Dask alone retried for ~30 s)

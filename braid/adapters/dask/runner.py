@@ -169,6 +169,8 @@ class DaskTaskRunner(TaskRunner):
             client_kwargs = {"set_as_default": False, **self.client_kwargs}
             try:
                 if self.address is not None:
+                    _reachable(self.address)
+                    client_kwargs.setdefault("timeout", _CONNECT_TIMEOUT)
                     self._client = distributed.Client(self.address, **client_kwargs)
                 else:
                     self._cluster = self._make_cluster()
@@ -496,6 +498,28 @@ class DaskTaskRunner(TaskRunner):
             for name, amount in (info.get("resources") or {}).items():
                 offered[name] = max(offered.get(name, 0), amount)
         return offered
+
+
+#: how long connecting to a scheduler by address may take before the flow fails by name
+_CONNECT_TIMEOUT = 10
+
+
+def _reachable(address: str) -> None:
+    """Fail fast, by name, when nothing listens at a scheduler's address (Dask itself keeps
+    retrying for its whole connect timeout)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    if parts.scheme not in ("tcp", "tls") or parts.hostname is None or parts.port is None:
+        return  # other transports (inproc, ucx, ws): Dask's own check
+    try:
+        socket.create_connection((parts.hostname, parts.port), timeout=5).close()
+    except OSError as exc:
+        raise errors.ClusterUnreachable(
+            f"DaskTaskRunner could not reach a Dask scheduler at {address}: "
+            f"{type(exc).__name__}: {exc}; start one (`dask scheduler`) or fix the address"
+        ) from exc
 
 
 class _Settle:
