@@ -175,10 +175,13 @@ class DaskTaskRunner(TaskRunner):
                 else:
                     self._cluster = self._make_cluster()
                     self._client = distributed.Client(self._cluster, **client_kwargs)
+            except errors.ClusterUnreachable:
+                self._close_owned()
+                raise
             except (OSError, TimeoutError) as exc:
                 self._close_owned()
                 where = self.address or "the cluster it started"
-                raise errors.BraidError(
+                raise errors.ClusterUnreachable(
                     f"DaskTaskRunner could not connect to {where}: {type(exc).__name__}: {exc}"
                 ) from exc
             except BaseException:
