@@ -199,6 +199,11 @@ def run_command(args: argparse.Namespace) -> int:
             state = run_flow(flow, params, runner, limits)
         except Exception as exc:  # noqa: BLE001 - e.g. the runner could not start
             not_run = exc
+        except KeyboardInterrupt:
+            if progress is not None:
+                progress.stop()
+                progress = None
+            return _interrupted(flow, seen[0] if seen else None, args)
         finally:
             if progress is not None:
                 progress.stop()
@@ -219,6 +224,28 @@ def run_command(args: argparse.Namespace) -> int:
         return 0
     _say(failure_text(flow, state, record))
     return 1
+
+
+def _interrupted(flow: Flow, record: FlowRunRecord | None, args: argparse.Namespace) -> int:
+    """Ctrl-C: one line on what was stopped, then the summary, report and trace as far as
+    the run got (its queued runs were cancelled, its running ones crashed)."""
+    if record is None:
+        _say(f"braid: interrupted before flow {flow.name!r} started")
+        return 130
+    counts: dict[str, int] = {}
+    for run in record.all_task_runs():
+        counts[run.state_type] = counts.get(run.state_type, 0) + 1
+    _say(f"braid: interrupted flow run {record.name!r}: "
+         f"{counts.get('COMPLETED', 0)} completed, {counts.get('CRASHED', 0)} stopped while "
+         f"running, {counts.get('CANCELLED', 0)} cancelled before they started")
+    _say(summary(record))
+    if args.report is not None:
+        write_report(record, args.report)
+        _say(f"report: {args.report}")
+    if args.trace is not None:
+        write_trace(record, args.trace)
+        _say(f"trace: {args.trace}")
+    return 130
 
 
 def _say(text: str) -> None:

@@ -487,3 +487,47 @@ def test_remote_tracebacks_of_a_script_name_its_file(tmp_path):
     assert proc.returncode == 1
     assert f'File "{script}", line 6, in boom' in proc.stderr
     assert "<dynamic-code>" not in proc.stderr
+
+
+@pytest.mark.parametrize("runner", ["threads", "processes"])
+def test_ctrl_c_prints_what_stopped_the_summary_and_writes_the_report(tmp_path, runner):
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    started = tmp_path / "started"
+    script = tmp_path / "slow_flow.py"
+    script.write_text(
+        "import time\nfrom pathlib import Path\nfrom braid import flow, task\n\n\n"
+        "@task\ndef slow(i, marker):\n    Path(marker).touch()\n    time.sleep(30)\n"
+        "    return i\n\n\n@flow\ndef many(marker):\n"
+        "    return slow.map(range(6), marker).result()\n")
+    braid_cmd = Path(sys.executable).parent / "braid"
+    report = tmp_path / "report.html"
+    proc = subprocess.Popen([str(braid_cmd), "run", f"{script}:many", "--runner", runner,
+                             "--max-workers", "2", "--param", f"marker={started}",
+                             "--no-progress", "--report", str(report)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert started.exists(), "the flow never started a task"
+        time.sleep(0.3)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)  # hang guard
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err[-3000:]
+    assert "braid: interrupted flow run 'many-" in err
+    assert "stopped while running" in err and "cancelled before they started" in err
+    assert "Traceback" not in err
+    assert report.is_file()
+    assert took < 30, took  # hang guard: far less than the tasks' 30 s
