@@ -230,6 +230,11 @@ class RayTaskRunner(TaskRunner):
         self._stopping = True
         # decided for every run before any is cancelled
         started = [run for run in runs if self._may_run(run)]
+        # Ray runs at most as many as it has CPUs; runs are listed in the order they were
+        # dispatched, and Ray starts them about in that order: the rest were queued
+        slots = _cluster_cpus()
+        if slots:
+            started = started[:slots]
         for run in runs:
             ref = run.future.ref if isinstance(run.future, RayTaskFuture) else None
             if ref is not None:
@@ -337,6 +342,14 @@ class RayTaskRunner(TaskRunner):
             self.dispatch(run, broken)
         elif run.call is not None:
             run.finish(_failure_state(exc, run.call))
+
+
+def _cluster_cpus() -> int:
+    """How many CPUs the Ray cluster has (0 when Ray cannot say)."""
+    try:
+        return int(ray.cluster_resources().get("CPU", 0))
+    except Exception:  # noqa: BLE001 - Ray may be going away: assume every run started
+        return 0
 
 
 class _Outcome:
