@@ -111,6 +111,7 @@ class _RayUse:
             if address is None:
                 kwargs["include_dashboard"] = False
             else:
+                _reachable(address)  # Ray itself would retry (and warn) for minutes
                 kwargs["address"] = address
             kwargs.update(init_kwargs)
             try:
@@ -133,6 +134,22 @@ class _RayUse:
 
 
 _ray_use = _RayUse()
+
+
+def _reachable(address: str) -> None:
+    """Fail fast, by name, when nothing listens at a Ray cluster's GCS address."""
+    if address == "auto":
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        return  # Ray's own message for an odd address
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as exc:
+        raise errors.ClusterUnreachable(
+            f"RayTaskRunner could not reach a Ray cluster at {address}: "
+            f"{type(exc).__name__}: {exc}; start one (`ray start --head`) or fix the address"
+        ) from exc
 
 
 def _check_same_cluster(address: str) -> None:
@@ -262,6 +279,30 @@ class RayTaskRunner(TaskRunner):
         from braid.concurrency import RayLimits
 
         return RayLimits()
+
+    def check_call(self, call: TaskCall) -> None:
+        """Refuse, at submit, resources no node of the Ray cluster has (Ray would keep the
+        task pending forever)."""
+        hints = (call.extra or {}).get("resources")
+        if hints is None:
+            return
+        wanted = {k: v for k, v in (("CPU", hints.cpus), ("GPU", hints.gpus),
+                                     ("memory", hints.memory)) if v}
+        wanted.update({k: v for k, v in hints.custom.items() if v})
+        if not wanted:
+            return
+        try:
+            offered = ray.cluster_resources()
+        except Exception:  # noqa: BLE001 - unknown: let Ray judge
+            return
+        missing = {k: v for k, v in wanted.items() if offered.get(k, 0) < v}
+        if missing:
+            raise errors.ConfigurationError(
+                f"task {call.task.name!r} asks for Ray resources {wanted}, but the cluster "
+                f"has {({k: offered.get(k, 0) for k in wanted})} in all (missing {missing}); "
+                f"start nodes with them (`ray start --num-gpus=1`, `--resources='{{...}}'`) "
+                f"or ask for less"
+            )
 
     def is_native(self, future: TaskFuture) -> bool:
         """Whether Ray itself waits for ``future`` (a run of Ray with a live data ref)."""
