@@ -189,6 +189,12 @@ class DaskTaskRunner(TaskRunner):
                 raise
             self._log_topic = self._client.id
             self._log_dashboard()
+            if self.address is not None:
+                try:
+                    _check_workers_have_braid(self._client, self.address)
+                except BaseException:
+                    self._close_owned()
+                    raise
         # the client's own topic: Dask drops its events when the client goes away.  A
         # worker's shared client subscribes to nothing (its children's states are fetched
         # when they end): nothing is left subscribed when that worker shuts down
@@ -501,6 +507,31 @@ class DaskTaskRunner(TaskRunner):
             for name, amount in (info.get("resources") or {}).items():
                 offered[name] = max(offered.get(name, 0), amount)
         return offered
+
+
+def _check_workers_have_braid(client: Any, address: str, package: str = "braid-flow") -> None:
+    """Refuse, by name, a cluster whose workers cannot import braid (Dask would only say
+    the environments differ, its real error far up the log); a different braid version
+    is logged."""
+    from braid import __version__
+
+    try:
+        workers = client.get_versions(packages=[package]).get("workers", {})
+    except Exception:  # noqa: BLE001 - an old scheduler: the runs will tell
+        return
+    missing = sorted(w for w, info in workers.items()
+                     if (info or {}).get("packages", {}).get(package) is None)
+    if missing:
+        raise errors.ConfigurationError(
+            f"the Dask workers {', '.join(missing)} of the cluster at {address} cannot import "
+            f"braid ({package} is not installed there): install it in every worker's "
+            f"environment (pip install '{package}=={__version__}') and restart them"
+        )
+    others = sorted({info["packages"][package] for info in workers.values()} -
+                    {__version__})
+    if others:
+        logger.warning("Dask workers at %s run braid %s; this process runs %s",
+                       address, ", ".join(others), __version__)
 
 
 #: how long connecting to a scheduler by address may take before the flow fails by name
