@@ -67,3 +67,31 @@ def test_a_local_store_is_refused_for_a_cluster_on_other_hosts(tmp_path):
     with pytest.raises(errors.LocalStoreOnRemoteCluster, match="10.255.255.1"):
         check_store_reaches(options, Started())
     check_store_reaches(options, type("Local", (), {"address": "tcp://127.0.0.1:8786"})())
+
+
+def test_a_task_called_directly_in_a_transaction_is_staged_and_published(tmp_path):
+    from braid.transactions import transaction
+
+    store = str(tmp_path / "store")
+    square = ct.counted_square.with_options(result_storage=store)
+    marker = str(tmp_path / "calls.txt")
+
+    @flow
+    def body() -> int:
+        with transaction():
+            return square(4, marker)
+
+    assert body() == 16 and body() == 16
+    assert (tmp_path / "calls.txt").read_text().split() == ["4"]  # the second run hit
+    assert not [p for p in (tmp_path / "store").iterdir() if ".staged" in p.name]
+
+
+def test_a_tag_limit_of_zero_fails_the_run_by_name():
+    from braid.testing import limited_tasks as lt
+
+    @flow(concurrency_limits={lt.TAG: 0})
+    def body() -> int:
+        return lt.tagged_span.submit(str(Path.cwd()), 0).result(timeout=60)  # hang guard
+
+    with pytest.raises(errors.SlotsExceedLimit):
+        body()

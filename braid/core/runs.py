@@ -45,7 +45,7 @@ from braid.core.contract import (
 )
 from braid.core.engine import AWAITING_RETRY, run_hooks, run_task
 from braid.core.futures import TaskFuture
-from braid.core.states import Cancelled, Crashed, State, StateType
+from braid.core.states import Cancelled, Crashed, Failed, State, StateType
 
 if TYPE_CHECKING:
     from braid.core.limited import RunLimits
@@ -444,9 +444,13 @@ class RunTable:
             call = run.call
             extra_tags = call.extra.get("tags") if call.extra else None
             tags = call.task.tags | set(extra_tags) if extra_tags else call.task.tags
-            limited = limits.limited(tags)
-            if limited:
-                limits.when_available(run, limited, self._dispatch_now)
+            try:
+                limited = limits.limited(tags)
+                if limited:
+                    limits.when_available(run, limited, self._dispatch_now)
+                    return
+            except Exception as exc:  # noqa: BLE001 - e.g. a limit of 0: the run fails
+                run.finish(Failed(exc))
                 return
         run.phase = DISPATCHED
         try:

@@ -326,6 +326,10 @@ class Task(HookDecorators, Generic[R]):
                 u.wait()
             states = [u.state for u in upstreams]
         state = run_task(call, states, nested_runner=nested)
+        if call.extra is not None and "txn" in call.extra:  # staged as a submitted run is
+            from braid.core.cached import stage_in_transaction
+
+            stage_in_transaction(call, state)
         if ctx is not None and ctx.record is not None:
             ctx.record.add(DirectRun(state, self, call.run_id))
         return state if return_state else _direct_result(state)
