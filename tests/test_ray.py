@@ -30,7 +30,7 @@ for _key, _value in _RAY_ENV.items():
 
 ray = pytest.importorskip("ray")
 
-from braid import allow_failure, errors, flow, quote  # noqa: E402
+from braid import allow_failure, errors, flow, quote, task  # noqa: E402
 from braid.adapters.ray import RayTaskRunner, remote_options  # noqa: E402
 from braid.core.states import RemoteTraceback  # noqa: E402
 from braid.testing import ray_tasks as rt  # noqa: E402
@@ -291,7 +291,7 @@ def test_address_of_another_cluster_is_refused(connected):
 def test_worker_killed_mid_task_ends_crashed_with_worker_lost(connected, tmp_path):
     pid_file = str(tmp_path / "pid")
 
-    @flow(task_runner=RayTaskRunner())
+    @flow(task_runner=RayTaskRunner(max_retries=0))  # Ray gives up at the first loss
     def doomed():
         victim = rt.pid_then_sleep.submit(pid_file, 60)
         downstream = st.inc.submit(victim)
@@ -312,6 +312,28 @@ def test_worker_killed_mid_task_ends_crashed_with_worker_lost(connected, tmp_pat
     assert downstream.is_failed() and downstream.name == "UpstreamFailed"
     assert isinstance(downstream.result(raise_on_failure=False).__cause__, errors.WorkerLost)
     assert tolerant.result()[0] == "WorkerLost"
+
+
+def test_task_lost_with_its_worker_is_retried_by_ray(connected, tmp_path):
+    """As raw Ray: a system failure is retried (max_retries, 3 by default); a task's
+    exception is not (braid's retries count those)."""
+    from braid.testing.multihost_drivers import die_once
+
+    dies_once = task(die_once)
+
+    @flow(task_runner=RayTaskRunner())
+    def retried():
+        return dies_once.submit(str(tmp_path / "died")).result()
+
+    assert retried() == "survived"
+
+    @flow(task_runner=RayTaskRunner())
+    def no_retries():
+        with remote_options(max_retries=0):
+            return dies_once.submit(str(tmp_path / "died-again")).result()
+
+    with pytest.raises(errors.WorkerLost, match="task run 'die_once-"):
+        no_retries()
 
 
 def test_remote_options_and_task_hints_reach_ray(connected):

@@ -235,9 +235,14 @@ def run_raw_ray(args: argparse.Namespace) -> dict:
 def ray_runner() -> Any:
     """A RayTaskRunner of the cluster at ``$BRAID_MULTIHOST_RAY_ADDRESS``: the runner the
     conformance suite gets (``--braid-runner braid.testing.multihost_drivers:ray_runner``)."""
+    import ray
+
     from braid.adapters.ray import RayTaskRunner
 
-    return RayTaskRunner(address=os.environ["BRAID_MULTIHOST_RAY_ADDRESS"])
+    address = os.environ["BRAID_MULTIHOST_RAY_ADDRESS"]
+    if not ray.is_initialized():  # once per session: runners use it and leave it running
+        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+    return RayTaskRunner(address=address)
 
 
 def scheduler_summary(dask_scheduler: Any = None) -> dict:
@@ -269,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mode", choices=["braid", "raw"], default="braid")
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--chain", type=int, default=100)
-    parser.add_argument("--pause", type=float, default=0.005)
+    parser.add_argument("--pause", type=float, default=0.003)
     parser.add_argument("--payload-kb", type=int, default=0)
     parser.add_argument("--read-after", type=float, default=None)
     parser.add_argument("--flow-timeout", type=float, default=None)

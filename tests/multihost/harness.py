@@ -424,9 +424,29 @@ class RayCluster:
         h = self.hosts.sched
         self._ray_start(h, ["--head", f"--port={self.PORT}", "--num-cpus=0",
                             "--include-dashboard=false"], RAY_HEAD_ENV)
-        for w in (self.hosts.w1, self.hosts.w2):
-            self._start_node(w)
+        self._start_nodes([self.hosts.w1, self.hosts.w2])
         self.wait_cpus(2, 90)
+
+    def _start_nodes(self, nodes: list[Host]) -> None:
+        """``ray start`` the nodes at once (each takes seconds); raise the first failure."""
+        import threading
+
+        failures: list[BaseException] = []
+
+        def start(h: Host) -> None:
+            try:
+                self._start_node(h)
+            except BaseException as exc:  # noqa: BLE001 - re-raised below
+                failures.append(exc)
+
+        threads = [threading.Thread(target=start, args=(h,), name=f"ray-start-{h.role}")
+                   for h in nodes]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        if failures:
+            raise failures[0]
 
     def _ray_start(self, h: Host, extra: list[str], env: dict[str, str]) -> None:
         shutil.rmtree(self.temp[h.role], ignore_errors=True)
@@ -477,14 +497,12 @@ class RayCluster:
                 h.dirty = False
             self.start()
             return
-        restarted = False
-        for h in (self.hosts.w1, self.hosts.w2):
-            if getattr(h, "dirty", False) or not self._raylet_alive(h):
-                self.hosts.kill_host(h)
-                self._start_node(h)
-                restarted = True
-        if restarted:
-            self.wait_cpus(2, 90)
+        broken = [h for h in (self.hosts.w1, self.hosts.w2)
+                  if getattr(h, "dirty", False) or not self._raylet_alive(h)]
+        for h in broken:
+            self.hosts.kill_host(h)
+        self._start_nodes(broken)
+        self.wait_cpus(2, 90)  # also: every CPU free, nothing left running
 
     def _raylet_alive(self, h: Host) -> bool:
         for pid in self.hosts.pids(h):

@@ -8,6 +8,7 @@ carries into ``.options(num_cpus=..., num_gpus=..., memory=..., resources=...)``
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -16,24 +17,44 @@ from braid import errors
 from braid.core import resources as core_resources
 from braid.core.resources import ResourceHints
 
-__all__ = ["remote_options", "ray_options"]
+__all__ = ["remote_options", "ray_options", "current_max_retries"]
 
 # Ray's own names for the resources remote_options takes as keywords; as custom
 # resource names they would be refused by Ray at submit, far from the mistake.
 _RESERVED = frozenset({"CPU", "GPU", "memory", "object_store_memory", "cpus", "gpus"})
 
 
+#: ``remote_options(max_retries=...)`` of the submitting code; the Ray runner reads it at
+#: submit (``check_call``) and keeps it with the call
+_max_retries: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "braid_ray_max_retries", default=None)
+
+
+def current_max_retries() -> int | None:
+    """The ``max_retries`` of the innermost ``remote_options`` block, or None."""
+    return _max_retries.get()
+
+
 @contextmanager
 def remote_options(num_cpus: float | None = None, num_gpus: float | None = None,
                    memory: int | None = None,
-                   resources: Mapping[str, float] | None = None) -> Iterator[ResourceHints]:
+                   resources: Mapping[str, float] | None = None,
+                   max_retries: int | None = None) -> Iterator[ResourceHints]:
     """Give every task submitted inside the block these Ray resources (inner values win).
 
     ``memory`` is in bytes; ``resources`` are custom resources such as
     ``{"accelerator": 1}``.  Values set here override the task's own
     ``@task(resources=...)`` hints; on other runners they are the same hints
-    (the Dask runner reads them, local runners ignore them).
+    (the Dask runner reads them, local runners ignore them).  ``max_retries`` is how
+    often Ray re-runs a task lost with its worker or node (a system failure, never an
+    exception of the task), overriding ``RayTaskRunner(max_retries=...)``; other
+    runners ignore it.
     """
+    if max_retries is not None and (not isinstance(max_retries, int) or max_retries < -1):
+        raise errors.ConfigurationError(
+            f"remote_options: max_retries must be an int >= 0 (or -1: retry for ever), "
+            f"got {max_retries!r}"
+        )
     if not isinstance(resources, (Mapping, type(None))):
         raise errors.ConfigurationError(
             f"remote_options: resources must be a dict of custom resources, got {resources!r}"
@@ -45,9 +66,14 @@ def remote_options(num_cpus: float | None = None, num_gpus: float | None = None,
             f"remote_options: {clash} are not custom resources; use num_cpus=, num_gpus= "
             f"or memory= instead"
         )
-    with core_resources.resources(cpus=num_cpus, gpus=num_gpus, memory=memory,
-                                  **custom) as hints:
-        yield hints
+    token = _max_retries.set(max_retries) if max_retries is not None else None
+    try:
+        with core_resources.resources(cpus=num_cpus, gpus=num_gpus, memory=memory,
+                                      **custom) as hints:
+            yield hints
+    finally:
+        if token is not None:
+            _max_retries.reset(token)
 
 
 def ray_options(hints: ResourceHints | None) -> dict[str, Any]:

@@ -32,9 +32,12 @@ How a call travels::
                                       upstream's State so the engine decides
                                       (UpstreamFailed, or allow_failure)
 
-Retries, time-outs, naming and failure propagation all happen in the engine on the
-worker; Ray's own retries are off (``max_retries=0``) so a dead worker is reported,
-not silently re-run with side effects repeated.
+Retries of task exceptions, time-outs, naming and failure propagation all happen in
+the engine on the worker.  System failures are Ray's: a Ray task lost with its worker
+process or node is re-run by Ray up to ``max_retries`` times (Ray's default, 3), and a
+result lost with a node is rebuilt by lineage when something reads it; only a run Ray
+gives up on ends CRASHED with ``errors.WorkerLost``.  ``retry_exceptions=False``: the
+engine never raises for the task, so Ray never retries a task's own exception.
 
 Which Ray, and who stops it: a runner uses the Ray this process is already connected
 to (a worker's, or one the user started) and never shuts that down.  Otherwise it
@@ -57,7 +60,7 @@ from ray.exceptions import RayError, RayTaskError, TaskCancelledError
 from braid import errors
 from braid.adapters.ray import worker
 from braid.adapters.ray.future import RayTaskFuture
-from braid.adapters.ray.options import ray_options
+from braid.adapters.ray.options import current_max_retries, ray_options
 from braid.adapters.ray.worker import execute
 from braid.core import logs
 from braid.core.calls import TaskCall
@@ -79,9 +82,15 @@ _LOCAL_ONLY = frozenset({
 })
 
 
-# max_retries=0: a task's retries are braid's (the engine's), for user errors only.
+#: how often Ray re-runs a task lost with its worker or node, unless configured (Ray's own
+#: default for system failures)
+DEFAULT_MAX_RETRIES = 3
+
+# retry_exceptions=False: a task's exceptions are braid's (the engine's retries); Ray
+# re-runs a task only when its worker or node is lost (max_retries, set per runner).
 # num_returns=2: a small header for the driver, the result for downstream tasks.
-_remote_execute = ray.remote(max_retries=0, num_returns=2)(execute)
+_remote_execute = ray.remote(max_retries=DEFAULT_MAX_RETRIES, retry_exceptions=False,
+                             num_returns=2)(execute)
 
 
 # -- which Ray, and who shuts it down ------------------------------------------------
@@ -183,12 +192,28 @@ class RayTaskRunner(TaskRunner):
     ``{"num_cpus": 2}``); the dashboard is off unless ``include_dashboard=True``.  A
     Ray the runner started or connected is shut down when the last braid runner
     using it exits; a Ray initialised by anyone else is left running.
+
+    ``max_retries`` (default 3, Ray's own; ``remote_options(max_retries=...)``
+    overrides it for the tasks submitted in its block) is how often Ray re-runs a task
+    whose worker process or node was lost, as raw Ray does; a result lost with a node
+    is rebuilt the same way (lineage) when it is read.  Such a re-run repeats the
+    task's side effects.  braid's own ``retries`` are separate: they count the task's
+    exceptions (and time-outs), on the worker, and Ray never retries an exception
+    (``retry_exceptions=False``).  A run Ray gives up on ends CRASHED with
+    :class:`braid.errors.WorkerLost` naming the run and Ray's reason; runs downstream
+    of it end ``UpstreamFailed``.  ``max_retries=0`` reports the first loss instead.
     """
 
     capabilities = Capabilities(requires_pickling=True, native_dependencies=True, remote=True)
 
     def __init__(self, address: str | None = None,
-                 init_kwargs: Mapping[str, Any] | None = None) -> None:
+                 init_kwargs: Mapping[str, Any] | None = None,
+                 max_retries: int = DEFAULT_MAX_RETRIES) -> None:
+        if not isinstance(max_retries, int) or max_retries < -1:
+            raise errors.ConfigurationError(
+                f"RayTaskRunner: max_retries must be an int >= 0 (or -1: retry for ever), "
+                f"got {max_retries!r}"
+            )
         if address is not None and (not isinstance(address, str) or not address.strip()):
             raise errors.ConfigurationError(
                 f"RayTaskRunner: address must be a 'host:port' string, 'auto' or None, "
@@ -221,18 +246,23 @@ class RayTaskRunner(TaskRunner):
                 )
         self.address = address
         self.init_kwargs = kwargs
+        self.max_retries = max_retries
 
     def duplicate(self) -> RayTaskRunner:
-        return type(self)(self.address, self.init_kwargs)
+        return type(self)(self.address, self.init_kwargs, self.max_retries)
 
     def __repr__(self) -> str:
-        return f"RayTaskRunner(address={self.address!r}, init_kwargs={self.init_kwargs!r})"
+        retries = "" if self.max_retries == DEFAULT_MAX_RETRIES else (
+            f", max_retries={self.max_retries!r}")
+        return (f"RayTaskRunner(address={self.address!r}, init_kwargs={self.init_kwargs!r}"
+                f"{retries})")
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
         """Use the Ray this process is connected to, or start / connect one."""
         self._holds_ray = _ray_use.acquire(self.address, self.init_kwargs)
         self._stopping = False
+        self._abandoning: set[Run] = set()
 
     def stop(self, abandon: bool) -> None:
         """Release the Ray this runner started or connected (the last user shuts it down)."""
@@ -245,6 +275,9 @@ class RayTaskRunner(TaskRunner):
         """Cancel the runs' Ray tasks; return those that may be running (Ray cannot say
         whether a task is queued or running once its arguments are ready)."""
         self._stopping = True
+        # the core ends these runs next (CANCELLED or CRASHED, with its reason); the Ray
+        # errors the cancellation causes meanwhile must not end them first
+        self._abandoning = set(runs)
         # decided for every run before any is cancelled
         started = [run for run in runs if self._may_run(run)]
         # Ray runs at most as many as it has CPUs; runs are listed in the order they were
@@ -273,6 +306,14 @@ class RayTaskRunner(TaskRunner):
         """A RayTaskFuture for the call."""
         return RayTaskFuture(call.task, call.run_name, call.run_id)
 
+    def check_call(self, call: TaskCall) -> None:
+        """Refuse resources the cluster lacks; keep the submitting code's
+        ``remote_options(max_retries=...)`` with the call."""
+        self._check_resources(call)
+        retries = current_max_retries()
+        if retries is not None:
+            call.extra = {**(call.extra or {}), "ray_max_retries": retries}
+
     def limits_backend(self) -> Any:
         """Concurrency limits for a flow run on this Ray: a named actor per limit on the
         cluster, shared by every driver of it (slots of a dead holder lapse)."""
@@ -280,7 +321,7 @@ class RayTaskRunner(TaskRunner):
 
         return RayLimits()
 
-    def check_call(self, call: TaskCall) -> None:
+    def _check_resources(self, call: TaskCall) -> None:
         """Refuse, at submit, resources no node of the Ray cluster has (Ray would keep the
         task pending forever)."""
         hints = (call.extra or {}).get("resources")
@@ -323,9 +364,11 @@ class RayTaskRunner(TaskRunner):
                 native.append(i)
             else:
                 args.append(replaced[i] if replaced and i in replaced else u.state)
-        hints = (call.extra or {}).get("resources")
+        extra = call.extra or {}
+        hints = extra.get("resources")
+        retries = extra.get("ray_max_retries", self.max_retries)
         try:
-            header_ref, data_ref = _remote_for(call.task.name, hints).remote(
+            header_ref, data_ref = _remote_for(call.task.name, hints, retries).remote(
                 run.payload, logs.driver_level(), *args)
         except Exception as exc:  # noqa: BLE001 - e.g. invalid resources, Ray gone away
             message = f"Ray refused task run {_ray_name(call)!r}: {type(exc).__name__}: {exc}"
@@ -355,6 +398,8 @@ class RayTaskRunner(TaskRunner):
         """A run's ref holds a Ray error: its worker died, or an upstream's did."""
         future = run.future
         assert isinstance(future, RayTaskFuture) and run.call is not None
+        if run in self._abandoning:
+            return
         if self._stopping:  # abandoning: the run table ends every run (cancel, crash)
             return
         if future.native_slots:
@@ -377,7 +422,9 @@ class RayTaskRunner(TaskRunner):
         for i in slots:
             u = run.upstreams[i]
             TaskFuture.wait(u)  # the lock, not ray.get: the ref may be the errored one
-            if _native_ref(u) is None:
+            # an upstream that crashed, or whose own upstream failed: Ray passes its error
+            # on, and the engine turns its State into UpstreamFailed
+            if _native_ref(u) is None or not u.state.is_completed():
                 broken[i] = u.state
         if broken:
             self.dispatch(run, broken)
@@ -409,22 +456,24 @@ class _Outcome:
 _remote_cache: dict[tuple, Any] = {}
 
 
-def _remote_for(task_name: str, hints: Any) -> Any:
-    """The remote function named after the task, with its resource options, made once.
+def _remote_for(task_name: str, hints: Any, max_retries: int) -> Any:
+    """The remote function named after the task, with its resource and retry options,
+    made once.
 
     Ray builds a new wrapper (a class, and a validation of the options) on every
     ``.options()`` call: ~100 µs, as much as the rest of a submit.  Runs of one task
     with the same hints share one wrapper, so Ray's tools show the task's name; braid's
     run names are in braid's own records and logs.
     """
-    key = (task_name,) if hints is None else (
-        task_name, hints.cpus, hints.gpus, hints.memory, tuple(sorted(hints.custom.items())))
+    key = (task_name, max_retries) if hints is None else (
+        task_name, max_retries, hints.cpus, hints.gpus, hints.memory,
+        tuple(sorted(hints.custom.items())))
     remote = _remote_cache.get(key)
     if remote is None:
         if len(_remote_cache) > 4096:
             _remote_cache.clear()
-        remote = _remote_cache[key] = _remote_execute.options(name=task_name,
-                                                              **ray_options(hints))
+        remote = _remote_cache[key] = _remote_execute.options(
+            name=task_name, max_retries=max_retries, **ray_options(hints))
     return remote
 
 
@@ -444,8 +493,11 @@ def _native_ref(u: TaskFuture) -> Any:
 
 
 def _failure_state(exc: BaseException, call: TaskCall) -> State:
-    """Translate a Ray error into braid's: never let a Ray exception reach the user."""
-    name = call.run_name or call.task.name
+    """Translate a Ray error into braid's: never let a Ray exception reach the user.
+
+    The message names the run (its run name, or braid's default name from its id) and
+    keeps Ray's reason (the first line of Ray's error)."""
+    name = _ray_name(call)
     cause = exc.cause if isinstance(exc, RayTaskError) and exc.cause is not None else exc
     if isinstance(cause, TaskCancelledError):
         message = f"task run {name!r}: its Ray task was cancelled"
@@ -456,8 +508,8 @@ def _failure_state(exc: BaseException, call: TaskCall) -> State:
         err = errors.Crash(message)
     else:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        message = (f"task run {name!r}: the Ray worker running it was lost "
-                   f"({type(exc).__name__}: {first})")
+        message = (f"task run {name!r}: the Ray worker running it was lost and Ray gave "
+                   f"up on it ({type(exc).__name__}: {first})")
         err = errors.WorkerLost(message)
     err.__cause__ = cause
     return Crashed(err, message)

@@ -1,0 +1,108 @@
+"""Ray across three hosts (network namespaces): faults, time-outs, lineage, data locality
+and the conformance suite, against a Ray head (0 CPUs) and two ``ray start --address``
+nodes (1 CPU each), each in its own namespace.
+
+A Ray driver needs a raylet on its own host, and the root namespace has none: every
+driver here (braid's and raw Ray's, and the conformance suite's pytest) runs inside the
+head's namespace.  The head declares a node dead after ~5 s without health checks
+(Ray's default is ~30 s): that is what ends a partition or a frozen node for raw Ray
+and braid alike.  A driver whose head died is ended by Ray itself, after
+``RAY_gcs_rpc_server_reconnect_timeout_s`` (10 s here, 60 s by default).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("ray")
+
+from . import harness, scenarios  # noqa: E402
+
+N, CHAIN = 2000, 100
+
+
+@pytest.mark.parametrize("fault", scenarios.FAULTS)
+def test_fault(ray_mh, fault, outcome_log):
+    """braid and raw Ray side by side, one fault: braid recovers wherever raw does."""
+    # raw Ray hangs on a frozen node (its connections stay open): 40 s show it
+    deadline = 40 if fault == "frozen" else 150
+    out = scenarios.run_modes(ray_mh, ["braid", "raw"], fault, deadline=deadline)
+    for mode, r in out.items():
+        outcome_log(scenarios.brief("ray", fault, mode, r))
+    braid, raw = out["braid"], out["raw"]
+    if raw.get("driver_died") and braid.get("driver_died"):
+        return  # Ray ended both drivers (a lost head, after the reconnect time-out)
+    if raw.get("hung"):
+        # braid without a time-out waits as long as Ray does; with one it ends on time
+        # (test_frozen_node_flow_timeout_ends_the_flow_on_time)
+        ray_mh.heal()
+        return
+    scenarios.assert_bounded(braid, 120)
+    ray_mh.heal()  # every CPU free again: nothing left running
+    if scenarios.recovered(raw, N, CHAIN):
+        assert scenarios.recovered(braid, N, CHAIN), out
+    for key, messages in braid.get("samples", {}).items():
+        if key == "CRASHED/Crashed":  # WorkerLost names the run
+            assert all("task run '" in m for m in messages), braid
+
+
+def test_results_lost_with_a_node_are_rebuilt(ray_mh, outcome_log):
+    """200 results of 100 kB (kept in Ray, not in the header), the node holding half of
+    them killed after every run completed: reading them rebuilds them by lineage."""
+    out = scenarios.run_modes(ray_mh, ["braid", "raw"], "node-killed", "--n", "200",
+                              "--chain", "20", "--payload-kb", "100", "--read-after", "3",
+                              on="completed", delay=0.5)
+    for mode, r in out.items():
+        outcome_log(scenarios.brief("ray", "node killed after completion", mode, r))
+    assert scenarios.recovered(out["raw"], 200, 20), out
+    assert scenarios.recovered(out["braid"], 200, 20), out
+
+
+def test_frozen_node_task_timeout(ray_mh, outcome_log):
+    """A frozen node's runs end on time: Ray declares the node dead and re-runs them."""
+    r = scenarios.run(ray_mh, "braid", "frozen", "--n", "20", "--pause", "1.0",
+                      "--chain", "2", "--task-timeout", "2", "--flow-timeout", "15",
+                      delay=1.5)
+    outcome_log(scenarios.brief("ray", "frozen+task timeout 2 s", "braid", r))
+    scenarios.assert_bounded(r, 15 + 6)
+
+
+def test_frozen_node_flow_timeout_ends_the_flow_on_time(ray_mh, outcome_log):
+    r = scenarios.run(ray_mh, "braid", "frozen", "--flow-timeout", "8")
+    outcome_log(scenarios.brief("ray", "frozen+flow timeout 8 s", "braid", r))
+    scenarios.assert_bounded(r, 8 + 6)
+    assert r["raised"] == "FlowTimeout", r
+    assert set(r["states"]) <= {"COMPLETED/Completed", "CANCELLED/Cancelled",
+                                "CRASHED/Crashed"}, r
+
+
+def test_large_results_stay_on_the_cluster(ray_mh):
+    argv = ["ip", "netns", "exec", ray_mh.hosts.sched.ns, sys.executable, "-m",
+            "braid.testing.locality_driver", "ray", ray_mh.address]
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=240, cwd=harness.REPO,
+                         env={**os.environ, **harness.RAY_ENV})
+    assert run.returncode == 0, run.stderr[-4000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["lengths"] == [100 * 2**20] * 2
+    assert out["extra_read_mb"] < 5, out
+    assert out["rss_grew_mb"] < 30, out
+
+
+def test_conformance_suite(ray_mh):
+    """The whole conformance suite, with its pytest as the driver in the head's namespace
+    (``--braid-runner`` on a RayTaskRunner of this cluster's address)."""
+    argv = ["ip", "netns", "exec", ray_mh.hosts.sched.ns, sys.executable, "-m", "pytest",
+            "-q", "-p", "no:cacheprovider", "-p", "no:xdist", "--pyargs", "braid.testing",
+            "--braid-runner", "braid.testing.multihost_drivers:ray_runner"]
+    env = {**os.environ, **harness.RAY_ENV, "BRAID_MULTIHOST_RAY_ADDRESS": ray_mh.address}
+    env.pop("PYTEST_XDIST_WORKER", None)
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=400, cwd=harness.REPO,
+                         env=env)
+    tail = run.stdout[-3000:]
+    assert run.returncode == 0, tail + run.stderr[-2000:]
+    assert " passed" in tail and "failed" not in tail.split("\n")[-2], tail
