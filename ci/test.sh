@@ -5,4 +5,5 @@ cd "$(dirname "$0")/.."
 source ci/env.sh
 bash ci/setup.sh test
 bash ci/install-chromium.sh
+bash ci/install-netns-tools.sh
 exec .venv/bin/python -m pytest -n 2 --dist loadfile "$@"

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install iproute2 (`ip`, for the multi-host tests' network namespaces) if it is missing.
+# Without root or apt-get nothing is installed: those tests then skip, saying why.
+set -euo pipefail
+if command -v ip >/dev/null 2>&1; then
+  exit 0
+fi
+if [ "$(id -u)" != 0 ] && ! command -v sudo >/dev/null 2>&1; then
+  echo "ci/install-netns-tools.sh: not root and no sudo; the multi-host tests will skip" >&2
+  exit 0
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "ci/install-netns-tools.sh: no apt-get; the multi-host tests will skip" >&2
+  exit 0
+fi
+sudo=""
+if [ "$(id -u)" != 0 ]; then
+  sudo="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -q >/dev/null
+$sudo apt-get install -y -q iproute2 >/dev/null
+ip -V
