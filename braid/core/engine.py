@@ -341,6 +341,10 @@ def run_task(call: TaskCall, upstream_states: Any = None, nested_runner: Any = N
             except BaseException as exc:  # noqa: BLE001 - every outcome becomes a state
                 outcome = _after_failure(exc, call, ctx, started, reschedule_retries)
             else:
+                if not isinstance(value, State):  # the common case, written out
+                    done = _final(State(_COMPLETED, "Completed", "", value), ctx, call,
+                                  started)
+                    return done if cached is None else cached.finish(done)
                 outcome = _returned(value, call, ctx, started, reschedule_retries)
             if isinstance(outcome, State):
                 return outcome if cached is None else cached.finish(outcome)

@@ -151,7 +151,8 @@ class Run:
             state = Cancelled(f"not retried: {table.cancel_reason or 'the runner stopped'}")
         future = self.future
         call = self.call
-        if call is not None and not future_done(future):
+        if call is not None and (call.task.hooks is not None or call.extra is not None) \
+                and not future_done(future):
             if call.task.hooks is not None:
                 # a state made outside the engine (a dead worker, a cancellation): its
                 # hooks run here, before waiters wake

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast, overload
 from braid import errors
 from braid.core.annotations import unmapped
 from braid.core.calls import DEEP, FLAT, NOTHING, TaskCall, render_run_name
-from braid.core.context import current_run, current_tags
+from braid.core.context import current_run
+from braid.core.context import current_tags as _current_tags
 from braid.core.engine import run_task, run_task_async
 from braid.core.futures import FutureList, TaskFuture
 from braid.core.hooks import HOOK_OPTIONS, Hook, HookDecorators, StateHooks
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from braid.core.runner import TaskRunner
 
 __all__ = ["exponential_backoff", "Task", "task", "RESERVED_PARAMETERS"]
+
+_modules = sys.modules
 
 R = TypeVar("R")
 RESERVED_PARAMETERS = ("wait_for", "return_state")
@@ -288,25 +291,35 @@ class Task(HookDecorators, Generic[R]):
         if ctx is not None and ctx.log_prints:
             call.log_prints = True
         hints = current_hints(self.resources)
-        if hints is not None:
-            call.extra = {"resources": hints}
-        ctx_tags = current_tags()
-        if ctx_tags:
-            call.extra = {**(call.extra or {}), "tags": ctx_tags}
+        ctx_tags = _current_tags()
         flow = ctx.flow if ctx is not None else None
+        txns = _modules.get("braid.transactions")  # None until someone imported it
+        if (hints is not None or ctx_tags or txns is not None or self.cache_configured
+                or (flow is not None and flow.persists_results)):
+            call.extra = self._extras(ctx, flow, hints, ctx_tags, txns)
+        return call, upstreams
+
+    def _extras(self, ctx: RunContext | None, flow: Any, hints: Any,
+                ctx_tags: tuple[str, ...], txns: Any) -> dict[str, Any] | None:
+        """What a call carries besides its arguments: resource hints, the tags of the
+        blocks it was submitted in, its cache options, its transaction."""
+        extra: dict[str, Any] = {}
+        if hints is not None:
+            extra["resources"] = hints
+        if ctx_tags:
+            extra["tags"] = ctx_tags
         if self.cache_configured or (flow is not None and flow.persists_results):
             options = self.cache_options_for(flow)
             if options is not None:
                 runner = ctx.task_runner if ctx is not None else None
                 if runner is not None and getattr(runner, "address", None):
                     check_store_reaches(options, runner)
-                call.extra = {**(call.extra or {}), "cache": options}
-        txns = sys.modules.get("braid.transactions")
-        if txns is not None:  # only once someone imported it: nothing to look up before
+                extra["cache"] = options
+        if txns is not None:
             txn = txns.get_transaction()
             if txn is not None:
-                call.extra = {**(call.extra or {}), "txn": txn}
-        return call, upstreams
+                extra["txn"] = txn
+        return extra or None
 
     def __call__(self, *args: Any, return_state: bool = False, wait_for: Any = None,
                  **kwargs: Any) -> Any:
