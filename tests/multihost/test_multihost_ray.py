@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -54,9 +55,21 @@ def test_fault(ray_mh, fault, outcome_log):
 def test_results_lost_with_a_node_are_rebuilt(ray_mh, outcome_log):
     """200 results of 100 kB (kept in Ray, not in the header), the node holding half of
     them killed after every run completed: reading them rebuilds them by lineage."""
-    out = scenarios.run_modes(ray_mh, ["braid", "raw"], "node-killed", "--n", "200",
-                              "--chain", "20", "--payload-kb", "100", "--read-after", "3",
-                              on="completed", delay=0.5)
+    out = scenarios.run_modes(
+        ray_mh,
+        ["braid", "raw"],
+        "node-killed",
+        "--n",
+        "200",
+        "--chain",
+        "20",
+        "--payload-kb",
+        "100",
+        "--read-after",
+        "3",
+        on="completed",
+        delay=0.5,
+    )
     for mode, r in out.items():
         outcome_log(scenarios.brief("ray", "node killed after completion", mode, r))
     assert scenarios.recovered(out["raw"], 200, 20), out
@@ -65,9 +78,22 @@ def test_results_lost_with_a_node_are_rebuilt(ray_mh, outcome_log):
 
 def test_frozen_node_task_timeout(ray_mh, outcome_log):
     """A frozen node's runs end on time: Ray declares the node dead and re-runs them."""
-    r = scenarios.run(ray_mh, "braid", "frozen", "--n", "20", "--pause", "1.0",
-                      "--chain", "2", "--task-timeout", "2", "--flow-timeout", "15",
-                      delay=1.5)
+    r = scenarios.run(
+        ray_mh,
+        "braid",
+        "frozen",
+        "--n",
+        "20",
+        "--pause",
+        "1.0",
+        "--chain",
+        "2",
+        "--task-timeout",
+        "2",
+        "--flow-timeout",
+        "15",
+        delay=1.5,
+    )
     outcome_log(scenarios.brief("ray", "frozen+task timeout 2 s", "braid", r))
     scenarios.assert_bounded(r, 15 + 6)
 
@@ -77,15 +103,29 @@ def test_frozen_node_flow_timeout_ends_the_flow_on_time(ray_mh, outcome_log):
     outcome_log(scenarios.brief("ray", "frozen+flow timeout 8 s", "braid", r))
     scenarios.assert_bounded(r, 8 + 6)
     assert r["raised"] == "FlowTimeout", r
-    assert set(r["states"]) <= {"COMPLETED/Completed", "CANCELLED/Cancelled",
-                                "CRASHED/Crashed"}, r
+    assert set(r["states"]) <= {"COMPLETED/Completed", "CANCELLED/Cancelled", "CRASHED/Crashed"}, r
 
 
 def test_large_results_stay_on_the_cluster(ray_mh):
-    argv = ["ip", "netns", "exec", ray_mh.hosts.sched.ns, sys.executable, "-m",
-            "braid.testing.locality_driver", "ray", ray_mh.address]
-    run = subprocess.run(argv, capture_output=True, text=True, timeout=240, cwd=harness.REPO,
-                         env={**os.environ, **harness.RAY_ENV})
+    argv = [
+        "ip",
+        "netns",
+        "exec",
+        ray_mh.hosts.sched.ns,
+        sys.executable,
+        "-m",
+        "braid.testing.locality_driver",
+        "ray",
+        ray_mh.address,
+    ]
+    run = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=harness.REPO,
+        env={**os.environ, **harness.RAY_ENV},
+    )
     assert run.returncode == 0, run.stderr[-4000:]
     out = json.loads(run.stdout.strip().splitlines()[-1])
     assert out["lengths"] == [100 * 2**20] * 2
@@ -96,13 +136,30 @@ def test_large_results_stay_on_the_cluster(ray_mh):
 def test_conformance_suite(ray_mh):
     """The whole conformance suite, with its pytest as the driver in the head's namespace
     (``--braid-runner`` on a RayTaskRunner of this cluster's address)."""
-    argv = ["ip", "netns", "exec", ray_mh.hosts.sched.ns, sys.executable, "-m", "pytest",
-            "-q", "-p", "no:cacheprovider", "-p", "no:xdist", "--pyargs", "braid.testing",
-            "--braid-runner", "braid.testing.multihost_drivers:ray_runner"]
+    argv = [
+        "ip",
+        "netns",
+        "exec",
+        ray_mh.hosts.sched.ns,
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:xdist",
+        "--pyargs",
+        "braid.testing",
+        "--braid-runner",
+        "braid.testing.multihost_drivers:ray_runner",
+    ]
     env = {**os.environ, **harness.RAY_ENV, "BRAID_MULTIHOST_RAY_ADDRESS": ray_mh.address}
     env.pop("PYTEST_XDIST_WORKER", None)
-    run = subprocess.run(argv, capture_output=True, text=True, timeout=400, cwd=harness.REPO,
-                         env=env)
+    run = subprocess.run(
+        argv, capture_output=True, text=True, timeout=400, cwd=harness.REPO, env=env
+    )
     tail = run.stdout[-3000:]
     assert run.returncode == 0, tail + run.stderr[-2000:]
-    assert " passed" in tail and "failed" not in tail.split("\n")[-2], tail
+    summary = re.findall(r"^=* ?(\d+ passed.*)$", run.stdout, re.MULTILINE)
+    assert summary and not re.search(r"\d+ failed", summary[-1]), tail
