@@ -38,18 +38,23 @@ def bench_hashing(mb: int) -> None:
     arr = np.random.default_rng(0).random(mb * 1024 * 1024 // 8)
     seconds = best_of(lambda: hash_objects(arr))
     rate = arr.nbytes / seconds / 1e6
-    print(f"hashing: {arr.nbytes / 1e6:.0f} MB float64 array in {seconds * 1e3:.1f} ms = "
-          f"{rate:.0f} MB/s (target >= 500 MB/s: {'met' if rate >= 500 else 'NOT met'})")
+    print(
+        f"hashing: {arr.nbytes / 1e6:.0f} MB float64 array in {seconds * 1e3:.1f} ms = "
+        f"{rate:.0f} MB/s (target >= 500 MB/s: {'met' if rate >= 500 else 'NOT met'})"
+    )
     strided = arr[::2]
     seconds = best_of(lambda: hash_objects(strided))
-    print(f"hashing: non-contiguous view of {strided.nbytes / 1e6:.0f} MB in "
-          f"{seconds * 1e3:.1f} ms = {strided.nbytes / seconds / 1e6:.0f} MB/s")
+    print(
+        f"hashing: non-contiguous view of {strided.nbytes / 1e6:.0f} MB in "
+        f"{seconds * 1e3:.1f} ms = {strided.nbytes / seconds / 1e6:.0f} MB/s"
+    )
 
 
 def bench_hit_vs_miss(n: int) -> None:
     with tempfile.TemporaryDirectory() as d:
-        opts = resolve_cache_options({"cache_policy": INPUTS, "result_storage": d,
-                                      "cache_result_in_memory": False})
+        opts = resolve_cache_options(
+            {"cache_policy": INPUTS, "result_storage": d, "cache_result_in_memory": False}
+        )
 
         def miss(i: int) -> None:
             plan = cache_plan(opts, CacheContext(SQUARE, i, {"x": i}))
@@ -99,11 +104,15 @@ def bench_flows(n: int) -> None:
         uncached = min(mapped(plain) for _ in range(3))
         first = mapped(cached)
         second = mapped(cached)
-    print(f"flow of {n} mapped no-op tasks on threads: uncached {uncached:.2f} s, cached "
-          f"first run {first:.2f} s ({first / uncached:.1f}x), second run (all hits) "
-          f"{second:.2f} s ({second / first:.2f} of the first)")
-    print(f"a cache hit costs {(second - uncached) / n * 1e6:.0f} us per task over running "
-          f"the no-op ({second / uncached:.1f}x the uncached flow)")
+    print(
+        f"flow of {n} mapped no-op tasks on threads: uncached {uncached:.2f} s, cached "
+        f"first run {first:.2f} s ({first / uncached:.1f}x), second run (all hits) "
+        f"{second:.2f} s ({second / first:.2f} of the first)"
+    )
+    print(
+        f"a cache hit costs {(second - uncached) / n * 1e6:.0f} us per task over running "
+        f"the no-op ({second / uncached:.1f}x the uncached flow)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -74,9 +74,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="N = 100")
     opts = parser.parse_args()
     n = 100 if opts.quick else opts.n
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=True,
-                      dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR,
-                      local_directory=tempfile.mkdtemp()) as cluster:
+    with LocalCluster(
+        n_workers=1,
+        threads_per_worker=2,
+        processes=True,
+        dashboard_address="127.0.0.1:0",
+        silence_logs=logging.ERROR,
+        local_directory=tempfile.mkdtemp(),
+    ) as cluster:
         runner = DaskTaskRunner(address=cluster.scheduler_address)
         bench = flow(braid_shapes, name="bench", task_runner=runner)
         with Client(cluster, set_as_default=False) as client:
@@ -93,14 +98,20 @@ def main() -> None:
         count = CHAIN if shape.startswith("chain") else n
         raw = min(r[shape] for r in raws)
         ours = min(b[shape] for b in braids)
-        print(f"{shape:<16}{raw / count * 1e3:>12.3f}{ours / count * 1e3:>15.3f}"
-              f"{ours / raw:>10.2f}x")
-        rows.append({
-            "runner": "DaskTaskRunner", "backend": "distributed.Client.submit",
-            "case": CASES[shape], "n": count,
-            "braid_us_per_task": ours / count * 1e6, "raw_us_per_task": raw / count * 1e6,
-            "ratio": ours / raw,
-        })
+        print(
+            f"{shape:<16}{raw / count * 1e3:>12.3f}{ours / count * 1e3:>15.3f}{ours / raw:>10.2f}x"
+        )
+        rows.append(
+            {
+                "runner": "DaskTaskRunner",
+                "backend": "distributed.Client.submit",
+                "case": CASES[shape],
+                "n": count,
+                "braid_us_per_task": ours / count * 1e6,
+                "raw_us_per_task": raw / count * 1e6,
+                "ratio": ours / raw,
+            }
+        )
     if opts.json:
         with open(opts.json, "w") as fh:
             json.dump(rows, fh, indent=2)

@@ -63,15 +63,21 @@ HEAVY_MODULES = ("dask", "distributed", "ray", "numpy", "pandas", "asyncio")
 
 def importtime_top(count: int = 8) -> list[dict[str, Any]]:
     """The modules with the largest own import time under ``-X importtime``."""
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", "import braid"],
-                          capture_output=True, text=True, check=True, cwd=REPO_DIR)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import braid"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO_DIR,
+    )
     entries = []
     for line in proc.stderr.splitlines():
         if not line.startswith("import time:") or "self [us]" in line:
             continue
         self_us, cumulative_us, name = line.split(":", 1)[1].split("|")
-        entries.append({"module": name.strip(), "self_us": int(self_us),
-                        "cumulative_us": int(cumulative_us)})
+        entries.append(
+            {"module": name.strip(), "self_us": int(self_us), "cumulative_us": int(cumulative_us)}
+        )
     entries.sort(key=lambda e: e["self_us"], reverse=True)
     return entries[:count]
 
@@ -91,9 +97,15 @@ def measure(runs: int) -> dict[str, Any]:
             samples[key] += run_times(argv, 1)
     ms = {k: statistics.median(w for w, _ in v) * 1e3 for k, v in samples.items()}
     cpu_ms = {k: statistics.median(c for _, c in v) * 1e3 for k, v in samples.items()}
-    new_modules = json.loads(subprocess.run(
-        [sys.executable, "-c", NEW_MODULES], capture_output=True, text=True, check=True,
-        cwd=REPO_DIR).stdout)
+    new_modules = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", NEW_MODULES],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=REPO_DIR,
+        ).stdout
+    )
     heavy = sorted({m.split(".")[0] for m in new_modules} & set(HEAVY_MODULES))
     over = ms["import"] - ms["bare"]
     return {
@@ -120,14 +132,23 @@ def table(result: dict[str, Any]) -> str:
     return markdown_table(
         ["process", "what it runs", "wall ms", "over bare ms", "CPU ms", "target"],
         [
-            ["bare interpreter", "python -c pass", fmt(bare), "–",
-             fmt(result["bare_cpu_ms"]), "–"],
-            ["import braid", "python -c 'import braid'", fmt(result["import_braid_ms"]),
-             fmt(result["import_over_bare_ms"]), fmt(result["import_braid_cpu_ms"]),
-             f"≤ {TARGET_IMPORT_MS:.0f} over bare: {verdict(result['met'])}"],
-            ["hello-world flow", "one @task submitted in one @flow",
-             fmt(result["hello_flow_ms"]), fmt(result["hello_over_bare_ms"]),
-             fmt(result["hello_flow_cpu_ms"]), "–"],
+            ["bare interpreter", "python -c pass", fmt(bare), "–", fmt(result["bare_cpu_ms"]), "–"],
+            [
+                "import braid",
+                "python -c 'import braid'",
+                fmt(result["import_braid_ms"]),
+                fmt(result["import_over_bare_ms"]),
+                fmt(result["import_braid_cpu_ms"]),
+                f"≤ {TARGET_IMPORT_MS:.0f} over bare: {verdict(result['met'])}",
+            ],
+            [
+                "hello-world flow",
+                "one @task submitted in one @flow",
+                fmt(result["hello_flow_ms"]),
+                fmt(result["hello_over_bare_ms"]),
+                fmt(result["hello_flow_cpu_ms"]),
+                "–",
+            ],
         ],
     )
 
@@ -136,9 +157,11 @@ def notes(result: dict[str, Any]) -> str:
     """Import diagnostics in two lines."""
     top = ", ".join(f"{e['module']} {e['self_us'] / 1e3:.1f}" for e in result["importtime_top"])
     heavy = ", ".join(result["heavy_modules_imported"]) or "none"
-    return (f"`import braid` loads {result['modules_imported']} modules "
-            f"(heavy or optional ones among them: {heavy}); median of {result['runs']} runs.\n"
-            f"Slowest own import times (ms, `-X importtime`): {top}")
+    return (
+        f"`import braid` loads {result['modules_imported']} modules "
+        f"(heavy or optional ones among them: {heavy}); median of {result['runs']} runs.\n"
+        f"Slowest own import times (ms, `-X importtime`): {top}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,8 +44,6 @@ WARMUP = 1_000
 CHILD_TIMEOUT_S = 900
 
 
-
-
 def peak_rss_bytes() -> int:
     """This process's peak resident set size so far."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -82,8 +80,14 @@ def child(side: str, n: int, workers: int) -> dict[str, Any]:
             list(pool.map(identity, range(n)))
             seconds = time.perf_counter() - start
     peak = peak_rss_bytes()
-    return {"side": side, "n": n, "seconds": seconds, "baseline_rss_bytes": baseline,
-            "peak_rss_bytes": peak, "peak_delta_bytes": peak - baseline}
+    return {
+        "side": side,
+        "n": n,
+        "seconds": seconds,
+        "baseline_rss_bytes": baseline,
+        "peak_rss_bytes": peak,
+        "peak_delta_bytes": peak - baseline,
+    }
 
 
 def run_child(side: str, n: int, workers: int) -> dict[str, Any]:
@@ -91,7 +95,9 @@ def run_child(side: str, n: int, workers: int) -> dict[str, Any]:
     progress(f"memory: {side}, {n:,} mapped no-op tasks on {workers} threads")
     proc = subprocess.run(
         [sys.executable, __file__, "--child", side, str(n), str(workers)],
-        capture_output=True, text=True, timeout=CHILD_TIMEOUT_S,
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT_S,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"memory child {side} N={n} failed:\n{proc.stderr[-2000:]}")
@@ -108,21 +114,28 @@ def measure(full: bool, workers: int) -> dict[str, Any]:
     else:
         scale = MILLION / N
         million = {
-            "side": "braid", "n": MILLION, "estimated": True,
+            "side": "braid",
+            "n": MILLION,
+            "estimated": True,
             "seconds": braid["seconds"] * scale,
             "peak_delta_bytes": int(braid["peak_delta_bytes"] * scale),
-            "peak_rss_bytes": int(braid["baseline_rss_bytes"]
-                                  + braid["peak_delta_bytes"] * scale),
+            "peak_rss_bytes": int(braid["baseline_rss_bytes"] + braid["peak_delta_bytes"] * scale),
         }
     million["met_seconds"] = million["seconds"] <= TARGET_MILLION_SECONDS
     million["met_memory"] = million["peak_rss_bytes"] <= TARGET_MILLION_BYTES
     million["target_seconds"] = TARGET_MILLION_SECONDS
     million["target_bytes"] = TARGET_MILLION_BYTES
-    ratio = (braid["peak_delta_bytes"] / raw["peak_delta_bytes"]
-             if raw["peak_delta_bytes"] > 0 else None)
-    return {"workers": workers, "n": N, "braid": braid, "raw": raw,
-            "peak_delta_ratio": None if ratio is None else round(ratio, 2),
-            "million": million}
+    ratio = (
+        braid["peak_delta_bytes"] / raw["peak_delta_bytes"] if raw["peak_delta_bytes"] > 0 else None
+    )
+    return {
+        "workers": workers,
+        "n": N,
+        "braid": braid,
+        "raw": raw,
+        "peak_delta_ratio": None if ratio is None else round(ratio, 2),
+        "million": million,
+    }
 
 
 def _mb(x: float) -> str:
@@ -135,18 +148,48 @@ def table(result: dict[str, Any]) -> str:
     how = "extrapolated ×10*" if million["estimated"] else "run"
     rows = []
     for label, r in (("braid threads", braid), ("raw ThreadPoolExecutor", raw)):
-        rows.append([label, f"{r['n']:,}", fmt(r["seconds"], 2),
-                     fmt(r["seconds"] / r["n"] * 1e6), _mb(r["peak_delta_bytes"]),
-                     fmt(r["peak_delta_bytes"] / r["n"], 0), _mb(r["peak_rss_bytes"]), "–"])
-    target = (f"≤ {TARGET_MILLION_SECONDS:.0f} s: {verdict(million['met_seconds'])}, "
-              f"≤ {TARGET_MILLION_BYTES / 2**30:.0f} GB: {verdict(million['met_memory'])}")
-    rows.append([f"braid threads, {how}", f"{MILLION:,}", fmt(million["seconds"], 2),
-                 fmt(million["seconds"] / MILLION * 1e6), _mb(million["peak_delta_bytes"]),
-                 fmt(million["peak_delta_bytes"] / MILLION, 0),
-                 _mb(million["peak_rss_bytes"]), target])
+        rows.append(
+            [
+                label,
+                f"{r['n']:,}",
+                fmt(r["seconds"], 2),
+                fmt(r["seconds"] / r["n"] * 1e6),
+                _mb(r["peak_delta_bytes"]),
+                fmt(r["peak_delta_bytes"] / r["n"], 0),
+                _mb(r["peak_rss_bytes"]),
+                "–",
+            ]
+        )
+    target = (
+        f"≤ {TARGET_MILLION_SECONDS:.0f} s: {verdict(million['met_seconds'])}, "
+        f"≤ {TARGET_MILLION_BYTES / 2**30:.0f} GB: {verdict(million['met_memory'])}"
+    )
+    rows.append(
+        [
+            f"braid threads, {how}",
+            f"{MILLION:,}",
+            fmt(million["seconds"], 2),
+            fmt(million["seconds"] / MILLION * 1e6),
+            _mb(million["peak_delta_bytes"]),
+            fmt(million["peak_delta_bytes"] / MILLION, 0),
+            _mb(million["peak_rss_bytes"]),
+            target,
+        ]
+    )
     text = markdown_table(
-        ["mapped no-op tasks", "N", "seconds", "µs/task", "peak growth MB", "bytes/task",
-         "peak RSS MB", "target"], rows, left=1)
+        [
+            "mapped no-op tasks",
+            "N",
+            "seconds",
+            "µs/task",
+            "peak growth MB",
+            "bytes/task",
+            "peak RSS MB",
+            "target",
+        ],
+        rows,
+        left=1,
+    )
     if million["estimated"]:
         text += "\n\n\\* not run: extrapolated from N = 100 000; `--full` runs it."
     return text
@@ -159,10 +202,17 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child(side, n, workers)))
         return 0
     parser = bench_arguments(__doc__.splitlines()[0])
-    parser.add_argument("--full", action="store_true",
-                        help="run the 1 000 000-task target instead of extrapolating it")
-    parser.add_argument("--workers", type=int, default=min(32, (os.cpu_count() or 1) + 4),
-                        help="max_workers on both sides (default: %(default)s)")
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="run the 1 000 000-task target instead of extrapolating it",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=min(32, (os.cpu_count() or 1) + 4),
+        help="max_workers on both sides (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     result = measure(args.full, args.workers)
     print(f"max_workers = {args.workers} on both sides\n")

@@ -27,21 +27,27 @@ START_METHOD = "spawn"
 
 def main(argv: list[str] | None = None) -> int:
     parser = bench_arguments(__doc__.splitlines()[0])
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                        help="max_workers on both sides (default: %(default)s)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="max_workers on both sides (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     workers = args.workers
     context = multiprocessing.get_context(START_METHOD)
     rows = measure_overhead(
-        RUNNER, BACKEND,
-        make_runner=lambda: ProcessPoolTaskRunner(max_workers=workers,
-                                                  start_method=START_METHOD),
-        make_pool=lambda: RawPool(cf.ProcessPoolExecutor(max_workers=workers,
-                                                         mp_context=context), pickled=True),
+        RUNNER,
+        BACKEND,
+        make_runner=lambda: ProcessPoolTaskRunner(max_workers=workers, start_method=START_METHOD),
+        make_pool=lambda: RawPool(
+            cf.ProcessPoolExecutor(max_workers=workers, mp_context=context), pickled=True
+        ),
         quick=args.quick,
     )
-    report_overhead(rows, f"max_workers = {workers} on both sides, start method "
-                          f"{START_METHOD!r}", args.json)
+    report_overhead(
+        rows, f"max_workers = {workers} on both sides, start method {START_METHOD!r}", args.json
+    )
     return 0
 
 

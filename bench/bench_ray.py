@@ -23,8 +23,11 @@ import os
 import tempfile
 import time
 
-for _key, _value in (("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0"), ("RAY_AUTH_MODE", "disabled"),
-                     ("RAY_USAGE_STATS_ENABLED", "0")):
+for _key, _value in (
+    ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0"),
+    ("RAY_AUTH_MODE", "disabled"),
+    ("RAY_USAGE_STATS_ENABLED", "0"),
+):
     os.environ.setdefault(_key, _value)
 
 import ray  # noqa: E402
@@ -94,8 +97,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.seq, args.map, args.rounds = 100, 200, 1
-    ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False,
-             logging_level=logging.ERROR, _temp_dir=tempfile.mkdtemp(prefix="brb", dir="/tmp"))
+    ray.init(
+        num_cpus=args.cpus,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.ERROR,
+        _temp_dir=tempfile.mkdtemp(prefix="brb", dir="/tmp"),
+    )
     try:
         raw = raw_shapes(args.seq, args.map, args.chain)
 
@@ -122,9 +130,17 @@ def main() -> None:
     for k in ("seq", "map", "chain"):
         r, b = raw_t[k] / sizes[k] * 1e3, braid_t[k] / sizes[k] * 1e3
         print(f"{labels[k]:<14}{r:>12.3f}{b:>15.3f}{b / r:>10.2f}x")
-        rows.append({"runner": "RayTaskRunner", "backend": "ray.remote", "case": cases[k],
-                     "n": sizes[k], "braid_us_per_task": b * 1e3, "raw_us_per_task": r * 1e3,
-                     "ratio": b / r})
+        rows.append(
+            {
+                "runner": "RayTaskRunner",
+                "backend": "ray.remote",
+                "case": cases[k],
+                "n": sizes[k],
+                "braid_us_per_task": b * 1e3,
+                "raw_us_per_task": r * 1e3,
+                "ratio": b / r,
+            }
+        )
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rows, fh, indent=2)

@@ -77,10 +77,17 @@ def profile_case(case: str, n: int, workers: int, top: int = 30) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = bench_arguments(__doc__.splitlines()[0])
-    parser.add_argument("--workers", type=int, default=default_workers(),
-                        help="max_workers on both sides (default: %(default)s)")
-    parser.add_argument("--profile", choices=sorted(BRAID_CASES),
-                        help="profile one braid case instead of benchmarking")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=default_workers(),
+        help="max_workers on both sides (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--profile",
+        choices=sorted(BRAID_CASES),
+        help="profile one braid case instead of benchmarking",
+    )
     parser.add_argument("--n", type=int, default=10_000, help="tasks for --profile")
     args = parser.parse_args(argv)
     if args.profile:
@@ -88,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     workers = args.workers
     rows = measure_overhead(
-        RUNNER, BACKEND,
+        RUNNER,
+        BACKEND,
         make_runner=lambda: ThreadPoolTaskRunner(max_workers=workers),
         make_pool=lambda: RawPool(cf.ThreadPoolExecutor(max_workers=workers)),
         quick=args.quick,

@@ -74,13 +74,24 @@ class Row(TypedDict, total=False):
     note: str
 
 
-def make_row(runner: str, backend: str, case: str, n: int, braid_us: float | None,
-             raw_us: float | None, note: str | None = None) -> Row:
+def make_row(
+    runner: str,
+    backend: str,
+    case: str,
+    n: int,
+    braid_us: float | None,
+    raw_us: float | None,
+    note: str | None = None,
+) -> Row:
     """A row of the schema above, with the ratio computed when both sides were measured."""
     ratio = braid_us / raw_us if braid_us is not None and raw_us else None
     row: Row = {
-        "runner": runner, "backend": backend, "case": case, "n": n,
-        "braid_us_per_task": _round(braid_us), "raw_us_per_task": _round(raw_us),
+        "runner": runner,
+        "backend": backend,
+        "case": case,
+        "n": n,
+        "braid_us_per_task": _round(braid_us),
+        "raw_us_per_task": _round(raw_us),
         "ratio": _round(ratio, 3),
     }
     if note:
@@ -111,6 +122,7 @@ def _round(x: float | None, digits: int = 2) -> float | None:
 
 # -- timing ------------------------------------------------------------------------------
 
+
 def time_once(fn: Callable[[], Any]) -> float:
     """Seconds taken by one call of ``fn``, after a full garbage collection."""
     gc.collect()
@@ -119,8 +131,9 @@ def time_once(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
-def run_times(argv: Sequence[str], runs: int,
-              env: dict[str, str] | None = None) -> list[tuple[float, float]]:
+def run_times(
+    argv: Sequence[str], runs: int, env: dict[str, str] | None = None
+) -> list[tuple[float, float]]:
     """(wall, CPU) seconds of ``runs`` runs of a whole process ``argv`` (must exit 0).
 
     CPU is the child's user + system time: on a machine shared with other work it
@@ -145,6 +158,7 @@ def progress(message: str) -> None:
 
 # -- machine -------------------------------------------------------------------------------
 
+
 def machine_info() -> dict[str, Any]:
     """What the numbers were measured on: CPU model, cores, memory, Python, braid commit."""
     cpu = platform.processor() or platform.machine()
@@ -167,8 +181,13 @@ def machine_info() -> dict[str, Any]:
         pass
     commit = None
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_DIR,
-                                capture_output=True, text=True, timeout=10).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO_DIR,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         pass
     return {
@@ -193,13 +212,16 @@ def _load_average() -> list[float] | None:
 
 def machine_line(info: dict[str, Any]) -> str:
     """The machine in one line, for the top of the table."""
-    return (f"{info['cpu']}, {info['cores']} cores ({info['usable_cores']} usable), "
-            f"{info['memory_gb']} GB, {info['os']}, {info['python']}, "
-            f"braid {info['braid_commit'] or '?'}, load average at start "
-            f"{info['load_average']}, {info['date']}")
+    return (
+        f"{info['cpu']}, {info['cores']} cores ({info['usable_cores']} usable), "
+        f"{info['memory_gb']} GB, {info['os']}, {info['python']}, "
+        f"braid {info['braid_commit'] or '?'}, load average at start "
+        f"{info['load_average']}, {info['date']}"
+    )
 
 
 # -- output ------------------------------------------------------------------------------
+
 
 def fmt(x: float | None, digits: int = 1, suffix: str = "") -> str:
     """A number for a table cell; a dash for a missing value."""
@@ -209,8 +231,9 @@ def fmt(x: float | None, digits: int = 1, suffix: str = "") -> str:
 def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[str]], left: int = 2) -> str:
     """A GitHub markdown table; columns after the first ``left`` are right-aligned."""
     rows = [list(r) for r in rows]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
-              for i, h in enumerate(headers)]
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
 
     def line(cells: Sequence[str]) -> str:
         out = []
@@ -218,9 +241,13 @@ def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[str]], left: 
             out.append(c.ljust(w) if i < left else c.rjust(w))
         return "| " + " | ".join(out) + " |"
 
-    rule = "|" + "|".join(
-        ("-" * (w + 2)) if i < left else ("-" * (w + 1) + ":") for i, w in enumerate(widths)
-    ) + "|"
+    rule = (
+        "|"
+        + "|".join(
+            ("-" * (w + 2)) if i < left else ("-" * (w + 1) + ":") for i, w in enumerate(widths)
+        )
+        + "|"
+    )
     return "\n".join([line(headers), rule, *(line(r) for r in rows)])
 
 
@@ -235,14 +262,21 @@ def overhead_table(rows: Iterable[Row]) -> str:
     for r in rows:
         ratio = r.get("ratio")
         check = verdict(ratio <= TARGET_RATIO) if ratio is not None else r.get("note", "–")
-        cells.append([
-            r["runner"], r["case"], f"{r['n']:,}",
-            fmt(r.get("braid_us_per_task")), fmt(r.get("raw_us_per_task")), fmt(ratio, 2),
-            check,
-        ])
+        cells.append(
+            [
+                r["runner"],
+                r["case"],
+                f"{r['n']:,}",
+                fmt(r.get("braid_us_per_task")),
+                fmt(r.get("raw_us_per_task")),
+                fmt(ratio, 2),
+                check,
+            ]
+        )
     return markdown_table(
-        ["runner", "case", "N", "braid µs/task", "raw µs/task", "braid/raw",
-         f"≤ {TARGET_RATIO}"], cells)
+        ["runner", "case", "N", "braid µs/task", "raw µs/task", "braid/raw", f"≤ {TARGET_RATIO}"],
+        cells,
+    )
 
 
 def write_json(path: str | os.PathLike[str], data: Any) -> None:
@@ -257,7 +291,10 @@ def write_json(path: str | os.PathLike[str], data: Any) -> None:
 def bench_arguments(description: str) -> argparse.ArgumentParser:
     """The options every benchmark script takes: ``--quick`` and ``--json PATH``."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--quick", action="store_true",
-                        help="N = 1 000 only and fewer repeats (a smoke run, under a minute)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="N = 1 000 only and fewer repeats (a smoke run, under a minute)",
+    )
     parser.add_argument("--json", metavar="PATH", help="write the results there as JSON")
     return parser

@@ -57,8 +57,9 @@ def make_runner(kind: str) -> Any:
     if kind == "processes":
         return braid.ProcessPoolTaskRunner(max_workers=2)
     if kind == "dask":
-        return braid.DaskTaskRunner(cluster_kwargs={
-            "n_workers": 2, "threads_per_worker": 1, "silence_logs": logging.ERROR})
+        return braid.DaskTaskRunner(
+            cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "silence_logs": logging.ERROR}
+        )
     return braid.RayTaskRunner(init_kwargs={"num_cpus": 2})
 
 

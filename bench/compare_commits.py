@@ -37,20 +37,30 @@ DEFAULT_N = {"threads": 2000, "processes": 2000, "dask": 500, "ray": 500}
 def checkout(rev: str, where: Path) -> Path:
     """A worktree of ``rev`` under ``where`` (removed by :func:`remove`)."""
     path = where / rev.replace("/", "_")
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-f", str(path), rev],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", "-f", str(path), rev],
+        check=True,
+        capture_output=True,
+    )
     return path
 
 
 def remove(path: Path) -> None:
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)],
-                   capture_output=True)
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)], capture_output=True
+    )
 
 
 def run_child(tree: Path, runner: str, n: int, repeats: int) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    proc = subprocess.run([sys.executable, str(CHILD), runner, str(n), str(repeats)],
-                          env=env, capture_output=True, text=True, timeout=900, cwd=tree)
+    proc = subprocess.run(
+        [sys.executable, str(CHILD), runner, str(n), str(repeats)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=tree,
+    )
     if proc.returncode != 0:
         raise SystemExit(f"{runner} on {tree}: the child failed:\n{proc.stderr[-3000:]}")
     result: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -90,16 +100,19 @@ def main() -> None:
                 remove(head)
 
     rows: list[dict[str, Any]] = []
-    print(f"\nbraid {args.head or 'worktree'} against {args.base}: median µs per task over "
-          f"{args.rounds} rounds (each the median of {args.repeats} repeats)\n")
+    print(
+        f"\nbraid {args.head or 'worktree'} against {args.base}: median µs per task over "
+        f"{args.rounds} rounds (each the median of {args.repeats} repeats)\n"
+    )
     print("| runner | case | base µs | head µs | head / base |")
     print("|---|---|---:|---:|---:|")
     for runner in runners:
         for case in CASES:
             b = statistics.median(samples[(runner, case, "base")]) * 1e6
             h = statistics.median(samples[(runner, case, "head")]) * 1e6
-            rows.append({"runner": runner, "case": case, "base_us": b, "head_us": h,
-                         "ratio": h / b})
+            rows.append(
+                {"runner": runner, "case": case, "base_us": b, "head_us": h, "ratio": h / b}
+            )
             print(f"| {runner} | {case} | {b:.1f} | {h:.1f} | {h / b:.2f} |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))

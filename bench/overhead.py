@@ -91,6 +91,7 @@ class RawPool:
 
 # -- the cases, raw side ------------------------------------------------------------------
 
+
 def raw_submit(pool: RawPool, n: int) -> None:
     futures = [pool.submit(identity, i) for i in range(n)]
     for f in futures:
@@ -136,6 +137,7 @@ def raw_chain(pool: RawPool, n: int) -> None:
 
 # -- the cases, braid side ------------------------------------------------------------------
 
+
 def braid_submit(n: int) -> None:
     futures = [identity_task.submit(i) for i in range(n)]
     for f in futures:
@@ -158,16 +160,25 @@ def braid_chain(n: int) -> None:
 
 
 RAW_CASES: dict[str, Callable[[RawPool, int], None]] = {
-    "submit": raw_submit, "map": raw_map, "chain": raw_chain,
+    "submit": raw_submit,
+    "map": raw_map,
+    "chain": raw_chain,
 }
 BRAID_CASES: dict[str, Callable[[int], None]] = {
-    "submit": braid_submit, "map": braid_map, "chain": braid_chain,
+    "submit": braid_submit,
+    "map": braid_map,
+    "chain": braid_chain,
 }
 
 
-def time_pair(make_runner: Callable[[], TaskRunner], make_pool: Callable[[], RawPool],
-              case: str, n: int, min_repeats: int,
-              min_seconds: float) -> tuple[list[float], list[float]]:
+def time_pair(
+    make_runner: Callable[[], TaskRunner],
+    make_pool: Callable[[], RawPool],
+    case: str,
+    n: int,
+    min_repeats: int,
+    min_seconds: float,
+) -> tuple[list[float], list[float]]:
     """Seconds per repeat of ``case`` on the raw pool and on braid, interleaved.
 
     Both pools are started and warmed up first; then each repeat times one raw run
@@ -186,7 +197,8 @@ def time_pair(make_runner: Callable[[], TaskRunner], make_pool: Callable[[], Raw
         raw: list[float] = []
         braid: list[float] = []
         while len(raw) < MAX_REPEATS and (
-                len(raw) < min_repeats or sum(raw) + sum(braid) < min_seconds):
+            len(raw) < min_repeats or sum(raw) + sum(braid) < min_seconds
+        ):
             if len(raw) % 2:
                 braid.append(time_once(lambda: braid_body(n)))
                 raw.append(time_once(lambda: raw_body(pool, n)))
@@ -208,9 +220,14 @@ def repeats_for(n: int, quick: bool) -> int:
     return FULL_REPEATS if n <= 10_000 else 3
 
 
-def measure_overhead(runner: str, backend: str, make_runner: Callable[[], TaskRunner],
-                     make_pool: Callable[[], RawPool], quick: bool = False,
-                     budget_s: float = FULL_LINE_BUDGET_S) -> list[Row]:
+def measure_overhead(
+    runner: str,
+    backend: str,
+    make_runner: Callable[[], TaskRunner],
+    make_pool: Callable[[], RawPool],
+    quick: bool = False,
+    budget_s: float = FULL_LINE_BUDGET_S,
+) -> list[Row]:
     """Rows for every case and size; a size whose estimated time exceeds the budget
     (from the µs/task of the size before) gets a row with a note instead."""
     sizes = QUICK_SIZES if quick else FULL_SIZES
@@ -226,14 +243,22 @@ def measure_overhead(runner: str, backend: str, make_runner: Callable[[], TaskRu
                     rows.append(make_row(runner, backend, case, n, None, None, note))
                     progress(f"{runner} {case} N={n:,}: {note}")
                     continue
-            raw_s, braid_s = time_pair(make_runner, make_pool, case, n, repeats,
-                                       QUICK_MIN_SECONDS if quick else FULL_MIN_SECONDS)
+            raw_s, braid_s = time_pair(
+                make_runner,
+                make_pool,
+                case,
+                n,
+                repeats,
+                QUICK_MIN_SECONDS if quick else FULL_MIN_SECONDS,
+            )
             raw = statistics.median(raw_s) / n * 1e6
             braid = statistics.median(braid_s) / n * 1e6
             us_per_task_both = raw + braid
             rows.append(make_row(runner, backend, case, n, braid, raw))
-            progress(f"{runner} {case} N={n:,}: braid {braid:.1f} µs/task, "
-                     f"raw {raw:.1f} µs/task, ratio {braid / raw:.2f}")
+            progress(
+                f"{runner} {case} N={n:,}: braid {braid:.1f} µs/task, "
+                f"raw {raw:.1f} µs/task, ratio {braid / raw:.2f}"
+            )
     return rows
 
 

@@ -70,8 +70,14 @@ class Bench:
 BENCHES = (
     Bench("threads", "bench_threads.py", "overhead"),
     Bench("processes", "bench_processes.py", "overhead"),
-    Bench("dask", "bench_dask.py", "overhead", ours=False,
-          extra_module="dask.distributed", extra="dask"),
+    Bench(
+        "dask",
+        "bench_dask.py",
+        "overhead",
+        ours=False,
+        extra_module="dask.distributed",
+        extra="dask",
+    ),
     Bench("ray", "bench_ray.py", "overhead", ours=False, extra_module="ray", extra="ray"),
     Bench("import", "bench_import.py", "import"),
     Bench("memory", "bench_memory.py", "memory"),
@@ -89,16 +95,21 @@ class Outcome:
     seconds: float = 0.0
 
     def summary(self) -> dict[str, Any]:
-        return {"name": self.bench.name, "script": f"bench/{self.bench.script}",
-                "status": self.status, "reason": self.reason,
-                "seconds": round(self.seconds, 1)}
+        return {
+            "name": self.bench.name,
+            "script": f"bench/{self.bench.script}",
+            "status": self.status,
+            "reason": self.reason,
+            "seconds": round(self.seconds, 1),
+        }
 
 
 def extra_missing(module: str) -> bool:
     """True if ``module`` does not import in this interpreter (checked in a subprocess,
     so this process never loads Dask or Ray)."""
-    proc = subprocess.run([sys.executable, "-c", f"import {module}"], cwd=REPO_DIR,
-                          capture_output=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", f"import {module}"], cwd=REPO_DIR, capture_output=True, timeout=300
+    )
     return proc.returncode != 0
 
 
@@ -114,8 +125,11 @@ def run_bench(bench: Bench, quick: bool, full: bool) -> Outcome:
     if not bench.ours and quick:
         return Outcome(bench, "skipped", "skipped: not run under --quick")
     if bench.extra_module and extra_missing(bench.extra_module):
-        return Outcome(bench, "skipped", f"skipped: extra not installed "
-                                         f"(pip install 'braid-flow[{bench.extra}]')")
+        return Outcome(
+            bench,
+            "skipped",
+            f"skipped: extra not installed (pip install 'braid-flow[{bench.extra}]')",
+        )
     if not bench.ours and "--json" not in path.read_text(encoding="utf-8", errors="replace"):
         return Outcome(bench, "skipped", "skipped: bench script has no --json")
     with tempfile.TemporaryDirectory(prefix="braid-bench-") as tmp:
@@ -130,35 +144,51 @@ def run_bench(bench: Bench, quick: bool, full: bool) -> Outcome:
         try:
             # Our scripts' progress lines go straight to the terminal; theirs and every
             # script's own table are captured (the report below carries the tables).
-            proc = subprocess.run(argv, cwd=REPO_DIR, stdout=subprocess.PIPE,
-                                  stderr=None if bench.ours else subprocess.PIPE,
-                                  text=True, timeout=SCRIPT_TIMEOUT_S)
+            proc = subprocess.run(
+                argv,
+                cwd=REPO_DIR,
+                stdout=subprocess.PIPE,
+                stderr=None if bench.ours else subprocess.PIPE,
+                text=True,
+                timeout=SCRIPT_TIMEOUT_S,
+            )
         except subprocess.TimeoutExpired:
-            return Outcome(bench, "failed", f"failed: timed out after {SCRIPT_TIMEOUT_S} s",
-                           seconds=time.perf_counter() - start)
+            return Outcome(
+                bench,
+                "failed",
+                f"failed: timed out after {SCRIPT_TIMEOUT_S} s",
+                seconds=time.perf_counter() - start,
+            )
         seconds = time.perf_counter() - start
         stderr = proc.stderr or ""
-        if proc.returncode != 0 and "--json" in stderr and (
-                "unrecognized arguments" in stderr or "no such option" in stderr):
-            return Outcome(bench, "skipped", "skipped: bench script has no --json",
-                           seconds=seconds)
+        if (
+            proc.returncode != 0
+            and "--json" in stderr
+            and ("unrecognized arguments" in stderr or "no such option" in stderr)
+        ):
+            return Outcome(bench, "skipped", "skipped: bench script has no --json", seconds=seconds)
         if proc.returncode != 0:
-            return Outcome(bench, "failed", f"failed: exit {proc.returncode}\n"
-                                            f"{_tail(stderr or proc.stdout)}", seconds=seconds)
+            return Outcome(
+                bench,
+                "failed",
+                f"failed: exit {proc.returncode}\n{_tail(stderr or proc.stdout)}",
+                seconds=seconds,
+            )
         if not out.exists():
-            return Outcome(bench, "skipped", "skipped: bench script has no --json",
-                           seconds=seconds)
+            return Outcome(bench, "skipped", "skipped: bench script has no --json", seconds=seconds)
         try:
             data = json.loads(out.read_text(encoding="utf-8"))
             if bench.kind == "overhead":
                 data = check_rows(data)
         except ValueError as exc:
-            return Outcome(bench, "failed", f"failed: its --json output is not valid: {exc}",
-                           seconds=seconds)
+            return Outcome(
+                bench, "failed", f"failed: its --json output is not valid: {exc}", seconds=seconds
+            )
     return Outcome(bench, "ok", data=data, seconds=seconds)
 
 
 # -- the report -----------------------------------------------------------------------------
+
 
 def growth(rows: list[Row]) -> list[dict[str, Any]]:
     """Per (runner, case): µs/task at the largest measured N over µs/task at the smallest."""
@@ -172,37 +202,65 @@ def growth(rows: list[Row]) -> list[dict[str, Any]]:
         lo, hi = measured[0], measured[-1]
         if hi["n"] == lo["n"]:
             continue
-        raw_growth = (hi["raw_us_per_task"] / lo["raw_us_per_task"]
-                      if hi.get("raw_us_per_task") and lo.get("raw_us_per_task") else None)
-        out.append({
-            "runner": runner, "case": case, "n_from": lo["n"], "n_to": hi["n"],
-            "braid_growth": round(hi["braid_us_per_task"] / lo["braid_us_per_task"], 2),
-            "raw_growth": None if raw_growth is None else round(raw_growth, 2),
-        })
+        raw_growth = (
+            hi["raw_us_per_task"] / lo["raw_us_per_task"]
+            if hi.get("raw_us_per_task") and lo.get("raw_us_per_task")
+            else None
+        )
+        out.append(
+            {
+                "runner": runner,
+                "case": case,
+                "n_from": lo["n"],
+                "n_to": hi["n"],
+                "braid_growth": round(hi["braid_us_per_task"] / lo["braid_us_per_task"], 2),
+                "raw_growth": None if raw_growth is None else round(raw_growth, 2),
+            }
+        )
     return out
 
 
-def targets(rows: list[Row], start_up: dict[str, Any] | None,
-            memory: dict[str, Any] | None) -> list[dict[str, Any]]:
+def targets(
+    rows: list[Row], start_up: dict[str, Any] | None, memory: dict[str, Any] | None
+) -> list[dict[str, Any]]:
     """Every target of issue 9 with what was measured and whether it is met."""
     out = []
     for r in rows:
         if r.get("ratio") is not None:
-            out.append({"target": f"{r['runner']} {r['case']} N={r['n']}: braid/raw "
-                                  f"≤ {TARGET_RATIO}",
-                        "measured": r["ratio"], "met": r["ratio"] <= TARGET_RATIO})
+            out.append(
+                {
+                    "target": f"{r['runner']} {r['case']} N={r['n']}: braid/raw ≤ {TARGET_RATIO}",
+                    "measured": r["ratio"],
+                    "met": r["ratio"] <= TARGET_RATIO,
+                }
+            )
     if start_up:
-        out.append({"target": f"import braid ≤ {TARGET_IMPORT_MS:.0f} ms over bare interpreter",
-                    "measured": start_up["import_over_bare_ms"], "met": start_up["met"]})
+        out.append(
+            {
+                "target": f"import braid ≤ {TARGET_IMPORT_MS:.0f} ms over bare interpreter",
+                "measured": start_up["import_over_bare_ms"],
+                "met": start_up["met"],
+            }
+        )
     if memory:
         m = memory["million"]
         how = " (extrapolated, not run)" if m["estimated"] else ""
-        out.append({"target": f"1 000 000 mapped no-op tasks on threads ≤ "
-                              f"{TARGET_MILLION_SECONDS:.0f} s{how}",
-                    "measured": round(m["seconds"], 2), "met": m["met_seconds"]})
-        out.append({"target": f"1 000 000 mapped no-op tasks on threads ≤ "
-                              f"{TARGET_MILLION_BYTES / 2**30:.0f} GB peak RSS{how}",
-                    "measured": m["peak_rss_bytes"], "met": m["met_memory"]})
+        out.append(
+            {
+                "target": f"1 000 000 mapped no-op tasks on threads ≤ "
+                f"{TARGET_MILLION_SECONDS:.0f} s{how}",
+                "measured": round(m["seconds"], 2),
+                "met": m["met_seconds"],
+            }
+        )
+        out.append(
+            {
+                "target": f"1 000 000 mapped no-op tasks on threads ≤ "
+                f"{TARGET_MILLION_BYTES / 2**30:.0f} GB peak RSS{how}",
+                "measured": m["peak_rss_bytes"],
+                "met": m["met_memory"],
+            }
+        )
     return out
 
 
@@ -225,18 +283,35 @@ def report(result: dict[str, Any], tables: dict[str, str]) -> str:
         overhead_table(result["overhead"]) if result["overhead"] else "(nothing measured)",
     ]
     if result["growth"]:
-        parts += ["", "### Overhead growth with N (µs/task at the largest N over µs/task at "
-                      "1 000; flat = 1.00)", "",
-                  markdown_table(["runner", "case", "N", "braid growth", "raw growth"], [
-                      [g["runner"], g["case"], f"{g['n_from']:,} → {g['n_to']:,}",
-                       fmt(g["braid_growth"], 2), fmt(g["raw_growth"], 2)]
-                      for g in result["growth"]])]
+        parts += [
+            "",
+            "### Overhead growth with N (µs/task at the largest N over µs/task at "
+            "1 000; flat = 1.00)",
+            "",
+            markdown_table(
+                ["runner", "case", "N", "braid growth", "raw growth"],
+                [
+                    [
+                        g["runner"],
+                        g["case"],
+                        f"{g['n_from']:,} → {g['n_to']:,}",
+                        fmt(g["braid_growth"], 2),
+                        fmt(g["raw_growth"], 2),
+                    ]
+                    for g in result["growth"]
+                ],
+            ),
+        ]
     for title, key in (("Start-up", "import"), ("Memory (threads)", "memory")):
         if key in tables:
             parts += ["", f"### {title}", "", tables[key]]
     missed = [t for t in result["targets"] if not t["met"]]
-    parts += ["", "### Targets", "",
-              f"{len(result['targets']) - len(missed)} of {len(result['targets'])} met."]
+    parts += [
+        "",
+        "### Targets",
+        "",
+        f"{len(result['targets']) - len(missed)} of {len(result['targets'])} met.",
+    ]
     parts += [f"- miss: {t['target']} (measured {_measured(t)})" for t in missed]
     not_ok = [b for b in result["benchmarks"] if b["status"] != "ok"]
     if not_ok:
@@ -255,11 +330,15 @@ def _measured(t: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = bench_arguments(__doc__.splitlines()[0])
     parser.set_defaults(json=str(DEFAULT_JSON))
-    parser.add_argument("--full", action="store_true",
-                        help="also run 1 000 000 mapped tasks (otherwise extrapolated)")
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="also run 1 000 000 mapped tasks (otherwise extrapolated)",
+    )
     args = parser.parse_args(argv)
     command = ".venv/bin/python bench/run_all.py" + "".join(
-        f" {a}" for a in (sys.argv[1:] if argv is None else argv))
+        f" {a}" for a in (sys.argv[1:] if argv is None else argv)
+    )
     machine = machine_info()
     progress(f"braid benchmarks on {machine_line(machine)}")
 

@@ -61,9 +61,23 @@ _LAZY = {
 
 
 #: submodules ``braid.<name>`` imports on first access (``import braid; braid.runtime``)
-_SUBMODULES = frozenset({"runtime", "states", "futures", "context", "tasks", "flows",
-                         "task_runners", "cache_policies", "results", "transactions",
-                         "concurrency", "filesystems", "utilities"})
+_SUBMODULES = frozenset(
+    {
+        "runtime",
+        "states",
+        "futures",
+        "context",
+        "tasks",
+        "flows",
+        "task_runners",
+        "cache_policies",
+        "results",
+        "transactions",
+        "concurrency",
+        "filesystems",
+        "utilities",
+    }
+)
 
 
 def __getattr__(name: str) -> Any:

@@ -21,10 +21,26 @@ from typing import Any
 
 from braid import errors
 
-__all__ = ["CacheContext", "CachePolicy", "CacheKeyFnPolicy", "CompoundCachePolicy", "Inputs",
-           "TaskSource", "FlowParameters", "RunId", "INPUTS", "TASK_SOURCE",
-           "FLOW_PARAMETERS", "RUN_ID", "NO_CACHE", "NONE", "DEFAULT", "NoCache", "hash_objects",
-           "task_input_hash"]
+__all__ = [
+    "CacheContext",
+    "CachePolicy",
+    "CacheKeyFnPolicy",
+    "CompoundCachePolicy",
+    "Inputs",
+    "TaskSource",
+    "FlowParameters",
+    "RunId",
+    "INPUTS",
+    "TASK_SOURCE",
+    "FLOW_PARAMETERS",
+    "RUN_ID",
+    "NO_CACHE",
+    "NONE",
+    "DEFAULT",
+    "NoCache",
+    "hash_objects",
+    "task_input_hash",
+]
 
 
 # -- the run a key is computed for ------------------------------------------------------
@@ -33,8 +49,14 @@ class _RunView:
 
     __slots__ = ("id", "name", "flow_run_id", "task_name", "parameters")
 
-    def __init__(self, id: Any, name: str, flow_run_id: Any, task_name: str,  # noqa: A002
-                 parameters: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        id: Any,
+        name: str,
+        flow_run_id: Any,
+        task_name: str,  # noqa: A002
+        parameters: dict[str, Any],
+    ) -> None:
         self.id, self.name, self.flow_run_id = id, name, flow_run_id
         self.task_name, self.parameters = task_name, parameters
 
@@ -54,19 +76,39 @@ class CacheContext:
     per run on the worker; it holds nothing but the task and plain values.
     """
 
-    __slots__ = ("task", "task_run", "parameters", "flow_parameters", "flow_run_name",
-                 "flow_name", "transaction_key")
+    __slots__ = (
+        "task",
+        "task_run",
+        "parameters",
+        "flow_parameters",
+        "flow_run_name",
+        "flow_name",
+        "transaction_key",
+    )
 
-    def __init__(self, task: Any, task_run_id: Any, parameters: dict[str, Any] | None = None,
-                 flow_run_id: Any = None, flow_parameters: dict[str, Any] | None = None,
-                 task_run_name: str | None = None, flow_run_name: str | None = None,
-                 flow_name: str | None = None, transaction_key: str | None = None) -> None:
+    def __init__(
+        self,
+        task: Any,
+        task_run_id: Any,
+        parameters: dict[str, Any] | None = None,
+        flow_run_id: Any = None,
+        flow_parameters: dict[str, Any] | None = None,
+        task_run_name: str | None = None,
+        flow_run_name: str | None = None,
+        flow_name: str | None = None,
+        transaction_key: str | None = None,
+    ) -> None:
         self.task = task
         self.parameters = dict(parameters or {})
         self.flow_parameters = dict(flow_parameters or {})
         name = getattr(task, "name", None) or getattr(getattr(task, "fn", None), "__name__", "")
-        self.task_run = _RunView(task_run_id, task_run_name or f"{name}-{task_run_id}",
-                                 flow_run_id, name, self.parameters)
+        self.task_run = _RunView(
+            task_run_id,
+            task_run_name or f"{name}-{task_run_id}",
+            flow_run_id,
+            name,
+            self.parameters,
+        )
         self.flow_run_name, self.flow_name = flow_run_name, flow_name
         self.transaction_key = transaction_key
 
@@ -107,8 +149,10 @@ def _feed(h: Any, value: Any, path: str, depth: int) -> None:
         for i, v in enumerate(value):
             _feed(h, v, f"{path}[{i}]", depth + 1)
     elif t is dict:
-        parts = sorted((_digest(k, f"{path} key {k!r}", depth + 1),
-                        _digest(v, f"{path}[{k!r}]", depth + 1)) for k, v in value.items())
+        parts = sorted(
+            (_digest(k, f"{path} key {k!r}", depth + 1), _digest(v, f"{path}[{k!r}]", depth + 1))
+            for k, v in value.items()
+        )
         h.update(b"d" + struct.pack("<Q", len(parts)))
         for k, v in parts:
             h.update(k + v)
@@ -220,8 +264,9 @@ def task_input_hash(context: CacheContext, arguments: dict[str, Any]) -> str | N
     fn = getattr(context.task, "fn", None)
     code = getattr(fn, "__code__", None)
     try:
-        return hash_objects(getattr(context.task, "name", ""),
-                            code.co_code if code is not None else b"", arguments)
+        return hash_objects(
+            getattr(context.task, "name", ""), code.co_code if code is not None else b"", arguments
+        )
     except TypeError:
         return None
 
@@ -231,20 +276,23 @@ class CachePolicy:
     """A recipe for a task run's cache key; ``compute_key`` returns the key, or None for
     "do not cache this run"."""
 
-    def __init__(self, key_storage: Any = None, isolation_level: Any = None,
-                 lock_manager: Any = None) -> None:
+    def __init__(
+        self, key_storage: Any = None, isolation_level: Any = None, lock_manager: Any = None
+    ) -> None:
         self.key_storage = key_storage
         self.isolation_level = isolation_level
         self.lock_manager = lock_manager
 
     @classmethod
-    def from_cache_key_fn(cls, cache_key_fn: Callable[[CacheContext, dict[str, Any]], str | None]
-                          ) -> CacheKeyFnPolicy:
+    def from_cache_key_fn(
+        cls, cache_key_fn: Callable[[CacheContext, dict[str, Any]], str | None]
+    ) -> CacheKeyFnPolicy:
         """The policy that asks ``cache_key_fn(context, parameters)`` for the key."""
         return CacheKeyFnPolicy(cache_key_fn=cache_key_fn)
 
-    def configure(self, key_storage: Any = None, lock_manager: Any = None,
-                  isolation_level: Any = None) -> CachePolicy:
+    def configure(
+        self, key_storage: Any = None, lock_manager: Any = None, isolation_level: Any = None
+    ) -> CachePolicy:
         """A copy of this policy with cache records kept in ``key_storage`` (a path, URL or
         filesystem), locks from ``lock_manager``, and ``isolation_level``
         (``"READ_COMMITTED"`` or ``"SERIALIZABLE"``); arguments left None keep theirs."""
@@ -259,8 +307,13 @@ class CachePolicy:
             new.isolation_level = IsolationLevel(isolation_level)
         return new
 
-    def compute_key(self, task_ctx: CacheContext, inputs: dict[str, Any],
-                    flow_parameters: dict[str, Any], **kwargs: Any) -> str | None:
+    def compute_key(
+        self,
+        task_ctx: CacheContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
         """The cache key of this run, or None to leave it uncached."""
         raise NotImplementedError
 
@@ -274,16 +327,20 @@ class CachePolicy:
             return self
         if not isinstance(other, CachePolicy):
             return NotImplemented
-        for attr, what in (("key_storage", "storage locations"),
-                           ("isolation_level", "isolation levels"),
-                           ("lock_manager", "lock managers")):
+        for attr, what in (
+            ("key_storage", "storage locations"),
+            ("isolation_level", "isolation levels"),
+            ("lock_manager", "lock managers"),
+        ):
             mine, theirs = getattr(self, attr), getattr(other, attr)
             if mine is not None and theirs is not None and mine != theirs:
                 raise ValueError(f"cannot add cache policies with different {what}")
         return CompoundCachePolicy(
-            policies=[self, other], key_storage=self.key_storage or other.key_storage,
+            policies=[self, other],
+            key_storage=self.key_storage or other.key_storage,
             isolation_level=self.isolation_level or other.isolation_level,
-            lock_manager=self.lock_manager or other.lock_manager)
+            lock_manager=self.lock_manager or other.lock_manager,
+        )
 
     def _fields(self) -> tuple[Any, ...]:
         return (self.key_storage, self.isolation_level, self.lock_manager)
@@ -301,13 +358,21 @@ class CachePolicy:
 class CacheKeyFnPolicy(CachePolicy):
     """The key is whatever ``cache_key_fn(context, parameters)`` returns."""
 
-    def __init__(self, cache_key_fn: Callable[[CacheContext, dict[str, Any]], str | None]
-                 | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        cache_key_fn: Callable[[CacheContext, dict[str, Any]], str | None] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.cache_key_fn = cache_key_fn
 
-    def compute_key(self, task_ctx: CacheContext, inputs: dict[str, Any],
-                    flow_parameters: dict[str, Any], **kwargs: Any) -> str | None:
+    def compute_key(
+        self,
+        task_ctx: CacheContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
         """``cache_key_fn(task_ctx, inputs)``; None when there is no function."""
         return None if self.cache_key_fn is None else self.cache_key_fn(task_ctx, inputs)
 
@@ -322,27 +387,40 @@ class CompoundCachePolicy(CachePolicy):
 
     def __init__(self, policies: list[CachePolicy] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        flat = [q for p in policies or [] for q in
-                (p.policies if isinstance(p, CompoundCachePolicy) else [p])]
+        flat = [
+            q
+            for p in policies or []
+            for q in (p.policies if isinstance(p, CompoundCachePolicy) else [p])
+        ]
         inputs = [p for p in flat if isinstance(p, Inputs)]
         self.policies = [p for p in flat if not isinstance(p, Inputs)]
         if inputs:
             self.policies.append(Inputs(exclude=sorted({e for p in inputs for e in p.exclude})))
 
-    def compute_key(self, task_ctx: CacheContext, inputs: dict[str, Any],
-                    flow_parameters: dict[str, Any], **kwargs: Any) -> str | None:
+    def compute_key(
+        self,
+        task_ctx: CacheContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
         """A hash of the keys of the parts; None when every part returns None."""
-        keys = [k for p in self.policies
-                if (k := p.compute_key(task_ctx, inputs, flow_parameters, **kwargs)) is not None]
+        keys = [
+            k
+            for p in self.policies
+            if (k := p.compute_key(task_ctx, inputs, flow_parameters, **kwargs)) is not None
+        ]
         return hash_objects(*keys) if keys else None
 
     def __add__(self, other: CachePolicy) -> CachePolicy:
         combined = super().__add__(other)
         if isinstance(combined, CompoundCachePolicy) and isinstance(other, CompoundCachePolicy):
-            combined = CompoundCachePolicy(policies=[*self.policies, *other.policies],
-                                           key_storage=combined.key_storage,
-                                           isolation_level=combined.isolation_level,
-                                           lock_manager=combined.lock_manager)
+            combined = CompoundCachePolicy(
+                policies=[*self.policies, *other.policies],
+                key_storage=combined.key_storage,
+                isolation_level=combined.isolation_level,
+                lock_manager=combined.lock_manager,
+            )
         return combined
 
     def __sub__(self, other: str) -> CachePolicy:
@@ -350,10 +428,12 @@ class CompoundCachePolicy(CachePolicy):
             raise TypeError("only parameter names (str) can be subtracted from a cache policy")
         if not any(isinstance(p, Inputs) for p in self.policies):
             return self
-        return CompoundCachePolicy(policies=[*self.policies, Inputs(exclude=[other])],
-                                   key_storage=self.key_storage,
-                                   isolation_level=self.isolation_level,
-                                   lock_manager=self.lock_manager)
+        return CompoundCachePolicy(
+            policies=[*self.policies, Inputs(exclude=[other])],
+            key_storage=self.key_storage,
+            isolation_level=self.isolation_level,
+            lock_manager=self.lock_manager,
+        )
 
     def _fields(self) -> tuple[Any, ...]:
         return (*super()._fields(), tuple(self.policies))
@@ -365,8 +445,13 @@ class CompoundCachePolicy(CachePolicy):
 class NoCache(CachePolicy):
     """Never a key: no caching and no persistence by key."""
 
-    def compute_key(self, task_ctx: CacheContext, inputs: dict[str, Any],
-                    flow_parameters: dict[str, Any], **kwargs: Any) -> str | None:
+    def compute_key(
+        self,
+        task_ctx: CacheContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
         """Always None."""
         return None
 
@@ -385,8 +470,13 @@ class TaskSource(CachePolicy):
     function's bytecode.
     """
 
-    def compute_key(self, task_ctx: CacheContext, inputs: dict[str, Any] | None,
-                    flow_parameters: dict[str, Any] | None, **kwargs: Any) -> str | None:
+    def compute_key(
+        self,
+        task_ctx: CacheContext,
+        inputs: dict[str, Any] | None,
+        flow_parameters: dict[str, Any] | None,
+        **kwargs: Any,
+    ) -> str | None:
         """A hash of the task's source; None without a task."""
         task = getattr(task_ctx, "task", None)
         if task is None:
@@ -416,8 +506,13 @@ class FlowParameters(CachePolicy):
     """The key hashes the parameters of the enclosing flow run (None outside a flow or
     for a flow without parameters)."""
 
-    def compute_key(self, task_ctx: CacheContext, inputs: dict[str, Any],
-                    flow_parameters: dict[str, Any], **kwargs: Any) -> str | None:
+    def compute_key(
+        self,
+        task_ctx: CacheContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
         """A hash of ``flow_parameters``; None when there are none."""
         if not flow_parameters:
             return None
@@ -435,8 +530,13 @@ class RunId(CachePolicy):
     flow run finds its tasks' records (idempotency with the ``DEFAULT`` policy).
     """
 
-    def compute_key(self, task_ctx: CacheContext, inputs: dict[str, Any],
-                    flow_parameters: dict[str, Any], **kwargs: Any) -> str | None:
+    def compute_key(
+        self,
+        task_ctx: CacheContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
         """The transaction key, flow run id or task run id, as a string."""
         if task_ctx is None:
             return None
@@ -456,8 +556,13 @@ class Inputs(CachePolicy):
         super().__init__(**kwargs)
         self.exclude = list(exclude or [])
 
-    def compute_key(self, task_ctx: CacheContext, inputs: dict[str, Any],
-                    flow_parameters: dict[str, Any], **kwargs: Any) -> str | None:
+    def compute_key(
+        self,
+        task_ctx: CacheContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
         """A hash of the inputs not excluded; None for a task without inputs; raises
         :class:`braid.errors.CacheKeyError` naming an input that cannot be hashed."""
         if not inputs:
@@ -468,8 +573,12 @@ class Inputs(CachePolicy):
     def __sub__(self, other: str) -> CachePolicy:
         if not isinstance(other, str):
             raise TypeError("only parameter names (str) can be subtracted from a cache policy")
-        return Inputs(exclude=[*self.exclude, other], key_storage=self.key_storage,
-                      isolation_level=self.isolation_level, lock_manager=self.lock_manager)
+        return Inputs(
+            exclude=[*self.exclude, other],
+            key_storage=self.key_storage,
+            isolation_level=self.isolation_level,
+            lock_manager=self.lock_manager,
+        )
 
     def _fields(self) -> tuple[Any, ...]:
         return (*super()._fields(), tuple(self.exclude))

@@ -55,8 +55,9 @@ def _entries(store: ResultStore) -> list[tuple[str, ResultRecordMetadata | None,
     for key in sorted(store.keys()):
         meta = store.read_metadata(key)
         try:
-            size = store.result_storage.size(meta.payload_key or key) if meta else (
-                meta_fs.size(key))
+            size = (
+                store.result_storage.size(meta.payload_key or key) if meta else (meta_fs.size(key))
+            )
         except OSError:
             size = 0
         out.append((key, meta, size))
@@ -76,8 +77,9 @@ def _list(store: ResultStore, out: TextIO) -> int:
             expires = "expired"
         else:
             expires = "in " + _human_age(meta.expiration - now)
-        rows.append((key, meta.task_name or "-", _human_size(size),
-                     _human_age(now - meta.created), expires))
+        rows.append(
+            (key, meta.task_name or "-", _human_size(size), _human_age(now - meta.created), expires)
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for r in rows:
         out.write("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n")
@@ -109,8 +111,10 @@ def main(argv: list[str], out: TextIO | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("list", "clear"):
         p = sub.add_parser(name)
-        p.add_argument("--storage", help="a directory or fsspec URL (default: the default "
-                                         "store, $BRAID_HOME/storage)")
+        p.add_argument(
+            "--storage",
+            help="a directory or fsspec URL (default: the default store, $BRAID_HOME/storage)",
+        )
     clear = sub.choices["clear"]
     clear.add_argument("--all", action="store_true", help="remove every record")
     clear.add_argument("--task", help="remove the records of this task")
@@ -121,8 +125,9 @@ def main(argv: list[str], out: TextIO | None = None) -> int:
         return int(exc.code or 0)
     if args.command == "clear":
         if not (args.all or args.task or args.older_than):
-            out.write("braid cache clear: say what to remove: --all, --task NAME or "
-                      "--older-than AGE\n")
+            out.write(
+                "braid cache clear: say what to remove: --all, --task NAME or --older-than AGE\n"
+            )
             return 2
         if args.older_than:
             try:

@@ -32,24 +32,33 @@ from braid.cache_policies import DEFAULT, NO_CACHE, CacheContext, CachePolicy, N
 from braid.results import ResultRecord, ResultStore
 from braid.transactions import IsolationLevel, StagedResult, Transaction
 
-__all__ = ["CacheOptions", "CachePlan", "resolve_cache_options", "cache_plan",
-           "format_storage_key", "persist_flow_result", "OPTION_DEFAULTS"]
+__all__ = [
+    "CacheOptions",
+    "CachePlan",
+    "resolve_cache_options",
+    "cache_plan",
+    "format_storage_key",
+    "persist_flow_result",
+    "OPTION_DEFAULTS",
+]
 
 #: The task options braid adds for caching and results, with Prefect's defaults.
 OPTION_DEFAULTS: dict[str, Any] = {
-    "cache_policy": None,            # None = not given: DEFAULT when persisting
+    "cache_policy": None,  # None = not given: DEFAULT when persisting
     "cache_key_fn": None,
-    "cache_expiration": None,        # datetime.timedelta; None = never expires
-    "refresh_cache": None,           # None = $BRAID_TASKS_REFRESH_CACHE, default False
-    "persist_result": None,          # None = decided as Prefect does (see resolve_...)
-    "result_storage": None,          # path, URL, filesystem; None = flow's, else default
-    "result_storage_key": None,      # str.format template over the run
-    "result_serializer": None,       # "pickle" | "json" | Serializer; None = flow's/pickle
+    "cache_expiration": None,  # datetime.timedelta; None = never expires
+    "refresh_cache": None,  # None = $BRAID_TASKS_REFRESH_CACHE, default False
+    "persist_result": None,  # None = decided as Prefect does (see resolve_...)
+    "result_storage": None,  # path, URL, filesystem; None = flow's, else default
+    "result_storage_key": None,  # str.format template over the run
+    "result_serializer": None,  # "pickle" | "json" | Serializer; None = flow's/pickle
     "cache_result_in_memory": True,
 }
 #: The flow options: persistence and storage its tasks inherit.
 FLOW_OPTION_DEFAULTS: dict[str, Any] = {
-    "persist_result": None, "result_storage": None, "result_serializer": None,
+    "persist_result": None,
+    "result_storage": None,
+    "result_serializer": None,
     "cache_result_in_memory": True,
 }
 
@@ -61,12 +70,26 @@ def _env_flag(name: str) -> bool:
 class CacheOptions:
     """A task's caching and persistence settings, resolved against its flow's (picklable)."""
 
-    __slots__ = ("policy", "policy_explicit", "expiration", "refresh", "store",
-                 "storage_key", "cache_result_in_memory")
+    __slots__ = (
+        "policy",
+        "policy_explicit",
+        "expiration",
+        "refresh",
+        "store",
+        "storage_key",
+        "cache_result_in_memory",
+    )
 
-    def __init__(self, policy: CachePolicy | None, policy_explicit: bool,
-                 expiration: dt.timedelta | None, refresh: bool, store: ResultStore,
-                 storage_key: str | None, cache_result_in_memory: bool) -> None:
+    def __init__(
+        self,
+        policy: CachePolicy | None,
+        policy_explicit: bool,
+        expiration: dt.timedelta | None,
+        refresh: bool,
+        store: ResultStore,
+        storage_key: str | None,
+        cache_result_in_memory: bool,
+    ) -> None:
         self.policy, self.policy_explicit = policy, policy_explicit
         self.expiration, self.refresh, self.store = expiration, refresh, store
         self.storage_key, self.cache_result_in_memory = storage_key, cache_result_in_memory
@@ -82,8 +105,9 @@ class CacheOptions:
         return f"CacheOptions(policy={self.policy!r}, store={self.store!r})"
 
 
-def resolve_cache_options(task: Mapping[str, Any] | Any,
-                          flow: Mapping[str, Any] | Any | None = None) -> CacheOptions | None:
+def resolve_cache_options(
+    task: Mapping[str, Any] | Any, flow: Mapping[str, Any] | Any | None = None
+) -> CacheOptions | None:
     """The caching settings of a task run, or None when its result is not persisted (then
     no key is computed and nothing is read or written: the engine skips caching).
 
@@ -101,27 +125,38 @@ def resolve_cache_options(task: Mapping[str, Any] | Any,
     policy, key_fn = t["cache_policy"], t["cache_key_fn"]
     if key_fn is not None:
         if policy is not None:
-            warnings.warn(errors.CacheWarning(
-                "both cache_policy and cache_key_fn are set; cache_key_fn is used"),
-                stacklevel=2)
+            warnings.warn(
+                errors.CacheWarning(
+                    "both cache_policy and cache_key_fn are set; cache_key_fn is used"
+                ),
+                stacklevel=2,
+            )
         policy = CachePolicy.from_cache_key_fn(key_fn)
     persist = t["persist_result"]
     if persist is None and (
-            (policy is not None and not isinstance(policy, NoCache)) or
-            any(t[k] is not None for k in ("result_storage_key", "result_storage",
-                                           "result_serializer"))):
+        (policy is not None and not isinstance(policy, NoCache))
+        or any(
+            t[k] is not None for k in ("result_storage_key", "result_storage", "result_serializer")
+        )
+    ):
         persist = True
     if persist is None:
         flow_persist = f["persist_result"]
-        if flow_persist is None and (f["result_storage"] is not None
-                                     or f["result_serializer"] is not None):
+        if flow_persist is None and (
+            f["result_storage"] is not None or f["result_serializer"] is not None
+        ):
             flow_persist = True
-        persist = flow_persist if flow_persist is not None else _env_flag(
-            "BRAID_RESULTS_PERSIST_BY_DEFAULT")
+        persist = (
+            flow_persist
+            if flow_persist is not None
+            else _env_flag("BRAID_RESULTS_PERSIST_BY_DEFAULT")
+        )
     if not persist:
         if policy is not None and not isinstance(policy, NoCache):
-            warnings.warn(errors.CacheWarning(
-                "cache_policy is ignored because persist_result is False"), stacklevel=2)
+            warnings.warn(
+                errors.CacheWarning("cache_policy is ignored because persist_result is False"),
+                stacklevel=2,
+            )
         return None
     explicit = policy is not None
     storage_key = t["result_storage_key"]
@@ -133,16 +168,25 @@ def resolve_cache_options(task: Mapping[str, Any] | Any,
         policy = None  # as in Prefect, the template names the record
     storage = t["result_storage"] if t["result_storage"] is not None else f["result_storage"]
     serializer = t["result_serializer"] or f["result_serializer"] or "pickle"
-    store = ResultStore(result_storage=storage,
-                        metadata_storage=getattr(policy, "key_storage", None),
-                        lock_manager=getattr(policy, "lock_manager", None),
-                        serializer=serializer,
-                        cache_result_in_memory=t["cache_result_in_memory"])
+    store = ResultStore(
+        result_storage=storage,
+        metadata_storage=getattr(policy, "key_storage", None),
+        lock_manager=getattr(policy, "lock_manager", None),
+        serializer=serializer,
+        cache_result_in_memory=t["cache_result_in_memory"],
+    )
     refresh = t["refresh_cache"]
     if refresh is None:
         refresh = _env_flag("BRAID_TASKS_REFRESH_CACHE")
-    return CacheOptions(policy, explicit, t["cache_expiration"], bool(refresh), store,
-                        storage_key, bool(t["cache_result_in_memory"]))
+    return CacheOptions(
+        policy,
+        explicit,
+        t["cache_expiration"],
+        bool(refresh),
+        store,
+        storage_key,
+        bool(t["cache_result_in_memory"]),
+    )
 
 
 def _opts(source: Any, defaults: dict[str, Any]) -> dict[str, Any]:
@@ -165,20 +209,37 @@ def format_storage_key(template: str, ctx: CacheContext) -> str:
     """``template`` formatted with ``parameters`` (the task's), ``task_run`` (``id``,
     ``name``, ``task_name``, ``parameters``) and ``flow_run`` (``id``, ``name``,
     ``flow_name``, ``parameters``)."""
-    return template.format(parameters=ctx.parameters, task_run=ctx.task_run,
-                           flow_run=_FlowRunView(ctx))
+    return template.format(
+        parameters=ctx.parameters, task_run=ctx.task_run, flow_run=_FlowRunView(ctx)
+    )
 
 
 class CachePlan:
     """What :func:`cache_plan` decided for one task run: a hit (``value``, ``record``) or a
     miss to :meth:`commit` after success or :meth:`abort` after failure."""
 
-    __slots__ = ("options", "key", "hit", "record", "transaction", "_holder", "_locked",
-                 "_done", "task_name")
+    __slots__ = (
+        "options",
+        "key",
+        "hit",
+        "record",
+        "transaction",
+        "_holder",
+        "_locked",
+        "_done",
+        "task_name",
+    )
 
-    def __init__(self, options: CacheOptions | None, key: str | None, hit: bool = False,
-                 record: ResultRecord | None = None, transaction: Transaction | None = None,
-                 holder: str | None = None, task_name: str | None = None) -> None:
+    def __init__(
+        self,
+        options: CacheOptions | None,
+        key: str | None,
+        hit: bool = False,
+        record: ResultRecord | None = None,
+        transaction: Transaction | None = None,
+        holder: str | None = None,
+        task_name: str | None = None,
+    ) -> None:
         self.options, self.key, self.hit, self.record = options, key, hit, record
         self.transaction, self.task_name = transaction, task_name
         self._holder, self._locked, self._done = holder, holder is not None, False
@@ -206,19 +267,27 @@ class CachePlan:
             if self.options is None or self.key is None:
                 return None
             opts = self.options
-            expiration = (None if opts.expiration is None
-                          else dt.datetime.now(dt.timezone.utc) + opts.expiration)
+            expiration = (
+                None
+                if opts.expiration is None
+                else dt.datetime.now(dt.timezone.utc) + opts.expiration
+            )
             txn = self.transaction
             try:
                 if txn is not None and not txn.is_committed() and not txn.is_rolled_back():
                     name = opts.store.stage(self.key, value, expiration, self.task_name)
                     return StagedResult(opts.store, self.key, name)
-                self.record = opts.store.write(self.key, value, expiration,
-                                               task_name=self.task_name)
+                self.record = opts.store.write(
+                    self.key, value, expiration, task_name=self.task_name
+                )
             except Exception as exc:  # noqa: BLE001 - a result we cannot store is not fatal
-                warnings.warn(errors.CacheWarning(
-                    f"task {self.task_name!r}: result not persisted at {self.key!r}: "
-                    f"{type(exc).__name__}: {exc}"), stacklevel=2)
+                warnings.warn(
+                    errors.CacheWarning(
+                        f"task {self.task_name!r}: result not persisted at {self.key!r}: "
+                        f"{type(exc).__name__}: {exc}"
+                    ),
+                    stacklevel=2,
+                )
             return None
         finally:
             self._unlock()
@@ -246,7 +315,8 @@ def _lock_manager(options: CacheOptions) -> Any:
         raise errors.ConfigurationError(
             "SERIALIZABLE isolation needs a lock manager: cache_policy.configure("
             "isolation_level='SERIALIZABLE', lock_manager=MemoryLockManager() (threads), "
-            "FileSystemLockManager(path) (processes), DaskLockManager() or RayLockManager())")
+            "FileSystemLockManager(path) (processes), DaskLockManager() or RayLockManager())"
+        )
     return lm
 
 
@@ -257,9 +327,12 @@ def _isolation(options: CacheOptions, txn: Transaction | None) -> IsolationLevel
     return IsolationLevel(level) if level is not None else IsolationLevel.READ_COMMITTED
 
 
-def cache_plan(options: CacheOptions | None, ctx: CacheContext,
-               transaction: Transaction | None = None,
-               lock_timeout: float | None = None) -> CachePlan:
+def cache_plan(
+    options: CacheOptions | None,
+    ctx: CacheContext,
+    transaction: Transaction | None = None,
+    lock_timeout: float | None = None,
+) -> CachePlan:
     """Decide, before a task run's first attempt, whether it is a cache hit.
 
     Computes the key (``result_storage_key`` template, else the policy), waits for the
@@ -282,19 +355,21 @@ def cache_plan(options: CacheOptions | None, ctx: CacheContext,
         except errors.CacheKeyError as exc:
             if options.policy_explicit:
                 raise
-            warnings.warn(errors.CacheKeyWarning(f"{exc}; the run is not cached"),
-                          stacklevel=2)
+            warnings.warn(errors.CacheKeyWarning(f"{exc}; the run is not cached"), stacklevel=2)
             key = None
         if key is None:
             # Persisted all the same, as in Prefect, under a key no look-up will find.
-            return CachePlan(options, uuid.uuid4().hex, transaction=transaction,
-                             task_name=task_name)
+            return CachePlan(
+                options, uuid.uuid4().hex, transaction=transaction, task_name=task_name
+            )
     holder = None
     if _isolation(options, transaction) == IsolationLevel.SERIALIZABLE:
         holder = uuid.uuid4().hex
         if not _lock_manager(options).acquire_lock(key, holder, acquire_timeout=lock_timeout):
-            raise errors.LockTimeout(f"task {task_name!r}: the lock on cache key {key!r} "
-                                     f"was not free within {lock_timeout} s")
+            raise errors.LockTimeout(
+                f"task {task_name!r}: the lock on cache key {key!r} "
+                f"was not free within {lock_timeout} s"
+            )
     plan = CachePlan(options, key, transaction=transaction, holder=holder, task_name=task_name)
     if not options.refresh:
         try:
@@ -316,18 +391,24 @@ def _nearest_key(txn: Transaction | None) -> str | None:
     return None
 
 
-def persist_flow_result(flow: Mapping[str, Any] | Any, value: Any, flow_run_id: Any,
-                        flow_name: str | None = None) -> ResultRecord | None:
+def persist_flow_result(
+    flow: Mapping[str, Any] | Any, value: Any, flow_run_id: Any, flow_name: str | None = None
+) -> ResultRecord | None:
     """Persist a flow run's return value under its run id when the flow persists
     (``persist_result=True``, ``result_storage`` or ``result_serializer``); None if not."""
     f = _opts(flow, FLOW_OPTION_DEFAULTS)
     persist = f["persist_result"]
     if persist is None:
-        persist = (f["result_storage"] is not None or f["result_serializer"] is not None
-                   or _env_flag("BRAID_RESULTS_PERSIST_BY_DEFAULT"))
+        persist = (
+            f["result_storage"] is not None
+            or f["result_serializer"] is not None
+            or _env_flag("BRAID_RESULTS_PERSIST_BY_DEFAULT")
+        )
     if not persist:
         return None
-    store = ResultStore(result_storage=f["result_storage"],
-                        serializer=f["result_serializer"] or "pickle",
-                        cache_result_in_memory=f["cache_result_in_memory"])
+    store = ResultStore(
+        result_storage=f["result_storage"],
+        serializer=f["result_serializer"] or "pickle",
+        cache_result_in_memory=f["cache_result_in_memory"],
+    )
     return store.write(str(flow_run_id), value, task_name=flow_name)

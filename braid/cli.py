@@ -91,41 +91,72 @@ class InvalidParameter(UsageError, ValueError):
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``braid`` command (argparse exits 2 on bad usage)."""
     parser = argparse.ArgumentParser(
-        prog="braid", description="Run braid flows on any task runner.")
+        prog="braid", description="Run braid flows on any task runner."
+    )
     from braid import __version__
 
     parser.add_argument("--version", action="version", version=f"braid {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser("cache", help="list or clear persisted results: braid cache --help",
-                        add_help=False)
+    commands.add_parser(
+        "cache", help="list or clear persisted results: braid cache --help", add_help=False
+    )
     run = commands.add_parser(
-        "run", help="run a flow from a Python file",
-        description="Run the flow FLOW defined in FILE.py and print its return value.")
+        "run",
+        help="run a flow from a Python file",
+        description="Run the flow FLOW defined in FILE.py and print its return value.",
+    )
     run.add_argument("target", metavar="FILE.py:FLOW", help="the file and the flow's name")
-    run.add_argument("--runner", metavar="RUNNER",
-                     help="threads, processes, dask, ray or module:Class "
-                          "(default: the runner the flow declares)")
-    run.add_argument("--address", metavar="ADDR",
-                     help="cluster to connect to (dask: tcp://host:port; ray: host:port)")
-    run.add_argument("--max-workers", type=_positive_int, metavar="N",
-                     help="at most N task runs at once (dask: N one-thread workers; "
-                          "ray: num_cpus=N)")
-    run.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
-                     help="a flow parameter (repeatable); VALUE is converted to the "
-                          "parameter's type hint (date, Path, Enum, list[int], ...), or "
-                          "parsed as JSON when it has none")
-    run.add_argument("--limit", action="append", default=[], metavar="NAME=N[/DECAY]",
-                     help="declare a concurrency limit (repeatable): at most N slots of "
-                          "NAME at once; /DECAY frees slots at DECAY per second (a rate "
-                          "limit); tasks tagged NAME and concurrency('NAME') use it")
-    run.add_argument("--report", metavar="FILE.html", type=Path,
-                     help="write an HTML timeline of the run")
-    run.add_argument("--trace", metavar="FILE.json", type=Path,
-                     help="write the run as Chrome trace-event JSON (open it in "
-                          "ui.perfetto.dev or chrome://tracing)")
-    run.add_argument("--no-progress", action="store_true",
-                     help="no live progress line (it is off anyway when stderr is not a "
-                          "terminal)")
+    run.add_argument(
+        "--runner",
+        metavar="RUNNER",
+        help="threads, processes, dask, ray or module:Class "
+        "(default: the runner the flow declares)",
+    )
+    run.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="cluster to connect to (dask: tcp://host:port; ray: host:port)",
+    )
+    run.add_argument(
+        "--max-workers",
+        type=_positive_int,
+        metavar="N",
+        help="at most N task runs at once (dask: N one-thread workers; ray: num_cpus=N)",
+    )
+    run.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a flow parameter (repeatable); VALUE is converted to the "
+        "parameter's type hint (date, Path, Enum, list[int], ...), or "
+        "parsed as JSON when it has none",
+    )
+    run.add_argument(
+        "--limit",
+        action="append",
+        default=[],
+        metavar="NAME=N[/DECAY]",
+        help="declare a concurrency limit (repeatable): at most N slots of "
+        "NAME at once; /DECAY frees slots at DECAY per second (a rate "
+        "limit); tasks tagged NAME and concurrency('NAME') use it",
+    )
+    run.add_argument(
+        "--report", metavar="FILE.html", type=Path, help="write an HTML timeline of the run"
+    )
+    run.add_argument(
+        "--trace",
+        metavar="FILE.json",
+        type=Path,
+        help="write the run as Chrome trace-event JSON (open it in "
+        "ui.perfetto.dev or chrome://tracing)",
+    )
+    run.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no live progress line (it is off anyway when stderr is not a terminal)",
+    )
     return parser
 
 
@@ -153,8 +184,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return run_command(args)
-    except (UsageError, errors.InvalidParameterValue, errors.MissingExtraError,
-            errors.ConfigurationError) as exc:
+    except (
+        UsageError,
+        errors.InvalidParameterValue,
+        errors.MissingExtraError,
+        errors.ConfigurationError,
+    ) as exc:
         _say(f"braid: error: {_one_line(exc)}")
         return 2
     except KeyboardInterrupt:
@@ -166,16 +201,16 @@ def run_command(args: argparse.Namespace) -> int:
     """``braid run``: load, check, run, summarise; returns the exit status."""
     for what, path in (("report", args.report), ("trace", args.trace)):
         if path is not None and not path.parent.is_dir():
-            raise UsageError(f"cannot write the {what} {str(path)!r}: "
-                             f"no directory {str(path.parent)!r}")
+            raise UsageError(
+                f"cannot write the {what} {str(path)!r}: no directory {str(path.parent)!r}"
+            )
     try:
         flow = load_flow(args.target)
     except (UsageError, KeyboardInterrupt):
         raise
     except BaseException as exc:  # noqa: BLE001 - the user's module failed to import
         _say("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip())
-        _say(f"braid: error: importing {args.target.rpartition(':')[0]} failed: "
-             f"{_one_line(exc)}")
+        _say(f"braid: error: importing {args.target.rpartition(':')[0]} failed: {_one_line(exc)}")
         return 1
     params = parse_params(flow, args.param)
     runner = make_runner(args.runner, args.address, args.max_workers)
@@ -191,8 +226,9 @@ def run_command(args: argparse.Namespace) -> int:
         if show_progress:
             chosen = runner if runner is not None else flow.task_runner
             caps = getattr(chosen, "capabilities", None)
-            progress = ProgressLine(sys.stderr, seen,
-                                    cluster=bool(caps and caps.native_dependencies))
+            progress = ProgressLine(
+                sys.stderr, seen, cluster=bool(caps and caps.native_dependencies)
+            )
         if progress is not None:
             progress.start()
         try:
@@ -235,9 +271,11 @@ def _interrupted(flow: Flow, record: FlowRunRecord | None, args: argparse.Namesp
     counts: dict[str, int] = {}
     for run in record.all_task_runs():
         counts[run.state_type] = counts.get(run.state_type, 0) + 1
-    _say(f"braid: interrupted flow run {record.name!r}: "
-         f"{counts.get('COMPLETED', 0)} completed, {counts.get('CRASHED', 0)} stopped while "
-         f"running, {counts.get('CANCELLED', 0)} cancelled before they started")
+    _say(
+        f"braid: interrupted flow run {record.name!r}: "
+        f"{counts.get('COMPLETED', 0)} completed, {counts.get('CRASHED', 0)} stopped while "
+        f"running, {counts.get('CANCELLED', 0)} cancelled before they started"
+    )
     _say(summary(record))
     if args.report is not None:
         write_report(record, args.report)
@@ -274,8 +312,9 @@ def load_flow(target: str) -> Flow:
     """
     path_text, sep, name = target.rpartition(":")
     if not sep or not path_text or not name:
-        raise UsageError(f"expected FILE.py:FLOW (a file and the name of a flow in it), "
-                         f"got {target!r}")
+        raise UsageError(
+            f"expected FILE.py:FLOW (a file and the name of a flow in it), got {target!r}"
+        )
     path = Path(path_text)
     if not path.exists():
         raise UsageError(f"no such file: {path_text}")
@@ -289,8 +328,10 @@ def load_flow(target: str) -> Flow:
     known = f"flows in it: {', '.join(flows)}" if flows else "it defines no flows"
     if obj is None:
         raise FlowNotFound(f"{path_text} has no flow named {name!r}; {known}")
-    raise FlowNotFound(f"{path_text}:{name} is a {type(obj).__name__}, not a flow "
-                       f"(decorate it with @flow); {known}")
+    raise FlowNotFound(
+        f"{path_text}:{name} is a {type(obj).__name__}, not a flow "
+        f"(decorate it with @flow); {known}"
+    )
 
 
 def _import_file(path: Path) -> types.ModuleType:
@@ -322,8 +363,9 @@ def _import_file(path: Path) -> types.ModuleType:
 
 
 # -- the runner ---------------------------------------------------------------------------
-def make_runner(spec: str | None, address: str | None = None,
-                max_workers: int | None = None) -> TaskRunner | None:
+def make_runner(
+    spec: str | None, address: str | None = None, max_workers: int | None = None
+) -> TaskRunner | None:
     """The runner ``--runner``/``--address``/``--max-workers`` ask for; None keeps the flow's.
 
     ``spec`` is ``threads``, ``processes``, ``dask``, ``ray`` or ``module:Class`` (a
@@ -334,8 +376,10 @@ def make_runner(spec: str | None, address: str | None = None,
     """
     if spec is None:
         if address is not None or max_workers is not None:
-            raise UsageError("--address and --max-workers need --runner (the flow's own "
-                             "runner is used without it)")
+            raise UsageError(
+                "--address and --max-workers need --runner (the flow's own "
+                "runner is used without it)"
+            )
         return None
     entry = RUNNERS.get(spec)
     if entry is not None and entry.extra is None:
@@ -348,11 +392,14 @@ def make_runner(spec: str | None, address: str | None = None,
         except errors.MissingExtraError:
             raise
         except (ImportError, AttributeError) as exc:
-            raise UsageError(f"runner {spec!r} is not available in this braid installation "
-                             f"({_one_line(exc)})")
+            raise UsageError(
+                f"runner {spec!r} is not available in this braid installation ({_one_line(exc)})"
+            )
         if address is not None and max_workers is not None:
-            raise UsageError(f"--max-workers sizes a local {spec} cluster; with --address "
-                             f"size the cluster itself")
+            raise UsageError(
+                f"--max-workers sizes a local {spec} cluster; with --address "
+                f"size the cluster itself"
+            )
         if address is not None:
             return cls(address=address)
         if max_workers is None:
@@ -362,13 +409,15 @@ def make_runner(spec: str | None, address: str | None = None,
         return cls(init_kwargs={"num_cpus": max_workers})
     module_name, sep, class_name = spec.partition(":")
     if not sep or not module_name or not class_name:
-        raise UsageError(f"unknown runner {spec!r}; choose {', '.join(RUNNER_NAMES)} "
-                         f"or module:Class")
+        raise UsageError(
+            f"unknown runner {spec!r}; choose {', '.join(RUNNER_NAMES)} or module:Class"
+        )
     return _custom_runner(spec, module_name, class_name, address, max_workers)
 
 
-def _custom_runner(spec: str, module_name: str, class_name: str, address: str | None,
-                   max_workers: int | None) -> TaskRunner:
+def _custom_runner(
+    spec: str, module_name: str, class_name: str, address: str | None, max_workers: int | None
+) -> TaskRunner:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -378,15 +427,19 @@ def _custom_runner(spec: str, module_name: str, class_name: str, address: str | 
     cls = getattr(module, class_name, None)
     if not (isinstance(cls, type) and issubclass(cls, TaskRunner)):
         what = "nothing" if cls is None else f"a {type(cls).__name__}"
-        raise UsageError(f"runner {spec!r}: {module_name}.{class_name} is {what}, "
-                         f"not a TaskRunner class")
-    kwargs = {k: v for k, v in (("address", address), ("max_workers", max_workers))
-              if v is not None}
+        raise UsageError(
+            f"runner {spec!r}: {module_name}.{class_name} is {what}, not a TaskRunner class"
+        )
+    kwargs = {
+        k: v for k, v in (("address", address), ("max_workers", max_workers)) if v is not None
+    }
     try:
         inspect.signature(cls).bind(**kwargs)
     except TypeError:
-        raise UsageError(f"runner {spec!r} does not take "
-                         f"{' or '.join('--' + k.replace('_', '-') for k in kwargs)}")
+        raise UsageError(
+            f"runner {spec!r} does not take "
+            f"{' or '.join('--' + k.replace('_', '-') for k in kwargs)}"
+        )
     return cls(**kwargs)
 
 
@@ -401,8 +454,11 @@ def parse_params(flow: Flow, pairs: Sequence[str]) -> dict[str, Any]:
     :class:`~braid.errors.InvalidParameterValue` for a value of the wrong type.
     """
     sig = inspect.signature(flow.fn)
-    accepted = {n: p for n, p in sig.parameters.items()
-                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    accepted = {
+        n: p
+        for n, p in sig.parameters.items()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
     open_ended = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
     try:
         hints = typing.get_type_hints(flow.fn, include_extras=True)
@@ -417,14 +473,17 @@ def parse_params(flow: Flow, pairs: Sequence[str]) -> dict[str, Any]:
         if name in out:
             raise InvalidParameter(f"parameter {name!r} given twice")
         if name not in accepted and not open_ended:
-            raise InvalidParameter(f"flow {flow.name!r} has no parameter {name!r}; "
-                                   f"{_describe_signature(flow, accepted)}")
+            raise InvalidParameter(
+                f"flow {flow.name!r} has no parameter {name!r}; "
+                f"{_describe_signature(flow, accepted)}"
+            )
         out[name] = coerce_parameter(name, text, hints.get(name), owner=f"flow {flow.name!r}")
     missing = [n for n, p in accepted.items() if p.default is p.empty and n not in out]
     if missing:
         raise InvalidParameter(
             f"flow {flow.name!r} needs {', '.join('--param ' + n + '=VALUE' for n in missing)}"
-            f"; {_describe_signature(flow, accepted)}")
+            f"; {_describe_signature(flow, accepted)}"
+        )
     return out
 
 
@@ -446,8 +505,9 @@ def _describe_parameter(p: inspect.Parameter) -> str:
 
 
 # -- running ------------------------------------------------------------------------------
-def run_flow(flow: Flow, params: dict[str, Any], runner: TaskRunner | None,
-             limits: Any = None) -> State:
+def run_flow(
+    flow: Flow, params: dict[str, Any], runner: TaskRunner | None, limits: Any = None
+) -> State:
     """Run ``flow`` once with ``params`` (on ``runner`` if given) and return its final State.
 
     Only the named flow gets the runner; nested flows keep the runner they declare.
@@ -470,35 +530,48 @@ def summary(record: FlowRunRecord) -> str:
     runs, and the failures grouped by kind (see :func:`failure_groups`)."""
     runs = record.all_task_runs()
     took = (record.end or time.time()) - record.start
-    lines = [f"flow run {record.name!r} {record.state_type or 'RUNNING'} in "
-             f"{format_duration(took)} on {record.runner}"]
+    lines = [
+        f"flow run {record.name!r} {record.state_type or 'RUNNING'} in "
+        f"{format_duration(took)} on {record.runner}"
+    ]
     counts: dict[str, int] = {}
     for r in runs:
         counts[r.state_name] = counts.get(r.state_name, 0) + 1
     by_state = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1]))
     nested = _count_nested(record)
-    lines.append(f"task runs: {len(runs)}" + (f" ({by_state})" if runs else "")
-                 + (f" in {nested + 1} flow runs" if nested else ""))
-    timed = sorted((r for r in runs if r.duration is not None),
-                   key=lambda r: r.duration or 0.0, reverse=True)[:SLOWEST_SHOWN]
+    lines.append(
+        f"task runs: {len(runs)}"
+        + (f" ({by_state})" if runs else "")
+        + (f" in {nested + 1} flow runs" if nested else "")
+    )
+    timed = sorted(
+        (r for r in runs if r.duration is not None), key=lambda r: r.duration or 0.0, reverse=True
+    )[:SLOWEST_SHOWN]
     if timed:
         lines.append("slowest task runs:")
         width = max(len(r.name) for r in timed)
-        lines.extend(f"  {r.name:<{width}}  {format_duration(r.duration or 0.0):>9}  "
-                     f"{r.where or ''}" for r in timed)
+        lines.extend(
+            f"  {r.name:<{width}}  {format_duration(r.duration or 0.0):>9}  {r.where or ''}"
+            for r in timed
+        )
     groups = failure_groups(runs)
     if groups:
         failed = sum(len(g.runs) for g in groups)
         root = _root_failure(record) if record.state_type != "COMPLETED" else None
-        lines.append(f"failed task runs: {failed}, "
-                     f"{len(groups)} kind{'s' if len(groups) != 1 else ''}")
+        lines.append(
+            f"failed task runs: {failed}, {len(groups)} kind{'s' if len(groups) != 1 else ''}"
+        )
         for group in groups[:GROUPS_SHOWN]:
-            lines.extend(group.describe(traceback_below=root is not None and any(
-                r.id == root.id for r in group.runs)))
+            lines.extend(
+                group.describe(
+                    traceback_below=root is not None and any(r.id == root.id for r in group.runs)
+                )
+            )
         if len(groups) > GROUPS_SHOWN:
             rest = groups[GROUPS_SHOWN:]
-            lines.append(f"  … and {len(rest)} more kinds "
-                         f"({sum(len(g.runs) for g in rest)} task runs)")
+            lines.append(
+                f"  … and {len(rest)} more kinds ({sum(len(g.runs) for g in rest)} task runs)"
+            )
     return "\n".join(lines)
 
 
@@ -508,7 +581,7 @@ class FailureGroup:
 
     def __init__(self, kind: str, ran: bool) -> None:
         self.kind = kind
-        self.ran = ran   # False for runs that never ran (upstream failed, cancelled)
+        self.ran = ran  # False for runs that never ran (upstream failed, cancelled)
         self.runs: list[TaskRunRecord] = []
         self.tasks: list[str] = []
         self.message = ""
@@ -523,8 +596,10 @@ class FailureGroup:
     def describe(self, traceback_below: bool = False) -> list[str]:
         """Two lines: kind, count, tasks and first message; then the runs' names (shortened)."""
         tasks = _shorten_list(self.tasks, 3)
-        head = (f"  {self.kind} × {len(self.runs)} (task{'s' if len(self.tasks) > 1 else ''} "
-                f"{tasks}): {_shorten(self.message, MESSAGE_SHOWN)}")
+        head = (
+            f"  {self.kind} × {len(self.runs)} (task{'s' if len(self.tasks) > 1 else ''} "
+            f"{tasks}): {_shorten(self.message, MESSAGE_SHOWN)}"
+        )
         names = _shorten_list([r.name for r in self.runs], RUNS_SHOWN)
         tail = "; its traceback is below" if traceback_below else ""
         return [head, f"    runs: {names}{tail}"]
@@ -557,7 +632,7 @@ def failure_groups(runs: Sequence[TaskRunRecord]) -> list[FailureGroup]:
 
 
 def _shorten(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _shorten_list(items: Sequence[str], shown: int) -> str:
@@ -575,8 +650,10 @@ def failure_text(flow: Flow, state: State, record: FlowRunRecord | None) -> str:
     lines = []
     root = _root_failure(record) if record is not None else None
     if root is not None:
-        lines.append(f"failing task run: {root.name} (task {root.task_name!r}, "
-                     f"{root.state_name}, ran on {root.where or 'no worker'})")
+        lines.append(
+            f"failing task run: {root.name} (task {root.task_name!r}, "
+            f"{root.state_name}, ran on {root.where or 'no worker'})"
+        )
         lines.append(f"error: {root.error}")
     tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
     lines.append("".join(tb).rstrip())

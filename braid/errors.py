@@ -173,7 +173,6 @@ class Crash(BraidError):
     """
 
 
-
 # -- caching, results, transactions --
 class CacheKeyError(BraidError, ValueError):
     """Raised by a cache policy's ``compute_key`` when a task input cannot be hashed.
@@ -227,9 +226,17 @@ class CacheKeyWarning(CacheWarning):
     user chose) cannot hash an input: the run goes on uncached, as in Prefect."""
 
 
-__all__ += ["BraidWarning", "CacheKeyError", "ResultNotFound", "LocalStoreOnRemoteCluster",
-            "LockTimeout", "TransactionError", "CacheWarning", "CorruptRecordWarning",
-            "CacheKeyWarning"]
+__all__ += [
+    "BraidWarning",
+    "CacheKeyError",
+    "ResultNotFound",
+    "LocalStoreOnRemoteCluster",
+    "LockTimeout",
+    "TransactionError",
+    "CacheWarning",
+    "CorruptRecordWarning",
+    "CacheKeyWarning",
+]
 
 
 # -- concurrency limits --
@@ -280,8 +287,15 @@ class LimitsUnavailable(BraidError, RuntimeError):
     """
 
 
-__all__ += ["InvalidLimit", "LimitRedeclared", "UndeclaredLimit", "SlotsExceedLimit",
-            "RateLimitWithoutDecay", "ConcurrencyTimeout", "LimitsUnavailable"]
+__all__ += [
+    "InvalidLimit",
+    "LimitRedeclared",
+    "UndeclaredLimit",
+    "SlotsExceedLimit",
+    "RateLimitWithoutDecay",
+    "ConcurrencyTimeout",
+    "LimitsUnavailable",
+]
 
 
 # -- command line --

@@ -163,8 +163,9 @@ class RemoteFileSystem(WritableFileSystem):
 
     def __init__(self, basepath: str, storage_options: dict[str, Any] | None = None) -> None:
         if "://" not in basepath:
-            raise ValueError(f"RemoteFileSystem needs a URL such as 's3://bucket/prefix', "
-                             f"got {basepath!r}")
+            raise ValueError(
+                f"RemoteFileSystem needs a URL such as 's3://bucket/prefix', got {basepath!r}"
+            )
         self.basepath = basepath.rstrip("/")
         self.storage_options = dict(storage_options or {})
         self._fs: Any = None
@@ -244,8 +245,9 @@ class RemoteFileSystem(WritableFileSystem):
             entries = fs.ls(self._full(""), detail=True)
         except FileNotFoundError:
             return iter(())
-        return (e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries
-                if e.get("type") == "file")
+        return (
+            e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e.get("type") == "file"
+        )
 
     def size(self, path: str) -> int:
         """Size in bytes of ``path``."""
@@ -264,8 +266,11 @@ class RemoteFileSystem(WritableFileSystem):
         return scheme in ("file", "local", "memory")
 
     def __eq__(self, other: object) -> bool:
-        return (isinstance(other, RemoteFileSystem) and other.basepath == self.basepath
-                and other.storage_options == self.storage_options)
+        return (
+            isinstance(other, RemoteFileSystem)
+            and other.basepath == self.basepath
+            and other.storage_options == self.storage_options
+        )
 
     def __hash__(self) -> int:
         return hash(self.basepath)

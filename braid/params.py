@@ -75,8 +75,7 @@ def coerce_parameter(name: str, raw: Any, annotation: Any, *, owner: str | None 
         shown = repr(_short(raw)) if isinstance(raw, str) else _short(repr(raw))
         detail = f" ({exc.detail})" if exc.detail else ""
         raise InvalidParameterValue(
-            f"parameter {name!r}{where} expects {describe_type(annotation)}, "
-            f"got {shown}{detail}"
+            f"parameter {name!r}{where} expects {describe_type(annotation)}, got {shown}{detail}"
         ) from None
 
 
@@ -116,8 +115,12 @@ def _coerce(value: Any, annotation: Any, text: bool) -> Any:
     import inspect
 
     annotation = _unwrap(annotation)
-    if annotation is None or annotation is inspect.Parameter.empty or annotation is Any \
-            or annotation is object:
+    if (
+        annotation is None
+        or annotation is inspect.Parameter.empty
+        or annotation is Any
+        or annotation is object
+    ):
         return _json_or_text(value) if text else value
     origin = typing.get_origin(annotation)
     if origin in _UNION_TYPES:
@@ -133,7 +136,7 @@ def _coerce(value: Any, annotation: Any, text: bool) -> Any:
             return None
         raise _Mismatch()
     if not isinstance(annotation, type):
-        return _json_or_text(value) if text else value   # a hint we do not check
+        return _json_or_text(value) if text else value  # a hint we do not check
     return _coerce_class(value, annotation, text)
 
 
@@ -166,7 +169,7 @@ def _coerce_class(value: Any, cls: type, text: bool) -> Any:
     if isinstance(decoded, cls):
         return decoded
     if text:
-        return decoded   # a class we cannot build from text: passed on unchecked
+        return decoded  # a class we cannot build from text: passed on unchecked
     raise _Mismatch()
 
 
@@ -244,19 +247,24 @@ def _coerce_literal(value: Any, choices: tuple[Any, ...], text: bool) -> Any:
 
 
 def _coerce_when(value: Any, cls: type) -> Any:
-    if isinstance(value, cls) and (cls is datetime.datetime
-                                   or not isinstance(value, datetime.datetime)):
+    if isinstance(value, cls) and (
+        cls is datetime.datetime or not isinstance(value, datetime.datetime)
+    ):
         return value
     if isinstance(value, str):
         iso = value.strip()
-        if iso.endswith(("Z", "z")) and cls is not datetime.date:   # Python 3.10 lacks Z
+        if iso.endswith(("Z", "z")) and cls is not datetime.date:  # Python 3.10 lacks Z
             iso = iso[:-1] + "+00:00"
         try:
             return cls.fromisoformat(iso)  # type: ignore[attr-defined]
         except ValueError:
             pass
-    raise _Mismatch("ISO 8601, e.g. " + {datetime.datetime: "2024-05-01T12:30:00",
-                                         datetime.time: "12:30:00"}.get(cls, "2024-05-01"))
+    raise _Mismatch(
+        "ISO 8601, e.g. "
+        + {datetime.datetime: "2024-05-01T12:30:00", datetime.time: "12:30:00"}.get(
+            cls, "2024-05-01"
+        )
+    )
 
 
 def _coerce_union(value: Any, members: tuple[Any, ...], text: bool) -> Any:
@@ -306,8 +314,9 @@ def _build_sequence(items: list[Any], kind: Any, args: tuple[Any, ...], text: bo
             out.append(_coerce(item, hint, text))
         except _Mismatch as exc:
             detail = f": {exc.detail}" if exc.detail else ""
-            raise _Mismatch(f"item {i}: {_short_repr(item)} is not {describe_type(hint)}"
-                            f"{detail}") from None
+            raise _Mismatch(
+                f"item {i}: {_short_repr(item)} is not {describe_type(hint)}{detail}"
+            ) from None
     return kind(out)
 
 
@@ -323,15 +332,17 @@ def _coerce_dict(value: Any, args: tuple[Any, ...], text: bool) -> dict[Any, Any
     out = {}
     for k, v in value.items():
         try:
-            key = _coerce(k, key_hint, isinstance(k, str))   # JSON keys are always text
+            key = _coerce(k, key_hint, isinstance(k, str))  # JSON keys are always text
         except _Mismatch:
             raise _Mismatch(f"key {_short_repr(k)} is not {describe_type(key_hint)}") from None
         try:
             out[key] = _coerce(v, value_hint, False)
         except _Mismatch as exc:
             detail = f": {exc.detail}" if exc.detail else ""
-            raise _Mismatch(f"value of {_short_repr(k)}: {_short_repr(v)} is not "
-                            f"{describe_type(value_hint)}{detail}") from None
+            raise _Mismatch(
+                f"value of {_short_repr(k)}: {_short_repr(v)} is not "
+                f"{describe_type(value_hint)}{detail}"
+            ) from None
     return out
 
 
@@ -373,7 +384,7 @@ def _pydantic_detail(exc: Exception) -> str:
 
 # -- text for messages ------------------------------------------------------------------
 def _short(text: str, limit: int = 80) -> str:
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _short_repr(value: Any) -> str:

@@ -28,8 +28,7 @@ from typing import NamedTuple, TextIO
 
 from braid.core.records import FlowRunRecord
 
-__all__ = ["ProgressCounts", "ProgressLine", "count_runs", "render_progress",
-           "terminal_width"]
+__all__ = ["ProgressCounts", "ProgressLine", "count_runs", "render_progress", "terminal_width"]
 
 #: seconds of history the rate (and so the ETA) is measured over
 RATE_WINDOW = 10.0
@@ -45,7 +44,7 @@ class ProgressCounts(NamedTuple):
     pending: int
     elapsed: float
     rate: float | None
-    on_cluster: bool = False   # running and pending cannot be told apart (see module doc)
+    on_cluster: bool = False  # running and pending cannot be told apart (see module doc)
 
     @property
     def finished(self) -> int:
@@ -125,8 +124,9 @@ def render_progress(name: str, c: ProgressCounts, width: int) -> str:
     cancelled = f", {c.cancelled} cancelled" if c.cancelled else ""
     counts_long = f"{c.done} done, {c.failed} failed{cancelled}, {active_long}"
     counts_mid = f"{c.done} done, {c.failed} failed{cancelled}, {active_mid}"
-    counts_short = (f"d{c.done} f{c.failed}" + (f" x{c.cancelled}" if c.cancelled else "")
-                    + f" {active_short}")
+    counts_short = (
+        f"d{c.done} f{c.failed}" + (f" x{c.cancelled}" if c.cancelled else "") + f" {active_short}"
+    )
     tail = f"{_rate(c.rate, ' runs/s')} | ETA {eta} | {_clock(c.elapsed)}"
     # each form takes the bar (\"\" or \" [###...]\"); most ignore it
     forms: list[Callable[[str], str]] = [
@@ -142,7 +142,7 @@ def render_progress(name: str, c: ProgressCounts, width: int) -> str:
     for form in forms:
         text = form("")
         if len(text) <= limit:
-            cells = min(20, limit - len(text) - 3)   # a bar in the room left, if enough
+            cells = min(20, limit - len(text) - 3)  # a bar in the room left, if enough
             if cells >= 8:
                 fraction = c.finished / c.total if c.total else 0.0
                 filled = int(fraction * cells + 1e-9)
@@ -159,8 +159,13 @@ class ProgressLine:
     ``stop()`` draws the last state and ends the line so the summary starts clean.
     """
 
-    def __init__(self, stream: TextIO, records: list[FlowRunRecord], interval: float = 0.2,
-                 cluster: bool = False) -> None:
+    def __init__(
+        self,
+        stream: TextIO,
+        records: list[FlowRunRecord],
+        interval: float = 0.2,
+        cluster: bool = False,
+    ) -> None:
         self.stream = stream
         self.records = records
         self.interval = interval
@@ -168,8 +173,7 @@ class ProgressLine:
         self.started = time.monotonic()
         self._history: collections.deque[tuple[float, int]] = collections.deque()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="braid-cli-progress",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="braid-cli-progress", daemon=True)
 
     def start(self) -> None:
         """Draw the first line and start redrawing."""
@@ -205,9 +209,17 @@ class ProgressLine:
             rate = None
         running = c.get("RUNNING", 0)
         if running:
-            self.cluster = False   # the runner does report when runs begin
-        return ProgressCounts(done, failed, cancelled, running, c.get("PENDING", 0),
-                              now - self.started, rate, self.cluster)
+            self.cluster = False  # the runner does report when runs begin
+        return ProgressCounts(
+            done,
+            failed,
+            cancelled,
+            running,
+            c.get("PENDING", 0),
+            now - self.started,
+            rate,
+            self.cluster,
+        )
 
     def line(self, width: int | None = None) -> str:
         """The text of the progress line now, for ``width`` columns (default: the terminal's)."""
@@ -221,7 +233,7 @@ class ProgressLine:
             self.stream.write("\r\x1b[2K" + self.line())
             self.stream.flush()
         except (OSError, ValueError):
-            self._stop.set()   # the terminal went away: stop drawing, keep running
+            self._stop.set()  # the terminal went away: stop drawing, keep running
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):

@@ -40,8 +40,16 @@ from typing import Any
 
 from braid.report_page import PAGE
 
-__all__ = ["STATE_COLORS", "TASK_COLORS", "format_duration", "lane_label", "render_report",
-           "timeline_data", "timeline_items", "write_report"]
+__all__ = [
+    "STATE_COLORS",
+    "TASK_COLORS",
+    "format_duration",
+    "lane_label",
+    "render_report",
+    "timeline_data",
+    "timeline_items",
+    "write_report",
+]
 
 #: the outline (or mark) colour of each legend key: a final state type, or a state name
 #: drawn apart; bars are filled with their task's colour
@@ -56,12 +64,25 @@ STATE_COLORS: dict[str, str] = {
 }
 #: task colours, in the order tasks first appear in the run (then again from the start)
 TASK_COLORS: tuple[str, ...] = (
-    "#4e79a7", "#f28e2b", "#59a14f", "#edc948", "#76b7b2", "#b07aa1",
-    "#ff9da7", "#9c755f", "#86bcb6", "#bab0ac", "#a0cbe8", "#8cd17d",
+    "#4e79a7",
+    "#f28e2b",
+    "#59a14f",
+    "#edc948",
+    "#76b7b2",
+    "#b07aa1",
+    "#ff9da7",
+    "#9c755f",
+    "#86bcb6",
+    "#bab0ac",
+    "#a0cbe8",
+    "#8cd17d",
 )
 FLOW_COLOR = "#c9d1d9"
-_LABELS = {"UpstreamFailed": "upstream failed (did not run)", "COMPLETED": "completed",
-           "RETRIED": "attempt retried"}
+_LABELS = {
+    "UpstreamFailed": "upstream failed (did not run)",
+    "COMPLETED": "completed",
+    "RETRIED": "attempt retried",
+}
 _STYLES = {  # how the legend draws each key (the canvas draws the same)
     "COMPLETED": "background:#8c959f",
     "FAILED": "background:#8c959f;box-shadow:0 0 0 2px #d1242f",
@@ -117,7 +138,7 @@ def _middle(text: str, keep: int, last: bool = True) -> str:
     """``text`` with its middle replaced by ``…``, ``keep`` characters kept (two thirds of
     them from the head, except in a last part, a thread's name, whose number ends it)."""
     head = (keep + 1) // 2 if last else (2 * keep + 2) // 3
-    return text[:head] + "…" + text[len(text) - (keep - head):]
+    return text[:head] + "…" + text[len(text) - (keep - head) :]
 
 
 def _natural(text: str) -> list:
@@ -144,7 +165,7 @@ def _walk_flows(flow: Mapping[str, Any], depth: int = 0) -> list[tuple[Mapping, 
 def _pack(spans: list[tuple[float, float, int]]) -> dict[int, int]:
     """Assign each (start, end, index) a row so spans on one row never overlap in time."""
     rows: dict[int, int] = {}
-    free: list[tuple[float, int]] = []   # (end of the row's last span, row)
+    free: list[tuple[float, int]] = []  # (end of the row's last span, row)
     count = 0
     for start, end, index in sorted(spans):
         if free and free[0][0] <= start:
@@ -169,28 +190,55 @@ def timeline_items(run: Any) -> tuple[list[dict[str, Any]], float, float]:
     flows = _walk_flows(top)
     items: list[dict[str, Any]] = []
     for f, depth in flows:
-        items.append({"lane": FLOW_LANE, "start": f.get("start"), "end": f.get("end"),
-                      "key": state_key(f.get("state_type"), f.get("state_name")),
-                      "name": f.get("name", ""), "task": f.get("flow_name", ""),
-                      "flow": f.get("name", ""), "error": f.get("error"), "is_flow": True,
-                      "depth": depth, "id": f.get("id"), "attempt": 0, "attempts": 0,
-                      "last": True, "run": f})
+        items.append(
+            {
+                "lane": FLOW_LANE,
+                "start": f.get("start"),
+                "end": f.get("end"),
+                "key": state_key(f.get("state_type"), f.get("state_name")),
+                "name": f.get("name", ""),
+                "task": f.get("flow_name", ""),
+                "flow": f.get("name", ""),
+                "error": f.get("error"),
+                "is_flow": True,
+                "depth": depth,
+                "id": f.get("id"),
+                "attempt": 0,
+                "attempts": 0,
+                "last": True,
+                "run": f,
+            }
+        )
         for t in f.get("task_runs", ()):
-            base = {"name": t.get("name", ""), "task": t.get("task_name", ""),
-                    "flow": f.get("name", ""), "is_flow": False, "depth": depth,
-                    "id": t.get("id"), "run": t}
+            base = {
+                "name": t.get("name", ""),
+                "task": t.get("task_name", ""),
+                "flow": f.get("name", ""),
+                "is_flow": False,
+                "depth": depth,
+                "id": t.get("id"),
+                "run": t,
+            }
             key = state_key(t.get("state_type"), t.get("state_name"))
             attempts = t.get("attempts") or [t]
             for n, a in enumerate(attempts, 1):
                 last = n == len(attempts)
                 started = a.get("start") is not None
-                items.append({**base, "attempt": n, "attempts": len(attempts), "last": last,
-                              "lane": (a.get("where") or "unknown place") if started
-                              else NOT_STARTED_LANE,
-                              "start": a.get("start") if started else a.get("end"),
-                              "end": a.get("end"),
-                              "key": key if last else "RETRIED",
-                              "error": t.get("error") if last else a.get("error")})
+                items.append(
+                    {
+                        **base,
+                        "attempt": n,
+                        "attempts": len(attempts),
+                        "last": last,
+                        "lane": (a.get("where") or "unknown place")
+                        if started
+                        else NOT_STARTED_LANE,
+                        "start": a.get("start") if started else a.get("end"),
+                        "end": a.get("end"),
+                        "key": key if last else "RETRIED",
+                        "error": t.get("error") if last else a.get("error"),
+                    }
+                )
     starts = [i["start"] for i in items if i["start"] is not None]
     t0 = min(starts) if starts else 0.0
     t1 = max([*(i["end"] for i in items if i["end"] is not None), *starts, t0])
@@ -220,15 +268,15 @@ def timeline_data(run: Any) -> dict[str, Any]:
     lane_index = {name: i for i, name in enumerate(lane_names)}
     by_lane: dict[int, list[tuple[float, float, int]]] = {}
     for n, item in enumerate(items):
-        by_lane.setdefault(lane_index[item["lane"]], []).append(
-            (item["start"], item["end"], n))
+        by_lane.setdefault(lane_index[item["lane"]], []).append((item["start"], item["end"], n))
     row_of: dict[int, int] = {}
     lanes = []
     for i, name in enumerate(lane_names):
         packed = _pack(by_lane.get(i, []))
         row_of.update(packed)
-        lanes.append({"name": name, "label": lane_label(name),
-                      "rows": max(packed.values(), default=0) + 1})
+        lanes.append(
+            {"name": name, "label": lane_label(name), "rows": max(packed.values(), default=0) + 1}
+        )
 
     tasks: list[str] = []
     for item in items:
@@ -241,8 +289,7 @@ def timeline_data(run: Any) -> dict[str, Any]:
         if item["last"] and item["id"] is not None:
             final_of_id[(item["is_flow"], item["id"])] = n
     for n, item in enumerate(items):
-        final.append(final_of_id.get((item["is_flow"], item["id"]), n) if not item["last"]
-                     else n)
+        final.append(final_of_id.get((item["is_flow"], item["id"]), n) if not item["last"] else n)
     edges, details = [], {}
     for n, item in enumerate(items):
         if not item["last"]:
@@ -267,18 +314,26 @@ def timeline_data(run: Any) -> dict[str, Any]:
         "t0": t0,
         "duration": t1 - t0,
         "lanes": lanes,
-        "states": [{"key": k, "label": _LABELS.get(k, k.lower()),
-                    "color": STATE_COLORS.get(k, STATE_COLORS["FAILED"])} for k in keys],
-        "tasks": [{"name": t, "color": TASK_COLORS[i % len(TASK_COLORS)]}
-                  for i, t in enumerate(tasks)],
+        "states": [
+            {
+                "key": k,
+                "label": _LABELS.get(k, k.lower()),
+                "color": STATE_COLORS.get(k, STATE_COLORS["FAILED"]),
+            }
+            for k in keys
+        ],
+        "tasks": [
+            {"name": t, "color": TASK_COLORS[i % len(TASK_COLORS)]} for i, t in enumerate(tasks)
+        ],
         "flow_color": FLOW_COLOR,
         "bars": {
             "lane": [lane_index[i["lane"]] for i in items],
             "row": [row_of[n] for n in range(len(items))],
             "start": [round(i["start"] - t0, 6) for i in items],
             "end": [round(i["end"] - t0, 6) for i in items],
-            "state": [keys.index(i["key"]) if i["key"] in keys else keys.index("PENDING")
-                      for i in items],
+            "state": [
+                keys.index(i["key"]) if i["key"] in keys else keys.index("PENDING") for i in items
+            ],
             "color": [-1 if i["is_flow"] else tasks.index(i["task"]) for i in items],
             "name": [i["name"] for i in items],
             "task": [i["task"] for i in items],
@@ -340,30 +395,48 @@ def render_report(run: Any) -> str:
     legend = "".join(
         f'<span class="key"><i style="{_STYLES[s["key"]]}"></i>{e(s["label"])}'
         f' <b data-state="{e(s["key"])}">{counts.get(s["key"], 0)}</b></span>'
-        for s in data["states"] if counts.get(s["key"]) or s["key"] in ("COMPLETED", "FAILED")
+        for s in data["states"]
+        if counts.get(s["key"]) or s["key"] in ("COMPLETED", "FAILED")
     )
     if retried:
-        legend += (f'<span class="key"><i style="{_STYLES["RETRIED"]}"></i>'
-                   f'{_LABELS["RETRIED"]}</span>')
+        legend += (
+            f'<span class="key"><i style="{_STYLES["RETRIED"]}"></i>{_LABELS["RETRIED"]}</span>'
+        )
     shown = data["tasks"][:24]
-    legend += '<br><span class="tasks">tasks: ' + "".join(
-        f'<span class="key"><i style="background:{t["color"]}"></i>{e(t["name"])}</span>'
-        for t in shown) + (f"… and {len(data['tasks']) - 24} more" if len(data["tasks"]) > 24
-                           else "") + "</span>"
-    state = e(f"{top.get('state_type') or 'RUNNING'}"
-              + (f" ({top['state_name']})" if top.get("state_name") and
-                 top.get("state_name", "").upper() != top.get("state_type") else ""))
+    legend += (
+        '<br><span class="tasks">tasks: '
+        + "".join(
+            f'<span class="key"><i style="background:{t["color"]}"></i>{e(t["name"])}</span>'
+            for t in shown
+        )
+        + (f"… and {len(data['tasks']) - 24} more" if len(data["tasks"]) > 24 else "")
+        + "</span>"
+    )
+    state = e(
+        f"{top.get('state_type') or 'RUNNING'}"
+        + (
+            f" ({top['state_name']})"
+            if top.get("state_name") and top.get("state_name", "").upper() != top.get("state_type")
+            else ""
+        )
+    )
     failures = "".join(f"<li>{e(msg)}</li>" for msg in errors[:20])
     if len(errors) > 20:
         failures += f"<li>… and {len(errors) - 20} more</li>"
     places = len(data["lanes"]) - 1 - (data["lanes"][-1]["name"] == NOT_STARTED_LANE)
-    totals = (f'<span id="totals">flow run <b>{state}</b> · <b id="task-count">{n_tasks}'
-              f'</b> task runs · {n_flows} flow run{"s" if n_flows != 1 else ""} · '
-              f'{places} place{"s" if places != 1 else ""} · '
-              f'{e(format_duration(data["duration"]))} · runner {e(data["runner"])}</span>')
-    parts = {"title": e(data["title"]), "totals": totals, "legend": legend,
-             "failures": f"<ul id='failures'>{failures}</ul>" if failures else "",
-             "data": _json_for_script(data)}
+    totals = (
+        f'<span id="totals">flow run <b>{state}</b> · <b id="task-count">{n_tasks}'
+        f"</b> task runs · {n_flows} flow run{'s' if n_flows != 1 else ''} · "
+        f"{places} place{'s' if places != 1 else ''} · "
+        f"{e(format_duration(data['duration']))} · runner {e(data['runner'])}</span>"
+    )
+    parts = {
+        "title": e(data["title"]),
+        "totals": totals,
+        "legend": legend,
+        "failures": f"<ul id='failures'>{failures}</ul>" if failures else "",
+        "data": _json_for_script(data),
+    }
     # one pass, so text from the run can never be taken for a placeholder
     return re.sub(r"\{\{(\w+)\}\}", lambda m: parts[m.group(1)], PAGE)
 

@@ -32,8 +32,15 @@ from braid import errors
 from braid.filesystems import LocalFileSystem, WritableFileSystem, resolve_storage
 from braid.serializers import Serializer, describe, resolve_serializer, serializer_for_record
 
-__all__ = ["ResultRecord", "ResultRecordMetadata", "ResultStore", "braid_home",
-           "default_storage_path", "store_is_local_only", "check_store_for_remote"]
+__all__ = [
+    "ResultRecord",
+    "ResultRecordMetadata",
+    "ResultStore",
+    "braid_home",
+    "default_storage_path",
+    "store_is_local_only",
+    "check_store_for_remote",
+]
 
 MAGIC = b"braid-record 1\n"
 _HEAD_READ = 64 * 1024
@@ -58,13 +65,28 @@ class ResultRecordMetadata:
     """What a record says about its value: ``storage_key``, ``expiration`` (aware datetime
     or None), ``serializer``, ``task_name``, ``created``, and the payload's size."""
 
-    __slots__ = ("storage_key", "expiration", "serializer", "task_name", "created",
-                 "payload_size", "payload_digest", "payload_key")
+    __slots__ = (
+        "storage_key",
+        "expiration",
+        "serializer",
+        "task_name",
+        "created",
+        "payload_size",
+        "payload_digest",
+        "payload_key",
+    )
 
-    def __init__(self, storage_key: str, serializer: dict[str, str],
-                 expiration: dt.datetime | None = None, task_name: str | None = None,
-                 created: dt.datetime | None = None, payload_size: int = 0,
-                 payload_digest: str = "", payload_key: str | None = None) -> None:
+    def __init__(
+        self,
+        storage_key: str,
+        serializer: dict[str, str],
+        expiration: dt.datetime | None = None,
+        task_name: str | None = None,
+        created: dt.datetime | None = None,
+        payload_size: int = 0,
+        payload_digest: str = "",
+        payload_key: str | None = None,
+    ) -> None:
         self.storage_key, self.serializer, self.expiration = storage_key, serializer, expiration
         self.task_name, self.created = task_name, created or _now()
         self.payload_size, self.payload_digest = payload_size, payload_digest
@@ -76,28 +98,40 @@ class ResultRecordMetadata:
 
     def to_json(self) -> bytes:
         """The metadata line of a record file."""
-        return json.dumps({
-            "storage_key": self.storage_key, "serializer": self.serializer,
-            "expiration": self.expiration.isoformat() if self.expiration else None,
-            "task_name": self.task_name, "created": self.created.isoformat(),
-            "payload_size": self.payload_size, "payload_digest": self.payload_digest,
-            "payload_key": self.payload_key}).encode()
+        return json.dumps(
+            {
+                "storage_key": self.storage_key,
+                "serializer": self.serializer,
+                "expiration": self.expiration.isoformat() if self.expiration else None,
+                "task_name": self.task_name,
+                "created": self.created.isoformat(),
+                "payload_size": self.payload_size,
+                "payload_digest": self.payload_digest,
+                "payload_key": self.payload_key,
+            }
+        ).encode()
 
     @classmethod
     def from_json(cls, blob: bytes) -> ResultRecordMetadata:
         """Parse a metadata line; raises ``ValueError``/``KeyError`` when malformed."""
         d = json.loads(blob)
         exp = d.get("expiration")
-        return cls(storage_key=d["storage_key"], serializer=d["serializer"],
-                   expiration=dt.datetime.fromisoformat(exp) if exp else None,
-                   task_name=d.get("task_name"),
-                   created=dt.datetime.fromisoformat(d["created"]),
-                   payload_size=int(d["payload_size"]), payload_digest=d["payload_digest"],
-                   payload_key=d.get("payload_key"))
+        return cls(
+            storage_key=d["storage_key"],
+            serializer=d["serializer"],
+            expiration=dt.datetime.fromisoformat(exp) if exp else None,
+            task_name=d.get("task_name"),
+            created=dt.datetime.fromisoformat(d["created"]),
+            payload_size=int(d["payload_size"]),
+            payload_digest=d["payload_digest"],
+            payload_key=d.get("payload_key"),
+        )
 
     def __repr__(self) -> str:
-        return (f"ResultRecordMetadata(storage_key={self.storage_key!r}, "
-                f"expiration={self.expiration!r}, serializer={self.serializer!r})")
+        return (
+            f"ResultRecordMetadata(storage_key={self.storage_key!r}, "
+            f"expiration={self.expiration!r}, serializer={self.serializer!r})"
+        )
 
 
 class ResultRecord:
@@ -124,7 +158,7 @@ def _digest(payload: bytes) -> str:
 def _split(blob: bytes) -> tuple[ResultRecordMetadata, bytes]:
     if not blob.startswith(MAGIC):
         raise ValueError("not a braid record")
-    head, sep, payload = blob[len(MAGIC):].partition(b"\n")
+    head, sep, payload = blob[len(MAGIC) :].partition(b"\n")
     if not sep:
         raise ValueError("truncated record")
     return ResultRecordMetadata.from_json(head), payload
@@ -141,17 +175,24 @@ class ResultStore:
     A store pickles to its configuration alone, so workers get a cold copy.
     """
 
-    def __init__(self, result_storage: Any = None, metadata_storage: Any = None,
-                 lock_manager: Any = None, serializer: str | Serializer | None = "pickle",
-                 cache_result_in_memory: bool = True) -> None:
+    def __init__(
+        self,
+        result_storage: Any = None,
+        metadata_storage: Any = None,
+        lock_manager: Any = None,
+        serializer: str | Serializer | None = "pickle",
+        cache_result_in_memory: bool = True,
+    ) -> None:
         self._storage_spec = result_storage
-        self.metadata_storage = (None if metadata_storage is None
-                                 else resolve_storage(metadata_storage))
+        self.metadata_storage = (
+            None if metadata_storage is None else resolve_storage(metadata_storage)
+        )
         self.lock_manager = lock_manager
         self.serializer = resolve_serializer(serializer)
         self.cache_result_in_memory = cache_result_in_memory
         self._storage: WritableFileSystem | None = (
-            None if result_storage is None else resolve_storage(result_storage))
+            None if result_storage is None else resolve_storage(result_storage)
+        )
         self._memory: OrderedDict[str, ResultRecord] = OrderedDict()
         self._memory_lock = threading.Lock()
 
@@ -178,29 +219,46 @@ class ResultStore:
 
     def with_options(self, **changes: Any) -> ResultStore:
         """A copy of this store with some constructor arguments replaced."""
-        kwargs = {"result_storage": self._storage if self._storage is not None
-                  else self._storage_spec,
-                  "metadata_storage": self.metadata_storage, "lock_manager": self.lock_manager,
-                  "serializer": self.serializer,
-                  "cache_result_in_memory": self.cache_result_in_memory}
+        kwargs = {
+            "result_storage": self._storage if self._storage is not None else self._storage_spec,
+            "metadata_storage": self.metadata_storage,
+            "lock_manager": self.lock_manager,
+            "serializer": self.serializer,
+            "cache_result_in_memory": self.cache_result_in_memory,
+        }
         kwargs.update(changes)
         return ResultStore(**kwargs)
 
     # -- writing --------------------------------------------------------------------------
-    def create_result_record(self, obj: Any, key: str,
-                             expiration: dt.datetime | None = None,
-                             task_name: str | None = None) -> tuple[ResultRecord, bytes]:
+    def create_result_record(
+        self,
+        obj: Any,
+        key: str,
+        expiration: dt.datetime | None = None,
+        task_name: str | None = None,
+    ) -> tuple[ResultRecord, bytes]:
         """Serialize ``obj`` into a record for ``key``; returns the record and the bytes of
         its file.  Raises whatever the serializer raises for a value it cannot handle."""
         payload = self.serializer.dumps(obj)
         meta = ResultRecordMetadata(
-            storage_key=key, serializer=describe(self.serializer), expiration=expiration,
-            task_name=task_name, payload_size=len(payload), payload_digest=_digest(payload),
-            payload_key=key if self.metadata_storage is not None else None)
+            storage_key=key,
+            serializer=describe(self.serializer),
+            expiration=expiration,
+            task_name=task_name,
+            payload_size=len(payload),
+            payload_digest=_digest(payload),
+            payload_key=key if self.metadata_storage is not None else None,
+        )
         return ResultRecord(meta, obj), MAGIC + meta.to_json() + b"\n" + payload
 
-    def write(self, key: str, obj: Any, expiration: dt.datetime | None = None,
-              holder: str | None = None, task_name: str | None = None) -> ResultRecord:
+    def write(
+        self,
+        key: str,
+        obj: Any,
+        expiration: dt.datetime | None = None,
+        holder: str | None = None,
+        task_name: str | None = None,
+    ) -> ResultRecord:
         """Store ``obj`` under ``key`` (replacing any record there) and return the record."""
         record, blob = self.create_result_record(obj, key, expiration, task_name)
         self._write_blob(key, blob)
@@ -216,8 +274,13 @@ class ResultStore:
         head = MAGIC + meta.to_json() + b"\n"
         self.metadata_storage.write_path(staged_as or key, head)
 
-    def stage(self, key: str, obj: Any, expiration: dt.datetime | None = None,
-              task_name: str | None = None) -> str:
+    def stage(
+        self,
+        key: str,
+        obj: Any,
+        expiration: dt.datetime | None = None,
+        task_name: str | None = None,
+    ) -> str:
         """Write ``obj``'s record under a hidden name beside ``key`` without publishing it;
         returns that name for :meth:`promote` (commit) or :meth:`discard` (rollback)."""
         import uuid
@@ -258,7 +321,7 @@ class ResultStore:
             head = fs.read_head(key, _HEAD_READ)
             if not head.startswith(MAGIC):
                 raise ValueError("not a braid record")
-            line = head[len(MAGIC):].partition(b"\n")[0]
+            line = head[len(MAGIC) :].partition(b"\n")[0]
             return ResultRecordMetadata.from_json(line)
         except FileNotFoundError:
             return None
@@ -309,8 +372,9 @@ class ResultStore:
         when there is none that can be read."""
         record = self.read_fresh(key)
         if record is None:
-            raise errors.ResultNotFound(f"no readable, unexpired result record at {key!r} in "
-                                        f"{self.result_storage!r}")
+            raise errors.ResultNotFound(
+                f"no readable, unexpired result record at {key!r} in {self.result_storage!r}"
+            )
         return record
 
     def exists(self, key: str) -> bool:
@@ -339,7 +403,8 @@ class ResultStore:
     def supports_isolation_level(self, level: Any) -> bool:
         """Whether this store can give ``level`` (``SERIALIZABLE`` needs a lock manager)."""
         return str(getattr(level, "value", level)) != "SERIALIZABLE" or (
-            self.lock_manager is not None)
+            self.lock_manager is not None
+        )
 
     def acquire_lock(self, key: str, holder: str, timeout: float | None = None) -> bool:
         """Take the lock on ``key`` through the lock manager."""
@@ -358,7 +423,8 @@ class ResultStore:
             raise errors.ConfigurationError(
                 "SERIALIZABLE isolation needs a lock manager: "
                 "cache_policy.configure(lock_manager=FileSystemLockManager(...)) or "
-                "ResultStore(lock_manager=...)")
+                "ResultStore(lock_manager=...)"
+            )
         return self.lock_manager
 
     def __repr__(self) -> str:
@@ -366,9 +432,13 @@ class ResultStore:
 
 
 def _warn_corrupt(fs: Any, key: str, exc: BaseException) -> None:
-    warnings.warn(errors.CorruptRecordWarning(
-        f"result record {key!r} in {fs!r} cannot be read ({type(exc).__name__}: {exc}); "
-        f"treating it as a cache miss"), stacklevel=3)
+    warnings.warn(
+        errors.CorruptRecordWarning(
+            f"result record {key!r} in {fs!r} cannot be read ({type(exc).__name__}: {exc}); "
+            f"treating it as a cache miss"
+        ),
+        stacklevel=3,
+    )
 
 
 def store_is_local_only(store: ResultStore) -> bool:
@@ -398,4 +468,5 @@ def check_store_for_remote(store: ResultStore, where: str = "a remote cluster") 
             f"tasks run on {where}: workers elsewhere would neither see nor share its "
             f"records.  Use result_storage='s3://…' (any fsspec URL every worker reaches), "
             f"a LocalFileSystem(path, shared=True) on a mount every host shares, and a "
-            f"DaskLockManager/RayLockManager for SERIALIZABLE isolation")
+            f"DaskLockManager/RayLockManager for SERIALIZABLE isolation"
+        )

@@ -13,8 +13,13 @@ import json
 import pickle
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Serializer", "PickleSerializer", "JSONSerializer", "resolve_serializer",
-           "serializer_for_record"]
+__all__ = [
+    "Serializer",
+    "PickleSerializer",
+    "JSONSerializer",
+    "resolve_serializer",
+    "serializer_for_record",
+]
 
 
 @runtime_checkable
@@ -107,8 +112,10 @@ def describe(serializer: Serializer) -> dict[str, str]:
     if type(serializer) in _BUILTIN.values():
         return {"type": serializer.type}
     cls = type(serializer)
-    return {"type": getattr(serializer, "type", cls.__name__),
-            "path": f"{cls.__module__}:{cls.__qualname__}"}
+    return {
+        "type": getattr(serializer, "type", cls.__name__),
+        "path": f"{cls.__module__}:{cls.__qualname__}",
+    }
 
 
 def serializer_for_record(info: dict[str, str]) -> Serializer:

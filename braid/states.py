@@ -16,5 +16,14 @@ from braid.core.states import (
     TimedOut,
 )
 
-__all__ = ["Cancelled", "Completed", "Crashed", "Failed", "Pending", "Running", "State",
-           "StateType", "TimedOut"]
+__all__ = [
+    "Cancelled",
+    "Completed",
+    "Crashed",
+    "Failed",
+    "Pending",
+    "Running",
+    "State",
+    "StateType",
+    "TimedOut",
+]

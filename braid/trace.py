@@ -45,31 +45,69 @@ def trace_events(run: Any) -> dict[str, Any]:
             process, thread = _split_lane(lane)
             if process not in pids:
                 pids[process] = len(pids) + 1
-                events.append({"ph": "M", "name": "process_name", "pid": pids[process],
-                               "tid": 0, "args": {"name": process}})
-                events.append({"ph": "M", "name": "process_sort_index", "pid": pids[process],
-                               "tid": 0, "args": {"sort_index": pids[process]}})
+                events.append(
+                    {
+                        "ph": "M",
+                        "name": "process_name",
+                        "pid": pids[process],
+                        "tid": 0,
+                        "args": {"name": process},
+                    }
+                )
+                events.append(
+                    {
+                        "ph": "M",
+                        "name": "process_sort_index",
+                        "pid": pids[process],
+                        "tid": 0,
+                        "args": {"sort_index": pids[process]},
+                    }
+                )
             tids[lane] = (pids[process], len(tids) + 1)
-            events.append({"ph": "M", "name": "thread_name", "pid": pids[process],
-                           "tid": tids[lane][1], "args": {"name": thread}})
+            events.append(
+                {
+                    "ph": "M",
+                    "name": "thread_name",
+                    "pid": pids[process],
+                    "tid": tids[lane][1],
+                    "args": {"name": thread},
+                }
+            )
     for item in items:
         pid, tid = tids[item["lane"]]
-        args = {"run": item["name"], "state": item["key"],
-                "state_name": item["run"].get("state_name"),
-                "flow_run": item["flow"], "where": item["lane"]}
+        args = {
+            "run": item["name"],
+            "state": item["key"],
+            "state_name": item["run"].get("state_name"),
+            "flow_run": item["flow"],
+            "where": item["lane"],
+        }
         if item["error"]:
             args["error"] = item["error"]
         if item["attempts"] > 1:
             args["attempt"] = f"{item['attempt']} of {item['attempts']}"
-        events.append({
-            "name": item["name"], "cat": "flow" if item["is_flow"] else item["task"],
-            "ph": "X", "ts": round((item["start"] - t0) * 1e6, 3),
-            "dur": round((item["end"] - item["start"]) * 1e6, 3),
-            "pid": pid, "tid": tid, "args": args,
-        })
-    return {"traceEvents": events, "displayTimeUnit": "ms",
-            "otherData": {"flow_run": top.get("name"), "flow": top.get("flow_name"),
-                          "runner": top.get("runner"), "start_epoch_seconds": t0}}
+        events.append(
+            {
+                "name": item["name"],
+                "cat": "flow" if item["is_flow"] else item["task"],
+                "ph": "X",
+                "ts": round((item["start"] - t0) * 1e6, 3),
+                "dur": round((item["end"] - item["start"]) * 1e6, 3),
+                "pid": pid,
+                "tid": tid,
+                "args": args,
+            }
+        )
+    return {
+        "traceEvents": events,
+        "displayTimeUnit": "ms",
+        "otherData": {
+            "flow_run": top.get("name"),
+            "flow": top.get("flow_name"),
+            "runner": top.get("runner"),
+            "start_epoch_seconds": t0,
+        },
+    }
 
 
 def write_trace(run: Any, path: str | Path) -> Path:

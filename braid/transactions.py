@@ -35,8 +35,16 @@ from typing import Any
 
 from braid import errors
 
-__all__ = ["IsolationLevel", "CommitMode", "TransactionState", "Transaction", "StagedResult",
-           "transaction", "get_transaction", "use_transaction"]
+__all__ = [
+    "IsolationLevel",
+    "CommitMode",
+    "TransactionState",
+    "Transaction",
+    "StagedResult",
+    "transaction",
+    "get_transaction",
+    "use_transaction",
+]
 
 logger = logging.getLogger("braid.transactions")
 _MISSING = object()
@@ -92,22 +100,27 @@ class StagedResult:
 
 
 _current: contextvars.ContextVar[Transaction | None] = contextvars.ContextVar(
-    "braid_transaction", default=None)
+    "braid_transaction", default=None
+)
 
 
 class Transaction:
     """A transaction (see the module docstring); made by :func:`transaction`."""
 
-    def __init__(self, key: str | None = None, store: Any = None,
-                 commit_mode: CommitMode | str | None = None,
-                 isolation_level: IsolationLevel | str | None = None,
-                 overwrite: bool = False, write_on_commit: bool = True,
-                 logger: logging.Logger | logging.LoggerAdapter | None = None) -> None:
+    def __init__(
+        self,
+        key: str | None = None,
+        store: Any = None,
+        commit_mode: CommitMode | str | None = None,
+        isolation_level: IsolationLevel | str | None = None,
+        overwrite: bool = False,
+        write_on_commit: bool = True,
+        logger: logging.Logger | logging.LoggerAdapter | None = None,
+    ) -> None:
         self.key = key
         self.store = store
         self.commit_mode = None if commit_mode is None else CommitMode(commit_mode)
-        self.isolation_level = None if isolation_level is None else IsolationLevel(
-            isolation_level)
+        self.isolation_level = None if isolation_level is None else IsolationLevel(isolation_level)
         self.overwrite = overwrite
         self.write_on_commit = write_on_commit
         self.logger = logger or globals()["logger"]
@@ -126,14 +139,24 @@ class Transaction:
 
     # -- pickling: a detached copy for workers ----------------------------------------
     def __getstate__(self) -> dict[str, Any]:
-        return {"key": self.key, "store": self.store, "commit_mode": self.commit_mode,
-                "isolation_level": self.isolation_level, "state": self.state,
-                "values": self.stored_values(), "overwrite": self.overwrite}
+        return {
+            "key": self.key,
+            "store": self.store,
+            "commit_mode": self.commit_mode,
+            "isolation_level": self.isolation_level,
+            "state": self.state,
+            "values": self.stored_values(),
+            "overwrite": self.overwrite,
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(key=state["key"], store=state["store"],  # type: ignore[misc]
-                      commit_mode=state["commit_mode"],
-                      isolation_level=state["isolation_level"], overwrite=state["overwrite"])
+        self.__init__(
+            key=state["key"],
+            store=state["store"],  # type: ignore[misc]
+            commit_mode=state["commit_mode"],
+            isolation_level=state["isolation_level"],
+            overwrite=state["overwrite"],
+        )
         self.state = state["state"]
         self._values = state["values"]
         self.detached = True
@@ -188,24 +211,30 @@ class Transaction:
     # -- life -------------------------------------------------------------------------
     def __enter__(self) -> Transaction:
         if self._token is not None or self.detached:
-            raise errors.TransactionError("a transaction can be entered once, on the "
-                                          "process that made it")
+            raise errors.TransactionError(
+                "a transaction can be entered once, on the process that made it"
+            )
         parent = _current.get()
         self.parent = parent
         if self.commit_mode is None:
             self.commit_mode = parent.commit_mode if parent else CommitMode.LAZY
         if self.isolation_level is None:
-            self.isolation_level = parent.isolation_level if parent else (
-                IsolationLevel.READ_COMMITTED)
+            self.isolation_level = (
+                parent.isolation_level if parent else (IsolationLevel.READ_COMMITTED)
+            )
         if self.key and self.store is None:
             from braid.results import ResultStore
 
             self.store = ResultStore()
-        if (self.key and self.isolation_level == IsolationLevel.SERIALIZABLE
-                and not self.store.supports_isolation_level(self.isolation_level)):
+        if (
+            self.key
+            and self.isolation_level == IsolationLevel.SERIALIZABLE
+            and not self.store.supports_isolation_level(self.isolation_level)
+        ):
             raise errors.ConfigurationError(
                 "SERIALIZABLE isolation needs a lock manager: pass "
-                "store=ResultStore(lock_manager=FileSystemLockManager(...))")
+                "store=ResultStore(lock_manager=FileSystemLockManager(...))"
+            )
         self.state = TransactionState.ACTIVE
         self.begin()
         self._token = _current.set(self)
@@ -220,8 +249,11 @@ class Transaction:
             self.state = TransactionState.COMMITTED
 
     def _locks(self) -> bool:
-        return bool(self.key and self.store is not None
-                    and self.isolation_level == IsolationLevel.SERIALIZABLE)
+        return bool(
+            self.key
+            and self.store is not None
+            and self.isolation_level == IsolationLevel.SERIALIZABLE
+        )
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if self._token is None:
@@ -251,8 +283,12 @@ class Transaction:
             child.parent = self
             self.children.append(child)
 
-    def stage(self, value: Any = None, on_commit_hooks: list[Callable] | None = None,
-              on_rollback_hooks: list[Callable] | None = None) -> None:
+    def stage(
+        self,
+        value: Any = None,
+        on_commit_hooks: list[Callable] | None = None,
+        on_rollback_hooks: list[Callable] | None = None,
+    ) -> None:
         """Stage ``value`` as this transaction's own record (written at its key on commit)
         and register hooks; ignored once committed."""
         self._check_live()
@@ -264,19 +300,25 @@ class Transaction:
             self.on_rollback_hooks += list(on_rollback_hooks or [])
             self.state = TransactionState.STAGED
 
-    def stage_task_run(self, staged: StagedResult | None = None,
-                       on_commit: list[Callable] | tuple = (),
-                       on_rollback: list[Callable] | tuple = (),
-                       name: str | None = None) -> Transaction:
+    def stage_task_run(
+        self,
+        staged: StagedResult | None = None,
+        on_commit: list[Callable] | tuple = (),
+        on_rollback: list[Callable] | tuple = (),
+        name: str | None = None,
+    ) -> Transaction:
         """Record a task run that completed inside this transaction (the engine's call,
         made where this transaction lives): its staged record, if any, is published on
         commit and deleted on rollback; its hooks run then, each given the task run's
         own child transaction (whose ``get`` sees this one's values)."""
         self._check_live()
-        child = Transaction(key=staged.key if staged else name,
-                            store=staged.store if staged else None,
-                            commit_mode=CommitMode.LAZY, isolation_level=self.isolation_level,
-                            logger=self.logger)
+        child = Transaction(
+            key=staged.key if staged else name,
+            store=staged.store if staged else None,
+            commit_mode=CommitMode.LAZY,
+            isolation_level=self.isolation_level,
+            logger=self.logger,
+        )
         child._staged_result = staged
         child.on_commit_hooks = list(on_commit)
         child.on_rollback_hooks = list(on_rollback)
@@ -293,7 +335,8 @@ class Transaction:
         if self.detached:
             raise errors.TransactionError(
                 "this is a worker's copy of a transaction: only the process that opened it "
-                "can stage into it (the engine stages task runs there when they complete)")
+                "can stage into it (the engine stages task runs there when they complete)"
+            )
 
     def read(self) -> Any:
         """The record stored at this transaction's key, or None."""
@@ -315,14 +358,17 @@ class Transaction:
                     self._run_hook(hook, "commit")
                 if self._staged_result is not None:
                     self._staged_result.publish()
-                if (self.key and self.store is not None and self.write_on_commit
-                        and self._staged_result is None):
+                if (
+                    self.key
+                    and self.store is not None
+                    and self.write_on_commit
+                    and self._staged_result is None
+                ):
                     self.store.write(self.key, self._staged_value)
                 self.state = TransactionState.COMMITTED
                 return True
             except Exception:  # noqa: BLE001 - reported, then everything is undone
-                self.logger.exception("committing transaction %r failed; rolling back",
-                                      self.key)
+                self.logger.exception("committing transaction %r failed; rolling back", self.key)
                 self.rollback()
                 return False
             finally:
@@ -377,18 +423,27 @@ class Transaction:
 
 
 @contextmanager
-def transaction(key: str | None = None, store: Any = None,
-                commit_mode: CommitMode | str | None = None,
-                isolation_level: IsolationLevel | str | None = None,
-                overwrite: bool = False, write_on_commit: bool = True,
-                logger: logging.Logger | logging.LoggerAdapter | None = None,
-                ) -> Iterator[Transaction]:
+def transaction(
+    key: str | None = None,
+    store: Any = None,
+    commit_mode: CommitMode | str | None = None,
+    isolation_level: IsolationLevel | str | None = None,
+    overwrite: bool = False,
+    write_on_commit: bool = True,
+    logger: logging.Logger | logging.LoggerAdapter | None = None,
+) -> Iterator[Transaction]:
     """Open a transaction for the block (see the module docstring); with a ``key`` it
     writes a record to ``store`` (default: the default result store) when it commits,
     and a later transaction with that key starts out committed."""
-    with Transaction(key=key, store=store, commit_mode=commit_mode,
-                     isolation_level=isolation_level, overwrite=overwrite,
-                     write_on_commit=write_on_commit, logger=logger) as txn:
+    with Transaction(
+        key=key,
+        store=store,
+        commit_mode=commit_mode,
+        isolation_level=isolation_level,
+        overwrite=overwrite,
+        write_on_commit=write_on_commit,
+        logger=logger,
+    ) as txn:
         yield txn
 
 

@@ -23,9 +23,7 @@ def extract_emails(text: str) -> list[str]:
 
 @task
 def analyze_texts(texts: list[str]) -> dict[str, list[int | list[str]]]:
-    futures = {
-        op.__name__: task(op).map(texts) for op in [count_words, extract_emails]
-    }
+    futures = {op.__name__: task(op).map(texts) for op in [count_words, extract_emails]}
     wait([f for futs in futures.values() for f in futs])
     return {name: [f.result() for f in futs] for name, futs in futures.items()}
 
@@ -37,8 +35,7 @@ def run_text_analysis() -> dict[str, list[int | list[str]]]:
         texts=[
             "Just visited #Paris! Contact me at visitor@example.com #travel #vacation",
             "Working on my new #project. Reach out at developer@example.com if interested!",
-            "Happy to announce our company event #celebration #milestone email: "
-            "events@company.org",
+            "Happy to announce our company event #celebration #milestone email: events@company.org",
         ]
     )
     print("\nAnalysis Results:")

@@ -9,8 +9,11 @@ import time
 import pytest
 
 # Ray on these machines (see ci/env.sh): keep 127.0.0.1, no token auth, no usage stats.
-for _name, _value in (("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0"), ("RAY_AUTH_MODE", "disabled"),
-                      ("RAY_USAGE_STATS_ENABLED", "0")):
+for _name, _value in (
+    ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0"),
+    ("RAY_AUTH_MODE", "disabled"),
+    ("RAY_USAGE_STATS_ENABLED", "0"),
+):
     os.environ.setdefault(_name, _value)
 
 
@@ -23,9 +26,14 @@ def no_leaked_threads(request):
         return
     deadline = time.monotonic() + 5
     while True:
-        leaked = [t for t in threading.enumerate()
-                  if t not in before and t.is_alive() and t.name.startswith("braid-worker")
-                  and not _belongs_to_default_runner(t)]
+        leaked = [
+            t
+            for t in threading.enumerate()
+            if t not in before
+            and t.is_alive()
+            and t.name.startswith("braid-worker")
+            and not _belongs_to_default_runner(t)
+        ]
         if not leaked or time.monotonic() > deadline:
             break
         time.sleep(0.02)
@@ -37,4 +45,3 @@ def _belongs_to_default_runner(t: threading.Thread) -> bool:
 
     runner = core_runner._default
     return runner is not None and t in getattr(runner, "_threads", ())
-

@@ -12,10 +12,28 @@ import braid
 
 def test_exported_names():
     assert set(braid.__all__) == {
-        "Capabilities", "Flow", "FutureList", "ProcessPoolTaskRunner", "Run", "State",
-        "StateType", "Task", "TaskFuture", "TaskRunner",
-        "ThreadPoolTaskRunner", "allow_failure", "as_completed", "errors", "flow",
-        "get_run_context", "get_run_logger", "quote", "tags", "task", "unmapped", "wait",
+        "Capabilities",
+        "Flow",
+        "FutureList",
+        "ProcessPoolTaskRunner",
+        "Run",
+        "State",
+        "StateType",
+        "Task",
+        "TaskFuture",
+        "TaskRunner",
+        "ThreadPoolTaskRunner",
+        "allow_failure",
+        "as_completed",
+        "errors",
+        "flow",
+        "get_run_context",
+        "get_run_logger",
+        "quote",
+        "tags",
+        "task",
+        "unmapped",
+        "wait",
     }
     for name in braid.__all__:
         assert getattr(braid, name) is not None

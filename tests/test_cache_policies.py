@@ -56,10 +56,12 @@ def test_inputs_key_changes_with_inputs_and_ignores_dict_order():
 def test_subtracting_a_parameter_leaves_it_out():
     policy = INPUTS - "debug"
     assert policy.compute_key(ctx(), {"x": 1, "debug": True}, {}) == policy.compute_key(
-        ctx(), {"x": 1, "debug": False}, {})
+        ctx(), {"x": 1, "debug": False}, {}
+    )
     combined = (TASK_SOURCE + INPUTS) - "debug"
     assert combined.compute_key(ctx(), {"x": 1, "debug": 1}, {}) == combined.compute_key(
-        ctx(), {"x": 1, "debug": 2}, {})
+        ctx(), {"x": 1, "debug": 2}, {}
+    )
     assert TASK_SOURCE - "debug" is TASK_SOURCE
     with pytest.raises(TypeError):
         INPUTS - 3  # noqa: B018
@@ -77,8 +79,9 @@ def test_adding_merges_inputs_and_no_cache_is_neutral():
 def test_configure_returns_a_copy_and_conflicts_are_refused(tmp_path):
     from braid.locking.memory import MemoryLockManager
 
-    configured = INPUTS.configure(key_storage=str(tmp_path), isolation_level="SERIALIZABLE",
-                                  lock_manager=MemoryLockManager())
+    configured = INPUTS.configure(
+        key_storage=str(tmp_path), isolation_level="SERIALIZABLE", lock_manager=MemoryLockManager()
+    )
     assert INPUTS.key_storage is None and configured.key_storage == str(tmp_path)
     assert configured.isolation_level.value == "SERIALIZABLE"
     assert (configured + TASK_SOURCE).lock_manager is MemoryLockManager()
@@ -95,11 +98,13 @@ def test_run_id_prefers_transaction_key_then_flow_run_then_task_run():
 def test_flow_parameters_and_task_source():
     assert FLOW_PARAMETERS.compute_key(ctx(), {}, {}) is None
     assert FLOW_PARAMETERS.compute_key(ctx(), {}, {"n": 1}) != FLOW_PARAMETERS.compute_key(
-        ctx(), {}, {"n": 2})
+        ctx(), {}, {"n": 2}
+    )
     a, b = FakeTask("t", lambda: 1), FakeTask("t", lambda: 1)
     a.source_code, b.source_code = "def t(): return 1", "def t(): return 2"
     assert TaskSource().compute_key(ctx(task=a), {}, {}) != TaskSource().compute_key(
-        ctx(task=b), {}, {})
+        ctx(task=b), {}, {}
+    )
     assert TASK_SOURCE.compute_key(ctx(), {}, {}) == TASK_SOURCE.compute_key(ctx(), {}, {})
 
 
@@ -107,14 +112,18 @@ def test_cache_key_fn_reads_prefect_context_paths():
     seen = {}
 
     def key_fn(context, parameters):
-        seen.update(flow=context.task_run.flow_run_id, fn=context.task.fn,
-                    run=context.task_run_id, name=context.task.name, p=dict(parameters))
+        seen.update(
+            flow=context.task_run.flow_run_id,
+            fn=context.task.fn,
+            run=context.task_run_id,
+            name=context.task.name,
+            p=dict(parameters),
+        )
         return f"k-{parameters['x']}"
 
     policy = CacheKeyFnPolicy(cache_key_fn=key_fn)
     assert policy.compute_key(ctx({"x": 3}), {"x": 3}, {}) == "k-3"
-    assert seen == {"flow": "flow-1", "fn": SQUARE.fn, "run": 7, "name": "square",
-                    "p": {"x": 3}}
+    assert seen == {"flow": "flow-1", "fn": SQUARE.fn, "run": 7, "name": "square", "p": {"x": 3}}
     assert isinstance(task_input_hash(ctx(), {"x": 1}), str)
     assert task_input_hash(ctx(), {"x": threading.Lock()}) is None
 
@@ -122,11 +131,18 @@ def test_cache_key_fn_reads_prefect_context_paths():
 def test_keys_are_the_same_in_another_process():
     value = {"a": [1, 2.5, "s", None, (True, b"x")], "b": {3, 4}, "c": dt.date(2024, 1, 2)}
     here = hash_objects(value)
-    code = ("import datetime as dt; from braid.cache_policies import hash_objects; "
-            "print(hash_objects({'a': [1, 2.5, 's', None, (True, b'x')], 'b': {4, 3}, "
-            "'c': dt.date(2024, 1, 2)}))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60, env={"PYTHONHASHSEED": "123", "PATH": ""})
+    code = (
+        "import datetime as dt; from braid.cache_policies import hash_objects; "
+        "print(hash_objects({'a': [1, 2.5, 's', None, (True, b'x')], 'b': {4, 3}, "
+        "'c': dt.date(2024, 1, 2)}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONHASHSEED": "123", "PATH": ""},
+    )
     assert out.stdout.strip() == here, out.stderr
 
 
@@ -168,18 +184,21 @@ def test_explicit_policy_raises_but_default_policy_warns_and_goes_uncached(tmp_p
     assert not plan.hit
 
 
-@pytest.mark.parametrize("task_opts, flow_opts, persists", [
-    ({}, None, False),
-    ({"cache_policy": INPUTS}, None, True),
-    ({"cache_policy": NO_CACHE}, None, False),
-    ({"cache_key_fn": task_input_hash}, None, True),
-    ({"result_storage_key": "k"}, None, True),
-    ({"result_serializer": "json"}, None, True),
-    ({"result_storage": "/tmp/x"}, None, True),
-    ({}, {"persist_result": True}, True),
-    ({}, {"result_storage": "/tmp/x"}, True),
-    ({"persist_result": False}, {"persist_result": True}, False),
-])
+@pytest.mark.parametrize(
+    "task_opts, flow_opts, persists",
+    [
+        ({}, None, False),
+        ({"cache_policy": INPUTS}, None, True),
+        ({"cache_policy": NO_CACHE}, None, False),
+        ({"cache_key_fn": task_input_hash}, None, True),
+        ({"result_storage_key": "k"}, None, True),
+        ({"result_serializer": "json"}, None, True),
+        ({"result_storage": "/tmp/x"}, None, True),
+        ({}, {"persist_result": True}, True),
+        ({}, {"result_storage": "/tmp/x"}, True),
+        ({"persist_result": False}, {"persist_result": True}, False),
+    ],
+)
 def test_when_a_task_persists(task_opts, flow_opts, persists, recwarn):
     assert (resolve_cache_options(task_opts, flow_opts) is not None) is persists
 
@@ -197,6 +216,5 @@ def test_option_precedence():
     with pytest.warns(errors.CacheWarning, match="ignored"):
         assert resolve_cache_options({"cache_policy": INPUTS, "persist_result": False}) is None
     assert resolve_cache_options({"result_storage_key": "{parameters[x]}"}).policy is None
-    assert isinstance(resolve_cache_options({"persist_result": True}).policy,
-                      CompoundCachePolicy)
+    assert isinstance(resolve_cache_options({"persist_result": True}).policy, CompoundCachePolicy)
     assert isinstance(RunId(), RunId)

@@ -18,8 +18,12 @@ pytestmark = pytest.mark.timeout(60)
 def store_dir(tmp_path):
     store = ResultStore(result_storage=tmp_path)
     store.write("k-load", list(range(1000)), task_name="load")
-    store.write("k-fit", 1, task_name="fit",
-                expiration=dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=3))
+    store.write(
+        "k-fit",
+        1,
+        task_name="fit",
+        expiration=dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=3),
+    )
     record, blob = store.create_result_record(2, "k-old", task_name="fit")
     record.metadata.created -= dt.timedelta(hours=3)  # a record made 3 h ago
     payload = blob.split(b"\n", 2)[2]
@@ -48,7 +52,8 @@ def test_list_shows_key_task_size_age_expiry(store_dir):
 
 def test_clear_by_task_by_age_and_all(store_dir):
     assert run("clear", "--storage", str(store_dir), "--older-than", "2h")[1].startswith(
-        "removed 1")
+        "removed 1"
+    )
     assert run("clear", "--storage", str(store_dir), "--task", "fit")[1].startswith("removed 1")
     assert sorted(p.name for p in store_dir.iterdir()) == ["k-load"]
     assert run("clear", "--storage", str(store_dir), "--all")[1].startswith("removed 1")

@@ -42,12 +42,20 @@ def test_the_cache_command_lists_and_clears_a_flows_records(tmp_path):
         return square.map([1, 2], marker=str(tmp_path / "calls.txt")).result()
 
     assert body() == [1, 4]
-    listed = subprocess.run([str(BRAID), "cache", "list", "--storage", store],
-                            capture_output=True, text=True, timeout=60)
+    listed = subprocess.run(
+        [str(BRAID), "cache", "list", "--storage", store],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.count("counted_square") == 2
-    cleared = subprocess.run([str(BRAID), "cache", "clear", "--all", "--storage", store],
-                             capture_output=True, text=True, timeout=60)
+    cleared = subprocess.run(
+        [str(BRAID), "cache", "clear", "--all", "--storage", store],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert cleared.returncode == 0, cleared.stderr
     assert body() == [1, 4]
     assert sorted((tmp_path / "calls.txt").read_text().split()) == ["1", "1", "2", "2"]

@@ -43,8 +43,11 @@ def no_leaked_limit_threads():
     yield
     deadline = time.monotonic() + 5
     while True:
-        left = [t.name for t in threading.enumerate()
-                if t not in before and t.is_alive() and t.name.startswith("braid-limits")]
+        left = [
+            t.name
+            for t in threading.enumerate()
+            if t not in before and t.is_alive() and t.name.startswith("braid-limits")
+        ]
         if not left or time.monotonic() > deadline:
             break
         time.sleep(0.02)
@@ -344,8 +347,10 @@ def test_tag_gate_over_processes_holds_no_worker(pool):
 
         def run(lease):
             future = pool.submit(time.time)  # a "worker" is used only once the slot is held
-            future.add_done_callback(lambda f: (spans.append(f.result()), lease.release(),
-                                                done.release()))
+            future.add_done_callback(
+                lambda f: (spans.append(f.result()), lease.release(), done.release())
+            )
+
         with TagGate(handle) as gate:
             for _ in range(4):
                 gate.when_available(["db"], run)

@@ -29,16 +29,25 @@ from braid.testing import limit_tasks as lt  # noqa: E402
 
 pytestmark = pytest.mark.timeout(90)
 EPS = 0.02
-FAST_LEASES = {"distributed.scheduler.locks.lease-timeout": "1s",
-               "distributed.scheduler.locks.lease-validation-interval": "200ms"}
+FAST_LEASES = {
+    "distributed.scheduler.locks.lease-timeout": "1s",
+    "distributed.scheduler.locks.lease-validation-interval": "200ms",
+}
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    with dask.config.set(FAST_LEASES), LocalCluster(
-            n_workers=2, threads_per_worker=2, processes=True,
-            dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR,
-            local_directory=str(tmp_path_factory.mktemp("dask"))) as cluster:
+    with (
+        dask.config.set(FAST_LEASES),
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=2,
+            processes=True,
+            dashboard_address="127.0.0.1:0",
+            silence_logs=logging.ERROR,
+            local_directory=str(tmp_path_factory.mktemp("dask")),
+        ) as cluster,
+    ):
         yield cluster
 
 
@@ -77,8 +86,9 @@ def test_several_slots_at_once(client):
 def test_rate_limit_across_workers(client):
     dask_client, limits = client
     handle = limits.handle(LimitTable({"api": Limit(1, 10.0)}))
-    times = sorted(t for ts in _map(dask_client, lt.rate_times, [handle] * 2, ["api"] * 2,
-                                    [3] * 2) for t in ts)
+    times = sorted(
+        t for ts in _map(dask_client, lt.rate_times, [handle] * 2, ["api"] * 2, [3] * 2) for t in ts
+    )
     assert times[-1] - times[0] >= 5 * 0.1 - EPS
 
 
@@ -108,8 +118,9 @@ def test_a_worker_killed_holding_a_slot_gives_it_back(client, tmp_path):
     handle = limits.handle(LimitTable({"solo": 1}))
     # The worker dies holding the slot; Dask reruns the task elsewhere, and the rerun
     # gets the slot once the dead worker's lease expires.
-    future = dask_client.submit(lt.hold_then_die_once, handle, "solo", str(tmp_path / "f"),
-                                pure=False)
+    future = dask_client.submit(
+        lt.hold_then_die_once, handle, "solo", str(tmp_path / "f"), pure=False
+    )
     assert future.result(timeout=60) > 0
     with use_limits(handle), concurrency("solo", timeout_seconds=10):
         pass
@@ -118,9 +129,12 @@ def test_a_worker_killed_holding_a_slot_gives_it_back(client, tmp_path):
 # -- dask scheduler + dask worker processes -------------------------------------------------------
 @pytest.fixture
 def process_cluster(tmp_path):
-    env = {**os.environ, "PYTHONWARNINGS": "ignore",
-           "DASK_DISTRIBUTED__SCHEDULER__LOCKS__LEASE_TIMEOUT": "1s",
-           "DASK_DISTRIBUTED__SCHEDULER__LOCKS__LEASE_VALIDATION_INTERVAL": "200ms"}
+    env = {
+        **os.environ,
+        "PYTHONWARNINGS": "ignore",
+        "DASK_DISTRIBUTED__SCHEDULER__LOCKS__LEASE_TIMEOUT": "1s",
+        "DASK_DISTRIBUTED__SCHEDULER__LOCKS__LEASE_VALIDATION_INTERVAL": "200ms",
+    }
     dask_bin = os.path.join(os.path.dirname(sys.executable), "dask")
     sched_file = tmp_path / "scheduler.json"
     procs, logs = [], []
@@ -128,22 +142,53 @@ def process_cluster(tmp_path):
     def start(args, name):
         log = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 - closed below
         logs.append(log)
-        procs.append(subprocess.Popen([dask_bin, *args], stdout=log, stderr=subprocess.STDOUT,
-                                      env=env, cwd=tmp_path))
+        procs.append(
+            subprocess.Popen(
+                [dask_bin, *args], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path
+            )
+        )
 
-    start(["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-           "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(sched_file)],
-          "scheduler")
+    start(
+        [
+            "scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--no-dashboard",
+            "--dashboard-address",
+            "127.0.0.1:0",
+            "--scheduler-file",
+            str(sched_file),
+        ],
+        "scheduler",
+    )
     try:
         deadline = time.monotonic() + 60
         while not sched_file.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
         for i in range(2):
-            start(["worker", "--scheduler-file", str(sched_file), "--host", "127.0.0.1",
-                   "--nthreads", "2", "--no-dashboard", "--dashboard-address", "127.0.0.1:0",
-                   "--local-directory", str(tmp_path / f"w{i}")], f"worker{i}")
-        with dask.config.set(FAST_LEASES), Client(scheduler_file=str(sched_file),
-                                                  set_as_default=False) as client:
+            start(
+                [
+                    "worker",
+                    "--scheduler-file",
+                    str(sched_file),
+                    "--host",
+                    "127.0.0.1",
+                    "--nthreads",
+                    "2",
+                    "--no-dashboard",
+                    "--dashboard-address",
+                    "127.0.0.1:0",
+                    "--local-directory",
+                    str(tmp_path / f"w{i}"),
+                ],
+                f"worker{i}",
+            )
+        with (
+            dask.config.set(FAST_LEASES),
+            Client(scheduler_file=str(sched_file), set_as_default=False) as client,
+        ):
             client.wait_for_workers(2, timeout=60)
             yield client
     finally:
@@ -168,8 +213,7 @@ def test_process_cluster_peak_and_a_worker_killed_from_outside(process_cluster, 
         assert lt.peak(spans) == 2
 
         flag = tmp_path / "holding"
-        victim = process_cluster.submit(lt.hold_until_killed, handle, "db", str(flag),
-                                        pure=False)
+        victim = process_cluster.submit(lt.hold_until_killed, handle, "db", str(flag), pure=False)
         deadline = time.monotonic() + 30
         while not flag.exists() and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -10,8 +10,11 @@ import threading
 
 import pytest
 
-for _key, _value in (("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0"), ("RAY_AUTH_MODE", "disabled"),
-                     ("RAY_USAGE_STATS_ENABLED", "0")):
+for _key, _value in (
+    ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0"),
+    ("RAY_AUTH_MODE", "disabled"),
+    ("RAY_USAGE_STATS_ENABLED", "0"),
+):
     os.environ.setdefault(_key, _value)
 
 ray = pytest.importorskip("ray")
@@ -32,8 +35,13 @@ def limits():
     if ray.is_initialized():
         pytest.skip("this process is already connected to a Ray")
     temp_dir = tempfile.mkdtemp(prefix="brl", dir="/tmp")  # socket paths must stay short
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
-             logging_level=logging.ERROR, _temp_dir=temp_dir)
+    ray.init(
+        num_cpus=4,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.ERROR,
+        _temp_dir=temp_dir,
+    )
     try:
         backend = RayLimits(lease_seconds=2.0)
         yield backend
@@ -60,8 +68,9 @@ def test_peak_across_ray_workers_is_the_limit(limits):
 
 def test_rate_limit_across_ray_workers(limits):
     handle = limits.handle(LimitTable({"api": Limit(1, 10.0)}))
-    times = sorted(t for ts in ray.get([_run(lt.rate_times, handle, "api", 3)
-                                         for _ in range(2)]) for t in ts)
+    times = sorted(
+        t for ts in ray.get([_run(lt.rate_times, handle, "api", 3) for _ in range(2)]) for t in ts
+    )
     assert times[-1] - times[0] >= 5 * 0.1 - EPS
 
 

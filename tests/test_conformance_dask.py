@@ -17,9 +17,14 @@ from braid.testing.suite import RunnerConformance  # noqa: E402
 
 @pytest.fixture(scope="module")
 def dask_cluster(tmp_path_factory):
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR,
-                      local_directory=str(tmp_path_factory.mktemp("dask"))) as cluster:
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address="127.0.0.1:0",
+        silence_logs=logging.ERROR,
+        local_directory=str(tmp_path_factory.mktemp("dask")),
+    ) as cluster:
         yield cluster
 
 

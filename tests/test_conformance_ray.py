@@ -12,8 +12,11 @@ import tempfile
 
 import pytest
 
-for _key, _value in (("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0"), ("RAY_AUTH_MODE", "disabled"),
-                     ("RAY_USAGE_STATS_ENABLED", "0")):
+for _key, _value in (
+    ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0"),
+    ("RAY_AUTH_MODE", "disabled"),
+    ("RAY_USAGE_STATS_ENABLED", "0"),
+):
     os.environ.setdefault(_key, _value)
 
 ray = pytest.importorskip("ray")
@@ -25,8 +28,13 @@ from braid.testing.suite import RunnerConformance  # noqa: E402
 @pytest.fixture(scope="module")
 def local_ray():
     temp_dir = tempfile.mkdtemp(prefix="brc", dir="/tmp")  # socket paths must stay short
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             logging_level=logging.ERROR, _temp_dir=temp_dir)
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.ERROR,
+        _temp_dir=temp_dir,
+    )
     try:
         yield
     finally:

@@ -31,20 +31,29 @@ QUIET = {"dashboard_address": "127.0.0.1:0", "silence_logs": logging.ERROR}
 @pytest.fixture(scope="module")
 def gpu_cluster(tmp_path_factory):
     """One worker process with one thread that offers a GPU resource."""
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, resources={"GPU": 1},
-                      local_directory=str(tmp_path_factory.mktemp("dask")), **QUIET) as cluster:
+    with LocalCluster(
+        n_workers=1,
+        threads_per_worker=1,
+        processes=True,
+        resources={"GPU": 1},
+        local_directory=str(tmp_path_factory.mktemp("dask")),
+        **QUIET,
+    ) as cluster:
         yield cluster
 
 
 # -- construction ---------------------------------------------------------------------
-@pytest.mark.parametrize("kwargs, match", [
-    ({"address": "tcp://127.0.0.1:1", "cluster_class": LocalCluster}, "cluster_class"),
-    ({"address": "tcp://127.0.0.1:1", "cluster_kwargs": {"n_workers": 1}}, "cluster_kwargs"),
-    ({"address": "tcp://127.0.0.1:1", "adapt_kwargs": {"maximum": 2}}, "adapt_kwargs"),
-    ({"address": 8786}, "address"),
-    ({"cluster_class": "LocalCluster"}, "dotted path"),
-    ({"cluster_kwargs": [1]}, "cluster_kwargs must be a dict"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"address": "tcp://127.0.0.1:1", "cluster_class": LocalCluster}, "cluster_class"),
+        ({"address": "tcp://127.0.0.1:1", "cluster_kwargs": {"n_workers": 1}}, "cluster_kwargs"),
+        ({"address": "tcp://127.0.0.1:1", "adapt_kwargs": {"maximum": 2}}, "adapt_kwargs"),
+        ({"address": 8786}, "address"),
+        ({"cluster_class": "LocalCluster"}, "dotted path"),
+        ({"cluster_kwargs": [1]}, "cluster_kwargs must be a dict"),
+    ],
+)
 def test_conflicting_or_bad_arguments_refused_at_construction(kwargs, match):
     with pytest.raises(errors.ConfigurationError, match=match):
         DaskTaskRunner(**kwargs)
@@ -57,21 +66,28 @@ def test_unimportable_cluster_class_is_a_configuration_error():
 
 
 def test_duplicate_keeps_configuration():
-    runner = DaskTaskRunner(cluster_class="distributed.LocalCluster",
-                            cluster_kwargs={"n_workers": 1}, adapt_kwargs={"maximum": 2})
+    runner = DaskTaskRunner(
+        cluster_class="distributed.LocalCluster",
+        cluster_kwargs={"n_workers": 1},
+        adapt_kwargs={"maximum": 2},
+    )
     copy = runner.duplicate()
     assert copy is not runner
     assert (copy.cluster_class, copy.cluster_kwargs, copy.adapt_kwargs) == (
-        "distributed.LocalCluster", {"n_workers": 1}, {"maximum": 2})
+        "distributed.LocalCluster",
+        {"n_workers": 1},
+        {"maximum": 2},
+    )
 
 
 def test_missing_extra_names_the_install_command():
-    code = ("import sys; sys.modules['distributed'] = None\n"
-            "import braid, braid.errors as e\n"
-            "try:\n    braid.DaskTaskRunner\n"
-            "except e.MissingExtraError as exc:\n    print('MISSING:', exc)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60)
+    code = (
+        "import sys; sys.modules['distributed'] = None\n"
+        "import braid, braid.errors as e\n"
+        "try:\n    braid.DaskTaskRunner\n"
+        "except e.MissingExtraError as exc:\n    print('MISSING:', exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "MISSING:" in out.stdout, out.stderr
     assert "pip install 'braid-flow[dask]'" in out.stdout
 
@@ -118,8 +134,11 @@ def test_resource_no_worker_offers_is_refused_at_submit(gpu_cluster):
 def test_nested_submission_on_a_one_thread_worker(gpu_cluster):
     @flow(task_runner=DaskTaskRunner(address=gpu_cluster.scheduler_address))
     def body():
-        return (st.nested_depth.submit(4).result(), st.submit_children.submit(3).result(),
-                st.map_children.map([[1], [2, 3]]).result())
+        return (
+            st.nested_depth.submit(4).result(),
+            st.submit_children.submit(3).result(),
+            st.map_children.map([[1], [2, 3]]).result(),
+        )
 
     assert body() == (4, [1, 2, 3], [[2], [3, 4]])
 
@@ -130,8 +149,9 @@ def test_run_record_names_the_dask_worker(gpu_cluster):
         return st.inc.map(range(3)).result()
 
     record = recorded(return_state=True).record
-    workers = {w["address"] if isinstance(w, dict) else w
-               for w in gpu_cluster.scheduler_info["workers"]}
+    workers = {
+        w["address"] if isinstance(w, dict) else w for w in gpu_cluster.scheduler_info["workers"]
+    }
     for run in record.task_runs:
         assert run.where.startswith("dask tcp://127.0.0.1:"), run.where
         assert run.where.split()[1] in workers
@@ -177,8 +197,14 @@ def test_worker_logs_reach_the_driver(gpu_cluster, caplog):
 
 # -- a cluster it creates ---------------------------------------------------------------------
 def test_own_cluster_is_closed_and_lost_workers_crash_runs(tmp_path):
-    runner = DaskTaskRunner(cluster_kwargs={"n_workers": 1, "threads_per_worker": 1,
-                                            "local_directory": str(tmp_path), **QUIET})
+    runner = DaskTaskRunner(
+        cluster_kwargs={
+            "n_workers": 1,
+            "threads_per_worker": 1,
+            "local_directory": str(tmp_path),
+            **QUIET,
+        }
+    )
     seen = {}
 
     @flow(task_runner=runner)
@@ -221,20 +247,53 @@ def process_cluster(tmp_path):
     def start(args, name):
         log = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 - closed below
         logs.append(log)
-        procs.append(subprocess.Popen([os.path.join(bin_dir, "dask"), *args], stdout=log,
-                                      stderr=subprocess.STDOUT, env=env, cwd=tmp_path))
+        procs.append(
+            subprocess.Popen(
+                [os.path.join(bin_dir, "dask"), *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=tmp_path,
+            )
+        )
 
-    start(["scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-           "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(sched_file)],
-          "scheduler")
+    start(
+        [
+            "scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--no-dashboard",
+            "--dashboard-address",
+            "127.0.0.1:0",
+            "--scheduler-file",
+            str(sched_file),
+        ],
+        "scheduler",
+    )
     try:
         deadline = time.monotonic() + 60
         while not sched_file.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
         for i in range(2):
-            start(["worker", "--scheduler-file", str(sched_file), "--host", "127.0.0.1",
-                   "--nthreads", "1", "--no-dashboard", "--dashboard-address",
-                   "127.0.0.1:0", "--local-directory", str(tmp_path / f"w{i}")], f"worker{i}")
+            start(
+                [
+                    "worker",
+                    "--scheduler-file",
+                    str(sched_file),
+                    "--host",
+                    "127.0.0.1",
+                    "--nthreads",
+                    "1",
+                    "--no-dashboard",
+                    "--dashboard-address",
+                    "127.0.0.1:0",
+                    "--local-directory",
+                    str(tmp_path / f"w{i}"),
+                ],
+                f"worker{i}",
+            )
         with Client(scheduler_file=str(sched_file), set_as_default=False) as client:
             client.wait_for_workers(2, timeout=60)
             address = client.scheduler.address
@@ -281,8 +340,12 @@ def _locality(*args: str) -> dict:
     """Run braid.testing.locality_driver in a fresh Python and return its JSON line."""
     import json
 
-    proc = subprocess.run([sys.executable, "-m", "braid.testing.locality_driver", *args],
-                          capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(
+        [sys.executable, "-m", "braid.testing.locality_driver", *args],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -347,6 +410,8 @@ def test_workers_without_braid_are_named_at_connect(gpu_cluster):
 
     with Client(gpu_cluster.scheduler_address, set_as_default=False) as client:
         _check_workers_have_braid(client, "here")  # this cluster's workers have braid
-        with pytest.raises(errors.ConfigurationError,
-                           match="cannot import braid .no-such-package-x is not installed"):
+        with pytest.raises(
+            errors.ConfigurationError,
+            match="cannot import braid .no-such-package-x is not installed",
+        ):
             _check_workers_have_braid(client, "here", package="no-such-package-x")

@@ -20,10 +20,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = [ROOT / "README.md", *sorted(p for p in (ROOT / "docs").rglob("*.md")
-                                     if "_hooks" not in p.parts)]
-COMPILE_ONLY_PAGES = {"docs/writing-a-runner.md": "fragments of a runner; "
-                      "examples/sequential_runner is the runnable one (tests/test_plugin.py)"}
+PAGES = [
+    ROOT / "README.md",
+    *sorted(p for p in (ROOT / "docs").rglob("*.md") if "_hooks" not in p.parts),
+]
+COMPILE_ONLY_PAGES = {
+    "docs/writing-a-runner.md": "fragments of a runner; "
+    "examples/sequential_runner is the runnable one (tests/test_plugin.py)"
+}
 FENCE = re.compile(r"^(?P<indent> *)(?P<fence>`{3,})(?P<info>[^`]*)$")
 NO_RUN = re.compile(r"<!--\s*no-run:\s*(?P<reason>.*?)\s*-->")
 OUTPUT_INFO = re.compile(r'^text\s+title="Output"$')
@@ -74,7 +78,7 @@ def blocks_of(path: Path) -> list[Block]:
         expected = None
         if k + 1 < len(fenced):
             nstart, ninfo, ncode, _ = fenced[k + 1]
-            between = lines[end + 1:nstart]
+            between = lines[end + 1 : nstart]
             if OUTPUT_INFO.match(ninfo) and not any(ln.strip() for ln in between):
                 expected = ncode
         found.append(Block(rel, start + 1, info, code, skip_reason, expected))
@@ -82,8 +86,9 @@ def blocks_of(path: Path) -> list[Block]:
 
 
 ALL_BLOCKS = {p.relative_to(ROOT).as_posix(): blocks_of(p) for p in PAGES}
-RUN_PAGES = [page for page, blocks in ALL_BLOCKS.items()
-             if any(b.skip_reason is None for b in blocks)]
+RUN_PAGES = [
+    page for page, blocks in ALL_BLOCKS.items() if any(b.skip_reason is None for b in blocks)
+]
 
 
 def test_there_are_examples_and_few_skips():
@@ -117,10 +122,22 @@ def test_page_examples_run_and_print_what_the_page_shows(page, tmp_path):
     # (processes, Dask's nannies) have no main script to re-run.  The pages show the
     # `if __name__ == "__main__":` guard a script needs where it starts processes.
     run = f"p = {str(script)!r}; exec(compile(open(p).read(), p, 'exec'))"
-    env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0",
-               RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0", PYTHONUNBUFFERED="1")
-    done = subprocess.run([sys.executable, "-c", run], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=220, stdin=subprocess.DEVNULL)
+    env = dict(
+        os.environ,
+        RAY_AUTH_MODE="disabled",
+        RAY_USAGE_STATS_ENABLED="0",
+        RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
+        PYTHONUNBUFFERED="1",
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", run],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=220,
+        stdin=subprocess.DEVNULL,
+    )
     outputs = re.split(r"^@@braid-docs-block \d+@@\n", done.stdout, flags=re.M)[1:]
     ran = len(outputs)
     where = f"{page}:{blocks[min(max(ran - 1, 0), len(blocks) - 1)].line}"
@@ -129,4 +146,5 @@ def test_page_examples_run_and_print_what_the_page_shows(page, tmp_path):
     for block, out in zip(blocks, outputs, strict=True):
         if block.expected is not None:
             assert out.rstrip() == block.expected.rstrip(), (
-                f"{page}:{block.line} printed\n{out}\ninstead of\n{block.expected}")
+                f"{page}:{block.line} printed\n{out}\ninstead of\n{block.expected}"
+            )

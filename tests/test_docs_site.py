@@ -32,17 +32,38 @@ PAGES = {  # page -> text its rendered DOM must contain
 
 
 def env() -> dict[str, str]:
-    return dict(os.environ, NO_MKDOCS_2_WARNING="1", RAY_AUTH_MODE="disabled",
-                RAY_USAGE_STATS_ENABLED="0", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+    return dict(
+        os.environ,
+        NO_MKDOCS_2_WARNING="1",
+        RAY_AUTH_MODE="disabled",
+        RAY_USAGE_STATS_ENABLED="0",
+        RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
+    )
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("site")
-    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet",
-                           "-f", str(ROOT / "mkdocs.yml"), "-d", str(out)],
-                          cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300,
-                          stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "--quiet",
+            "-f",
+            str(ROOT / "mkdocs.yml"),
+            "-d",
+            str(out),
+        ],
+        cwd=ROOT,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
     assert done.returncode == 0, f"mkdocs build --strict failed:\n{done.stderr[-4000:]}"
     return out
 
@@ -62,7 +83,8 @@ class LinksAndIds(html.parser.HTMLParser):
             if name == "id":
                 self.ids.add(value)
             elif (name == "href" and tag in ("a", "link")) or (
-                    name == "src" and tag in ("script", "img")):
+                name == "src" and tag in ("script", "img")
+            ):
                 self.links.append(value)
                 if tag == "a":
                     self.anchors.append(value)
@@ -103,8 +125,11 @@ def test_every_internal_link_resolves_to_a_file_and_anchor(site):
             checked += 1
             if not target.is_file() or site.resolve() not in target.parents:
                 broken.append(f"{page.relative_to(site)}: {link}")
-            elif parts.fragment and target.suffix == ".html" and \
-                    unquote(parts.fragment) not in parsed(target).ids:
+            elif (
+                parts.fragment
+                and target.suffix == ".html"
+                and unquote(parts.fragment) not in parsed(target).ids
+            ):
                 broken.append(f"{page.relative_to(site)}: {link} (no such anchor)")
     assert checked > 500
     assert not broken, "\n".join(broken)
@@ -134,8 +159,7 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base's name
         pass
 
-    def send_error(self, code: int, message: str | None = None,
-                   explain: str | None = None) -> None:
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         self.failed.append(f"{code} {self.path}")
         super().send_error(code, message, explain)
 
@@ -143,8 +167,9 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def server(site):
     failed: list[str] = []
-    handler = functools.partial(type("Handler", (QuietHandler,), {"failed": failed}),
-                                directory=str(site))
+    handler = functools.partial(
+        type("Handler", (QuietHandler,), {"failed": failed}), directory=str(site)
+    )
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -163,14 +188,27 @@ def open_in_chromium(tmp_path: Path, url: str) -> tuple[str, list[str]]:
         if os.environ.get("CI"):
             pytest.fail(reason + "; in CI the docs site test must run")
         pytest.skip(reason)
-    command = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-               "--no-first-run", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync",
-               f"--user-data-dir={tmp_path / 'chromium-profile'}", "--window-size=1200,800",
-               "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000",
-               "--dump-dom", url]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=100,
-                          stdin=subprocess.DEVNULL)
+    command = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--window-size=1200,800",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        url,
+    ]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=100, stdin=subprocess.DEVNULL
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     console = [m.group(1) for m in map(CONSOLE_LINE.search, done.stderr.splitlines()) if m]
     return done.stdout, console
@@ -179,8 +217,9 @@ def open_in_chromium(tmp_path: Path, url: str) -> tuple[str, list[str]]:
 def test_console_errors_are_seen(server, tmp_path):
     base, _failed, site = server
     (site / "canary.html").write_text(
-        "<html><body><script>console.error('canary-error'); notDefined();</script>"
-        "</body></html>", encoding="utf-8")
+        "<html><body><script>console.error('canary-error'); notDefined();</script></body></html>",
+        encoding="utf-8",
+    )
     try:
         _dom, console = open_in_chromium(tmp_path, f"{base}/canary.html")
     finally:
@@ -204,19 +243,30 @@ def test_page_renders_without_console_errors(server, tmp_path, page):
 # -- the distribution -------------------------------------------------------------------
 def test_wheel_and_sdist_build_and_their_metadata_renders(tmp_path):
     out = tmp_path / "dist"
-    done = subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--outdir",
-                           str(out), str(ROOT)], capture_output=True, text=True, timeout=300,
-                          stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     wheels, sdists = list(out.glob("*.whl")), list(out.glob("*.tar.gz"))
     assert len(wheels) == 1 and len(sdists) == 1
-    check = subprocess.run([sys.executable, "-m", "twine", "check", "--strict",
-                            str(wheels[0]), str(sdists[0])], capture_output=True, text=True,
-                           timeout=120, stdin=subprocess.DEVNULL)
+    check = subprocess.run(
+        [sys.executable, "-m", "twine", "check", "--strict", str(wheels[0]), str(sdists[0])],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
     assert check.returncode == 0, check.stdout + check.stderr
 
-    version = re.search(r'^__version__ = "(.+)"$',
-                        (ROOT / "braid" / "__init__.py").read_text(encoding="utf-8"), re.M)
+    version = re.search(
+        r'^__version__ = "(.+)"$',
+        (ROOT / "braid" / "__init__.py").read_text(encoding="utf-8"),
+        re.M,
+    )
     with zipfile.ZipFile(wheels[0]) as wheel:
         names = wheel.namelist()
         meta_name = next(n for n in names if n.endswith(".dist-info/METADATA"))

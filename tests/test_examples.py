@@ -109,8 +109,14 @@ EXPECTED: dict[str, Expect] = {
             "too_slow failed: True",
         ),
         prefixes=("too_slow: FAILED TimedOut (gave up after 0.",),
-        in_order=(("flaky: attempt 1", "flaky: attempt 2", "flaky: attempt 3",
-                   "flaky succeeded on attempt 3"),),
+        in_order=(
+            (
+                "flaky: attempt 1",
+                "flaky: attempt 2",
+                "flaky: attempt 3",
+                "flaky succeeded on attempt 3",
+            ),
+        ),
     ),
     "async_flow.py": Expect(
         lines=(
@@ -142,8 +148,9 @@ def test_example_runs_and_prints_what_it_promises(script: Path):
     assert script.name in EXPECTED, f"add an expectation for examples/{script.name} to EXPECTED"
     expect = EXPECTED[script.name]
     proc = run_script(script)
-    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\n" \
-                                 f"stderr:\n{proc.stderr}"
+    assert proc.returncode == 0, (
+        f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    )
     out = proc.stdout.splitlines()
     context = f"\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     for line in expect.lines:

@@ -27,9 +27,12 @@ def import_graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {m: set() for m in modules}
     for name, path in modules.items():
         tree = ast.parse(path.read_text())
-        typing_only = {id(sub) for node in ast.walk(tree)
-                       if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-                       for sub in ast.walk(node)}
+        typing_only = {
+            id(sub)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+            for sub in ast.walk(node)
+        }
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         for node in ast.walk(tree):
             if id(node) in typing_only:
@@ -42,8 +45,10 @@ def import_graph() -> dict[str, set[str]]:
                 if node.level:
                     up = package.split(".")[: len(package.split(".")) - node.level + 1]
                     base = ".".join([*up, base] if base else up)
-                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base
-                           for a in node.names]
+                targets = [
+                    f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base
+                    for a in node.names
+                ]
             graph[name].update(t for t in targets if t in modules and t != name)
     return graph
 
@@ -85,8 +90,13 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_core_imports_no_runner_and_no_adapter():
     graph = import_graph()
-    bad = sorted((m, t) for m, targets in graph.items() if m.startswith("braid.core")
-                 for t in targets if t.startswith(("braid.runners", "braid.adapters")))
+    bad = sorted(
+        (m, t)
+        for m, targets in graph.items()
+        if m.startswith("braid.core")
+        for t in targets
+        if t.startswith(("braid.runners", "braid.adapters"))
+    )
     assert bad == []
 
 

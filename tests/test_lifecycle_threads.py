@@ -18,7 +18,9 @@ from braid.testing import sample_tasks as st
 def test_ctrl_c_cancels_queued_runs_and_exits_promptly(where):
     proc = subprocess.Popen(
         [sys.executable, "-m", "braid.testing.interrupt_script", where],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout.readline().strip() == "READY"
@@ -97,6 +99,10 @@ def test_interpreter_exit_drains_default_runner(tmp_path):
         "    open(path, 'w').write('done')\n"
         f"late.submit({str(marker)!r})\n"
     )
-    subprocess.run([sys.executable, str(script)], check=True, timeout=60,
-                   env={**os.environ, "PYTHONPATH": os.getcwd()})
+    subprocess.run(
+        [sys.executable, str(script)],
+        check=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
     assert marker.read_text() == "done"

@@ -28,8 +28,9 @@ def serializable(tmp_path, lock_manager):
     return resolve_cache_options({"cache_policy": policy, "result_storage": tmp_path / "s"})
 
 
-@pytest.mark.parametrize("make", [MemoryLockManager, lambda p: FileSystemLockManager(p)],
-                         ids=["memory", "files"])
+@pytest.mark.parametrize(
+    "make", [MemoryLockManager, lambda p: FileSystemLockManager(p)], ids=["memory", "files"]
+)
 def test_lock_manager_contract(tmp_path, make):
     lm = make(tmp_path) if make is not MemoryLockManager else make()
     key = f"k-{os.getpid()}-{id(tmp_path)}"
@@ -51,8 +52,9 @@ def test_serializable_threads_compute_once(tmp_path):
     opts = serializable(tmp_path, MemoryLockManager())
     counter = str(tmp_path / "count")
     with ThreadPoolExecutor(6) as pool:
-        results = list(pool.map(lambda i: ct.cached_square(opts, 7, counter, f"r{i}", 0.05),
-                                range(6)))
+        results = list(
+            pool.map(lambda i: ct.cached_square(opts, 7, counter, f"r{i}", 0.05), range(6))
+        )
     assert [v for v, _ in results] == [49] * 6
     assert sorted(hit for _, hit in results) == [False] + [True] * 5
     assert ct.computations(counter) == 1
@@ -76,15 +78,17 @@ def test_serializable_processes_compute_once(tmp_path):
     opts = serializable(tmp_path, FileSystemLockManager(tmp_path / "locks"))
     counter = str(tmp_path / "count")
     with multiprocessing.get_context("spawn").Pool(3) as pool:
-        results = pool.starmap(ct.cached_square,
-                               [(opts, 8, counter, f"r{i}", 0.2) for i in range(3)])
+        results = pool.starmap(
+            ct.cached_square, [(opts, 8, counter, f"r{i}", 0.2) for i in range(3)]
+        )
     assert [v for v, _ in results] == [64] * 3
     assert ct.computations(counter) == 1
 
 
 def test_stale_lock_of_a_dead_process_is_broken(tmp_path):
     proc = multiprocessing.get_context("spawn").Process(
-        target=ct.hold_lock_and_exit, args=(str(tmp_path), "k"))
+        target=ct.hold_lock_and_exit, args=(str(tmp_path), "k")
+    )
     proc.start()
     proc.join(30)
     lm = FileSystemLockManager(tmp_path)
@@ -118,11 +122,17 @@ def test_serializable_without_lock_manager_is_a_configuration_error(tmp_path):
 @pytest.fixture(scope="module")
 def dask_client(tmp_path_factory):
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=2, processes=True,
-                                  dashboard_address="127.0.0.1:0",
-                                  silence_logs=logging.ERROR,
-                                  local_directory=str(tmp_path_factory.mktemp("dask"))
-                                  ) as cluster, distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=2,
+            processes=True,
+            dashboard_address="127.0.0.1:0",
+            silence_logs=logging.ERROR,
+            local_directory=str(tmp_path_factory.mktemp("dask")),
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         yield client
 
 
@@ -131,8 +141,10 @@ def test_dask_lock_manager_serializes_across_workers(tmp_path, dask_client):
 
     opts = serializable(tmp_path, DaskLockManager())
     counter = str(tmp_path / "count")
-    futures = [dask_client.submit(ct.cached_square, opts, 9, counter, f"r{i}", 0.2, pure=False)
-               for i in range(4)]
+    futures = [
+        dask_client.submit(ct.cached_square, opts, 9, counter, f"r{i}", 0.2, pure=False)
+        for i in range(4)
+    ]
     results = dask_client.gather(futures)
     assert [v for v, _ in results] == [81] * 4
     assert ct.computations(counter) == 1
@@ -149,8 +161,7 @@ def local_ray():
     ray = pytest.importorskip("ray")
     if ray.is_initialized():
         pytest.skip("this process is already connected to a Ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             logging_level=logging.ERROR)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     try:
         yield ray
     finally:

@@ -30,7 +30,11 @@ class Colour(enum.Enum):
 def test_state_constructors_take_prefects_keywords():
     done = Completed(data=5, message="fine", name="Cached")
     assert (done.type, done.name, done.message, done.result()) == (
-        StateType.COMPLETED, "Cached", "fine", 5)
+        StateType.COMPLETED,
+        "Cached",
+        "fine",
+        5,
+    )
     failed = Failed(message="bad input", name="Rejected")
     assert failed.is_failed() and failed.name == "Rejected"
     with pytest.raises(errors.RunFailed, match="bad input"):
@@ -114,8 +118,14 @@ def test_flow_run_runtime_in_the_flow_body():
     @flow(version="2.1", flow_run_name="v-{x}")
     def body(x: int):
         ctx = FlowRunContext.get()
-        return (runtime.flow_run.flow_version, runtime.flow_run.name, runtime.flow_run.tags,
-                ctx.flow is body, ctx.parameters, runtime.flow_run.run_count)
+        return (
+            runtime.flow_run.flow_version,
+            runtime.flow_run.name,
+            runtime.flow_run.tags,
+            ctx.flow is body,
+            ctx.parameters,
+            runtime.flow_run.run_count,
+        )
 
     with tags("night"):
         assert body(1) == ("2.1", "v-1", ["night"], True, {"x": 1}, 1)
@@ -142,7 +152,11 @@ def test_flow_parameters_are_converted_to_their_type_hints():
         return n, when, colour, names
 
     assert typed("3", "2024-05-01", "GREEN", ["a"]) == (
-        3, datetime.date(2024, 5, 1), Colour.GREEN, ["a"])
+        3,
+        datetime.date(2024, 5, 1),
+        Colour.GREEN,
+        ["a"],
+    )
 
 
 def test_a_bad_parameter_fails_before_any_task_runs():
@@ -172,7 +186,10 @@ def test_a_generator_flow_body_runs_as_the_flow_run(caplog):
 
     assert list(numbers(3)) == [1, 2, 3]
     assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("making")] == [
-        "making 0", "making 1", "making 2"]
+        "making 0",
+        "making 1",
+        "making 2",
+    ]
     assert FlowRunContext.get() is None  # nothing leaks into the caller between items
 
 
@@ -215,8 +232,11 @@ def test_opaque_resolves_the_top_level_only():
     def body():
         made = st.identity.submit({"b": 1})
         inner = {"a": st.identity.submit(2)}  # not walked: the future stays a future
-        return (keys.submit(opaque(made), opaque({"a": 0})).result(),
-                kind_of_a.submit(opaque(inner)).result(), kind_of_a.submit(inner).result())
+        return (
+            keys.submit(opaque(made), opaque({"a": 0})).result(),
+            kind_of_a.submit(opaque(inner)).result(),
+            kind_of_a.submit(inner).result(),
+        )
 
     assert body() == (["b", "a"], "TaskFuture", "int")
 
@@ -253,19 +273,23 @@ def test_disable_run_logger_silences_run_loggers(caplog):
 
 
 # -- runners -----------------------------------------------------------------------------------
-@pytest.mark.parametrize("runner", [
-    braid.ThreadPoolTaskRunner(max_workers=3),
-    braid.ThreadPoolTaskRunner(check_pickling=True),
-    braid.ProcessPoolTaskRunner(max_workers=2, start_method="spawn"),
-])
+@pytest.mark.parametrize(
+    "runner",
+    [
+        braid.ThreadPoolTaskRunner(max_workers=3),
+        braid.ThreadPoolTaskRunner(check_pickling=True),
+        braid.ProcessPoolTaskRunner(max_workers=2, start_method="spawn"),
+    ],
+)
 def test_a_duplicate_equals_its_runner(runner):
     assert runner.duplicate() == runner
     assert runner != braid.ThreadPoolTaskRunner(max_workers=7)
 
 
 def test_process_runner_initializer_runs_in_every_worker():
-    runner = braid.ProcessPoolTaskRunner(max_workers=2, initializer=pt.set_worker_mark,
-                                         initargs=("ready",))
+    runner = braid.ProcessPoolTaskRunner(
+        max_workers=2, initializer=pt.set_worker_mark, initargs=("ready",)
+    )
 
     @flow(task_runner=runner)
     def body():
@@ -277,23 +301,52 @@ def test_process_runner_initializer_runs_in_every_worker():
 
 
 # -- where Prefect's names live ------------------------------------------------------------------
-@pytest.mark.parametrize("module, names", [
-    ("braid.futures", ["TaskFuture", "FutureList", "wait", "as_completed"]),
-    ("braid.task_runners", ["TaskRunner", "ThreadPoolTaskRunner", "ProcessPoolTaskRunner"]),
-    ("braid.states", ["State", "StateType", "Completed", "Failed", "Crashed", "Cancelled",
-                      "Pending", "Running"]),
-    ("braid.context", ["get_run_context", "FlowRunContext", "TaskRunContext", "tags"]),
-    ("braid.logging", ["get_run_logger", "disable_run_logger"]),
-    ("braid.tasks", ["task", "Task", "exponential_backoff", "task_input_hash"]),
-    ("braid.flows", ["flow", "Flow"]),
-    ("braid.utilities.annotations", ["unmapped", "allow_failure", "quote", "opaque"]),
-    ("braid.adapters.dask.task_runners", ["DaskTaskRunner", "DaskFuture"]),
-    ("braid.adapters.dask.utils", ["get_dask_client", "get_async_dask_client"]),
-    ("braid.adapters.ray.task_runners", ["RayTaskRunner"]),
-    ("braid.adapters.ray.context", ["remote_options"]),
-    ("braid", ["flow", "task", "Flow", "Task", "State", "tags", "unmapped", "allow_failure",
-               "get_run_logger", "get_dask_client", "remote_options", "Transaction"]),
-])
+@pytest.mark.parametrize(
+    "module, names",
+    [
+        ("braid.futures", ["TaskFuture", "FutureList", "wait", "as_completed"]),
+        ("braid.task_runners", ["TaskRunner", "ThreadPoolTaskRunner", "ProcessPoolTaskRunner"]),
+        (
+            "braid.states",
+            [
+                "State",
+                "StateType",
+                "Completed",
+                "Failed",
+                "Crashed",
+                "Cancelled",
+                "Pending",
+                "Running",
+            ],
+        ),
+        ("braid.context", ["get_run_context", "FlowRunContext", "TaskRunContext", "tags"]),
+        ("braid.logging", ["get_run_logger", "disable_run_logger"]),
+        ("braid.tasks", ["task", "Task", "exponential_backoff", "task_input_hash"]),
+        ("braid.flows", ["flow", "Flow"]),
+        ("braid.utilities.annotations", ["unmapped", "allow_failure", "quote", "opaque"]),
+        ("braid.adapters.dask.task_runners", ["DaskTaskRunner", "DaskFuture"]),
+        ("braid.adapters.dask.utils", ["get_dask_client", "get_async_dask_client"]),
+        ("braid.adapters.ray.task_runners", ["RayTaskRunner"]),
+        ("braid.adapters.ray.context", ["remote_options"]),
+        (
+            "braid",
+            [
+                "flow",
+                "task",
+                "Flow",
+                "Task",
+                "State",
+                "tags",
+                "unmapped",
+                "allow_failure",
+                "get_run_logger",
+                "get_dask_client",
+                "remote_options",
+                "Transaction",
+            ],
+        ),
+    ],
+)
 def test_prefects_names_import_from_the_mirrored_modules(module, names):
     mod = importlib.import_module(module)
     for name in names:
@@ -317,8 +370,7 @@ def test_submodules_load_on_first_access():
     import sys
 
     code = "import braid; print(braid.runtime.flow_run.name, braid.states.Completed().name)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["None", "Completed"], out.stderr
 
 

@@ -19,7 +19,8 @@ from braid.testing.suite import run_in_flow
 
 def test_main_module_tasks_closures_and_lambdas(tmp_path):
     script = tmp_path / "main_tasks.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         from braid import flow, task
         from braid.runners.processes import ProcessPoolTaskRunner
 
@@ -49,9 +50,11 @@ def test_main_module_tasks_closures_and_lambdas(tmp_path):
 
         if __name__ == "__main__":
             print(main_flow())
-    """))
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                         timeout=120, check=True)
+    """)
+    )
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=True
+    )
     assert out.stdout.strip() == "([101, 102], 306, 2)"
 
 
@@ -71,14 +74,17 @@ def test_sigkill_names_the_signal_and_pool_recovers():
 
 
 def test_nested_tasks_run_in_the_worker_process():
-    parent_pid, nested_pid = run_in_flow(ProcessPoolTaskRunner(max_workers=1),
-                                         lambda: st.nested_where.submit().result())
+    parent_pid, nested_pid = run_in_flow(
+        ProcessPoolTaskRunner(max_workers=1), lambda: st.nested_where.submit().result()
+    )
     assert parent_pid == nested_pid != os.getpid()
 
 
 def test_tasks_run_in_other_processes():
-    pids = run_in_flow(ProcessPoolTaskRunner(max_workers=2),
-                       lambda: [st.where.submit().result()[0] for _ in range(4)])
+    pids = run_in_flow(
+        ProcessPoolTaskRunner(max_workers=2),
+        lambda: [st.where.submit().result()[0] for _ in range(4)],
+    )
     assert os.getpid() not in pids
 
 
@@ -157,7 +163,8 @@ def test_a_script_without_the_main_guard_fails_fast_naming_it(tmp_path):
     import textwrap
 
     script = tmp_path / "no_guard.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         from braid import ProcessPoolTaskRunner, flow
         from braid.testing import sample_tasks as st
 
@@ -166,9 +173,11 @@ def test_a_script_without_the_main_guard_fails_fast_naming_it(tmp_path):
             return st.inc.map(range(4)).result()
 
         print(unguarded())
-    """))
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=90, cwd=tmp_path)  # hang guard
+    """)
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=90, cwd=tmp_path
+    )  # hang guard
     assert proc.returncode != 0
     assert "WorkerLost" in proc.stderr
     assert 'if __name__ == "__main__":' in proc.stderr

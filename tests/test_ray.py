@@ -23,8 +23,11 @@ from pathlib import Path
 
 import pytest
 
-_RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled",
-            "RAY_USAGE_STATS_ENABLED": "0"}
+_RAY_ENV = {
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_USAGE_STATS_ENABLED": "0",
+}
 for _key, _value in _RAY_ENV.items():
     os.environ.setdefault(_key, _value)
 
@@ -97,22 +100,29 @@ def stop_scoped(temp_dir: str) -> None:
 
 def run_driver(code: str, *, env: dict | None = None) -> dict:
     """Run ``code`` in a fresh Python under a timeout; it prints one JSON line last."""
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)],
-                          env={**os.environ, **_RAY_ENV, **(env or {})},
-                          capture_output=True, text=True, timeout=DRIVER_TIMEOUT)
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env={**os.environ, **_RAY_ENV, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=DRIVER_TIMEOUT,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 # -- no Ray needed ------------------------------------------------------------------------
-@pytest.mark.parametrize("kwargs, match", [
-    ({"address": 42}, "address must be"),
-    ({"address": " "}, "address must be"),
-    ({"address": "ray://127.0.0.1:10001"}, "Ray Client"),
-    ({"init_kwargs": [("num_cpus", 2)]}, "init_kwargs must be a dict"),
-    ({"init_kwargs": {"address": "127.0.0.1:6379"}}, "RayTaskRunner\\(address=...\\)"),
-    ({"address": "127.0.0.1:6379", "init_kwargs": {"num_cpus": 2}}, "num_cpus"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"address": 42}, "address must be"),
+        ({"address": " "}, "address must be"),
+        ({"address": "ray://127.0.0.1:10001"}, "Ray Client"),
+        ({"init_kwargs": [("num_cpus", 2)]}, "init_kwargs must be a dict"),
+        ({"init_kwargs": {"address": "127.0.0.1:6379"}}, "RayTaskRunner\\(address=...\\)"),
+        ({"address": "127.0.0.1:6379", "init_kwargs": {"num_cpus": 2}}, "num_cpus"),
+    ],
+)
 def test_invalid_configuration_is_refused_at_construction(kwargs, match):
     with pytest.raises(errors.ConfigurationError, match=match):
         RayTaskRunner(**kwargs)
@@ -201,8 +211,13 @@ def test_ctrl_c_cancels_waiting_runs_and_exits_promptly():
             print("INTERRUPTED", runs["running"].state.name, runs["waiting"].state.name)
             sys.exit(130)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, **_RAY_ENV},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        env={**os.environ, **_RAY_ENV},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout.readline().strip() == "READY"
         time.sleep(0.5)
@@ -224,10 +239,23 @@ def head():
     ray_exe = str(Path(sys.executable).parent / "ray")
     try:
         proc = subprocess.run(
-            [ray_exe, "start", "--head", "--node-ip-address=127.0.0.1", "--port=0",
-             "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
-             f"--temp-dir={temp_dir}", '--resources={"braid_slot": 4}'],
-            env={**os.environ, **_RAY_ENV}, capture_output=True, text=True, timeout=120)
+            [
+                ray_exe,
+                "start",
+                "--head",
+                "--node-ip-address=127.0.0.1",
+                "--port=0",
+                "--num-cpus=2",
+                "--include-dashboard=false",
+                "--disable-usage-stats",
+                f"--temp-dir={temp_dir}",
+                '--resources={"braid_slot": 4}',
+            ],
+            env={**os.environ, **_RAY_ENV},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode == 0, proc.stderr[-4000:]
         address = Path(temp_dir, "ray_current_cluster").read_text().strip()
         yield address
@@ -266,8 +294,13 @@ def test_flows_by_address_from_a_driver_process(head):
         print(json.dumps({{"chain": chain, "mapped": mapped, "error": error, "where": where,
                           "after": ray.is_initialized()}}))
     """)
-    assert out == {"chain": 21, "mapped": [1, 2, 3, 4, 5], "error": "UserError",
-                   "where": head, "after": False}
+    assert out == {
+        "chain": 21,
+        "mapped": [1, 2, 3, 4, 5],
+        "error": "UserError",
+        "where": head,
+        "after": False,
+    }
 
 
 def test_runner_uses_the_ray_it_finds_and_leaves_it_running(connected):
@@ -471,9 +504,13 @@ def test_a_large_result_goes_worker_to_worker_never_through_the_driver(head):
 def test_mapped_large_results_stay_on_the_cluster(head):
     """Two 100 MB results mapped into consumers: the driver's memory does not grow by
     anything like a result, and its sockets receive no more than with 1 MB results."""
-    proc = subprocess.run([sys.executable, "-m", "braid.testing.locality_driver", "ray", head],
-                          env={**os.environ, **_RAY_ENV}, capture_output=True, text=True,
-                          timeout=DRIVER_TIMEOUT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "braid.testing.locality_driver", "ray", head],
+        env={**os.environ, **_RAY_ENV},
+        capture_output=True,
+        text=True,
+        timeout=DRIVER_TIMEOUT,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["lengths"] == [100 * 2**20] * 2

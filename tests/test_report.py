@@ -29,19 +29,49 @@ CHROMIUM = Path("/usr/bin/chromium")
 T0 = 1_700_000_000.0
 
 
-def task_run(name: str, start: float | None, end: float | None, where: str | None,
-             state: str = "COMPLETED", state_name: str | None = None,
-             error: str | None = None) -> dict:
-    return {"id": name, "name": name, "task_name": name.split("-")[0], "state_type": state,
-            "state_name": state_name or state.title(), "start": start, "end": end,
-            "where": where, "error": error}
+def task_run(
+    name: str,
+    start: float | None,
+    end: float | None,
+    where: str | None,
+    state: str = "COMPLETED",
+    state_name: str | None = None,
+    error: str | None = None,
+) -> dict:
+    return {
+        "id": name,
+        "name": name,
+        "task_name": name.split("-")[0],
+        "state_type": state,
+        "state_name": state_name or state.title(),
+        "start": start,
+        "end": end,
+        "where": where,
+        "error": error,
+    }
 
 
-def flow_run(name: str, start: float, end: float, task_runs: list[dict],
-             flow_runs: list[dict] | None = None, state: str = "COMPLETED") -> dict:
-    return {"id": name, "name": name, "flow_name": name.split("-")[0], "runner": "Fake()",
-            "start": start, "end": end, "state_type": state, "state_name": state.title(),
-            "error": None, "task_runs": task_runs, "flow_runs": flow_runs or []}
+def flow_run(
+    name: str,
+    start: float,
+    end: float,
+    task_runs: list[dict],
+    flow_runs: list[dict] | None = None,
+    state: str = "COMPLETED",
+) -> dict:
+    return {
+        "id": name,
+        "name": name,
+        "flow_name": name.split("-")[0],
+        "runner": "Fake()",
+        "start": start,
+        "end": end,
+        "state_type": state,
+        "state_name": state.title(),
+        "error": None,
+        "task_runs": task_runs,
+        "flow_runs": flow_runs or [],
+    }
 
 
 def big_run(n: int, lanes: int) -> dict:
@@ -50,9 +80,16 @@ def big_run(n: int, lanes: int) -> dict:
     for i in range(n):
         start = T0 + (i // lanes) * 0.01 + (i % 7) * 0.001
         failed = i % 97 == 0
-        runs.append(task_run(f"work-{i}", start, start + 0.004 + (i % 5) * 0.002,
-                             f"node-{i % lanes}", "FAILED" if failed else "COMPLETED",
-                             error="ValueError: bad input" if failed else None))
+        runs.append(
+            task_run(
+                f"work-{i}",
+                start,
+                start + 0.004 + (i % 5) * 0.002,
+                f"node-{i % lanes}",
+                "FAILED" if failed else "COMPLETED",
+                error="ValueError: bad input" if failed else None,
+            )
+        )
     return flow_run("big-1", T0, T0 + n / lanes * 0.01 + 0.02, runs)
 
 
@@ -66,23 +103,28 @@ def embedded_data(html: str) -> dict:
 def test_lanes_rows_and_legend_keys():
     runs = [
         task_run("a-1", T0 + 0.0, T0 + 1.0, "worker-10"),
-        task_run("a-2", T0 + 0.5, T0 + 1.5, "worker-10"),      # overlaps a-1: second row
-        task_run("a-3", T0 + 1.0, T0 + 2.0, "worker-10"),      # starts as a-1 ends: row 0
+        task_run("a-2", T0 + 0.5, T0 + 1.5, "worker-10"),  # overlaps a-1: second row
+        task_run("a-3", T0 + 1.0, T0 + 2.0, "worker-10"),  # starts as a-1 ends: row 0
         task_run("b-1", T0 + 0.2, T0 + 0.3, "worker-2", "FAILED", error="KeyError: 'x'"),
         task_run("c-1", None, T0 + 0.4, None, "FAILED", "UpstreamFailed", "did not run"),
     ]
-    child = flow_run("child-1", T0 + 0.1, T0 + 0.9, [task_run("d-1", T0 + 0.2, T0 + 0.25,
-                                                              "worker-2")])
+    child = flow_run(
+        "child-1", T0 + 0.1, T0 + 0.9, [task_run("d-1", T0 + 0.2, T0 + 0.25, "worker-2")]
+    )
     data = timeline_data(flow_run("top-1", T0, T0 + 2.5, runs, [child]))
     assert [lane["name"] for lane in data["lanes"]] == [
-        "flow runs", "worker-2", "worker-10", NOT_STARTED_LANE]
+        "flow runs",
+        "worker-2",
+        "worker-10",
+        NOT_STARTED_LANE,
+    ]
     bars = data["bars"]
     index = {name: i for i, name in enumerate(bars["name"])}
     keys = [s["key"] for s in data["states"]]
     assert bars["row"][index["a-1"]] == 0 and bars["row"][index["a-2"]] == 1
     assert bars["row"][index["a-3"]] == 0
     assert data["lanes"][2]["rows"] == 2
-    assert data["lanes"][0]["rows"] == 2            # the nested flow run sits under its parent
+    assert data["lanes"][0]["rows"] == 2  # the nested flow run sits under its parent
     assert keys[bars["state"][index["b-1"]]] == "FAILED"
     assert keys[bars["state"][index["c-1"]]] == "UpstreamFailed"
     assert bars["start"][index["c-1"]] == bars["end"][index["c-1"]] == 0.4
@@ -94,10 +136,19 @@ def test_lanes_rows_and_legend_keys():
 
 def test_page_is_self_contained_and_escapes_what_runs_are_called():
     hostile = '</script><script>alert("x")</script>'
-    html = render_report(flow_run("top-1", T0, T0 + 1, [
-        task_run(hostile, T0, T0 + 0.5, "<b>here</b>", "FAILED", error=f"ValueError: {hostile}"),
-    ]))
-    assert html.count("<script") == 2            # the data and the drawing code, both inline
+    html = render_report(
+        flow_run(
+            "top-1",
+            T0,
+            T0 + 1,
+            [
+                task_run(
+                    hostile, T0, T0 + 0.5, "<b>here</b>", "FAILED", error=f"ValueError: {hostile}"
+                ),
+            ],
+        )
+    )
+    assert html.count("<script") == 2  # the data and the drawing code, both inline
     assert "<script>alert" not in html and "<b>here</b>" not in html
     assert not re.search(r"""(src|href)\s*=|https?://|@import|url\(""", html)
     data = embedded_data(html)
@@ -121,7 +172,7 @@ def test_ten_thousand_runs_stay_compact():
     data = embedded_data(html)
     assert len(data["bars"]["name"]) == 10_001
     assert len(data["lanes"]) == 41
-    assert len(html) < 2_000_000     # a few hundred bytes per run at most
+    assert len(html) < 2_000_000  # a few hundred bytes per run at most
 
 
 # -- real Chromium ----------------------------------------------------------------------------
@@ -132,13 +183,25 @@ def chromium(tmp_path: Path, url: str, *args: str) -> str:
         if os.environ.get("CI"):
             pytest.fail(reason + "; in CI the report test must run")
         pytest.skip(reason)
-    command = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-               "--no-first-run", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--hide-scrollbars",
-               f"--user-data-dir={tmp_path / 'chromium-profile'}", "--window-size=1200,800",
-               *args, url]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=100,
-                          stdin=subprocess.DEVNULL)
+    command = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--window-size=1200,800",
+        *args,
+        url,
+    ]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=100, stdin=subprocess.DEVNULL
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
 
@@ -158,8 +221,8 @@ def png_pixels(path: Path) -> tuple[int, int, list[bytes]]:
     assert blob[:8] == b"\x89PNG\r\n\x1a\n"
     pos, idat, header = 8, b"", None
     while pos < len(blob):
-        (length,) = struct.unpack(">I", blob[pos:pos + 4])
-        kind, body = blob[pos + 4:pos + 8], blob[pos + 8:pos + 8 + length]
+        (length,) = struct.unpack(">I", blob[pos : pos + 4])
+        kind, body = blob[pos + 4 : pos + 8], blob[pos + 8 : pos + 8 + length]
         if kind == b"IHDR":
             header = struct.unpack(">IIBBBBB", body)
         elif kind == b"IDAT":
@@ -171,8 +234,10 @@ def png_pixels(path: Path) -> tuple[int, int, list[bytes]]:
     bpp = 3 if color == 2 else 4
     raw, stride, rows, prev = zlib.decompress(idat), width * bpp, [], bytearray(width * bpp)
     for y in range(height):
-        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) *
-                                                          (stride + 1)])
+        kind, line = (
+            raw[y * (stride + 1)],
+            bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)]),
+        )
         for i in range(stride):
             a = line[i - bpp] if i >= bpp else 0
             b, c = prev[i], prev[i - bpp] if i >= bpp else 0
@@ -186,38 +251,59 @@ def png_pixels(path: Path) -> tuple[int, int, list[bytes]]:
                 p = a + b - c
                 pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
                 line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
-        rows.append(bytes(line) if bpp == 3 else
-                    b"".join(line[i:i + 3] for i in range(0, stride, 4)))
+        rows.append(
+            bytes(line) if bpp == 3 else b"".join(line[i : i + 3] for i in range(0, stride, 4))
+        )
         prev = line
     return width, height, rows
 
 
 def count_color(rows: list[bytes], hex_color: str) -> int:
     rgb = bytes.fromhex(hex_color.lstrip("#"))
-    return sum(row[i:i + 3] == rgb for row in rows for i in range(0, len(row), 3))
+    return sum(row[i : i + 3] == rgb for row in rows for i in range(0, len(row), 3))
 
 
 def test_chromium_draws_the_bars_of_a_report_made_by_braid_run(tmp_path):
     report = tmp_path / "fails.html"
-    run = subprocess.run([sys.executable, "-m", "braid", "run",
-                          f"{braid.testing.cli_flows.__file__}:fails", "--report", str(report)],
-                         capture_output=True, text=True, timeout=100, stdin=subprocess.DEVNULL)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "braid",
+            "run",
+            f"{braid.testing.cli_flows.__file__}:fails",
+            "--report",
+            str(report),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        stdin=subprocess.DEVNULL,
+    )
     assert run.returncode == 1 and report.is_file(), run.stderr
     data = embedded_data(report.read_text(encoding="utf-8"))
-    [failed] = [name for name, is_flow, state in zip(
-        data["bars"]["name"], data["bars"]["is_flow"], data["bars"]["state"], strict=True)
-        if not is_flow and state == list(STATE_COLORS).index("FAILED")]
+    [failed] = [
+        name
+        for name, is_flow, state in zip(
+            data["bars"]["name"], data["bars"]["is_flow"], data["bars"]["state"], strict=True
+        )
+        if not is_flow and state == list(STATE_COLORS).index("FAILED")
+    ]
 
     dom = chromium(tmp_path, f"{report.as_uri()}#run={failed}", "--dump-dom")
     # the drawing code ran to the end and drew every bar (one flow run, four task runs)
-    assert re.search(r'<html lang="en" data-bars-drawn="5" data-edges-drawn="0" '
-                     rf'data-selected="{failed}">', dom), dom[:300]
+    assert re.search(
+        r'<html lang="en" data-bars-drawn="5" data-edges-drawn="0" '
+        rf'data-selected="{failed}">',
+        dom,
+    ), dom[:300]
     panel = re.search(r'<aside id="detail" style="display: block;">(.*?)</aside>', dom, re.S)
     assert panel is not None
     assert "InventoryError: negative stock for plums: -2" in panel.group(1)
     assert "<dt>not recorded</dt><dd>arguments, logs, traceback</dd>" in panel.group(1)
-    tip = re.search(r'<div id="tip" data-run="([^"]+)" style="display: block;[^>]*>(.*?)</div>',
-                    dom, re.S)
+    tip = re.search(
+        r'<div id="tip" data-run="([^"]+)" style="display: block;[^>]*>(.*?)</div>', dom, re.S
+    )
     assert tip is not None, dom[-3000:]
     assert tip.group(1) == failed
     assert "task: check_stock" in tip.group(2) and "state: failed" in tip.group(2)
@@ -265,18 +351,24 @@ def rich_run() -> dict:
     load = task_run("load-1", T0 + 0.1, T0 + 0.3, DASK_LANE)
     fetch = task_run("fetch-1", T0 + 0.2, T0 + 1.0, DASK_LANE.replace("40123", "40999"))
     fetch["attempts"] = [
-        {"start": T0 + 0.2, "end": T0 + 0.35, "state_name": "Failed",
-         "where": fetch["where"], "error": "ConnectionError: reset"},
+        {
+            "start": T0 + 0.2,
+            "end": T0 + 0.35,
+            "state_name": "Failed",
+            "where": fetch["where"],
+            "error": "ConnectionError: reset",
+        },
         {"start": T0 + 0.6, "end": T0 + 1.0, "state_name": "Completed", "where": fetch["where"]},
     ]
-    join = task_run("join-1", T0 + 1.1, T0 + 1.3, DASK_LANE, "FAILED",
-                    error="KeyError: 'user_id'")
-    join.update(upstreams=["load-1", "fetch-1"], parameters={"left": "<DataFrame 10x3>",
-                                                             "on": "'user_id'"},
-                message="KeyError: 'user_id'\nwhile joining",
-                traceback='Traceback (most recent call last):\n  File "etl.py", line 9, '
-                          "in join\nKeyError: 'user_id'",
-                logs="INFO joining 10 rows\nWARNING 3 rows lack user_id")
+    join = task_run("join-1", T0 + 1.1, T0 + 1.3, DASK_LANE, "FAILED", error="KeyError: 'user_id'")
+    join.update(
+        upstreams=["load-1", "fetch-1"],
+        parameters={"left": "<DataFrame 10x3>", "on": "'user_id'"},
+        message="KeyError: 'user_id'\nwhile joining",
+        traceback='Traceback (most recent call last):\n  File "etl.py", line 9, '
+        "in join\nKeyError: 'user_id'",
+        logs="INFO joining 10 rows\nWARNING 3 rows lack user_id",
+    )
     return flow_run("etl-1", T0, T0 + 1.4, [load, fetch, join], state="FAILED")
 
 
@@ -289,8 +381,7 @@ def test_attempts_edges_and_details_where_the_record_has_them():
     keys = [s["key"] for s in data["states"]]
     assert keys[bars["state"][fetch[0]]] == "RETRIED"
     join = bars["name"].index("join-1")
-    assert sorted(data["edges"]) == sorted([[bars["name"].index("load-1"), join],
-                                            [fetch[1], join]])
+    assert sorted(data["edges"]) == sorted([[bars["name"].index("load-1"), join], [fetch[1], join]])
     assert data["details"][str(join)]["logs"].startswith("INFO joining")
     assert bars["color"][join] == 2 and bars["color"][fetch[0]] == 1
 
@@ -302,9 +393,17 @@ def test_chromium_shows_edges_detail_panel_and_lane_tooltips(tmp_path):
     panel = re.search(r'<aside id="detail" style="display: block;">(.*?)</aside>', dom, re.S)
     assert panel is not None
     text = panel.group(1)
-    for expected in ("<dt>arguments</dt>", "left = &lt;DataFrame 10x3&gt;", "<dt>waited for</dt>",
-                     "load-1\nfetch-1", "<dt>logs</dt>", "WARNING 3 rows lack user_id",
-                     "<dt>traceback</dt>", "File \"etl.py\", line 9", "while joining"):
+    for expected in (
+        "<dt>arguments</dt>",
+        "left = &lt;DataFrame 10x3&gt;",
+        "<dt>waited for</dt>",
+        "load-1\nfetch-1",
+        "<dt>logs</dt>",
+        "WARNING 3 rows lack user_id",
+        "<dt>traceback</dt>",
+        'File "etl.py", line 9',
+        "while joining",
+    ):
         assert expected in text, expected
     assert "not recorded" not in text
     lanes = re.findall(r'<div class="lane[^"]*" title="([^"]*)" style="[^"]*">([^<]*)</div>', dom)
@@ -318,15 +417,27 @@ def test_chromium_shows_edges_detail_panel_and_lane_tooltips(tmp_path):
     shot = screenshot_path(tmp_path, "rich.png")
     chromium(tmp_path, f"{report.as_uri()}#run=join-1", f"--screenshot={shot}")
     _, _, rows = png_pixels(shot)
-    assert count_color(rows[170:], "#0969da") > 20          # the two dependency edges
-    assert count_color(rows[170:], TASK_COLORS[2]) > 20     # join's colour, under its outline
+    assert count_color(rows[170:], "#0969da") > 20  # the two dependency edges
+    assert count_color(rows[170:], TASK_COLORS[2]) > 20  # join's colour, under its outline
 
 
 def test_trace_json_opens_in_perfetto_shape(tmp_path):
     trace = tmp_path / "run.json"
-    run = subprocess.run([sys.executable, "-m", "braid", "run",
-                          f"{braid.testing.cli_flows.__file__}:messy", "--trace", str(trace)],
-                         capture_output=True, text=True, timeout=100, stdin=subprocess.DEVNULL)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "braid",
+            "run",
+            f"{braid.testing.cli_flows.__file__}:messy",
+            "--trace",
+            str(trace),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        stdin=subprocess.DEVNULL,
+    )
     assert run.returncode == 1 and f"trace: {trace}" in run.stderr
     doc = json.loads(trace.read_text(encoding="utf-8"))
     events = doc["traceEvents"]

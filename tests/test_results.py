@@ -30,8 +30,12 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def storages(tmp_path):
-    return [str(tmp_path / "plain"), LocalFileSystem(tmp_path / "lfs"),
-            f"memory://braid-{uuid.uuid4().hex}", f"file://{tmp_path}/viafsspec"]
+    return [
+        str(tmp_path / "plain"),
+        LocalFileSystem(tmp_path / "lfs"),
+        f"memory://braid-{uuid.uuid4().hex}",
+        f"file://{tmp_path}/viafsspec",
+    ]
 
 
 @pytest.mark.parametrize("which", range(4))
@@ -127,8 +131,9 @@ def test_key_storage_keeps_metadata_apart(tmp_path):
 
 
 def _ctx(params, run="f1"):
-    return CacheContext(ct.SQUARE, 1, params, flow_run_id=run, flow_run_name="brave-fox",
-                        flow_parameters={"n": 1})
+    return CacheContext(
+        ct.SQUARE, 1, params, flow_run_id=run, flow_run_name="brave-fox", flow_parameters={"n": 1}
+    )
 
 
 def test_cache_plan_miss_commit_hit_refresh_and_expiry(tmp_path):
@@ -139,29 +144,39 @@ def test_cache_plan_miss_commit_hit_refresh_and_expiry(tmp_path):
     second = cache_plan(opts, _ctx({"x": 3}, run="other"))
     assert second.hit and second.value == 9
     assert second.record.metadata.task_name == "square"
-    refresh = resolve_cache_options({"cache_policy": INPUTS, "result_storage": tmp_path,
-                                     "refresh_cache": True})
+    refresh = resolve_cache_options(
+        {"cache_policy": INPUTS, "result_storage": tmp_path, "refresh_cache": True}
+    )
     assert not cache_plan(refresh, _ctx({"x": 3})).hit
-    expiring = resolve_cache_options({"cache_policy": INPUTS, "result_storage": tmp_path,
-                                      "cache_expiration": dt.timedelta(seconds=-1)})
+    expiring = resolve_cache_options(
+        {
+            "cache_policy": INPUTS,
+            "result_storage": tmp_path,
+            "cache_expiration": dt.timedelta(seconds=-1),
+        }
+    )
     plan = cache_plan(expiring, _ctx({"x": 4}))
     plan.commit(16)
     assert not cache_plan(expiring, _ctx({"x": 4})).hit
 
 
 def test_storage_key_templates(tmp_path):
-    opts = resolve_cache_options({
-        "result_storage": tmp_path,
-        "result_storage_key": "{parameters[x]}-{flow_run.name}-{task_run.task_name}.json",
-        "result_serializer": "json"})
+    opts = resolve_cache_options(
+        {
+            "result_storage": tmp_path,
+            "result_storage_key": "{parameters[x]}-{flow_run.name}-{task_run.task_name}.json",
+            "result_serializer": "json",
+        }
+    )
     cache_plan(opts, _ctx({"x": 5})).commit(25)
     assert (tmp_path / "5-brave-fox-square.json").is_file()
     assert cache_plan(opts, _ctx({"x": 5})).value == 25
 
 
 def test_a_value_the_serializer_cannot_write_is_warned_not_fatal(tmp_path):
-    opts = resolve_cache_options({"cache_policy": INPUTS, "result_storage": tmp_path,
-                                  "result_serializer": "json"})
+    opts = resolve_cache_options(
+        {"cache_policy": INPUTS, "result_storage": tmp_path, "result_serializer": "json"}
+    )
     plan = cache_plan(opts, _ctx({"x": 1}))
     with pytest.warns(errors.CacheWarning, match="not persisted"):
         plan.commit(object())
@@ -198,8 +213,11 @@ def test_remote_cluster_check(tmp_path):
     from braid.locking.memory import MemoryLockManager
 
     with pytest.raises(errors.LocalStoreOnRemoteCluster):
-        check_store_for_remote(ResultStore(result_storage=RemoteFileSystem("s3://b/p"),
-                                           lock_manager=MemoryLockManager()))
+        check_store_for_remote(
+            ResultStore(
+                result_storage=RemoteFileSystem("s3://b/p"), lock_manager=MemoryLockManager()
+            )
+        )
 
 
 def test_storage_specs(tmp_path):
@@ -210,10 +228,11 @@ def test_storage_specs(tmp_path):
 
 
 def test_missing_fsspec_names_the_install():
-    code = ("import sys; sys.modules['fsspec'] = None\n"
-            "from braid.results import ResultStore\nfrom braid import errors\n"
-            "try:\n    ResultStore(result_storage='memory://x').write('k', 1)\n"
-            "except errors.MissingExtraError as exc:\n    print('MISSING:', exc)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60)
+    code = (
+        "import sys; sys.modules['fsspec'] = None\n"
+        "from braid.results import ResultStore\nfrom braid import errors\n"
+        "try:\n    ResultStore(result_storage='memory://x').write('k', 1)\n"
+        "except errors.MissingExtraError as exc:\n    print('MISSING:', exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "MISSING:" in out.stdout and "pip install fsspec" in out.stdout, out.stderr

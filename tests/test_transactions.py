@@ -37,8 +37,11 @@ def run_task(opts, txn, x, log, flow_run="f1", fail=False):
         raise RuntimeError("task failed")
     log.append(("ran", x))
     staged = plan.commit(x * x)
-    txn.stage_task_run(staged, on_commit=[lambda t: log.append(("commit", x))],
-                       on_rollback=[lambda t: log.append(("rollback", x, t.get("who")))])
+    txn.stage_task_run(
+        staged,
+        on_commit=[lambda t: log.append(("commit", x))],
+        on_rollback=[lambda t: log.append(("rollback", x, t.get("who")))],
+    )
     return x * x
 
 
@@ -151,8 +154,11 @@ def test_a_worker_gets_a_detached_copy(tmp_path):
 def test_serializable_transactions_take_turns(tmp_path):
     store = ResultStore(result_storage=tmp_path, lock_manager=MemoryLockManager())
     with pytest.raises(errors.ConfigurationError):
-        with transaction(key="x", store=ResultStore(result_storage=tmp_path),
-                         isolation_level=IsolationLevel.SERIALIZABLE):
+        with transaction(
+            key="x",
+            store=ResultStore(result_storage=tmp_path),
+            isolation_level=IsolationLevel.SERIALIZABLE,
+        ):
             pass
     order, first_in = [], threading.Event()
 

@@ -16,13 +16,25 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.skipif(importlib.util.find_spec("mypy") is None,
-                    reason="mypy is not installed (pip install braid-flow[test])")
+@pytest.mark.skipif(
+    importlib.util.find_spec("mypy") is None,
+    reason="mypy is not installed (pip install braid-flow[test])",
+)
 def test_mypy_strict_passes(tmp_path: Path) -> None:
     # a fresh cache in tmp_path: the check writes nothing into the checkout
     proc = subprocess.run(
-        [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"),
-         "--cache-dir", str(tmp_path / "mypy_cache")],
-        cwd=ROOT, capture_output=True, text=True, timeout=100,
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--config-file",
+            str(ROOT / "pyproject.toml"),
+            "--cache-dir",
+            str(tmp_path / "mypy_cache"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=100,
     )
     assert proc.returncode == 0, f"mypy found errors:\n{proc.stdout}{proc.stderr}"

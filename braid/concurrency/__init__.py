@@ -72,8 +72,10 @@ __all__ = [
     "use_limits",
 ]
 
-_LAZY = {"DaskLimits": "braid.concurrency.dask_backend",
-         "RayLimits": "braid.concurrency.ray_backend"}
+_LAZY = {
+    "DaskLimits": "braid.concurrency.dask_backend",
+    "RayLimits": "braid.concurrency.ray_backend",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -36,9 +36,12 @@ def _release_when_granted(future: asyncio.Future) -> None:
 
 
 @asynccontextmanager
-async def concurrency(names: str | Sequence[str], occupy: int = 1,
-                      timeout_seconds: float | None = None,
-                      strict: bool = False) -> AsyncIterator[None]:
+async def concurrency(
+    names: str | Sequence[str],
+    occupy: int = 1,
+    timeout_seconds: float | None = None,
+    strict: bool = False,
+) -> AsyncIterator[None]:
     """Hold ``occupy`` slots of each named limit for the body of the ``async with`` block,
     and give them back however it exits (see ``braid.concurrency.sync.concurrency``)."""
     pairs = resolve_limits(names, occupy, strict=strict, rate=False)
@@ -51,7 +54,8 @@ async def concurrency(names: str | Sequence[str], occupy: int = 1,
     lease = hold_slots(backend, pairs, occupy, 0) if _in_process(backend) else None
     if lease is None and (timeout_seconds != 0 or not _in_process(backend)):
         waiting = asyncio.get_running_loop().run_in_executor(
-            None, functools.partial(hold_slots, backend, pairs, occupy, timeout_seconds))
+            None, functools.partial(hold_slots, backend, pairs, occupy, timeout_seconds)
+        )
         try:
             lease = await asyncio.shield(waiting)
         except asyncio.CancelledError:
@@ -65,8 +69,12 @@ async def concurrency(names: str | Sequence[str], occupy: int = 1,
         lease.release()
 
 
-async def rate_limit(names: str | Sequence[str], occupy: int = 1,
-                     timeout_seconds: float | None = None, strict: bool = False) -> None:
+async def rate_limit(
+    names: str | Sequence[str],
+    occupy: int = 1,
+    timeout_seconds: float | None = None,
+    strict: bool = False,
+) -> None:
     """Return once ``occupy`` decaying slots of each named limit are taken, sleeping on the
     event loop for the declared spacing (see ``braid.concurrency.sync.rate_limit``)."""
     pairs = resolve_limits(names, occupy, strict=strict, rate=True)

@@ -74,8 +74,9 @@ class LimitBackend(Protocol):
         """Return a picklable handle through which any process reaches this backend."""
         ...
 
-    def acquire(self, name: str, limit: Limit, occupy: int,
-                timeout: float | None) -> Hashable | None:
+    def acquire(
+        self, name: str, limit: Limit, occupy: int, timeout: float | None
+    ) -> Hashable | None:
         """Hold ``occupy`` slots of ``name`` and return a token for ``release``; return None
         if ``timeout`` seconds (None: no bound, 0: do not wait) passed first."""
         ...
@@ -84,8 +85,9 @@ class LimitBackend(Protocol):
         """Give back the slots ``token`` holds; a token already given back is ignored."""
         ...
 
-    def reserve_rate(self, name: str, limit: Limit, occupy: int,
-                     max_wait: float | None) -> float | None:
+    def reserve_rate(
+        self, name: str, limit: Limit, occupy: int, max_wait: float | None
+    ) -> float | None:
         """Take ``occupy`` decaying slots of ``name`` and return how many seconds the caller
         must wait before going on; return None, taking nothing, if that exceeds
         ``max_wait``."""
@@ -147,7 +149,10 @@ class LimitsHandle:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, LimitsHandle) and (self.kind, self.key, self.limits) == (
-            other.kind, other.key, other.limits)
+            other.kind,
+            other.key,
+            other.limits,
+        )
 
     def __hash__(self) -> int:
         return hash((self.kind, self.key, self.limits))
@@ -170,7 +175,8 @@ class LimitsHandle:
             raise errors.LimitsUnavailable(
                 f"a {self.kind!r} limits handle works only in the process that made it; "
                 f"this is pid {os.getpid()}: use a process, Dask or Ray handle to reach "
-                "limits from another process")
+                "limits from another process"
+            )
         connect = importlib.import_module(module).connect
         with _backends_lock:
             backend = _backends.get(slot)
@@ -180,7 +186,8 @@ class LimitsHandle:
 
 
 _handle: contextvars.ContextVar[LimitsHandle | None] = contextvars.ContextVar(
-    "braid_limits_handle", default=None)
+    "braid_limits_handle", default=None
+)
 _default_local: LimitBackend | None = None
 _default_lock = threading.Lock()
 
@@ -223,8 +230,14 @@ def current_backend() -> LimitBackend:
 
 
 # -- requests over several names -------------------------------------------------------------
-def resolve_limits(names: str | Sequence[str], occupy: int, *, strict: bool, rate: bool,
-                   table: LimitTable | None = None) -> list[tuple[str, Limit]]:
+def resolve_limits(
+    names: str | Sequence[str],
+    occupy: int,
+    *,
+    strict: bool,
+    rate: bool,
+    table: LimitTable | None = None,
+) -> list[tuple[str, Limit]]:
     """Return the (name, Limit) pairs a request applies to, sorted by name.
 
     Undeclared names are left out (``strict=False``) or raise ``UndeclaredLimit``;
@@ -245,18 +258,21 @@ def resolve_limits(names: str | Sequence[str], occupy: int, *, strict: bool, rat
                     f"concurrency limit {name!r} is not declared (strict=True). Declare it on "
                     f"the flow, @flow(concurrency_limits={{{name!r}: 2}}), in the environment, "
                     f"{ENV_VAR}='{name}=2', or on the command line, braid run ... --limit "
-                    f"{name}=2")
+                    f"{name}=2"
+                )
             logger.debug("concurrency limit %r is not declared: not limited", name)
             continue
         if occupy > limit.limit:
             raise errors.SlotsExceedLimit(
                 f"occupy={occupy} slots of {name!r}, whose limit is {limit.limit}: "
-                "this could never be granted")
+                "this could never be granted"
+            )
         if rate and not limit.slot_decay_per_second:
             raise errors.RateLimitWithoutDecay(
                 f"rate_limit({name!r}): {limit!r} has no slot decay, so its slots would never "
                 f"come back; declare it as Limit({limit.limit}, slot_decay_per_second=...) "
-                f"or '{name}={limit.limit}/DECAY'")
+                f"or '{name}={limit.limit}/DECAY'"
+            )
         pairs.append((name, limit))
     return pairs
 
@@ -266,8 +282,9 @@ class Lease:
 
     __slots__ = ("_backend", "_held", "_lock", "occupy")
 
-    def __init__(self, backend: LimitBackend | None, held: list[tuple[str, Hashable]],
-                 occupy: int) -> None:
+    def __init__(
+        self, backend: LimitBackend | None, held: list[tuple[str, Hashable]], occupy: int
+    ) -> None:
         self._backend = backend
         self._held = held
         self._lock = threading.Lock()
@@ -303,8 +320,9 @@ def _remaining(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
-def hold_slots(backend: LimitBackend, pairs: Sequence[tuple[str, Limit]], occupy: int,
-               timeout: float | None) -> Lease | None:
+def hold_slots(
+    backend: LimitBackend, pairs: Sequence[tuple[str, Limit]], occupy: int, timeout: float | None
+) -> Lease | None:
     """Hold ``occupy`` slots of every pair and return the lease; return None, holding
     nothing, if ``timeout`` seconds passed first (0: do not wait)."""
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -322,8 +340,9 @@ def hold_slots(backend: LimitBackend, pairs: Sequence[tuple[str, Limit]], occupy
     return Lease(backend, held, occupy)
 
 
-def reserve_rate(backend: LimitBackend, pairs: Sequence[tuple[str, Limit]], occupy: int,
-                 timeout: float | None) -> float | None:
+def reserve_rate(
+    backend: LimitBackend, pairs: Sequence[tuple[str, Limit]], occupy: int, timeout: float | None
+) -> float | None:
     """Take ``occupy`` decaying slots of every pair; return the seconds to wait before going
     on, or None if that exceeds ``timeout`` (slots of names before it stay taken)."""
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -340,4 +359,5 @@ def reserve_rate(backend: LimitBackend, pairs: Sequence[tuple[str, Limit]], occu
 def timeout_error(names: Sequence[str], timeout: float | None, what: str) -> Exception:
     """The ``ConcurrencyTimeout`` for a request of ``what`` on ``names``."""
     return errors.ConcurrencyTimeout(
-        f"{what} on {list(names)!r}: no slots within {timeout} second(s)")
+        f"{what} on {list(names)!r}: no slots within {timeout} second(s)"
+    )

@@ -67,8 +67,9 @@ class LimitsCoordinator:
         self._connections: dict[int, Connection] = {}
         self._threads: list[threading.Thread] = []
         self._closing = False
-        self._accepting = threading.Thread(target=self._accept, daemon=True,
-                                           name="braid-limits-coordinator")
+        self._accepting = threading.Thread(
+            target=self._accept, daemon=True, name="braid-limits-coordinator"
+        )
         self._accepting.start()
         register_backend(KIND, self._key, self)
 
@@ -78,8 +79,9 @@ class LimitsCoordinator:
         to the processes you start)."""
         return LimitsHandle(KIND, self._key, limits)
 
-    def acquire(self, name: str, limit: Limit, occupy: int,
-                timeout: float | None) -> Hashable | None:
+    def acquire(
+        self, name: str, limit: Limit, occupy: int, timeout: float | None
+    ) -> Hashable | None:
         """Hold slots of ``name`` for this process (see ``LimitBackend.acquire``)."""
         return self._limits.acquire(name, limit, occupy, timeout)
 
@@ -89,8 +91,9 @@ class LimitsCoordinator:
             self._owner.pop((name, token), None)
         self._limits.release(name, token)
 
-    def reserve_rate(self, name: str, limit: Limit, occupy: int,
-                     max_wait: float | None) -> float | None:
+    def reserve_rate(
+        self, name: str, limit: Limit, occupy: int, max_wait: float | None
+    ) -> float | None:
         """Take decaying slots (see ``LimitBackend.reserve_rate``)."""
         return self._limits.reserve_rate(name, limit, occupy, max_wait)
 
@@ -144,8 +147,9 @@ class LimitsCoordinator:
                     conn.close()
                     return
                 self._connections[id(conn)] = conn
-                thread = threading.Thread(target=self._serve, args=(conn,), daemon=True,
-                                          name="braid-limits-connection")
+                thread = threading.Thread(
+                    target=self._serve, args=(conn,), daemon=True, name="braid-limits-connection"
+                )
                 self._threads = [t for t in self._threads if t.is_alive()]
                 self._threads.append(thread)
             thread.start()
@@ -191,8 +195,9 @@ class LimitsCoordinator:
         for name, token in held:
             self._limits.release(name, token)
         if held:
-            logger.debug("limits coordinator: a worker left holding %d slot(s); given back",
-                         len(held))
+            logger.debug(
+                "limits coordinator: a worker left holding %d slot(s); given back", len(held)
+            )
 
 
 def _shutdown(conn: Connection) -> None:
@@ -238,7 +243,8 @@ class CoordinatorClient:
             except (OSError, EOFError, AuthenticationError) as exc:
                 raise errors.LimitsUnavailable(
                     f"cannot reach the limits coordinator of the parent process at {address!r} "
-                    f"({exc}); has the flow that started this worker ended?") from exc
+                    f"({exc}); has the flow that started this worker ended?"
+                ) from exc
             self._local.conn = conn
             with self._lock:
                 self._connections.append(conn)
@@ -259,7 +265,8 @@ class CoordinatorClient:
         except (EOFError, OSError) as exc:
             self._drop(conn)
             raise errors.LimitsUnavailable(
-                "lost the connection to the limits coordinator of the parent process") from exc
+                "lost the connection to the limits coordinator of the parent process"
+            ) from exc
         except BaseException:
             # Interrupted mid-request: the reply would come out of step.  Closing the
             # connection makes the coordinator give back what this thread held.
@@ -269,8 +276,9 @@ class CoordinatorClient:
             raise reply
         return reply
 
-    def acquire(self, name: str, limit: Limit, occupy: int,
-                timeout: float | None) -> Hashable | None:
+    def acquire(
+        self, name: str, limit: Limit, occupy: int, timeout: float | None
+    ) -> Hashable | None:
         """Hold slots of ``name`` at the coordinator (one round trip)."""
         return self._call(("acquire", name, limit, occupy, timeout))
 
@@ -282,8 +290,9 @@ class CoordinatorClient:
         except OSError:
             self._drop(conn)  # the coordinator is gone, and with it the slot
 
-    def reserve_rate(self, name: str, limit: Limit, occupy: int,
-                     max_wait: float | None) -> float | None:
+    def reserve_rate(
+        self, name: str, limit: Limit, occupy: int, max_wait: float | None
+    ) -> float | None:
         """Take decaying slots at the coordinator (one round trip)."""
         return self._call(("rate", name, limit, occupy, max_wait))
 

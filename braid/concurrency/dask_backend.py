@@ -51,7 +51,8 @@ def _distributed():
         import distributed
     except ImportError as exc:
         raise errors.MissingExtraError(
-            "Dask limits need dask.distributed: pip install 'braid-flow[dask]'") from exc
+            "Dask limits need dask.distributed: pip install 'braid-flow[dask]'"
+        ) from exc
     return distributed
 
 
@@ -82,8 +83,11 @@ class DaskLimits:
                 return known[1]
         distributed = _distributed()
         semaphore = distributed.Semaphore(
-            max_leases=limit.limit, name=f"braid-limit-{name}",
-            scheduler_rpc=self._client.scheduler, loop=self._client.loop)
+            max_leases=limit.limit,
+            name=f"braid-limit-{name}",
+            scheduler_rpc=self._client.scheduler,
+            loop=self._client.loop,
+        )
         try:
             semaphore.register()
         except ValueError as exc:  # registered on the scheduler with another max_leases
@@ -92,11 +96,15 @@ class DaskLimits:
                 raise errors.LimitRedeclared(
                     f"concurrency limit {name!r} is in use on the Dask scheduler "
                     f"{self._address} with another limit; it cannot be {limit!r} at the same "
-                    "time") from exc
+                    "time"
+                ) from exc
             semaphore.close()  # idle: take the new value
             semaphore = distributed.Semaphore(
-                max_leases=limit.limit, name=f"braid-limit-{name}",
-                scheduler_rpc=self._client.scheduler, loop=self._client.loop)
+                max_leases=limit.limit,
+                name=f"braid-limit-{name}",
+                scheduler_rpc=self._client.scheduler,
+                loop=self._client.loop,
+            )
             semaphore.register()
         with self._lock:
             previous = self._semaphores.get(name)
@@ -105,8 +113,9 @@ class DaskLimits:
             previous[1].refresh_callback.stop()
         return semaphore
 
-    def acquire(self, name: str, limit: Limit, occupy: int,
-                timeout: float | None) -> Hashable | None:
+    def acquire(
+        self, name: str, limit: Limit, occupy: int, timeout: float | None
+    ) -> Hashable | None:
         """Take ``occupy`` leases of the semaphore ``braid-limit-<name>``."""
         semaphore = self._semaphore(name, limit)
         if occupy == 1:
@@ -137,8 +146,9 @@ class DaskLimits:
         for _ in range(occupy):
             self._client.loop.add_callback(semaphore.release)
 
-    def reserve_rate(self, name: str, limit: Limit, occupy: int,
-                     max_wait: float | None) -> float | None:
+    def reserve_rate(
+        self, name: str, limit: Limit, occupy: int, max_wait: float | None
+    ) -> float | None:
         """Move the decay time of ``name`` under its lock; return the wait."""
         lock = self._named_lock(f"braid-rate-{name}")
         if not lock.acquire(timeout=max_wait):
@@ -159,7 +169,8 @@ class DaskLimits:
             lock = self._locks.get(name)
             if lock is None:
                 lock = self._locks[name] = _distributed().Lock(
-                    name, scheduler_rpc=self._client.scheduler, loop=self._client.loop)
+                    name, scheduler_rpc=self._client.scheduler, loop=self._client.loop
+                )
             return lock
 
     def close(self) -> None:
@@ -196,5 +207,6 @@ def connect(handle: LimitsHandle) -> DaskLimits:
         client = distributed.Client(address, set_as_default=False)
     except OSError as exc:
         raise errors.LimitsUnavailable(
-            f"cannot reach the Dask scheduler {address!r} for concurrency limits") from exc
+            f"cannot reach the Dask scheduler {address!r} for concurrency limits"
+        ) from exc
     return DaskLimits(client, owns_client=True)

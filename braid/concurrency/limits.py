@@ -51,13 +51,18 @@ class Limit:
     def __init__(self, limit: int, slot_decay_per_second: float = 0.0) -> None:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
             raise errors.InvalidLimit(
-                f"Limit(limit={limit!r}): limit must be an integer >= 0 (the number of slots)")
-        if (isinstance(slot_decay_per_second, bool)
-                or not isinstance(slot_decay_per_second, (int, float))
-                or not math.isfinite(slot_decay_per_second) or slot_decay_per_second < 0):
+                f"Limit(limit={limit!r}): limit must be an integer >= 0 (the number of slots)"
+            )
+        if (
+            isinstance(slot_decay_per_second, bool)
+            or not isinstance(slot_decay_per_second, (int, float))
+            or not math.isfinite(slot_decay_per_second)
+            or slot_decay_per_second < 0
+        ):
             raise errors.InvalidLimit(
                 f"Limit(slot_decay_per_second={slot_decay_per_second!r}): the decay must be a "
-                "finite number >= 0 (slots given back per second)")
+                "finite number >= 0 (slots given back per second)"
+            )
         object.__setattr__(self, "limit", limit)
         object.__setattr__(self, "slot_decay_per_second", float(slot_decay_per_second))
 
@@ -69,7 +74,9 @@ class Limit:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Limit) and (self.limit, self.slot_decay_per_second) == (
-            other.limit, other.slot_decay_per_second)
+            other.limit,
+            other.slot_decay_per_second,
+        )
 
     def __hash__(self) -> int:
         return hash((self.limit, self.slot_decay_per_second))
@@ -87,7 +94,8 @@ class Limit:
         if isinstance(value, int) and not isinstance(value, bool):
             return cls(value)
         raise errors.InvalidLimit(
-            f"limit {name!r}: expected an int or braid.concurrency.Limit, got {value!r}")
+            f"limit {name!r}: expected an int or braid.concurrency.Limit, got {value!r}"
+        )
 
 
 class LimitTable(Mapping[str, Limit]):
@@ -134,7 +142,8 @@ class LimitTable(Mapping[str, Limit]):
                 raise errors.LimitRedeclared(
                     f"concurrency limit {name!r} is declared as {current!r} by an enclosing "
                     f"flow or {ENV_VAR}, and again as {limit!r}: declare each name once, or "
-                    "with the same value")
+                    "with the same value"
+                )
         if not added:
             return self
         return LimitTable({**self._limits, **added._limits})
@@ -159,7 +168,8 @@ def parse_limits(spec: str, source: str = ENV_VAR) -> LimitTable:
         except (ValueError, errors.InvalidLimit):
             raise errors.InvalidLimit(
                 f"{source}: cannot read {entry!r}; expected name=N or name=N/DECAY, "
-                "e.g. 'db=2,api=5/1.0'") from None
+                "e.g. 'db=2,api=5/1.0'"
+            ) from None
         if name in table and table[name] != limit:
             raise errors.LimitRedeclared(f"{source}: {name!r} is declared twice, differently")
         table[name] = limit
@@ -168,7 +178,8 @@ def parse_limits(spec: str, source: str = ENV_VAR) -> LimitTable:
 
 _env_cache: tuple[str, LimitTable] = ("", LimitTable())
 _declared: contextvars.ContextVar[LimitTable | None] = contextvars.ContextVar(
-    "braid_declared_limits", default=None)
+    "braid_declared_limits", default=None
+)
 
 
 def _env_limits() -> LimitTable:

@@ -68,7 +68,8 @@ class LocalLimits:
             if not state.idle(now):
                 raise errors.LimitRedeclared(
                     f"concurrency limit {name!r} is in use here as {state.limit!r}; it cannot "
-                    f"be {limit!r} at the same time")
+                    f"be {limit!r} at the same time"
+                )
             state.limit = limit
         return state
 
@@ -76,8 +77,9 @@ class LocalLimits:
         if self._closed:
             raise errors.LimitsUnavailable("these in-process limits were closed")
 
-    def acquire(self, name: str, limit: Limit, occupy: int,
-                timeout: float | None) -> Hashable | None:
+    def acquire(
+        self, name: str, limit: Limit, occupy: int, timeout: float | None
+    ) -> Hashable | None:
         """Hold ``occupy`` slots of ``name``; None if ``timeout`` passed first."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
@@ -110,8 +112,9 @@ class LocalLimits:
                 state.held -= occupy
                 state.ready.notify_all()
 
-    def reserve_rate(self, name: str, limit: Limit, occupy: int,
-                     max_wait: float | None) -> float | None:
+    def reserve_rate(
+        self, name: str, limit: Limit, occupy: int, max_wait: float | None
+    ) -> float | None:
         """Take ``occupy`` decaying slots; return the wait, or None if over ``max_wait``."""
         with self._lock:
             self._check_open()

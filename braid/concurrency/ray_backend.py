@@ -66,8 +66,9 @@ class LimitActor:
             self.limit, self.decay = limit, decay
         return self.limit, self.decay
 
-    async def acquire(self, lease: str, occupy: int, timeout: float | None,
-                      lease_seconds: float) -> bool:
+    async def acquire(
+        self, lease: str, occupy: int, timeout: float | None, lease_seconds: float
+    ) -> bool:
         """Record ``lease`` for ``occupy`` slots once they fit; False after ``timeout``."""
         if self.changed is None:
             self.changed = asyncio.Condition()
@@ -115,10 +116,12 @@ def _ray():
         import ray
     except ImportError as exc:
         raise errors.MissingExtraError(
-            "Ray limits need Ray: pip install 'braid-flow[ray]'") from exc
+            "Ray limits need Ray: pip install 'braid-flow[ray]'"
+        ) from exc
     if not ray.is_initialized():
         raise errors.LimitsUnavailable(
-            "Ray limits need a connected Ray (ray.init, or a RayTaskRunner in this flow)")
+            "Ray limits need a connected Ray (ray.init, or a RayTaskRunner in this flow)"
+        )
     return ray
 
 
@@ -153,19 +156,25 @@ class RayLimits:
         if known is not None and known[0] == limit:
             return known[1]
         actor = self._remote.options(
-            name=f"braid-limit-{name}", namespace=self._namespace, get_if_exists=True,
-            lifetime="detached", num_cpus=0).remote(limit.limit, limit.slot_decay_per_second)
+            name=f"braid-limit-{name}",
+            namespace=self._namespace,
+            get_if_exists=True,
+            lifetime="detached",
+            num_cpus=0,
+        ).remote(limit.limit, limit.slot_decay_per_second)
         actual = self._ray.get(actor.configure.remote(limit.limit, limit.slot_decay_per_second))
         if tuple(actual) != (limit.limit, limit.slot_decay_per_second):
             raise errors.LimitRedeclared(
                 f"concurrency limit {name!r} is in use on this Ray cluster as "
-                f"{Limit(*actual)!r}; it cannot be {limit!r} at the same time")
+                f"{Limit(*actual)!r}; it cannot be {limit!r} at the same time"
+            )
         with self._lock:
             self._actors[name] = (limit, actor)
         return actor
 
-    def acquire(self, name: str, limit: Limit, occupy: int,
-                timeout: float | None) -> Hashable | None:
+    def acquire(
+        self, name: str, limit: Limit, occupy: int, timeout: float | None
+    ) -> Hashable | None:
         """Take a lease of ``occupy`` slots from the actor (one round trip)."""
         actor = self._actor(name, limit)
         lease = uuid.uuid4().hex
@@ -174,7 +183,8 @@ class RayLimits:
             self._start_renewer()
         try:
             granted = self._ray.get(
-                actor.acquire.remote(lease, occupy, timeout, self._lease_seconds))
+                actor.acquire.remote(lease, occupy, timeout, self._lease_seconds)
+            )
         except BaseException:
             self.release(name, lease)
             raise
@@ -192,15 +202,17 @@ class RayLimits:
         if held is not None:
             held[0].release.remote(token)
 
-    def reserve_rate(self, name: str, limit: Limit, occupy: int,
-                     max_wait: float | None) -> float | None:
+    def reserve_rate(
+        self, name: str, limit: Limit, occupy: int, max_wait: float | None
+    ) -> float | None:
         """Take decaying slots from the actor (one round trip); return the wait."""
         return self._ray.get(self._actor(name, limit).reserve_rate.remote(occupy, max_wait))
 
     def _start_renewer(self) -> None:
         if self._renewer is None or not self._renewer.is_alive():
-            self._renewer = threading.Thread(target=self._renew, daemon=True,
-                                             name="braid-limits-renew")
+            self._renewer = threading.Thread(
+                target=self._renew, daemon=True, name="braid-limits-renew"
+            )
             self._renewer.start()
 
     def _renew(self) -> None:

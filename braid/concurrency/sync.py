@@ -23,8 +23,12 @@ __all__ = ["concurrency", "rate_limit"]
 
 
 @contextmanager
-def concurrency(names: str | Sequence[str], occupy: int = 1,
-                timeout_seconds: float | None = None, strict: bool = False) -> Iterator[None]:
+def concurrency(
+    names: str | Sequence[str],
+    occupy: int = 1,
+    timeout_seconds: float | None = None,
+    strict: bool = False,
+) -> Iterator[None]:
     """Hold ``occupy`` slots of each named limit for the body of the block, and give them
     back however it exits.
 
@@ -45,8 +49,12 @@ def concurrency(names: str | Sequence[str], occupy: int = 1,
         lease.release()
 
 
-def rate_limit(names: str | Sequence[str], occupy: int = 1,
-               timeout_seconds: float | None = None, strict: bool = False) -> None:
+def rate_limit(
+    names: str | Sequence[str],
+    occupy: int = 1,
+    timeout_seconds: float | None = None,
+    strict: bool = False,
+) -> None:
     """Return once ``occupy`` slots of each named limit are taken; they come back only by
     the limit's slot decay, so calls are spaced at the declared rate.
 

@@ -67,7 +67,8 @@ def _pairs(tags: Iterable[str], handle: LimitsHandle | None) -> list[tuple[str, 
         if limit.limit < 1:
             raise errors.SlotsExceedLimit(
                 f"tag {tag!r} has a concurrency limit of {limit.limit}: a run with this tag "
-                "can never start")
+                "can never start"
+            )
         pairs.append((TAG_PREFIX + tag, limit))
     return pairs
 
@@ -78,8 +79,9 @@ def _backend(handle: LimitsHandle | None):
     return current_backend()
 
 
-def acquire_for_tags(tags: Iterable[str], handle: LimitsHandle | None,
-                     timeout: float | None = None) -> Lease | None:
+def acquire_for_tags(
+    tags: Iterable[str], handle: LimitsHandle | None, timeout: float | None = None
+) -> Lease | None:
     """Hold one slot of every limited tag and return the lease, or None when no tag is
     limited; raises ``ConcurrencyTimeout`` (holding nothing) after ``timeout`` seconds."""
     pairs = _pairs(tags, handle)
@@ -150,8 +152,9 @@ class TagGate:
         self._threads: dict[tuple, threading.Thread] = {}
         self._closed = False
 
-    def when_available(self, tags: Iterable[str],
-                       callback: Callable[[Lease | None], object]) -> TagWaiter:
+    def when_available(
+        self, tags: Iterable[str], callback: Callable[[Lease | None], object]
+    ) -> TagWaiter:
         """Call ``callback(lease)`` once one slot of every limited tag is held (at once, in
         this thread, with ``None`` when no tag is limited, or with a lease taken without
         waiting); the callback must see that ``lease.release()`` is called."""
@@ -175,8 +178,9 @@ class TagGate:
         with self._lock:
             queue.append(waiter)
             if key not in self._threads:
-                thread = threading.Thread(target=self._serve, args=(key, backend), daemon=True,
-                                          name="braid-limits-gate")
+                thread = threading.Thread(
+                    target=self._serve, args=(key, backend), daemon=True, name="braid-limits-gate"
+                )
                 self._threads[key] = thread
                 thread.start()
         return waiter

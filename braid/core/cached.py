@@ -38,8 +38,9 @@ class CachedRun:
         self._limits: Any = None
 
     @classmethod
-    def start(cls, call: TaskCall, task_run: TaskRunInfo, options: Any,
-              txn: Any, limits: Any = None) -> CachedRun:
+    def start(
+        cls, call: TaskCall, task_run: TaskRunInfo, options: Any, txn: Any, limits: Any = None
+    ) -> CachedRun:
         """Enter the run's limits and transaction and look it up in the cache (in this
         thread)."""
         run = cls()
@@ -64,10 +65,15 @@ class CachedRun:
             except Exception:  # noqa: BLE001 - too large to travel: FLOW_PARAMETERS sees {}
                 flow_parameters = {}
             ctx = CacheContext(
-                call.task, str(task_run.id), task_run.parameters,
-                flow_run.id if flow_run is not None else None, flow_parameters,
-                task_run.name, flow_run.name if flow_run is not None else None,
-                flow_run.flow_name if flow_run is not None else None)
+                call.task,
+                str(task_run.id),
+                task_run.parameters,
+                flow_run.id if flow_run is not None else None,
+                flow_parameters,
+                task_run.name,
+                flow_run.name if flow_run is not None else None,
+                flow_run.flow_name if flow_run is not None else None,
+            )
             try:
                 run.plan = cache_plan(options, ctx, transaction=txn)
             except Exception as exc:  # noqa: BLE001 - CacheKeyError, LockTimeout: it fails
@@ -110,5 +116,6 @@ def stage_in_transaction(call: TaskCall, state: State) -> None:
     staged = state.extra.get(STAGED) if state.extra else None
     task = call.task
     name = state.task_run_name or call.run_name or default_run_name(task.name, call.run_id)
-    txn.stage_task_run(staged, on_commit=task.on_commit_hooks,
-                       on_rollback=task.on_rollback_hooks, name=name)
+    txn.stage_task_run(
+        staged, on_commit=task.on_commit_hooks, on_rollback=task.on_rollback_hooks, name=name
+    )

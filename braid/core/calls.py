@@ -33,12 +33,31 @@ class TaskCall:
     whether upstream ``i`` failing stops this run.
     """
 
-    __slots__ = ("task", "args", "kwargs", "must_succeed", "resolve", "run_id", "run_name",
-                 "attempt", "flow_run", "log_prints", "extra")
+    __slots__ = (
+        "task",
+        "args",
+        "kwargs",
+        "must_succeed",
+        "resolve",
+        "run_id",
+        "run_name",
+        "attempt",
+        "flow_run",
+        "log_prints",
+        "extra",
+    )
 
-    def __init__(self, task: Task[Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-                 must_succeed: Sequence[bool] | None, resolve: int, run_id: int,
-                 run_name: str | None, flow_run: FlowRunInfo | None) -> None:
+    def __init__(
+        self,
+        task: Task[Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        must_succeed: Sequence[bool] | None,
+        resolve: int,
+        run_id: int,
+        run_name: str | None,
+        flow_run: FlowRunInfo | None,
+    ) -> None:
         self.task = task
         self.args = args
         self.kwargs = kwargs
@@ -120,8 +139,9 @@ class _TaskBlob:
         return task
 
 
-def render_run_name(task: Task[Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-                    run_id: int) -> str:
+def render_run_name(
+    task: Task[Any], args: tuple[Any, ...], kwargs: dict[str, Any], run_id: int
+) -> str:
     """The task run's name: its template formatted with the parameters, or the default."""
     template = task.task_run_name
     if template is None:

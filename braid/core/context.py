@@ -44,13 +44,31 @@ class FlowRunInfo:
     worker raises :class:`braid.errors.MissingContextError` saying why.
     """
 
-    __slots__ = ("id", "name", "flow_name", "tags", "version", "parent_flow_run_id",
-                 "root_flow_run_id", "run_count", "_params", "_blob")
+    __slots__ = (
+        "id",
+        "name",
+        "flow_name",
+        "tags",
+        "version",
+        "parent_flow_run_id",
+        "root_flow_run_id",
+        "run_count",
+        "_params",
+        "_blob",
+    )
 
-    def __init__(self, id: str, name: str, flow_name: str,  # noqa: A002
-                 parameters: Mapping[str, Any] | None = None, tags: tuple[str, ...] = (),
-                 version: str | None = None, parent_flow_run_id: str | None = None,
-                 root_flow_run_id: str | None = None, run_count: int = 1) -> None:
+    def __init__(
+        self,
+        id: str,
+        name: str,
+        flow_name: str,  # noqa: A002
+        parameters: Mapping[str, Any] | None = None,
+        tags: tuple[str, ...] = (),
+        version: str | None = None,
+        parent_flow_run_id: str | None = None,
+        root_flow_run_id: str | None = None,
+        run_count: int = 1,
+    ) -> None:
         self.id = id
         self.name = name
         self.flow_name = flow_name
@@ -84,14 +102,27 @@ class FlowRunInfo:
         blob = self._blob
         if blob is None and self._params:
             blob = self._blob = _ship(self._params)
-        return (_rebuild_flow_run_info, (self.id, self.name, self.flow_name, self.tags,
-                                         self.version, self.parent_flow_run_id,
-                                         self.root_flow_run_id, self.run_count,
-                                         blob if self._params else b""))
+        return (
+            _rebuild_flow_run_info,
+            (
+                self.id,
+                self.name,
+                self.flow_name,
+                self.tags,
+                self.version,
+                self.parent_flow_run_id,
+                self.root_flow_run_id,
+                self.run_count,
+                blob if self._params else b"",
+            ),
+        )
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, FlowRunInfo) and (self.id, self.name, self.flow_name) == (
-            other.id, other.name, other.flow_name)
+            other.id,
+            other.name,
+            other.flow_name,
+        )
 
     def __hash__(self) -> int:
         return hash((self.id, self.name, self.flow_name))
@@ -115,10 +146,17 @@ def _ship(params: Mapping[str, Any]) -> bytes:
     return blob if len(blob) <= SHIPPED_PARAMETERS_LIMIT else _TOO_LARGE
 
 
-def _rebuild_flow_run_info(id: str, name: str, flow_name: str,  # noqa: A002
-                           tags: tuple[str, ...], version: str | None,
-                           parent: str | None, root: str | None, run_count: int,
-                           blob: bytes) -> FlowRunInfo:
+def _rebuild_flow_run_info(
+    id: str,
+    name: str,
+    flow_name: str,  # noqa: A002
+    tags: tuple[str, ...],
+    version: str | None,
+    parent: str | None,
+    root: str | None,
+    run_count: int,
+    blob: bytes,
+) -> FlowRunInfo:
     info = FlowRunInfo(id, name, flow_name, None, tags, version, parent, root, run_count)
     if not blob:
         info._params = {}  # noqa: SLF001 - its own class, being rebuilt
@@ -130,13 +168,28 @@ def _rebuild_flow_run_info(id: str, name: str, flow_name: str,  # noqa: A002
 class TaskRunInfo:
     """What a running task can know about itself: id, name, attempt (1-based), parameters."""
 
-    __slots__ = ("_id", "explicit_name", "attempt", "_task", "_args", "_kwargs", "_params",
-                 "_extra_tags")
+    __slots__ = (
+        "_id",
+        "explicit_name",
+        "attempt",
+        "_task",
+        "_args",
+        "_kwargs",
+        "_params",
+        "_extra_tags",
+    )
     _params: dict[str, Any] | None
 
-    def __init__(self, run_id: int, name: str | None, task: Task[Any], attempt: int,
-                 args: tuple[Any, ...], kwargs: dict[str, Any],
-                 extra_tags: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        run_id: int,
+        name: str | None,
+        task: Task[Any],
+        attempt: int,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        extra_tags: tuple[str, ...] = (),
+    ) -> None:
         self._id = run_id
         #: the name if it was given or rendered; None while it is the default one
         self.explicit_name = name
@@ -194,8 +247,7 @@ class TaskRunInfo:
         return f"TaskRunInfo(name={self.name!r}, attempt={self.attempt})"
 
 
-_tags: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("braid_tags",
-                                                                      default=())
+_tags: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("braid_tags", default=())
 
 
 @contextlib.contextmanager
@@ -232,20 +284,33 @@ class RunContext:
     """The current run: ``flow_run`` (or None in a task submitted outside a flow),
     ``task_run`` (None in a flow body), and the runner that nested submits go to."""
 
-    __slots__ = ("flow_run", "task_run", "task_runner", "log_prints", "flow", "parameters",
-                 "record")
+    __slots__ = (
+        "flow_run",
+        "task_run",
+        "task_runner",
+        "log_prints",
+        "flow",
+        "parameters",
+        "record",
+    )
 
-    def __init__(self, flow_run: FlowRunInfo | None, task_run: TaskRunInfo | None,
-                 task_runner: Any = None, log_prints: bool = False, flow: Any = None,
-                 parameters: dict[str, Any] | None = None, record: Any = None) -> None:
+    def __init__(
+        self,
+        flow_run: FlowRunInfo | None,
+        task_run: TaskRunInfo | None,
+        task_runner: Any = None,
+        log_prints: bool = False,
+        flow: Any = None,
+        parameters: dict[str, Any] | None = None,
+        record: Any = None,
+    ) -> None:
         self.flow_run = flow_run
         self.task_run = task_run
         self.task_runner = task_runner
         self.log_prints = log_prints
         self.flow = flow
         # a task run's context has no flow parameters: share one empty, read-only mapping
-        self.parameters: Mapping[str, Any] = (_NO_PARAMETERS if parameters is None
-                                              else parameters)
+        self.parameters: Mapping[str, Any] = _NO_PARAMETERS if parameters is None else parameters
         self.record = record  # the FlowRunRecord of a flow body's context
 
     def __repr__(self) -> str:
@@ -285,8 +350,9 @@ class FlowRunContext:
 
     __slots__ = ("flow_run", "flow", "parameters", "task_runner")
 
-    def __init__(self, flow_run: FlowRunInfo, flow: Any, parameters: Mapping[str, Any],
-                 task_runner: Any) -> None:
+    def __init__(
+        self, flow_run: FlowRunInfo, flow: Any, parameters: Mapping[str, Any], task_runner: Any
+    ) -> None:
         self.flow_run = flow_run
         self.flow = flow
         self.parameters = parameters
@@ -299,8 +365,9 @@ class FlowRunContext:
         if ctx is None or ctx.flow_run is None:
             return None
         params: Mapping[str, Any] = ctx.parameters if ctx.flow is not None else _NO_PARAMETERS
-        return cls(ctx.flow_run, ctx.flow, params, ctx.task_runner if ctx.task_run is None
-                   else None)
+        return cls(
+            ctx.flow_run, ctx.flow, params, ctx.task_runner if ctx.task_run is None else None
+        )
 
 
 class TaskRunContext:
@@ -366,9 +433,11 @@ def ensure_console() -> None:
         logger.setLevel(logging.INFO)
     handler = logging.StreamHandler()
     handler.addFilter(_WhenRootHasNoHandlers())
-    handler.setFormatter(logging.Formatter(
-        "%(asctime)s.%(msecs)03d | %(levelname)-7s | %(run_label)s - %(message)s", "%H:%M:%S"
-    ))
+    handler.setFormatter(
+        logging.Formatter(
+            "%(asctime)s.%(msecs)03d | %(levelname)-7s | %(run_label)s - %(message)s", "%H:%M:%S"
+        )
+    )
     handler.addFilter(_label)
     logger.addHandler(handler)
 
@@ -383,8 +452,13 @@ def quiet_console_here() -> None:
 def _label(record: logging.LogRecord) -> bool:
     task_run = getattr(record, "task_run_name", None)
     flow_run = getattr(record, "flow_run_name", None)
-    record.run_label = (f"Task run {task_run!r}" if task_run
-                        else f"Flow run {flow_run!r}" if flow_run else record.name)
+    record.run_label = (
+        f"Task run {task_run!r}"
+        if task_run
+        else f"Flow run {flow_run!r}"
+        if flow_run
+        else record.name
+    )
     return True
 
 
@@ -437,4 +511,5 @@ def disable_run_logger() -> Iterator[None]:
 
 
 _run_logger_disabled: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "braid_run_logger_disabled", default=False)
+    "braid_run_logger_disabled", default=False
+)

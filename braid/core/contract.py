@@ -11,8 +11,13 @@ if TYPE_CHECKING:
     from braid.core.runs import Run
 
 __all__ = [
-    "BatchDispatch", "CancelsRuns", "Capabilities", "ChecksCalls", "NativeDependencies",
-    "NewFuture", "ProvidesLimits",
+    "BatchDispatch",
+    "CancelsRuns",
+    "Capabilities",
+    "ChecksCalls",
+    "NativeDependencies",
+    "NewFuture",
+    "ProvidesLimits",
 ]
 
 
@@ -32,8 +37,14 @@ class Capabilities:
       the core waits for the upstreams in ``submit`` first.
     """
 
-    __slots__ = ("requires_pickling", "native_dependencies", "can_interrupt_running",
-                 "reschedules_retries", "remote", "runs_inline")
+    __slots__ = (
+        "requires_pickling",
+        "native_dependencies",
+        "can_interrupt_running",
+        "reschedules_retries",
+        "remote",
+        "runs_inline",
+    )
     requires_pickling: bool
     native_dependencies: bool
     can_interrupt_running: bool
@@ -41,11 +52,23 @@ class Capabilities:
     remote: bool
     runs_inline: bool
 
-    def __init__(self, requires_pickling: bool = False, native_dependencies: bool = False,
-                 can_interrupt_running: bool = False, reschedules_retries: bool = False,
-                 remote: bool = False, runs_inline: bool = False) -> None:
-        values = (requires_pickling, native_dependencies, can_interrupt_running,
-                  reschedules_retries, remote, runs_inline)
+    def __init__(
+        self,
+        requires_pickling: bool = False,
+        native_dependencies: bool = False,
+        can_interrupt_running: bool = False,
+        reschedules_retries: bool = False,
+        remote: bool = False,
+        runs_inline: bool = False,
+    ) -> None:
+        values = (
+            requires_pickling,
+            native_dependencies,
+            can_interrupt_running,
+            reschedules_retries,
+            remote,
+            runs_inline,
+        )
         for name, value in zip(self.__slots__, values, strict=True):
             object.__setattr__(self, name, bool(value))
 

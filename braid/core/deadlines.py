@@ -16,9 +16,14 @@ from typing import Any
 __all__ = ["LentSlot", "await_with_deadline", "call_before_deadline", "raise_in_thread"]
 
 
-def call_before_deadline(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-                         timeout: float, name: str, prepare: Callable[[], None] | None = None
-                         ) -> tuple[tuple[bool, Any] | None, threading.Thread]:
+def call_before_deadline(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    timeout: float,
+    name: str,
+    prepare: Callable[[], None] | None = None,
+) -> tuple[tuple[bool, Any] | None, threading.Thread]:
     """Call ``fn`` in a daemon thread (in a copy of this context) and wait ``timeout`` s.
 
     Returns ``((True, value) or (False, exception), thread)``, or ``(None, thread)``
@@ -96,8 +101,9 @@ class LentSlot:
             return released
 
 
-async def await_with_deadline(coro: Any, timeout: float,
-                              on_timeout: Callable[[], BaseException]) -> Any:
+async def await_with_deadline(
+    coro: Any, timeout: float, on_timeout: Callable[[], BaseException]
+) -> Any:
     """Await ``coro``; at ``timeout`` seconds cancel it and raise ``on_timeout()``."""
     import asyncio
 
@@ -118,5 +124,6 @@ def raise_in_thread(t: threading.Thread, exc_type: type[BaseException]) -> None:
     if t.ident is not None and t.is_alive():
         import ctypes
 
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(t.ident),
-                                                   ctypes.py_object(exc_type))
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(
+            ctypes.c_ulong(t.ident), ctypes.py_object(exc_type)
+        )

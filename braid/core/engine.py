@@ -67,8 +67,14 @@ if TYPE_CHECKING:
 
         task_run: TaskRunInfo
 
+
 __all__ = [
-    "TaskCall", "run_task", "run_task_async", "run_pickled", "render_run_name", "AWAITING_RETRY",
+    "TaskCall",
+    "run_task",
+    "run_task_async",
+    "run_pickled",
+    "render_run_name",
+    "AWAITING_RETRY",
 ]
 
 AWAITING_RETRY = "AwaitingRetry"
@@ -76,8 +82,9 @@ _COMPLETED = StateType.COMPLETED
 
 
 # -- preparing a run ----------------------------------------------------------------
-def _prepare(call: TaskCall, upstream_states: Any
-             ) -> tuple[tuple[Any, ...], dict[str, Any]] | State:
+def _prepare(
+    call: TaskCall, upstream_states: Any
+) -> tuple[tuple[Any, ...], dict[str, Any]] | State:
     """Check upstreams and put their values in place; a State if the run cannot start."""
     args, kwargs = call.args, call.kwargs
     if not call.resolve:
@@ -89,9 +96,11 @@ def _prepare(call: TaskCall, upstream_states: Any
             values.append(st.data)
         elif must[i]:
             if not st.is_final():
-                return Crashed(errors.BraidError(
-                    f"runner bug: upstream {i} of task {call.task.name!r} is not final ({st!r})"
-                ))
+                return Crashed(
+                    errors.BraidError(
+                        f"runner bug: upstream {i} of task {call.task.name!r} is not final ({st!r})"
+                    )
+                )
             return UpstreamFailedState(st, f"task {call.task.name!r}")
         else:
             values.append(st.result(raise_on_failure=False))
@@ -100,13 +109,18 @@ def _prepare(call: TaskCall, upstream_states: Any
     return resolve.materialize(args, kwargs, values)
 
 
-def _enter_context(call: TaskCall, args: tuple[Any, ...], kwargs: dict[str, Any],
-                   nested_runner: Any, on_start: Callable[[str], None] | None
-                   ) -> tuple[_TaskRunContext, Token[RunContext | None]]:
+def _enter_context(
+    call: TaskCall,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    nested_runner: Any,
+    on_start: Callable[[str], None] | None,
+) -> tuple[_TaskRunContext, Token[RunContext | None]]:
     task = call.task
     name = call.run_name
-    info = TaskRunInfo(call.run_id, name, task, call.attempt, args, kwargs,
-                       call_tags(call) if call.extra else ())
+    info = TaskRunInfo(
+        call.run_id, name, task, call.attempt, args, kwargs, call_tags(call) if call.extra else ()
+    )
     log_prints = task.log_prints
     if log_prints is None:
         log_prints = call.log_prints
@@ -128,8 +142,9 @@ def _enter_context(call: TaskCall, args: tuple[Any, ...], kwargs: dict[str, Any]
     return ctx, token  # type: ignore[return-value]  # its task_run is info
 
 
-def _final(state: State, ctx: _TaskRunContext | None, call: TaskCall,
-           started: float | None = None) -> State:
+def _final(
+    state: State, ctx: _TaskRunContext | None, call: TaskCall, started: float | None = None
+) -> State:
     # a default name stays None here: futures and records make it from the run id
     state.task_run_name = ctx.task_run.explicit_name if ctx is not None else call.run_name
     if started is not None:
@@ -147,8 +162,15 @@ def run_hooks(call: TaskCall, state: State, task_run: TaskRunInfo | None = None)
     if hooks is None or hooks_ran(state) or not hooks.wants(state.type):
         return
     if task_run is None:
-        task_run = TaskRunInfo(call.run_id, state.task_run_name or call.run_name, call.task,
-                               call.attempt, call.args, call.kwargs, call_tags(call))
+        task_run = TaskRunInfo(
+            call.run_id,
+            state.task_run_name or call.run_name,
+            call.task,
+            call.attempt,
+            call.args,
+            call.kwargs,
+            call_tags(call),
+        )
     hooks.run(call.task, task_run, state)
     mark_hooks_ran(state)
 
@@ -159,8 +181,9 @@ def call_tags(call: TaskCall) -> tuple[str, ...]:
     return tuple(extra.get("tags", ())) if extra else ()
 
 
-def _returned(value: Any, call: TaskCall, ctx: _TaskRunContext, started: float,
-              reschedule: bool) -> State | float:
+def _returned(
+    value: Any, call: TaskCall, ctx: _TaskRunContext, started: float, reschedule: bool
+) -> State | float:
     """The run's State from what the task returned: COMPLETED with the value, or the
     State it returned (a FAILED one retries like an exception would)."""
     if not isinstance(value, State):
@@ -231,8 +254,9 @@ def _retry_delay(call: TaskCall, state: State) -> float | None:
     return delay
 
 
-def _after_failure(exc: BaseException, call: TaskCall, ctx: _TaskRunContext, started: float,
-                   reschedule: bool) -> State | float:
+def _after_failure(
+    exc: BaseException, call: TaskCall, ctx: _TaskRunContext, started: float, reschedule: bool
+) -> State | float:
     """What a failed attempt leads to: the run's final State, an AwaitingRetry State for
     the runner to reschedule, or the seconds to wait before retrying in place."""
     state = _failure_state(exc, call)
@@ -297,9 +321,13 @@ def close_thread_loop() -> None:
                 loop.close()
 
 
-def run_task(call: TaskCall, upstream_states: Any = None, nested_runner: Any = None,
-             reschedule_retries: bool = False,
-             on_start: Callable[[str], None] | None = None) -> State:
+def run_task(
+    call: TaskCall,
+    upstream_states: Any = None,
+    nested_runner: Any = None,
+    reschedule_retries: bool = False,
+    on_start: Callable[[str], None] | None = None,
+) -> State:
     """Run one task call to a State; never raises for anything the task does.
 
     ``upstream_states`` are the final states of ``call``'s upstreams, in slot order.
@@ -342,8 +370,7 @@ def run_task(call: TaskCall, upstream_states: Any = None, nested_runner: Any = N
                 outcome = _after_failure(exc, call, ctx, started, reschedule_retries)
             else:
                 if not isinstance(value, State):  # the common case, written out
-                    done = _final(State(_COMPLETED, "Completed", "", value), ctx, call,
-                                  started)
+                    done = _final(State(_COMPLETED, "Completed", "", value), ctx, call, started)
                     return done if cached is None else cached.finish(done)
                 outcome = _returned(value, call, ctx, started, reschedule_retries)
             if isinstance(outcome, State):
@@ -364,12 +391,16 @@ def _start_caching(call: TaskCall, ctx: _TaskRunContext) -> CachedRun | None:
         return None
     from braid.core.cached import CachedRun as Run
 
-    return Run.start(call, ctx.task_run, extra.get("cache"), extra.get("txn"),
-                     extra.get("limits"))
+    return Run.start(call, ctx.task_run, extra.get("cache"), extra.get("txn"), extra.get("limits"))
 
 
-def _call_with_deadline(call: TaskCall, ctx: _TaskRunContext, fn: Callable[..., Any],
-                        args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _call_with_deadline(
+    call: TaskCall,
+    ctx: _TaskRunContext,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
     """Call ``fn`` in a helper thread and stop waiting for it at the deadline.
 
     The helper thread borrows this worker's slot hook (see :class:`LentSlot`), so a
@@ -383,15 +414,17 @@ def _call_with_deadline(call: TaskCall, ctx: _TaskRunContext, fn: Callable[..., 
     if call.task.is_async:
         coro = fn(*args, **kwargs)
         return thread_loop().run_until_complete(
-            await_with_deadline(coro, timeout, _timed_out(call, ctx)))
+            await_with_deadline(coro, timeout, _timed_out(call, ctx))
+        )
     hook: Any = getattr(worker_slot, "hook", None)
     lent = LentSlot(hook) if hook is not None else None
 
     def lend() -> None:
         worker_slot.hook = lent
 
-    finished, t = call_before_deadline(fn, args, kwargs, timeout,
-                                       f"braid-timeout-{ctx.task_run.name}", lend)
+    finished, t = call_before_deadline(
+        fn, args, kwargs, timeout, f"braid-timeout-{ctx.task_run.name}", lend
+    )
     if finished is None:
         if lent is not None and lent.take_back():
             hook.reacquire()  # the helper had given the slot away while it waited
@@ -405,10 +438,14 @@ def _call_with_deadline(call: TaskCall, ctx: _TaskRunContext, fn: Callable[..., 
 
 
 # -- the worker side of runners that pickle ----------------------------------------------
-def run_pickled(call_bytes: bytes, upstream_payloads: Any = (), nested_runner: Any = None,
-                log_level: int = 20,
-                ship_logs: Callable[[list[logging.LogRecord]], None] | None = None,
-                reschedule_retries: bool = False) -> bytes:
+def run_pickled(
+    call_bytes: bytes,
+    upstream_payloads: Any = (),
+    nested_runner: Any = None,
+    log_level: int = 20,
+    ship_logs: Callable[[list[logging.LogRecord]], None] | None = None,
+    reschedule_retries: bool = False,
+) -> bytes:
     """Run a pickled call where a pickling runner delivered it; return the pickled State.
 
     ``upstream_payloads`` are the upstreams' final states, pickled or not.  Records of
@@ -417,14 +454,19 @@ def run_pickled(call_bytes: bytes, upstream_payloads: Any = (), nested_runner: A
     here (a module missing on the worker) or a result that cannot be pickled gives a
     FAILED state.
     """
-    return run_pickled_state(call_bytes, upstream_payloads, nested_runner, log_level,
-                             ship_logs, reschedule_retries)[1]
+    return run_pickled_state(
+        call_bytes, upstream_payloads, nested_runner, log_level, ship_logs, reschedule_retries
+    )[1]
 
 
-def run_pickled_state(call_bytes: bytes, upstream_payloads: Any = (), nested_runner: Any = None,
-                      log_level: int = 20,
-                      ship_logs: Callable[[list[logging.LogRecord]], None] | None = None,
-                      reschedule_retries: bool = False) -> tuple[State, bytes]:
+def run_pickled_state(
+    call_bytes: bytes,
+    upstream_payloads: Any = (),
+    nested_runner: Any = None,
+    log_level: int = 20,
+    ship_logs: Callable[[list[logging.LogRecord]], None] | None = None,
+    reschedule_retries: bool = False,
+) -> tuple[State, bytes]:
     """As :func:`run_pickled`, returning the final State too (for a header of it)."""
     from braid.core.serialization import dumps_state, loads, pickle_state
 
@@ -454,8 +496,9 @@ def run_pickled_state(call_bytes: bytes, upstream_payloads: Any = (), nested_run
 
 
 # -- asynchronous driver (``await task(x)`` on the caller's loop) ------------------------
-async def run_task_async(call: TaskCall, upstream_states: Any = None,
-                         nested_runner: Any = None) -> State:
+async def run_task_async(
+    call: TaskCall, upstream_states: Any = None, nested_runner: Any = None
+) -> State:
     """Run an async task call on the running loop to a State; never raises for the task.
 
     The same steps as :func:`run_task`; retry delays are awaited, not slept.
@@ -478,8 +521,9 @@ async def run_task_async(call: TaskCall, upstream_states: Any = None,
                 result = task.fn(*args, **kwargs)
                 if hasattr(result, "__await__"):
                     if task.timeout_seconds is not None:
-                        result = await await_with_deadline(result, task.timeout_seconds,
-                                                           _timed_out(call, ctx))
+                        result = await await_with_deadline(
+                            result, task.timeout_seconds, _timed_out(call, ctx)
+                        )
                     else:
                         result = await result
             except BaseException as exc:  # noqa: BLE001 - every outcome becomes a state

@@ -24,8 +24,9 @@ def type_hints(fn: Any) -> dict[str, Any]:
     return hints
 
 
-def validate_arguments(owner: str, arguments: MutableMapping[str, Any],
-                       hints: dict[str, Any]) -> None:
+def validate_arguments(
+    owner: str, arguments: MutableMapping[str, Any], hints: dict[str, Any]
+) -> None:
     """Convert every argument that has a type hint to it, in place; a value that does not
     fit raises :class:`braid.errors.InvalidParameterValue` naming the parameter, the
     value and the expected type.  ``*args``/``**kwargs`` are left as they are."""

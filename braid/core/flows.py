@@ -33,12 +33,26 @@ R = TypeVar("R")
 
 #: the result options of a flow (its tasks inherit them; see :mod:`braid.caching`)
 FLOW_CACHE_OPTIONS: dict[str, Any] = {
-    "persist_result": None, "result_storage": None, "result_serializer": None,
+    "persist_result": None,
+    "result_storage": None,
+    "result_serializer": None,
     "cache_result_in_memory": True,
 }
-_OPTIONS = ("name", "description", "flow_run_name", "task_runner", "retries",
-            "retry_delay_seconds", "timeout_seconds", "log_prints", "version",
-            "validate_parameters", "concurrency_limits", *HOOK_OPTIONS, *FLOW_CACHE_OPTIONS)
+_OPTIONS = (
+    "name",
+    "description",
+    "flow_run_name",
+    "task_runner",
+    "retries",
+    "retry_delay_seconds",
+    "timeout_seconds",
+    "log_prints",
+    "version",
+    "validate_parameters",
+    "concurrency_limits",
+    *HOOK_OPTIONS,
+    *FLOW_CACHE_OPTIONS,
+)
 
 
 class Flow(HookDecorators, Generic[R]):
@@ -87,10 +101,16 @@ class Flow(HookDecorators, Generic[R]):
         self.log_prints = log_prints
         self.version = version
         self.validate_parameters = bool(validate_parameters)
-        self.hooks: StateHooks | None = StateHooks.from_options(f"flow {self.name!r}", {
-            "on_completion": on_completion, "on_failure": on_failure,
-            "on_crashed": on_crashed, "on_cancellation": on_cancellation,
-            "on_running": on_running})
+        self.hooks: StateHooks | None = StateHooks.from_options(
+            f"flow {self.name!r}",
+            {
+                "on_completion": on_completion,
+                "on_failure": on_failure,
+                "on_crashed": on_crashed,
+                "on_cancellation": on_cancellation,
+                "on_running": on_running,
+            },
+        )
         #: limits this flow declares for its runs and nested flows' (name -> int or Limit)
         self.concurrency_limits = dict(concurrency_limits) if concurrency_limits else None
         if self.concurrency_limits:
@@ -103,8 +123,9 @@ class Flow(HookDecorators, Generic[R]):
         self.cache_result_in_memory = cache_result_in_memory
         #: whether its tasks' results are persisted unless they say otherwise
         self.persists_results = bool(persist_result) or (
-            persist_result is None and (result_storage is not None
-                                        or result_serializer is not None or env_persists()))
+            persist_result is None
+            and (result_storage is not None or result_serializer is not None or env_persists())
+        )
         _check_options(f"flow {self.name!r}", self.__dict__)
         if isinstance(retry_delay_seconds, (list, tuple)) or callable(retry_delay_seconds):
             raise errors.ConfigurationError(
@@ -182,9 +203,11 @@ class Flow(HookDecorators, Generic[R]):
                 time.sleep(self.retry_delay_seconds)
         return state if return_state else state.result()
 
-    async def _call_async(self, args: tuple[Any, ...], kwargs: dict[str, Any],
-                          return_state: bool) -> Any:
+    async def _call_async(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], return_state: bool
+    ) -> Any:
         import asyncio
+
         if _has_pending_future(args, kwargs):
             args, kwargs = await asyncio.to_thread(_resolve_inputs, args, kwargs)
         else:
@@ -200,8 +223,9 @@ class Flow(HookDecorators, Generic[R]):
                 await asyncio.sleep(self.retry_delay_seconds)
         return state if return_state else state.result()
 
-    def _bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]
-              ) -> tuple[tuple[Any, ...], dict[str, Any], dict[str, Any]]:
+    def _bind(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any], dict[str, Any]]:
         """``(args, kwargs, parameters by name)``, checked and (``validate_parameters``)
         converted to the type hints; a bound ``self``/``cls`` is not a parameter."""
         sig = self._signature
@@ -225,8 +249,7 @@ class Flow(HookDecorators, Generic[R]):
             params.pop(first, None)
         return args, kwargs, params
 
-    def _begin(self, params: dict[str, Any], attempt: int = 1
-               ) -> tuple[Any, RunContext, Any]:
+    def _begin(self, params: dict[str, Any], attempt: int = 1) -> tuple[Any, RunContext, Any]:
         runner = _new_runner(self.task_runner)
         run_id = f"{random.getrandbits(128):032x}"
         name = self._render_name(params, run_id)
@@ -239,9 +262,17 @@ class Flow(HookDecorators, Generic[R]):
         record = FlowRunRecord(str(run_id), name, self.name, repr(runner))
         records.started(record, parent.record if parent is not None else None)
         up = parent.flow_run if parent is not None else None
-        info = FlowRunInfo(str(run_id), name, self.name, params, current_tags(), self.version,
-                           up.id if up is not None else None,
-                           up.root_flow_run_id if up is not None else None, attempt)
+        info = FlowRunInfo(
+            str(run_id),
+            name,
+            self.name,
+            params,
+            current_tags(),
+            self.version,
+            up.id if up is not None else None,
+            up.root_flow_run_id if up is not None else None,
+            attempt,
+        )
         ctx = RunContext(info, None, runner, log_prints, self, params, record)
         token = current_run.set(ctx)
         declared = None
@@ -286,22 +317,28 @@ class Flow(HookDecorators, Generic[R]):
                 f"with parameters {sorted(params)}: {type(exc).__name__}: {exc}"
             ) from exc
 
-    def _run_once(self, args: tuple[Any, ...], kwargs: dict[str, Any],
-                  params: dict[str, Any], attempt: int = 1) -> State:
+    def _run_once(
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        params: dict[str, Any],
+        attempt: int = 1,
+    ) -> State:
         runner, ctx, token = self._begin(params, attempt)
         try:
-            return self._hooks_for(ctx, _with_record(self._run_body(runner, ctx, args, kwargs),
-                                                     ctx.record))
+            return self._hooks_for(
+                ctx, _with_record(self._run_body(runner, ctx, args, kwargs), ctx.record)
+            )
         except BaseException:
             ctx.record.finish(self._hooks_for(ctx, _interrupted()))
             raise
         finally:
             token.reset()
 
-    def _run_body(self, runner: Any, ctx: RunContext, args: tuple[Any, ...],
-                  kwargs: dict[str, Any]) -> State:
-        deadline = (None if self.timeout_seconds is None
-                    else time.monotonic() + self.timeout_seconds)
+    def _run_body(
+        self, runner: Any, ctx: RunContext, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> State:
+        deadline = None if self.timeout_seconds is None else time.monotonic() + self.timeout_seconds
         try:
             if self.timeout_seconds is None:
                 rv = self.fn(*args, **kwargs)
@@ -342,8 +379,13 @@ class Flow(HookDecorators, Generic[R]):
         runner.__exit__(type(exc), exc, None)
         return TimedOut(str(exc), exc)
 
-    async def _run_once_async(self, args: tuple[Any, ...], kwargs: dict[str, Any],
-                              params: dict[str, Any], attempt: int = 1) -> State:
+    async def _run_once_async(
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        params: dict[str, Any],
+        attempt: int = 1,
+    ) -> State:
         runner, ctx, token = self._begin(params, attempt)
         try:
             state = await self._run_body_async(runner, ctx, args, kwargs)
@@ -354,11 +396,12 @@ class Flow(HookDecorators, Generic[R]):
         finally:
             token.reset()
 
-    async def _run_body_async(self, runner: Any, ctx: RunContext, args: tuple[Any, ...],
-                              kwargs: dict[str, Any]) -> State:
+    async def _run_body_async(
+        self, runner: Any, ctx: RunContext, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> State:
         import asyncio
-        deadline = (None if self.timeout_seconds is None
-                    else time.monotonic() + self.timeout_seconds)
+
+        deadline = None if self.timeout_seconds is None else time.monotonic() + self.timeout_seconds
         try:
             coro: Any = self.fn(*args, **kwargs)  # an async flow's fn gives an awaitable
             if self.timeout_seconds is None:
@@ -386,8 +429,9 @@ class Flow(HookDecorators, Generic[R]):
             raise
         return await asyncio.to_thread(state_from_return, rv)
 
-    def _run_generator(self, args: tuple[Any, ...], kwargs: dict[str, Any],
-                       params: dict[str, Any]) -> Iterator[Any]:
+    def _run_generator(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], params: dict[str, Any]
+    ) -> Iterator[Any]:
         """A generator flow: each item is made inside the flow run (its context is set
         while the body runs, not while the caller handles an item); the run ends, and
         drains, when the body returns or raises."""
@@ -431,12 +475,14 @@ class Flow(HookDecorators, Generic[R]):
             f"its queued task runs were cancelled"
         )
 
-    def _call_with_deadline(self, args: tuple[Any, ...], kwargs: dict[str, Any],
-                            ctx: RunContext) -> Any:
+    def _call_with_deadline(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], ctx: RunContext
+    ) -> Any:
         """Run the body in a helper thread so the caller can stop waiting at the deadline."""
         assert self.timeout_seconds is not None and ctx.flow_run is not None
-        finished, t = call_before_deadline(self.fn, args, kwargs, self.timeout_seconds,
-                                           f"braid-flow-{ctx.flow_run.name}")
+        finished, t = call_before_deadline(
+            self.fn, args, kwargs, self.timeout_seconds, f"braid-flow-{ctx.flow_run.name}"
+        )
         if finished is None:
             raise_in_thread(t, errors.FlowTimeout)
             raise self._timeout_error()
@@ -506,8 +552,9 @@ def _has_pending_future(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     return bool(pending)
 
 
-def _resolve_inputs(args: tuple[Any, ...], kwargs: dict[str, Any]
-                    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+def _resolve_inputs(
+    args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """Replace futures passed to a flow with their results (waiting for them)."""
 
     def on_future(f: Any, allow: bool) -> Any:
@@ -550,8 +597,10 @@ def state_from_return(rv: Any) -> State:
         value = rv
     if failures:
         first = failures[0]
-        msg = (f"{len(failures)} task run(s) in the return value did not complete; "
-               f"first: {first.message or first.name}")
+        msg = (
+            f"{len(failures)} task run(s) in the return value did not complete; "
+            f"first: {first.message or first.name}"
+        )
         exc = first.data if isinstance(first.data, BaseException) else errors.BraidError(msg)
         return Failed(exc, msg)
     return Completed(value)
@@ -567,4 +616,3 @@ def flow(__fn: Callable[..., R] | None = None, **options: Any) -> Any:
     if __fn is not None:
         return Flow(__fn, **options)
     return lambda fn: Flow(fn, **options)
-

@@ -25,8 +25,15 @@ from braid import errors
 from braid.core.context import default_run_name
 from braid.core.states import State, StateType
 
-__all__ = ["TaskFuture", "FutureList", "DoneAndNotDone", "WorkerSlot", "wait", "as_completed",
-           "worker_slot"]
+__all__ = [
+    "TaskFuture",
+    "FutureList",
+    "DoneAndNotDone",
+    "WorkerSlot",
+    "wait",
+    "as_completed",
+    "worker_slot",
+]
 
 R = TypeVar("R")
 
@@ -36,6 +43,7 @@ _getrandbits = random.getrandbits
 _PENDING = State(StateType.PENDING, "Pending", "", None, 0.0)
 _RUNNING = State(StateType.RUNNING, "Running", "", None, 0.0)
 _FINAL = (StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED)
+
 
 class WorkerSlot(Protocol):
     """What a runner sets as ``worker_slot.hook`` in a thread that runs tasks.
@@ -94,8 +102,9 @@ class TaskFuture(Generic[R]):
 
     __slots__ = ("_id", "_name", "_state", "_done", "_callbacks", "task", "__weakref__")
 
-    def __init__(self, task: Any = None, name: str | None = None,
-                 run_id: int | None = None) -> None:
+    def __init__(
+        self, task: Any = None, name: str | None = None, run_id: int | None = None
+    ) -> None:
         self._id = _getrandbits(128) if run_id is None else run_id
         self._name = name
         self._state: State = _PENDING
@@ -332,8 +341,9 @@ def _finished_at(future: TaskFuture[Any]) -> float:
     return state.timestamp_seconds
 
 
-def _queue_get(q: queue.SimpleQueue[TaskFuture[Any]], timeout: float | None,
-               futures: list[TaskFuture[Any]]) -> TaskFuture[Any]:
+def _queue_get(
+    q: queue.SimpleQueue[TaskFuture[Any]], timeout: float | None, futures: list[TaskFuture[Any]]
+) -> TaskFuture[Any]:
     """``q.get(timeout=...)`` that hands a pool slot back (or waits the backend's way)."""
     try:
         return q.get_nowait()

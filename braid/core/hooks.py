@@ -44,12 +44,14 @@ class StateHooks:
     __slots__ = ("by_type",)
 
     def __init__(self, by_type: Mapping[StateType, list[Hook]] | None = None) -> None:
-        self.by_type: dict[StateType, list[Hook]] = {t: list(v) for t, v in
-                                                     (by_type or {}).items() if v}
+        self.by_type: dict[StateType, list[Hook]] = {
+            t: list(v) for t, v in (by_type or {}).items() if v
+        }
 
     @classmethod
-    def from_options(cls, owner: str, options: Mapping[str, Iterable[Hook] | None]
-                     ) -> StateHooks | None:
+    def from_options(
+        cls, owner: str, options: Mapping[str, Iterable[Hook] | None]
+    ) -> StateHooks | None:
         """Hooks from ``on_*=[...]`` options; None when there are none (the common case)."""
         by_type: dict[StateType, list[Hook]] = {}
         for option, state_type in HOOK_OPTIONS.items():
@@ -81,9 +83,13 @@ class StateHooks:
             try:
                 hook(owner, run, state)
             except Exception:  # noqa: BLE001 - a hook never changes the run's state
-                _logger().exception("%s hook %s of %r raised (the run's state stays %s)",
-                                    _option_of(state.type), getattr(hook, "__name__", hook),
-                                    getattr(owner, "name", owner), state.name)
+                _logger().exception(
+                    "%s hook %s of %r raised (the run's state stays %s)",
+                    _option_of(state.type),
+                    getattr(hook, "__name__", hook),
+                    getattr(owner, "name", owner),
+                    state.name,
+                )
 
 
 def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:

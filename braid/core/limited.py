@@ -64,8 +64,7 @@ class RunLimits:
 
         return limited_tags(tags, self.handle) if tags else ()
 
-    def when_available(self, run: Any, tags: tuple[str, ...],
-                       then: Callable[[Any], None]) -> None:
+    def when_available(self, run: Any, tags: tuple[str, ...], then: Callable[[Any], None]) -> None:
         """Call ``then(run)`` once a slot of every tag in ``tags`` is held for ``run``."""
 
         def granted(lease: Any) -> None:

@@ -28,8 +28,9 @@ _hook_lock = threading.Lock()
 _hook_installed = False
 
 
-def _print(*args: Any, sep: str | None = " ", end: str | None = "\n", file: Any = None,
-           flush: bool = False) -> None:
+def _print(
+    *args: Any, sep: str | None = " ", end: str | None = "\n", file: Any = None, flush: bool = False
+) -> None:
     ctx = current_run.get()
     if ctx is None or not ctx.log_prints or file not in (None, sys.stdout):
         _original_print(*args, sep=sep, end=end, file=file, flush=flush)

@@ -27,9 +27,18 @@ _watchers: list[list[FlowRunRecord]] = []
 class TaskRunRecord:
     """One task run: names, final state, start and end (epoch seconds), where it ran."""
 
-    def __init__(self, id: str, name: str, task_name: str, state_type: str,  # noqa: A002
-                 state_name: str, start: float | None, end: float | None, where: str | None,
-                 error: str | None) -> None:
+    def __init__(
+        self,
+        id: str,
+        name: str,
+        task_name: str,
+        state_type: str,  # noqa: A002
+        state_name: str,
+        start: float | None,
+        end: float | None,
+        where: str | None,
+        error: str | None,
+    ) -> None:
         self.id = id
         self.name = name
         self.task_name = task_name
@@ -107,9 +116,14 @@ class FlowRunRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "id": self.id, "name": self.name, "flow_name": self.flow_name,
-            "runner": self.runner, "start": self.start, "end": self.end,
-            "state_type": self.state_type, "state_name": self.state_name,
+            "id": self.id,
+            "name": self.name,
+            "flow_name": self.flow_name,
+            "runner": self.runner,
+            "start": self.start,
+            "end": self.end,
+            "state_type": self.state_type,
+            "state_name": self.state_name,
             "error": self.error,
             "task_runs": [t.to_dict() for t in self.task_runs],
             "flow_runs": [f.to_dict() for f in self.flow_runs],
@@ -149,8 +163,17 @@ def _first_line(text: str | None) -> str | None:
 class DirectRun:
     """A task called directly in a flow body: already final; only its snapshot is kept."""
 
-    __slots__ = ("run_id", "task_name", "name", "state_type", "state_name", "start", "end",
-                 "where", "error")
+    __slots__ = (
+        "run_id",
+        "task_name",
+        "name",
+        "state_type",
+        "state_name",
+        "start",
+        "end",
+        "where",
+        "error",
+    )
 
     def __init__(self, state: State, task: Any, run_id: int) -> None:
         self.run_id = run_id
@@ -175,16 +198,26 @@ def _task_record(entry: Any) -> TaskRunRecord:
     run_id = str(uuid.UUID(int=entry.run_id, version=4))
     if entry.state_type is not None:  # final: the snapshot
         return TaskRunRecord(
-            id=run_id, name=entry.name or default_run_name(entry.task_name, entry.run_id),
-            task_name=entry.task_name, state_type=entry.state_type,
-            state_name=entry.state_name, start=entry.start, end=entry.end,
-            where=entry.where, error=entry.error,
+            id=run_id,
+            name=entry.name or default_run_name(entry.task_name, entry.run_id),
+            task_name=entry.task_name,
+            state_type=entry.state_type,
+            state_name=entry.state_name,
+            start=entry.start,
+            end=entry.end,
+            where=entry.where,
+            error=entry.error,
         )
     future = entry.future
     st = future.state if future is not None else None
     return TaskRunRecord(
-        id=run_id, name=(future.task_run_name if future is not None else None) or "",
-        task_name=entry.task_name, state_type=entry.current_type,
+        id=run_id,
+        name=(future.task_run_name if future is not None else None) or "",
+        task_name=entry.task_name,
+        state_type=entry.current_type,
         state_name=st.name if st is not None else entry.current_type.title(),
-        start=None, end=None, where=None, error=None,
+        start=None,
+        end=None,
+        where=None,
+        error=None,
     )

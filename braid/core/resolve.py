@@ -89,9 +89,13 @@ class Extraction:
         return i
 
 
-def walk_replace(obj: Any, on_future: Callable[[Any, bool], Any],
-                 on_quote: Callable[[Any], Any], allow: bool = False,
-                 on_state: Callable[[State], Any] | None = None) -> Any:
+def walk_replace(
+    obj: Any,
+    on_future: Callable[[Any, bool], Any],
+    on_quote: Callable[[Any], Any],
+    allow: bool = False,
+    on_state: Callable[[State], Any] | None = None,
+) -> Any:
     """Return ``obj`` with futures and quotes replaced, or ``_unchanged`` if none were found.
 
     ``on_future(future, allow)`` gives the replacement of a future (``allow`` is True
@@ -157,12 +161,15 @@ def walk_replace(obj: Any, on_future: Callable[[Any, bool], Any],
     return _unchanged
 
 
-def _walk_subclass(obj: Any, on_future: Callable[[Any, bool], Any],
-                   on_quote: Callable[[quote[Any]], Any], allow: bool,
-                   on_state: Callable[[State], Any] | None) -> Any:
+def _walk_subclass(
+    obj: Any,
+    on_future: Callable[[Any, bool], Any],
+    on_quote: Callable[[quote[Any]], Any],
+    allow: bool,
+    on_state: Callable[[State], Any] | None,
+) -> Any:
     if isinstance(obj, dict):
-        by_key = {k: walk_replace(v, on_future, on_quote, allow, on_state)
-                  for k, v in obj.items()}
+        by_key = {k: walk_replace(v, on_future, on_quote, allow, on_state) for k, v in obj.items()}
         if all(v is _unchanged for v in by_key.values()):
             return _unchanged
         clone = copy.copy(obj)
@@ -234,8 +241,9 @@ def _add_wait_for(ex: Extraction, wait_for: Any) -> None:
             ex.add(f, allow)
 
 
-def _extract_flat(args: tuple[Any, ...], kwargs: dict[str, Any], ex: Extraction
-                  ) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
+def _extract_flat(
+    args: tuple[Any, ...], kwargs: dict[str, Any], ex: Extraction
+) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
     """The common case in one pass: arguments that are plain values or futures.
 
     Returns the arguments with top-level futures replaced by slots, or None when some
@@ -262,19 +270,20 @@ def _extract_flat(args: tuple[Any, ...], kwargs: dict[str, Any], ex: Extraction
     return (args if new_args is args else tuple(new_args)), new_kwargs
 
 
-def materialize_flat(args: tuple[Any, ...], kwargs: dict[str, Any], values: list[Any]
-                     ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+def materialize_flat(
+    args: tuple[Any, ...], kwargs: dict[str, Any], values: list[Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """``materialize`` for calls whose slots are all top-level arguments."""
     if args:
         args = tuple(values[a.index] if type(a) is UpstreamSlot else a for a in args)
     if kwargs:
-        kwargs = {k: (values[v.index] if type(v) is UpstreamSlot else v)
-                  for k, v in kwargs.items()}
+        kwargs = {k: (values[v.index] if type(v) is UpstreamSlot else v) for k, v in kwargs.items()}
     return args, kwargs
 
 
-def materialize(args: tuple[Any, ...], kwargs: dict[str, Any], values: list[Any]
-                ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+def materialize(
+    args: tuple[Any, ...], kwargs: dict[str, Any], values: list[Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """Put ``values[i]`` in place of every ``UpstreamSlot(i)`` and unwrap quotes."""
 
     def on_future(slot: Any, allow: bool) -> Any:
@@ -285,5 +294,7 @@ def materialize(args: tuple[Any, ...], kwargs: dict[str, Any], values: list[Any]
 
     new_args = walk_replace(args, on_future, on_quote)
     new_kwargs = walk_replace(kwargs, on_future, on_quote)
-    return (args if new_args is _unchanged else new_args,
-            kwargs if new_kwargs is _unchanged else new_kwargs)
+    return (
+        args if new_args is _unchanged else new_args,
+        kwargs if new_kwargs is _unchanged else new_kwargs,
+    )

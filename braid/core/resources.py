@@ -26,8 +26,13 @@ class ResourceHints:
 
     __slots__ = ("cpus", "gpus", "memory", "custom")
 
-    def __init__(self, cpus: float | None = None, gpus: float | None = None,
-                 memory: int | None = None, custom: Mapping[str, float] | None = None) -> None:
+    def __init__(
+        self,
+        cpus: float | None = None,
+        gpus: float | None = None,
+        memory: int | None = None,
+        custom: Mapping[str, float] | None = None,
+    ) -> None:
         self.cpus = cpus
         self.gpus = gpus
         self.memory = memory
@@ -46,8 +51,10 @@ class ResourceHints:
         return (ResourceHints, (self.cpus, self.gpus, self.memory, dict(self.custom)))
 
     def __repr__(self) -> str:
-        return (f"ResourceHints(cpus={self.cpus!r}, gpus={self.gpus!r}, memory={self.memory!r}, "
-                f"custom={dict(self.custom)!r})")
+        return (
+            f"ResourceHints(cpus={self.cpus!r}, gpus={self.gpus!r}, memory={self.memory!r}, "
+            f"custom={dict(self.custom)!r})"
+        )
 
     def merged(self, inner: ResourceHints | None) -> ResourceHints:
         """These hints overridden by every value ``inner`` specifies."""
@@ -95,11 +102,13 @@ _current: contextvars.ContextVar[ResourceHints | None] = contextvars.ContextVar(
 
 
 @contextmanager
-def resources(cpus: float | None = None, gpus: float | None = None, memory: int | None = None,
-              **custom: float) -> Iterator[ResourceHints]:
+def resources(
+    cpus: float | None = None, gpus: float | None = None, memory: int | None = None, **custom: float
+) -> Iterator[ResourceHints]:
     """Apply resource hints to every task submitted inside the block (inner values win)."""
-    spec: dict[str, Any] = {k: v for k, v in (("cpus", cpus), ("gpus", gpus),
-                                              ("memory", memory)) if v is not None}
+    spec: dict[str, Any] = {
+        k: v for k, v in (("cpus", cpus), ("gpus", gpus), ("memory", memory)) if v is not None
+    }
     spec.update(custom)
     hints = hints_from(spec, "resources()")
     global _used

@@ -51,8 +51,17 @@ if TYPE_CHECKING:
     from braid.core.records import FlowRunRecord
 
 __all__ = [
-    "BatchDispatch", "CancelsRuns", "Capabilities", "ChecksCalls", "NativeDependencies",
-    "NewFuture", "Run", "TaskRunner", "default_runner", "drain_default_runner", "new_flow_runner",
+    "BatchDispatch",
+    "CancelsRuns",
+    "Capabilities",
+    "ChecksCalls",
+    "NativeDependencies",
+    "NewFuture",
+    "Run",
+    "TaskRunner",
+    "default_runner",
+    "drain_default_runner",
+    "new_flow_runner",
     "set_default_runner_class",
 ]
 
@@ -99,16 +108,24 @@ class TaskRunner(ABC):
         """Whether the runner is entered and accepts runs."""
         return self._table is not None
 
-    def submit(self, call: TaskCall, upstreams: Sequence[TaskFuture[Any]] = (),
-               record: FlowRunRecord | None = None) -> TaskFuture[Any]:
+    def submit(
+        self,
+        call: TaskCall,
+        upstreams: Sequence[TaskFuture[Any]] = (),
+        record: FlowRunRecord | None = None,
+    ) -> TaskFuture[Any]:
         """Start ``call`` once every future in ``upstreams`` is final; return its future."""
         table = self._table
         if table is None:
             raise self._not_started()
         return table.accept(call, upstreams, record)
 
-    def map(self, calls: Sequence[TaskCall], upstreams: Sequence[Sequence[TaskFuture[Any]]],
-            record: FlowRunRecord | None = None) -> list[TaskFuture[Any]]:
+    def map(
+        self,
+        calls: Sequence[TaskCall],
+        upstreams: Sequence[Sequence[TaskFuture[Any]]],
+        record: FlowRunRecord | None = None,
+    ) -> list[TaskFuture[Any]]:
         """Submit many calls; a runner that takes batches gets the runnable ones at once."""
         table = self._table
         if table is None:
@@ -150,8 +167,11 @@ class TaskRunner(ABC):
         )
         try:
             if abandon:
-                table.abandon("the flow timed out" if issubclass(exc_type, errors.FlowTimeout)
-                              else f"the flow was interrupted ({exc_type.__name__})")
+                table.abandon(
+                    "the flow timed out"
+                    if issubclass(exc_type, errors.FlowTimeout)
+                    else f"the flow was interrupted ({exc_type.__name__})"
+                )
             else:
                 try:
                     table.drain()

@@ -69,11 +69,26 @@ class Run:
     type and name, times, place), never the future or the result.
     """
 
-    __slots__ = ("call", "upstreams", "future", "payload", "phase", "_table", "_n",
-                 "_countdown", "_snapshot")
+    __slots__ = (
+        "call",
+        "upstreams",
+        "future",
+        "payload",
+        "phase",
+        "_table",
+        "_n",
+        "_countdown",
+        "_snapshot",
+    )
 
-    def __init__(self, call: TaskCall, upstreams: Sequence[TaskFuture[Any]],
-                 future: TaskFuture[Any], payload: bytes | None, table: RunTable) -> None:
+    def __init__(
+        self,
+        call: TaskCall,
+        upstreams: Sequence[TaskFuture[Any]],
+        future: TaskFuture[Any],
+        payload: bytes | None,
+        table: RunTable,
+    ) -> None:
         self.call: TaskCall | None = call
         self.upstreams: Sequence[TaskFuture[Any]] = upstreams
         self.future: TaskFuture[Any] | None = future
@@ -129,8 +144,13 @@ class Run:
             on_start = future.set_name
         ups = self.upstreams
         try:
-            return run_task(call, [u.state for u in ups] if ups else None, nested_runner,
-                            self._table.reschedules, on_start)
+            return run_task(
+                call,
+                [u.state for u in ups] if ups else None,
+                nested_runner,
+                self._table.reschedules,
+                on_start,
+            )
         except Exception as exc:  # noqa: BLE001 - an engine bug must still end the run
             return Crashed(errors.BraidError(f"braid engine error: {exc!r}"))
         except BaseException as exc:  # an interrupt outside the task's code: end, re-raise
@@ -151,8 +171,11 @@ class Run:
             state = Cancelled(f"not retried: {table.cancel_reason or 'the runner stopped'}")
         future = self.future
         call = self.call
-        if call is not None and (call.task.hooks is not None or call.extra is not None) \
-                and not future_done(future):
+        if (
+            call is not None
+            and (call.task.hooks is not None or call.extra is not None)
+            and not future_done(future)
+        ):
             if call.task.hooks is not None:
                 # a state made outside the engine (a dead worker, a cancellation): its
                 # hooks run here, before waiters wake
@@ -167,9 +190,17 @@ class Run:
         if call is not None:
             # (run id, task name, run name (None: the default one), type, state name,
             #  started, ended, where, message of a run that did not complete)
-            self._snapshot = (call.run_id, call.task.name, state.task_run_name or call.run_name,
-                              t, state.name, state.started, state.timestamp_seconds,
-                              state.where, None if t is _COMPLETED else state.message)
+            self._snapshot = (
+                call.run_id,
+                call.task.name,
+                state.task_run_name or call.run_name,
+                t,
+                state.name,
+                state.started,
+                state.timestamp_seconds,
+                state.where,
+                None if t is _COMPLETED else state.message,
+            )
         self.future = None
         self.call = None
         self.upstreams = ()
@@ -334,19 +365,29 @@ class RunTable:
         self._delayed: _DelayedRuns | None = None
 
     # -- accepting ----------------------------------------------------------------------
-    def _new_run(self, call: TaskCall, upstreams: Sequence[TaskFuture[Any]],
-                 payload: bytes | None, record: FlowRunRecord | None) -> Run:
+    def _new_run(
+        self,
+        call: TaskCall,
+        upstreams: Sequence[TaskFuture[Any]],
+        payload: bytes | None,
+        record: FlowRunRecord | None,
+    ) -> Run:
         make = self.new_future
-        future = make(call) if make is not None else TaskFuture(call.task, call.run_name,
-                                                                 call.run_id)
+        future = (
+            make(call) if make is not None else TaskFuture(call.task, call.run_name, call.run_id)
+        )
         run = Run(call, upstreams, future, payload, self)
         self.live[run] = None
         if record is not None:
             record.add(run)
         return run
 
-    def accept(self, call: TaskCall, upstreams: Sequence[TaskFuture[Any]] = (),
-               record: FlowRunRecord | None = None) -> TaskFuture[Any]:
+    def accept(
+        self,
+        call: TaskCall,
+        upstreams: Sequence[TaskFuture[Any]] = (),
+        record: FlowRunRecord | None = None,
+    ) -> TaskFuture[Any]:
         """Take a call: make its run and future, and dispatch it once it is runnable."""
         # the hot path of every .submit(): _new_run and _gate written out
         if self.check_call is not None:
@@ -355,8 +396,9 @@ class RunTable:
             call.extra = {**(call.extra or {}), "limits": self.limits.handle}
         payload = _dumps_call(call) if self.pickles else None  # SerializationError here
         make = self.new_future
-        future = make(call) if make is not None else TaskFuture(call.task, call.run_name,
-                                                                 call.run_id)
+        future = (
+            make(call) if make is not None else TaskFuture(call.task, call.run_name, call.run_id)
+        )
         run = Run(call, upstreams, future, payload, self)
         self.live[run] = None
         if record is not None:
@@ -373,9 +415,12 @@ class RunTable:
             self.send(run)
         return future
 
-    def accept_many(self, calls: Sequence[TaskCall],
-                    upstreams: Sequence[Sequence[TaskFuture[Any]]],
-                    record: FlowRunRecord | None = None) -> list[TaskFuture[Any]]:
+    def accept_many(
+        self,
+        calls: Sequence[TaskCall],
+        upstreams: Sequence[Sequence[TaskFuture[Any]]],
+        record: FlowRunRecord | None = None,
+    ) -> list[TaskFuture[Any]]:
         """Take many calls at once (``.map()``); runs ready now go in one batch when the
         runner takes batches."""
         if self.check_call is not None:
@@ -387,8 +432,10 @@ class RunTable:
                 call.extra = {**(call.extra or {}), "limits": handle}
         payloads: Sequence[bytes | None]
         payloads = [_dumps_call(c) for c in calls] if self.pickles else [None] * len(calls)
-        runs = [self._new_run(c, u, p, record)
-                for c, u, p in zip(calls, upstreams, payloads, strict=True)]
+        runs = [
+            self._new_run(c, u, p, record)
+            for c, u, p in zip(calls, upstreams, payloads, strict=True)
+        ]
         # a new run's future is never None
         futures: list[TaskFuture[Any]] = [r.future for r in runs]  # type: ignore[misc]
         many = self.dispatch_many
@@ -479,8 +526,12 @@ class RunTable:
     def reschedule(self, run: Run, state: State) -> bool:
         """Schedule the next attempt of ``run`` after its retry delay; False if the runner
         does not reschedule or the table is stopping (the run then ends)."""
-        if not self.reschedules or self.cancel_reason is not None or run.future is None \
-                or run.call is None:
+        if (
+            not self.reschedules
+            or self.cancel_reason is not None
+            or run.future is None
+            or run.call is None
+        ):
             return False
         delayed = self._delayed
         if delayed is None:
@@ -523,8 +574,9 @@ class RunTable:
         runs = list(self.live)
         started: set[Run] = {r for r in runs if r.began}
         if self.cancel_hook is not None:
-            dispatched = [r for r in runs if r.dispatched and r.future is not None
-                          and not r.future.done()]
+            dispatched = [
+                r for r in runs if r.dispatched and r.future is not None and not r.future.done()
+            ]
             if dispatched:
                 try:
                     started |= set(self.cancel_hook(dispatched))

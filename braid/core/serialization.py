@@ -101,8 +101,9 @@ def _children(obj: Any, path: str) -> list[tuple[str, Any]]:
     return [(f"{path}.{s}", getattr(obj, s)) for s in slots if hasattr(obj, s)]
 
 
-def find_unpicklable(obj: Any, path: str, _depth: int = 0,
-                     _seen: set[int] | None = None) -> str | None:
+def find_unpicklable(
+    obj: Any, path: str, _depth: int = 0, _seen: set[int] | None = None
+) -> str | None:
     """Name the deepest part of ``obj`` that cannot be pickled, as ``path → ... → type: why``.
 
     Returns None if ``obj`` pickles.

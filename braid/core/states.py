@@ -22,9 +22,7 @@ if TYPE_CHECKING:
     from typing import TypeAlias
 
     #: an exception, its formatted traceback (or None) and its packed ``__cause__``
-    _PackedException: TypeAlias = (
-        "tuple[BaseException, str | None, _PackedException | None]"
-    )
+    _PackedException: TypeAlias = "tuple[BaseException, str | None, _PackedException | None]"
 
 __all__ = [
     "DeferredState",
@@ -53,9 +51,7 @@ class StateType(str, enum.Enum):
     CANCELLED = "CANCELLED"
 
 
-_FINAL = frozenset(
-    {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
-)
+_FINAL = frozenset({StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED})
 _time = time.time
 
 
@@ -136,8 +132,9 @@ class _ExceptionByState:
         return (_exception_from_state, (type(exc), exc.args, dict(vars(exc))))
 
 
-def _exception_from_state(cls: type[BaseException], args: tuple[Any, ...],
-                          attrs: dict[str, Any]) -> BaseException:
+def _exception_from_state(
+    cls: type[BaseException], args: tuple[Any, ...], attrs: dict[str, Any]
+) -> BaseException:
     exc = cls.__new__(cls)
     exc.args = args
     vars(exc).update(attrs)
@@ -153,7 +150,9 @@ def _unpack_exception(packed: _PackedException) -> BaseException:
             exc.__cause__ = cause
             # typeshed declares __notes__ from 3.11 on; on 3.10 it is a plain attribute
             exc.__notes__ = [  # type: ignore[attr-defined,unused-ignore]
-                *getattr(exc, "__notes__", []), f"Remote traceback:{text}"]
+                *getattr(exc, "__notes__", []),
+                f"Remote traceback:{text}",
+            ]
         else:
             exc.__cause__ = cause
     elif text is not None:
@@ -161,10 +160,18 @@ def _unpack_exception(packed: _PackedException) -> BaseException:
     return exc
 
 
-def _rebuild_state(type_: StateType, name: str, message: str, ts: float, data: Any,
-                   packed_exc: _PackedException | None, task_run_name: str | None,
-                   extra: dict[str, Any] | None, started: float | None = None,
-                   where: str | None = None) -> State:
+def _rebuild_state(
+    type_: StateType,
+    name: str,
+    message: str,
+    ts: float,
+    data: Any,
+    packed_exc: _PackedException | None,
+    task_run_name: str | None,
+    extra: dict[str, Any] | None,
+    started: float | None = None,
+    where: str | None = None,
+) -> State:
     if packed_exc is not None:
         data = _unpack_exception(packed_exc)
     state = State(type_, name, message, data, ts)
@@ -182,8 +189,17 @@ class State:
     final run.  ``result()`` returns the value or raises the exception.
     """
 
-    __slots__ = ("type", "name", "message", "data", "timestamp_seconds", "task_run_name",
-                 "extra", "started", "where")
+    __slots__ = (
+        "type",
+        "name",
+        "message",
+        "data",
+        "timestamp_seconds",
+        "task_run_name",
+        "extra",
+        "started",
+        "where",
+    )
 
     def __init__(
         self,
@@ -282,9 +298,18 @@ class State:
             data, packed = None, _pack_exception(self.data)
         return (
             _rebuild_state,
-            (self.type, self.name, self.message, self.timestamp_seconds, data, packed,
-             self.task_run_name,
-             self.extra, self.started, self.where),
+            (
+                self.type,
+                self.name,
+                self.message,
+                self.timestamp_seconds,
+                data,
+                packed,
+                self.task_run_name,
+                self.extra,
+                self.started,
+                self.where,
+            ),
         )
 
 
@@ -377,8 +402,13 @@ def Completed(data: Any = None, message: str = "", *, name: str = "Completed") -
     return State(StateType.COMPLETED, name, message, data)
 
 
-def Failed(exc: BaseException | str | None = None, message: str | None = None,
-           name: str = "Failed", *, data: Any = None) -> State:
+def Failed(
+    exc: BaseException | str | None = None,
+    message: str | None = None,
+    name: str = "Failed",
+    *,
+    data: Any = None,
+) -> State:
     """A FAILED state: its result raises ``exc`` (or ``data``, if an exception).
 
     Without an exception, ``result()`` raises :class:`braid.errors.RunFailed` carrying
@@ -387,21 +417,28 @@ def Failed(exc: BaseException | str | None = None, message: str | None = None,
     return _not_completed(StateType.FAILED, exc, message, name, data)
 
 
-def Crashed(exc: BaseException | str | None = None, message: str | None = None,
-            name: str = "Crashed", *, data: Any = None) -> State:
+def Crashed(
+    exc: BaseException | str | None = None,
+    message: str | None = None,
+    name: str = "Crashed",
+    *,
+    data: Any = None,
+) -> State:
     """A CRASHED state (the run was stopped by something outside its code)."""
     return _not_completed(StateType.CRASHED, exc, message, name, data)
 
 
-def Cancelled(message: str = "cancelled before it started", *, name: str = "Cancelled",
-              data: Any = None) -> State:
+def Cancelled(
+    message: str = "cancelled before it started", *, name: str = "Cancelled", data: Any = None
+) -> State:
     """A CANCELLED state; its result raises :class:`braid.errors.TaskCancelled`."""
     exc = data if isinstance(data, BaseException) else errors.TaskCancelled(message)
     return State(StateType.CANCELLED, name, message, exc)
 
 
-def _not_completed(type_: StateType, exc: BaseException | str | None, message: str | None,
-                   name: str, data: Any) -> State:
+def _not_completed(
+    type_: StateType, exc: BaseException | str | None, message: str | None, name: str, data: Any
+) -> State:
     if isinstance(exc, str):  # Failed("text"): the text is the message
         exc, message = None, exc if message is None else message
     if exc is None and isinstance(data, BaseException):

@@ -44,14 +44,32 @@ _getrandbits = random.getrandbits
 
 #: the caching and result options (Prefect's; see :mod:`braid.caching`) and their defaults
 CACHE_OPTIONS: dict[str, Any] = {
-    "cache_policy": None, "cache_key_fn": None, "cache_expiration": None,
-    "refresh_cache": None, "persist_result": None, "result_storage": None,
-    "result_storage_key": None, "result_serializer": None, "cache_result_in_memory": True,
+    "cache_policy": None,
+    "cache_key_fn": None,
+    "cache_expiration": None,
+    "refresh_cache": None,
+    "persist_result": None,
+    "result_storage": None,
+    "result_storage_key": None,
+    "result_serializer": None,
+    "cache_result_in_memory": True,
 }
 _OPTIONS = (
-    "name", "description", "task_run_name", "retries", "retry_delay_seconds",
-    "retry_jitter_factor", "retry_condition_fn", "timeout_seconds", "log_prints", "tags",
-    "resources", *HOOK_OPTIONS, *CACHE_OPTIONS, "on_commit", "on_rollback",
+    "name",
+    "description",
+    "task_run_name",
+    "retries",
+    "retry_delay_seconds",
+    "retry_jitter_factor",
+    "retry_condition_fn",
+    "timeout_seconds",
+    "log_prints",
+    "tags",
+    "resources",
+    *HOOK_OPTIONS,
+    *CACHE_OPTIONS,
+    "on_commit",
+    "on_rollback",
 )
 
 
@@ -142,10 +160,16 @@ class Task(HookDecorators, Generic[R]):
         self.tags = frozenset(tags or ())
         self.resources = hints_from(resources, f"task {self.name!r}")
         #: the state change hooks (None when there are none: nothing to check per run)
-        self.hooks: StateHooks | None = StateHooks.from_options(f"task {self.name!r}", {
-            "on_completion": on_completion, "on_failure": on_failure,
-            "on_crashed": on_crashed, "on_cancellation": on_cancellation,
-            "on_running": on_running})
+        self.hooks: StateHooks | None = StateHooks.from_options(
+            f"task {self.name!r}",
+            {
+                "on_completion": on_completion,
+                "on_failure": on_failure,
+                "on_crashed": on_crashed,
+                "on_cancellation": on_cancellation,
+                "on_running": on_running,
+            },
+        )
         unknown = set(cache_options) - set(CACHE_OPTIONS)
         if unknown:
             raise errors.ConfigurationError(
@@ -156,14 +180,16 @@ class Task(HookDecorators, Generic[R]):
             setattr(self, option, cache_options.get(option, default))
         #: whether any caching or result option is set (else nothing is looked up per run)
         self.cache_configured = env_persists() or any(
-            getattr(self, k) != d for k, d in CACHE_OPTIONS.items())
+            getattr(self, k) != d for k, d in CACHE_OPTIONS.items()
+        )
         #: transaction hooks: ``hook(transaction)`` when the enclosing transaction commits
         #: or rolls back (the task run's own child transaction)
         self.on_commit_hooks: list[Callable[..., Any]] = list(on_commit or ())
         self.on_rollback_hooks: list[Callable[..., Any]] = list(on_rollback or ())
         _check_options(f"task {self.name!r}", self.__dict__)
-        if task_run_name is not None and not (isinstance(task_run_name, str)
-                                              or callable(task_run_name)):
+        if task_run_name is not None and not (
+            isinstance(task_run_name, str) or callable(task_run_name)
+        ):
             raise errors.ConfigurationError(
                 f"task {self.name!r}: task_run_name must be a str template or a callable"
             )
@@ -199,8 +225,11 @@ class Task(HookDecorators, Generic[R]):
                 f"task {self.name!r}: unknown option(s) {sorted(unknown)}; "
                 f"known: {', '.join(_OPTIONS)}"
             )
-        current = {k: getattr(self, k) for k in _OPTIONS
-                   if k not in HOOK_OPTIONS and k not in ("on_commit", "on_rollback")}
+        current = {
+            k: getattr(self, k)
+            for k in _OPTIONS
+            if k not in HOOK_OPTIONS and k not in ("on_commit", "on_rollback")
+        }
         current["on_commit"] = self.on_commit_hooks
         current["on_rollback"] = self.on_rollback_hooks
         if self.hooks is not None:
@@ -260,16 +289,17 @@ class Task(HookDecorators, Generic[R]):
         if ok and kwargs and not var_kw:
             ok = all(k in known for k in kwargs)
         if ok and len(args) < len(required):
-            ok = all(name in kwargs for name in required[len(args):])
+            ok = all(name in kwargs for name in required[len(args) :])
         if ok and kwonly_required:
             ok = all(name in kwargs for name in kwonly_required)
         if ok and kwargs and len(args) > 0:
-            ok = not any(k in kwargs for k in names[:len(args)])
+            ok = not any(k in kwargs for k in names[: len(args)])
         if not ok:
             self.bind(args, kwargs)
 
-    def _make_call(self, args: tuple[Any, ...], kwargs: dict[str, Any], wait_for: Any,
-                   ctx: RunContext | None) -> tuple[TaskCall, list[TaskFuture[Any]]]:
+    def _make_call(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], wait_for: Any, ctx: RunContext | None
+    ) -> tuple[TaskCall, list[TaskFuture[Any]]]:
         self._check_arguments(args, kwargs)
         found = extract(args, kwargs, wait_for)
         run_id = _getrandbits(128)
@@ -282,9 +312,7 @@ class Task(HookDecorators, Generic[R]):
             upstreams, must = ex.upstreams, ex.must_succeed
             resolve = FLAT if ex.flat else DEEP
         run_name = None
-        if self.task_run_name is not None and not upstreams and isinstance(
-            self.task_run_name, str
-        ):
+        if self.task_run_name is not None and not upstreams and isinstance(self.task_run_name, str):
             run_name = render_run_name(self, args, kwargs, run_id)
         flow_run = ctx.flow_run if ctx is not None else None
         call = TaskCall(self, args, kwargs, must, resolve, run_id, run_name, flow_run)
@@ -294,13 +322,19 @@ class Task(HookDecorators, Generic[R]):
         ctx_tags = _current_tags()
         flow = ctx.flow if ctx is not None else None
         txns = _modules.get("braid.transactions")  # None until someone imported it
-        if (hints is not None or ctx_tags or txns is not None or self.cache_configured
-                or (flow is not None and flow.persists_results)):
+        if (
+            hints is not None
+            or ctx_tags
+            or txns is not None
+            or self.cache_configured
+            or (flow is not None and flow.persists_results)
+        ):
             call.extra = self._extras(ctx, flow, hints, ctx_tags, txns)
         return call, upstreams
 
-    def _extras(self, ctx: RunContext | None, flow: Any, hints: Any,
-                ctx_tags: tuple[str, ...], txns: Any) -> dict[str, Any] | None:
+    def _extras(
+        self, ctx: RunContext | None, flow: Any, hints: Any, ctx_tags: tuple[str, ...], txns: Any
+    ) -> dict[str, Any] | None:
         """What a call carries besides its arguments: resource hints, the tags of the
         blocks it was submitted in, its cache options, its transaction."""
         extra: dict[str, Any] = {}
@@ -321,8 +355,9 @@ class Task(HookDecorators, Generic[R]):
                 extra["txn"] = txn
         return extra or None
 
-    def __call__(self, *args: Any, return_state: bool = False, wait_for: Any = None,
-                 **kwargs: Any) -> Any:
+    def __call__(
+        self, *args: Any, return_state: bool = False, wait_for: Any = None, **kwargs: Any
+    ) -> Any:
         """Run the task now, in this thread; return its value or raise its exception.
 
         An ``async def`` task returns a coroutine to await.  Futures in the arguments
@@ -347,8 +382,9 @@ class Task(HookDecorators, Generic[R]):
             ctx.record.add(DirectRun(state, self, call.run_id))
         return state if return_state else _direct_result(state)
 
-    async def _call_async(self, call: TaskCall, upstreams: list[TaskFuture[Any]], nested: Any,
-                          return_state: bool) -> Any:
+    async def _call_async(
+        self, call: TaskCall, upstreams: list[TaskFuture[Any]], nested: Any, return_state: bool
+    ) -> Any:
         states = None
         if upstreams:
             import asyncio
@@ -361,19 +397,23 @@ class Task(HookDecorators, Generic[R]):
         return state if return_state else _direct_result(state)
 
     @overload
-    def submit(self, *args: Any, return_state: Literal[False] = ..., wait_for: Any = ...,
-               **kwargs: Any) -> TaskFuture[R]: ...
+    def submit(
+        self, *args: Any, return_state: Literal[False] = ..., wait_for: Any = ..., **kwargs: Any
+    ) -> TaskFuture[R]: ...
 
     @overload
-    def submit(self, *args: Any, return_state: Literal[True], wait_for: Any = ...,
-               **kwargs: Any) -> State: ...
+    def submit(
+        self, *args: Any, return_state: Literal[True], wait_for: Any = ..., **kwargs: Any
+    ) -> State: ...
 
     @overload
-    def submit(self, *args: Any, return_state: bool, wait_for: Any = ...,
-               **kwargs: Any) -> TaskFuture[R] | State: ...
+    def submit(
+        self, *args: Any, return_state: bool, wait_for: Any = ..., **kwargs: Any
+    ) -> TaskFuture[R] | State: ...
 
-    def submit(self, *args: Any, return_state: bool = False, wait_for: Any = None,
-               **kwargs: Any) -> TaskFuture[R] | State:
+    def submit(
+        self, *args: Any, return_state: bool = False, wait_for: Any = None, **kwargs: Any
+    ) -> TaskFuture[R] | State:
         """Hand one run of the task to the current runner; return its future at once.
 
         ``wait_for`` futures must be final before it starts (ordering without data).
@@ -384,27 +424,32 @@ class Task(HookDecorators, Generic[R]):
         if runner is None:
             runner = _default_runner()
         call, upstreams = self._make_call(args, kwargs, wait_for, ctx)
-        future: TaskFuture[R] = runner.submit(call, upstreams,
-                                              ctx.record if ctx is not None else None)
+        future: TaskFuture[R] = runner.submit(
+            call, upstreams, ctx.record if ctx is not None else None
+        )
         if return_state:
             future.wait()
             return future.state
         return future
 
     @overload
-    def map(self, *args: Any, return_state: Literal[False] = ..., wait_for: Any = ...,
-            **kwargs: Any) -> FutureList[R]: ...
+    def map(
+        self, *args: Any, return_state: Literal[False] = ..., wait_for: Any = ..., **kwargs: Any
+    ) -> FutureList[R]: ...
 
     @overload
-    def map(self, *args: Any, return_state: Literal[True], wait_for: Any = ...,
-            **kwargs: Any) -> list[State]: ...
+    def map(
+        self, *args: Any, return_state: Literal[True], wait_for: Any = ..., **kwargs: Any
+    ) -> list[State]: ...
 
     @overload
-    def map(self, *args: Any, return_state: bool, wait_for: Any = ...,
-            **kwargs: Any) -> FutureList[R] | list[State]: ...
+    def map(
+        self, *args: Any, return_state: bool, wait_for: Any = ..., **kwargs: Any
+    ) -> FutureList[R] | list[State]: ...
 
-    def map(self, *args: Any, return_state: bool = False, wait_for: Any = None,
-            **kwargs: Any) -> FutureList[R] | list[State]:
+    def map(
+        self, *args: Any, return_state: bool = False, wait_for: Any = None, **kwargs: Any
+    ) -> FutureList[R] | list[State]:
         """Submit one run per element of the iterable arguments, zipped; return the futures.
 
         Iterables (not str/bytes; a dict gives its keys; generators are consumed; a
@@ -422,14 +467,16 @@ class Task(HookDecorators, Generic[R]):
             calls.append(call)
             ups.append(upstreams)
         futures: FutureList[R] = FutureList(
-            runner.map(calls, ups, ctx.record if ctx is not None else None))
+            runner.map(calls, ups, ctx.record if ctx is not None else None)
+        )
         if return_state:
             futures.wait()
             return [f.state for f in futures]
         return futures
 
-    def _expand_map(self, args: tuple[Any, ...], kwargs: dict[str, Any]
-                    ) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+    def _expand_map(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
         mapped: dict[Any, list[Any]] = {}
         static: dict[Any, Any] = {}
         for key, value in [*enumerate(args), *kwargs.items()]:
@@ -469,7 +516,8 @@ class Task(HookDecorators, Generic[R]):
             sig = self._signature or inspect.signature(self.fn)
             params = list(sig.parameters)
             if key < len(params) and sig.parameters[params[key]].kind in (
-                inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD
+                inspect.Parameter.POSITIONAL_ONLY,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
             ):
                 return f"parameter {params[key]!r}"
         except (TypeError, ValueError):
@@ -528,8 +576,14 @@ def _shape_of(sig: inspect.Signature | None) -> tuple[Any, ...] | None:
             var_kw = True
         else:
             return None  # positional-only parameters: let bind() judge
-    return (tuple(names), tuple(required), frozenset(names) | frozenset(kwonly),
-            tuple(kwonly_required), var_pos, var_kw)
+    return (
+        tuple(names),
+        tuple(required),
+        frozenset(names) | frozenset(kwonly),
+        tuple(kwonly_required),
+        var_pos,
+        var_kw,
+    )
 
 
 def _import_task(module: str, qualname: str) -> Any:
@@ -551,8 +605,9 @@ def _rebuild_task(state: dict[str, Any]) -> Task[Any]:
 
 def _refiled(code: types.CodeType, filename: str) -> types.CodeType:
     """``code`` (and the code objects nested in it) said to come from ``filename``."""
-    consts = tuple(_refiled(c, filename) if isinstance(c, types.CodeType) else c
-                   for c in code.co_consts)
+    consts = tuple(
+        _refiled(c, filename) if isinstance(c, types.CodeType) else c for c in code.co_consts
+    )
     return code.replace(co_filename=filename, co_consts=consts)
 
 
@@ -594,7 +649,8 @@ def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:
     20, 40, ... seconds before the 1st, 2nd, 3rd retry (at most 50 delays)."""
     if not isinstance(backoff_factor, (int, float)) or backoff_factor < 0:
         raise errors.ConfigurationError(
-            f"exponential_backoff: backoff_factor must be a number >= 0, got {backoff_factor!r}")
+            f"exponential_backoff: backoff_factor must be a number >= 0, got {backoff_factor!r}"
+        )
 
     def delays(retries: int) -> list[float]:
         return [backoff_factor * 2**r for r in range(min(retries, 50))]

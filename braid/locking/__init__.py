@@ -17,13 +17,20 @@ from typing import Any
 
 from braid.locking.protocol import LockManager
 
-__all__ = ["LockManager", "MemoryLockManager", "FileSystemLockManager", "DaskLockManager",
-           "RayLockManager"]
+__all__ = [
+    "LockManager",
+    "MemoryLockManager",
+    "FileSystemLockManager",
+    "DaskLockManager",
+    "RayLockManager",
+]
 
-_HOMES = {"MemoryLockManager": "braid.locking.memory",
-          "FileSystemLockManager": "braid.locking.filesystem",
-          "DaskLockManager": "braid.locking.dask",
-          "RayLockManager": "braid.locking.ray"}
+_HOMES = {
+    "MemoryLockManager": "braid.locking.memory",
+    "FileSystemLockManager": "braid.locking.filesystem",
+    "DaskLockManager": "braid.locking.dask",
+    "RayLockManager": "braid.locking.ray",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -25,7 +25,8 @@ def _distributed() -> Any:
         import distributed
     except ImportError as exc:
         raise errors.MissingExtraError(
-            "DaskLockManager needs Dask: pip install 'braid-flow[dask]'") from exc
+            "DaskLockManager needs Dask: pip install 'braid-flow[dask]'"
+        ) from exc
     return distributed
 
 
@@ -47,8 +48,13 @@ class DaskLockManager:
     def _lock(self, key: str) -> Any:
         return _distributed().Lock(self.prefix + key)
 
-    def acquire_lock(self, key: str, holder: str, acquire_timeout: float | None = None,
-                     hold_timeout: float | None = None) -> bool:
+    def acquire_lock(
+        self,
+        key: str,
+        holder: str,
+        acquire_timeout: float | None = None,
+        hold_timeout: float | None = None,
+    ) -> bool:
         """Acquire the scheduler's lock on ``key``; ``hold_timeout`` is not used (a dead
         holder's lease lapses instead)."""
         with self._guard:

@@ -31,8 +31,7 @@ class FileSystemLockManager:
     """Lock files under ``lock_files_directory`` (created on first use); ``shared=True``
     declares the directory a mount every worker host sees."""
 
-    def __init__(self, lock_files_directory: str | os.PathLike[str], shared: bool = False
-                 ) -> None:
+    def __init__(self, lock_files_directory: str | os.PathLike[str], shared: bool = False) -> None:
         self.lock_files_directory = Path(lock_files_directory).expanduser().absolute()
         self.shared = shared
 
@@ -82,9 +81,13 @@ class FileSystemLockManager:
 
     def _try_take(self, key: str, holder: str, hold_timeout: float | None) -> bool:
         path = self._path(key)
-        info = {"holder": holder, "host": socket.gethostname(), "pid": os.getpid(),
-                "lapses": None if hold_timeout is None else time.time() + hold_timeout,
-                "nonce": uuid.uuid4().hex}
+        info = {
+            "holder": holder,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "lapses": None if hold_timeout is None else time.time() + hold_timeout,
+            "nonce": uuid.uuid4().hex,
+        }
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
@@ -100,8 +103,13 @@ class FileSystemLockManager:
             json.dump(info, f)
         return True
 
-    def acquire_lock(self, key: str, holder: str, acquire_timeout: float | None = None,
-                     hold_timeout: float | None = None) -> bool:
+    def acquire_lock(
+        self,
+        key: str,
+        holder: str,
+        acquire_timeout: float | None = None,
+        hold_timeout: float | None = None,
+    ) -> bool:
         """Create the lock file for ``holder``, polling (5 ms growing to 100 ms) while
         another holds it; False if not taken within ``acquire_timeout`` seconds."""
         self.lock_files_directory.mkdir(parents=True, exist_ok=True)
@@ -131,8 +139,7 @@ class FileSystemLockManager:
     def is_lock_holder(self, key: str, holder: str) -> bool:
         """Whether ``holder`` holds an unstale lock on ``key``."""
         current = self._read(self._path(key))
-        return current is not None and current.get("holder") == holder and not self._stale(
-            current)
+        return current is not None and current.get("holder") == holder and not self._stale(current)
 
     def wait_for_lock(self, key: str, timeout: float | None = None) -> bool:
         """Poll until ``key`` is not locked; False if still locked after ``timeout`` s."""
@@ -146,8 +153,10 @@ class FileSystemLockManager:
         return True
 
     def __eq__(self, other: object) -> bool:
-        return (isinstance(other, FileSystemLockManager)
-                and other.lock_files_directory == self.lock_files_directory)
+        return (
+            isinstance(other, FileSystemLockManager)
+            and other.lock_files_directory == self.lock_files_directory
+        )
 
     def __hash__(self) -> int:
         return hash(self.lock_files_directory)

@@ -46,8 +46,13 @@ class MemoryLockManager:
             return None
         return holder
 
-    def acquire_lock(self, key: str, holder: str, acquire_timeout: float | None = None,
-                     hold_timeout: float | None = None) -> bool:
+    def acquire_lock(
+        self,
+        key: str,
+        holder: str,
+        acquire_timeout: float | None = None,
+        hold_timeout: float | None = None,
+    ) -> bool:
         """Take the lock on ``key`` for ``holder``; False if not free within
         ``acquire_timeout`` seconds."""
         deadline = None if acquire_timeout is None else time.monotonic() + acquire_timeout

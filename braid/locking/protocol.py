@@ -17,8 +17,13 @@ class LockManager(Protocol):
     """What ``cache_policy.configure(lock_manager=...)`` and ``ResultStore(lock_manager=...)``
     accept; every method is safe to call from any thread."""
 
-    def acquire_lock(self, key: str, holder: str, acquire_timeout: float | None = None,
-                     hold_timeout: float | None = None) -> bool:
+    def acquire_lock(
+        self,
+        key: str,
+        holder: str,
+        acquire_timeout: float | None = None,
+        hold_timeout: float | None = None,
+    ) -> bool:
         """Take the lock on ``key`` for ``holder``, waiting at most ``acquire_timeout``
         seconds (forever if None); True once held (also if ``holder`` already held it),
         False on time-out.  The lock lapses ``hold_timeout`` seconds after it was taken

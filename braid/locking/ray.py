@@ -66,14 +66,16 @@ class RayLockManager:
             import ray
         except ImportError as exc:
             raise errors.MissingExtraError(
-                "RayLockManager needs Ray: pip install 'braid-flow[ray]'") from exc
+                "RayLockManager needs Ray: pip install 'braid-flow[ray]'"
+            ) from exc
         # Keyed by cluster too: a handle from a Ray this process has since left is dead.
         where = (self.name, self.namespace, ray.get_runtime_context().gcs_address)
         cached = _actors.get(where)
         if cached is None:
             cls = ray.remote(num_cpus=0)(LockTable)
-            cached = cls.options(name=self.name, namespace=self.namespace, get_if_exists=True,
-                                 lifetime="detached").remote()
+            cached = cls.options(
+                name=self.name, namespace=self.namespace, get_if_exists=True, lifetime="detached"
+            ).remote()
             _actors[where] = cached
         return cached
 
@@ -82,8 +84,13 @@ class RayLockManager:
 
         return ray.get(getattr(self._table(), method).remote(*args))
 
-    def acquire_lock(self, key: str, holder: str, acquire_timeout: float | None = None,
-                     hold_timeout: float | None = None) -> bool:
+    def acquire_lock(
+        self,
+        key: str,
+        holder: str,
+        acquire_timeout: float | None = None,
+        hold_timeout: float | None = None,
+    ) -> bool:
         """Take the lock in the actor, polling while another holds it; False on time-out."""
         deadline = None if acquire_timeout is None else time.monotonic() + acquire_timeout
         pause = 0.005
@@ -119,8 +126,11 @@ class RayLockManager:
         return True
 
     def __eq__(self, other: object) -> bool:
-        return (isinstance(other, RayLockManager) and other.name == self.name
-                and other.namespace == self.namespace)
+        return (
+            isinstance(other, RayLockManager)
+            and other.name == self.name
+            and other.namespace == self.namespace
+        )
 
     def __hash__(self) -> int:
         return hash((self.name, self.namespace))

@@ -63,12 +63,17 @@ class ProcessPoolTaskRunner(TaskRunner):
     ``__main__``, closures and lambdas work.
     """
 
-    capabilities = Capabilities(requires_pickling=True, can_interrupt_running=True,
-                                reschedules_retries=True, remote=True)
+    capabilities = Capabilities(
+        requires_pickling=True, can_interrupt_running=True, reschedules_retries=True, remote=True
+    )
 
-    def __init__(self, max_workers: int | None = None, start_method: str = "spawn",
-                 initializer: Callable[..., Any] | None = None,
-                 initargs: tuple[Any, ...] = ()) -> None:
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        start_method: str = "spawn",
+        initializer: Callable[..., Any] | None = None,
+        initargs: tuple[Any, ...] = (),
+    ) -> None:
         if max_workers is not None and (
             not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers < 1
         ):
@@ -86,16 +91,22 @@ class ProcessPoolTaskRunner(TaskRunner):
         self.start_method = start_method
         if initializer is not None and not callable(initializer):
             raise errors.ConfigurationError(
-                f"ProcessPoolTaskRunner: initializer must be callable, got {initializer!r}")
+                f"ProcessPoolTaskRunner: initializer must be callable, got {initializer!r}"
+            )
         if not isinstance(initargs, tuple):
             raise errors.ConfigurationError(
-                f"ProcessPoolTaskRunner: initargs must be a tuple, got {initargs!r}")
+                f"ProcessPoolTaskRunner: initargs must be a tuple, got {initargs!r}"
+            )
         self.initializer = initializer
         self.initargs = initargs
 
     def duplicate(self) -> ProcessPoolTaskRunner:
-        return type(self)(max_workers=self._max_workers_arg, start_method=self.start_method,
-                          initializer=self.initializer, initargs=self.initargs)
+        return type(self)(
+            max_workers=self._max_workers_arg,
+            start_method=self.start_method,
+            initializer=self.initializer,
+            initargs=self.initargs,
+        )
 
     def limits_backend(self) -> Any:
         """Concurrency limits for a flow run on this pool: one coordinator in this process
@@ -105,16 +116,21 @@ class ProcessPoolTaskRunner(TaskRunner):
         return LimitsCoordinator()
 
     def __repr__(self) -> str:
-        return (f"ProcessPoolTaskRunner(max_workers={self.max_workers}, "
-                f"start_method={self.start_method!r})")
+        return (
+            f"ProcessPoolTaskRunner(max_workers={self.max_workers}, "
+            f"start_method={self.start_method!r})"
+        )
 
     # -- pool -------------------------------------------------------------------------
     def start(self) -> None:
         """Prepare the pool (worker processes start as runs arrive) and its result thread."""
         import multiprocessing  # here, not at import: `import braid` stays light
 
-        if (os.environ.get(_WORKER_ENV) == "1" and not _worker_state["running"]
-                and multiprocessing.current_process().name == _WORKER_NAME):
+        if (
+            os.environ.get(_WORKER_ENV) == "1"
+            and not _worker_state["running"]
+            and multiprocessing.current_process().name == _WORKER_NAME
+        ):
             # a spawned worker is re-importing the user's script, whose module-level code
             # starts a flow on a process pool: end at once, by a code the parent explains
             sys.stderr.write(f"braid: {_GUARD_MISSING}\n")
@@ -129,23 +145,28 @@ class ProcessPoolTaskRunner(TaskRunner):
             self._init_blob = _serialization().dumps((self.initializer, self.initargs))
         # small pickled results by future, to send to downstream runs as they came
         self._result_bytes: weakref.WeakKeyDictionary[TaskFuture[Any], bytes] = (
-            weakref.WeakKeyDictionary())
+            weakref.WeakKeyDictionary()
+        )
         self._waiting: collections.deque[tuple[Run, bytes]] = collections.deque()
         self._idle: list[_Worker] = []
         self._workers: dict[Any, _Worker] = {}  # by sentinel
         self._log_level = driver_level()
         self._wake_r, self._wake_w = multiprocessing.Pipe(duplex=False)
         self._closing = False
-        self._results = threading.Thread(target=self._collect, daemon=True,
-                                         name=f"braid-processes-{id(self):x}")
+        self._results = threading.Thread(
+            target=self._collect, daemon=True, name=f"braid-processes-{id(self):x}"
+        )
         self._results.start()
 
     def _spawn(self) -> _Worker:
         # called with self._lock held
         parent_end, child_end = self._ctx.Pipe()
-        proc = self._ctx.Process(target=_worker_main,
-                                 args=(child_end, self._log_level, self._init_blob),
-                                 daemon=True, name=_WORKER_NAME)
+        proc = self._ctx.Process(
+            target=_worker_main,
+            args=(child_end, self._log_level, self._init_blob),
+            daemon=True,
+            name=_WORKER_NAME,
+        )
         os.environ[_WORKER_ENV] = "1"  # what a spawned worker sees while it bootstraps
         try:
             proc.start()
@@ -244,7 +265,8 @@ class ProcessPoolTaskRunner(TaskRunner):
                             self._on_result(w)
                         except Exception:  # noqa: BLE001 - this thread must never die
                             logging.getLogger("braid").exception(
-                                "braid: handling a worker process's result failed")
+                                "braid: handling a worker process's result failed"
+                            )
                         break
 
     def _on_result(self, worker: _Worker, alive: bool = True) -> None:
@@ -269,8 +291,12 @@ class ProcessPoolTaskRunner(TaskRunner):
             )
             err.__cause__ = exc
             state = Failed(err)
-        if run is not None and run.future is not None and len(payload) <= _KEEP_RESULT_BYTES \
-                and state.is_final():
+        if (
+            run is not None
+            and run.future is not None
+            and len(payload) <= _KEEP_RESULT_BYTES
+            and state.is_final()
+        ):
             self._result_bytes[run.future] = payload
         with self._lock:
             worker.run = None
@@ -297,8 +323,7 @@ class ProcessPoolTaskRunner(TaskRunner):
                 self._idle.remove(worker)
             run, worker.run = worker.run, None
             replacement = None
-            if (self._waiting and not self._closing
-                    and worker.proc.exitcode != _MAIN_GUARD_MISSING):
+            if self._waiting and not self._closing and worker.proc.exitcode != _MAIN_GUARD_MISSING:
                 replacement = self._spawn()
                 self._send(replacement, *self._waiting.popleft())
         worker.conn.close()
@@ -309,8 +334,7 @@ class ProcessPoolTaskRunner(TaskRunner):
             how = _describe_exit(code)
             name = run.future.task_run_name if run.future is not None else "?"
             err = errors.WorkerLost(
-                f"the worker process (pid {worker.proc.pid}) running task run "
-                f"{name!r} died: {how}"
+                f"the worker process (pid {worker.proc.pid}) running task run {name!r} died: {how}"
             )
             run.finish(Crashed(err, str(err)))
 
@@ -385,8 +409,10 @@ def _describe_exit(code: int | None) -> str:
     if code == _MAIN_GUARD_MISSING:
         return f"exited with code {code}: {_GUARD_MISSING}"
     if code == _INITIALIZER_FAILED:
-        return (f"exited with code {code}: the runner's initializer raised (its traceback "
-                f"is on the worker's stderr)")
+        return (
+            f"exited with code {code}: the runner's initializer raised (its traceback "
+            f"is on the worker's stderr)"
+        )
     return f"exited with code {code}"
 
 
@@ -402,7 +428,8 @@ _worker_state = {"running": False}
 _GUARD_MISSING = (
     "a ProcessPoolTaskRunner worker re-imported your script (the 'spawn' start method "
     "does) and its module-level code started the flow again; put the code that runs the "
-    "flow under `if __name__ == \"__main__\":` (or use start_method=\"fork\")")
+    'flow under `if __name__ == "__main__":` (or use start_method="fork")'
+)
 
 
 def _worker_main(conn: Any, log_level: int, init_blob: bytes | None = None) -> None:
@@ -434,8 +461,9 @@ def _worker_main(conn: Any, log_level: int, init_blob: bytes | None = None) -> N
             else:
                 call_bytes, states = _serialization().loads(msg)
             result = run_pickled(call_bytes, states, None, log_level, reschedule_retries=True)
-            if any(t.name.startswith("braid-timeout-") and t.is_alive()
-                   for t in threading.enumerate()):
+            if any(
+                t.name.startswith("braid-timeout-") and t.is_alive() for t in threading.enumerate()
+            ):
                 # a timed-out run is still stuck in this process: report, then end it
                 conn.send_bytes(_RETIRING)
                 conn.send_bytes(result)

@@ -27,7 +27,8 @@ class RunnerEntry(NamedTuple):
 
 
 RUNNERS: dict[str, RunnerEntry] = {
-    e.name: e for e in (
+    e.name: e
+    for e in (
         RunnerEntry("threads", "braid.runners.threads", "ThreadPoolTaskRunner", None),
         RunnerEntry("processes", "braid.runners.processes", "ProcessPoolTaskRunner", None),
         RunnerEntry("dask", "braid.adapters.dask", "DaskTaskRunner", "dask"),

@@ -76,10 +76,10 @@ class ThreadPoolTaskRunner(TaskRunner):
         self._q: queue.SimpleQueue[Run | None] = queue.SimpleQueue()
         self._slot_free = threading.Condition(self._lock)
         self._threads: list[threading.Thread] = []
-        self._queued = 0        # runs put on the queue, not yet taken
-        self._busy = 0          # threads between taking a run and finishing it
-        self._blocked = 0       # busy threads waiting on a future (slot given back)
-        self._active = 0        # slots in use: runs executing now (<= max_workers)
+        self._queued = 0  # runs put on the queue, not yet taken
+        self._busy = 0  # threads between taking a run and finishing it
+        self._blocked = 0  # busy threads waiting on a future (slot given back)
+        self._active = 0  # slots in use: runs executing now (<= max_workers)
         self._slot_waiters = 0
         self._hook = _SlotHook(self._release_slot, self._reacquire_slot)
 
@@ -87,8 +87,7 @@ class ThreadPoolTaskRunner(TaskRunner):
         # called with self._lock held
         n = len(self._threads)
         if self._queued > n - self._busy and n - self._blocked < self.max_workers:
-            t = threading.Thread(target=self._work, daemon=True,
-                                 name=f"braid-worker-{n}")
+            t = threading.Thread(target=self._work, daemon=True, name=f"braid-worker-{n}")
             self._threads.append(t)
             t.start()
 
@@ -140,8 +139,9 @@ class ThreadPoolTaskRunner(TaskRunner):
                 follow: Run | None = None
                 try:
                     if run.begin():
-                        state = (run.execute(self) if run.payload is None
-                                 else self._execute_pickled(run))
+                        state = (
+                            run.execute(self) if run.payload is None else self._execute_pickled(run)
+                        )
                         h.runner = self
                         try:
                             run.finish(state)
@@ -230,7 +230,8 @@ def _unpicklable(run: Run, exc: Exception) -> State:
 
     name = run.future.task_run_name if run.future is not None else "?"
     err = errors.SerializationError(
-        f"task run {name!r}: an upstream result could not be pickled: {exc}")
+        f"task run {name!r}: an upstream result could not be pickled: {exc}"
+    )
     err.__cause__ = exc
     return Failed(err)
 

@@ -21,8 +21,10 @@ def lookup(submodule: str, name: str, fields: dict[str, Callable[[], Any]]) -> A
             return env
         return _cast(env, getter())
     if getter is None:
-        raise AttributeError(f"module 'braid.runtime.{submodule}' has no attribute {name!r}; "
-                             f"it has {', '.join(sorted(fields))}")
+        raise AttributeError(
+            f"module 'braid.runtime.{submodule}' has no attribute {name!r}; "
+            f"it has {', '.join(sorted(fields))}"
+        )
     return getter()
 
 

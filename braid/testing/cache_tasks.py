@@ -28,12 +28,17 @@ def square(x: int) -> int:
 SQUARE = FakeTask("square", square)
 
 
-def cached_square(options: CacheOptions, x: int, counter: str, run_id: str = "r",
-                  pause: float = 0.0) -> tuple[int, bool]:
+def cached_square(
+    options: CacheOptions, x: int, counter: str, run_id: str = "r", pause: float = 0.0
+) -> tuple[int, bool]:
     """Run ``square(x)`` through ``cache_plan`` as the engine will; a real computation
     appends a line to the file ``counter``.  Returns (value, was it a hit)."""
-    ctx = CacheContext(SQUARE, task_run_id=f"{run_id}-{os.getpid()}-{time.monotonic_ns()}",
-                       parameters={"x": x}, flow_run_id=run_id)
+    ctx = CacheContext(
+        SQUARE,
+        task_run_id=f"{run_id}-{os.getpid()}-{time.monotonic_ns()}",
+        parameters={"x": x},
+        flow_run_id=run_id,
+    )
     plan = cache_plan(options, ctx)
     if plan.hit:
         return plan.value, True

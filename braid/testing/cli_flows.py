@@ -70,11 +70,25 @@ def fails() -> int:
 
 
 @flow
-def typed(count: int, ratio: float, label: str, tags: list, options: dict,
-          enabled: bool = False, note: str | None = None) -> dict:
+def typed(
+    count: int,
+    ratio: float,
+    label: str,
+    tags: list,
+    options: dict,
+    enabled: bool = False,
+    note: str | None = None,
+) -> dict:
     """Echo each parameter with the type name a task saw, to check parsing end to end."""
-    values = {"count": count, "ratio": ratio, "label": label, "tags": tags,
-              "options": options, "enabled": enabled, "note": note}
+    values = {
+        "count": count,
+        "ratio": ratio,
+        "label": label,
+        "tags": tags,
+        "options": options,
+        "enabled": enabled,
+        "note": note,
+    }
     names = {k: describe.submit(v) for k, v in values.items()}
     return {k: [values[k], f.result()] for k, f in names.items()}
 
@@ -102,12 +116,25 @@ class Colour(enum.Enum):
 
 
 @flow
-def hinted(day: datetime.date, out: Path, colour: Colour, mode: Literal["fast", "slow"],
-           ids: list[int], since: datetime.datetime | None = None,
-           weights: dict[str, float] | None = None) -> dict:
+def hinted(
+    day: datetime.date,
+    out: Path,
+    colour: Colour,
+    mode: Literal["fast", "slow"],
+    ids: list[int],
+    since: datetime.datetime | None = None,
+    weights: dict[str, float] | None = None,
+) -> dict:
     """Report what each hinted parameter became, as text, to check ``--param`` conversion."""
-    return {"day": repr(day), "out": repr(out), "colour": repr(colour), "mode": mode,
-            "ids": ids, "since": repr(since), "weights": weights}
+    return {
+        "day": repr(day),
+        "out": repr(out),
+        "colour": repr(colour),
+        "mode": mode,
+        "ids": ids,
+        "since": repr(since),
+        "weights": weights,
+    }
 
 
 @task

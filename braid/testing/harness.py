@@ -13,8 +13,10 @@ def require(runner, capability: str, value: bool = True) -> None:
     """Skip the calling test unless ``runner`` declares ``capability`` (as ``value``)."""
     have = getattr(runner.capabilities, capability)
     if have != value:
-        pytest.skip(f"needs capability {capability}={value}; "
-                    f"{type(runner).__name__} has {capability}={have}")
+        pytest.skip(
+            f"needs capability {capability}={value}; "
+            f"{type(runner).__name__} has {capability}={have}"
+        )
 
 
 def run_in_flow(runner, body, *args, **kwargs):

@@ -37,6 +37,7 @@ if __name__ == "__main__":
     except KeyboardInterrupt:
         queued = [f.state.name for f in _states["queued"]]
         running = [f.state.name for f in _states["running"]]
-        print("INTERRUPTED queued=" + ",".join(queued) + " running=" + ",".join(running),
-              flush=True)
+        print(
+            "INTERRUPTED queued=" + ",".join(queued) + " running=" + ",".join(running), flush=True
+        )
         sys.exit(130)

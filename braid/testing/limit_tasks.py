@@ -12,8 +12,9 @@ from braid.concurrency import LimitsHandle, use_limits
 from braid.concurrency.sync import concurrency, rate_limit
 
 
-def hold(handle: LimitsHandle, name: str, seconds: float, occupy: int = 1,
-         timeout: float | None = None) -> tuple[float, float]:
+def hold(
+    handle: LimitsHandle, name: str, seconds: float, occupy: int = 1, timeout: float | None = None
+) -> tuple[float, float]:
     """Hold ``occupy`` slots of ``name`` for ``seconds``; return (start, end) wall times taken
     inside the block."""
     with use_limits(handle), concurrency(name, occupy=occupy, timeout_seconds=timeout):
@@ -32,8 +33,7 @@ def rate_times(handle: LimitsHandle, name: str, count: int) -> list[float]:
     return times
 
 
-def hold_then_die(handle: LimitsHandle, name: str, flag: str | None = None,
-                  slots: int = 1) -> None:
+def hold_then_die(handle: LimitsHandle, name: str, flag: str | None = None, slots: int = 1) -> None:
     """Take ``slots`` of ``name``, write ``flag`` (if given), then SIGKILL this process
     while holding them."""
     with use_limits(handle), concurrency(name, occupy=slots):

@@ -55,8 +55,9 @@ def _runner(kind: str, address: str | None) -> TaskRunner:
 
         if address:
             return DaskTaskRunner(address=address)
-        return DaskTaskRunner(cluster_kwargs={
-            "n_workers": 2, "threads_per_worker": 1, "silence_logs": logging.ERROR})
+        return DaskTaskRunner(
+            cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "silence_logs": logging.ERROR}
+        )
     from braid.adapters.ray import RayTaskRunner
 
     return RayTaskRunner(address=address)
@@ -82,9 +83,16 @@ def main() -> None:
     small_read = _bytes_read() - read
     rss, read = _peak_rss_mb(), _bytes_read()
     lengths = big(args.mb * 2**20)
-    print(json.dumps({"lengths": lengths, "rss_grew_mb": _peak_rss_mb() - rss,
-                      "read_mb": (_bytes_read() - read) / 2**20,
-                      "extra_read_mb": (_bytes_read() - read - small_read) / 2**20}))
+    print(
+        json.dumps(
+            {
+                "lengths": lengths,
+                "rss_grew_mb": _peak_rss_mb() - rss,
+                "read_mb": (_bytes_read() - read) / 2**20,
+                "extra_read_mb": (_bytes_read() - read - small_read) / 2**20,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -22,9 +22,12 @@ def main() -> None:
     if mode == "basic":
         logging.basicConfig(level=logging.INFO)
     cls = load_runner_class(runner_name)
-    kwargs: dict = {"threads": {"max_workers": 1}, "processes": {"max_workers": 1},
-                    "dask": {"cluster_kwargs": {"n_workers": 1, "threads_per_worker": 1}},
-                    "ray": {"init_kwargs": {"num_cpus": 1}}}[runner_name]
+    kwargs: dict = {
+        "threads": {"max_workers": 1},
+        "processes": {"max_workers": 1},
+        "dask": {"cluster_kwargs": {"n_workers": 1, "threads_per_worker": 1}},
+        "ray": {"init_kwargs": {"num_cpus": 1}},
+    }[runner_name]
 
     @flow(task_runner=cls(**kwargs))
     def logs_once() -> None:

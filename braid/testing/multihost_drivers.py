@@ -35,8 +35,16 @@ from typing import Any
 
 from braid import task, unmapped
 
-__all__ = ["work", "link", "raw_work", "raw_link", "main", "scheduler_summary", "ray_runner",
-           "die_once"]
+__all__ = [
+    "work",
+    "link",
+    "raw_work",
+    "raw_link",
+    "main",
+    "scheduler_summary",
+    "ray_runner",
+    "die_once",
+]
 
 
 def emit(event: str, **fields: Any) -> None:
@@ -89,9 +97,14 @@ def run_braid(args: argparse.Namespace) -> dict:
     from braid import wait as braid_wait
 
     runner = _runner(args.engine, args.address)
-    mapped_task, link_task = (work, link) if args.task_timeout is None else (
-        work.with_options(timeout_seconds=args.task_timeout),
-        link.with_options(timeout_seconds=args.task_timeout))
+    mapped_task, link_task = (
+        (work, link)
+        if args.task_timeout is None
+        else (
+            work.with_options(timeout_seconds=args.task_timeout),
+            link.with_options(timeout_seconds=args.task_timeout),
+        )
+    )
     held: dict[str, Any] = {}
 
     @flow(task_runner=runner, name="warm-up")
@@ -120,7 +133,7 @@ def run_braid(args: argparse.Namespace) -> dict:
     try:
         value = scenario()
         seen["returned"] = True
-        seen["value_correct"] = (value == ([2 * i for i in range(args.n)], args.chain))
+        seen["value_correct"] = value == ([2 * i for i in range(args.n)], args.chain)
     except BaseException as exc:  # noqa: BLE001 - what the caller saw is the outcome
         seen["raised"] = type(exc).__name__
         seen["module"] = type(exc).__module__
@@ -138,13 +151,25 @@ def run_braid(args: argparse.Namespace) -> dict:
             if len(seen_here) < 8:
                 seen_here.append(f"{f.task_run_name}: {s.message}"[:300])
             ended[key] = min(ended.get(key, float("inf")), s.timestamp_seconds or 0.0)
-    correct = sum(1 for i, f in enumerate(held.get("mapped", []))
-                  if f.state.is_completed() and _value(f.state.result(False)) == 2 * i)
-    correct += sum(1 for i, f in enumerate(held.get("chain", []))
-                   if f.state.is_completed() and f.state.result(False) == i + 1)
-    return {"runs": len(runs), "final": sum(1 for f in runs if f.state.is_final()),
-            "states": dict(states), "correct": correct, "samples": samples,
-            "first_ended": ended, **seen}
+    correct = sum(
+        1
+        for i, f in enumerate(held.get("mapped", []))
+        if f.state.is_completed() and _value(f.state.result(False)) == 2 * i
+    )
+    correct += sum(
+        1
+        for i, f in enumerate(held.get("chain", []))
+        if f.state.is_completed() and f.state.result(False) == i + 1
+    )
+    return {
+        "runs": len(runs),
+        "final": sum(1 for f in runs if f.state.is_final()),
+        "states": dict(states),
+        "correct": correct,
+        "samples": samples,
+        "first_ended": ended,
+        **seen,
+    }
 
 
 # -- the raw engines -----------------------------------------------------------------------
@@ -155,8 +180,9 @@ def run_raw_dask(args: argparse.Namespace) -> dict:
     client.gather(client.map(raw_work, range(4), pause=0.0, pure=False))
     emit("ready")
     start = time.monotonic()
-    mapped = client.map(raw_work, range(args.n), pause=args.pause, payload_kb=args.payload_kb,
-                        pure=False)
+    mapped = client.map(
+        raw_work, range(args.n), pause=args.pause, payload_kb=args.payload_kb, pure=False
+    )
     chain = [client.submit(raw_link, 0, args.pause, pure=False)]
     for _ in range(args.chain - 1):
         chain.append(client.submit(raw_link, chain[-1], args.pause, pure=False))
@@ -182,11 +208,19 @@ def run_raw_dask(args: argparse.Namespace) -> dict:
     if results is not None:
         correct = sum(1 for r, e in zip(results, expected, strict=True) if _value(r) == e)
     else:
-        correct = sum(1 for f, e in zip(futures, expected, strict=True)
-                      if f.status == "finished" and _value(_safe(f.result, 5)) == e)
+        correct = sum(
+            1
+            for f, e in zip(futures, expected, strict=True)
+            if f.status == "finished" and _value(_safe(f.result, 5)) == e
+        )
     client.close(timeout=10)
-    return {"runs": len(futures), "final": sum(1 for f in futures if f.done()),
-            "states": dict(states), "correct": correct, **seen}
+    return {
+        "runs": len(futures),
+        "final": sum(1 for f in futures if f.done()),
+        "states": dict(states),
+        "correct": correct,
+        **seen,
+    }
 
 
 def _safe(fn: Any, *args: Any) -> Any:
@@ -226,10 +260,19 @@ def run_raw_ray(args: argparse.Namespace) -> dict:
             continue
         states["finished"] += 1
         correct += _value(v) == e
-    seen: dict[str, Any] = {"returned": True} if first_error is None else {
-        "raised": first_error.split(":")[0], "message": first_error}
-    return {"runs": len(refs), "final": len(refs), "states": dict(states),
-            "correct": correct, "wall": round(time.monotonic() - start, 2), **seen}
+    seen: dict[str, Any] = (
+        {"returned": True}
+        if first_error is None
+        else {"raised": first_error.split(":")[0], "message": first_error}
+    )
+    return {
+        "runs": len(refs),
+        "final": len(refs),
+        "states": dict(states),
+        "correct": correct,
+        "wall": round(time.monotonic() - start, 2),
+        **seen,
+    }
 
 
 def ray_runner() -> Any:
@@ -247,8 +290,11 @@ def ray_runner() -> Any:
 
 def scheduler_summary(dask_scheduler: Any = None) -> dict:
     """On a Dask scheduler: how many workers and tasks it has (the harness asks)."""
-    return {"workers": len(dask_scheduler.workers), "tasks": len(dask_scheduler.tasks),
-            "addresses": sorted(dask_scheduler.workers)}
+    return {
+        "workers": len(dask_scheduler.workers),
+        "tasks": len(dask_scheduler.tasks),
+        "addresses": sorted(dask_scheduler.workers),
+    }
 
 
 # -- commands ------------------------------------------------------------------------------

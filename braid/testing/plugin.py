@@ -43,8 +43,11 @@ OPTION_MODULE = Path(__file__).with_name("test_runner_option.py")
 CAPABILITY_SKIP = re.compile(r"needs capability (\w+=\w+)")
 
 _FACTORY = pytest.StashKey[Callable[[], "TaskRunner"]]()
-_SUITE_MODULES = ("braid.testing.suite", "braid.testing.suite_lifecycle",
-                  "braid.testing.suite_faults")
+_SUITE_MODULES = (
+    "braid.testing.suite",
+    "braid.testing.suite_lifecycle",
+    "braid.testing.suite_faults",
+)
 
 # Rewrite the suite's asserts like a test module's; a module imported before this
 # plugin loaded cannot be rewritten any more, and registering it would only warn.
@@ -54,10 +57,13 @@ pytest.register_assert_rewrite(*(m for m in _SUITE_MODULES if m not in sys.modul
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("braid", "braid task runner conformance")
     group.addoption(
-        "--braid-runner", dest="braid_runner", metavar="MODULE:CLASS", default=None,
+        "--braid-runner",
+        dest="braid_runner",
+        metavar="MODULE:CLASS",
+        default=None,
         help="run braid's conformance suite against this task runner class (or function "
-             "returning an unstarted runner): "
-             "pytest --pyargs braid.testing --braid-runner mypkg.runners:MyRunner",
+        "returning an unstarted runner): "
+        "pytest --pyargs braid.testing --braid-runner mypkg.runners:MyRunner",
     )
 
 
@@ -185,16 +191,24 @@ class ConformanceReport:
             return
         header = ("runner", "suites", "passed", "failed", "skipped: capability", "skipped: other")
         table = [header] + [
-            (name, str(len(r.suites)), str(r.passed), str(r.failed),
-             str(sum(r.capabilities.values())), str(r.skipped_other))
+            (
+                name,
+                str(len(r.suites)),
+                str(r.passed),
+                str(r.failed),
+                str(sum(r.capabilities.values())),
+                str(r.skipped_other),
+            )
             for name, r in rows.items()
         ]
         widths = [max(len(line[i]) for line in table) for i in range(len(header))]
         tr = terminalreporter
         tr.write_sep("=", "braid conformance suite, per runner")
         for i, line in enumerate(table):
-            cells = [c.ljust(w) if j == 0 else c.rjust(w)
-                     for j, (c, w) in enumerate(zip(line, widths, strict=True))]
+            cells = [
+                c.ljust(w) if j == 0 else c.rjust(w)
+                for j, (c, w) in enumerate(zip(line, widths, strict=True))
+            ]
             failed = i > 0 and line[3] != "0"
             tr.write_line("  ".join(cells), red=failed, green=i > 0 and not failed)
         for name, r in rows.items():

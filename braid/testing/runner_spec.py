@@ -89,8 +89,11 @@ def _split(spec: str) -> tuple[str, list[str]]:
     else:
         module_name, _, attr = spec.rpartition(".")
     parts = attr.split(".") if attr else []
-    if not module_name or not parts or not all(p.isidentifier() for p in parts) or not all(
-        p.isidentifier() for p in module_name.split(".")
+    if (
+        not module_name
+        or not parts
+        or not all(p.isidentifier() for p in parts)
+        or not all(p.isidentifier() for p in module_name.split("."))
     ):
         raise RunnerSpecError(f"runner {spec!r}: expected {_FORMS}")
     return module_name, parts
@@ -101,8 +104,11 @@ def _runners_in(module: Any) -> str:
     if module is None:
         return ""
     names = sorted(
-        name for name, value in vars(module).items()
-        if isinstance(value, type) and issubclass(value, TaskRunner) and value is not TaskRunner
+        name
+        for name, value in vars(module).items()
+        if isinstance(value, type)
+        and issubclass(value, TaskRunner)
+        and value is not TaskRunner
         and value.__module__ == module.__name__
     )
     return f"; runners it defines: {', '.join(names)}" if names else ""

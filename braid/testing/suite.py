@@ -82,6 +82,7 @@ class SubmitTests:
 
     def test_result_timeout_raises_wait_timeout(self, runner):
         require(runner, "runs_inline", False)
+
         def body():
             f = st.sleep_then.submit(1, 1.0)
             with pytest.raises(errors.WaitTimeout):
@@ -107,9 +108,13 @@ class SubmitTests:
     def test_bad_arguments_refused_at_submit(self, runner):
         def body():
             errs = []
-            for call in (lambda: st.add.submit(1), lambda: st.add.submit(1, 2, 3),
-                         lambda: st.add.submit(1, 2, z=2), lambda: st.add.map([1], y=[1], x=[2]),
-                         lambda: st.add(1)):
+            for call in (
+                lambda: st.add.submit(1),
+                lambda: st.add.submit(1, 2, 3),
+                lambda: st.add.submit(1, 2, z=2),
+                lambda: st.add.map([1], y=[1], x=[2]),
+                lambda: st.add(1),
+            ):
                 with pytest.raises(errors.ParameterBindError) as info:
                     call()
                 errs.append(str(info.value))
@@ -159,8 +164,13 @@ class DependencyTests:
         def body():
             a = st.identity.submit(1)
             b = st.identity.submit(2)
-            payload = {"list": [a, b], "tuple": (a,), "set": {b}, "dict": {"k": a},
-                       "box": st.Box(b)}
+            payload = {
+                "list": [a, b],
+                "tuple": (a,),
+                "set": {b},
+                "dict": {"k": a},
+                "box": st.Box(b),
+            }
             return st.describe.submit(payload).result()
 
         name, value = run_in_flow(runner, body)
@@ -316,6 +326,7 @@ class WaitTests:
 
     def test_wait_done_and_not_done(self, runner):
         require(runner, "runs_inline", False)
+
         def body():
             quick = st.identity.submit(1)
             slow = st.sleep_then.submit(2, 1.0)
@@ -336,6 +347,7 @@ class WaitTests:
 
     def test_as_completed_timeout(self, runner):
         require(runner, "runs_inline", False)
+
         def body():
             slow = st.sleep_then.submit("slow", 1.0)
             with pytest.raises(errors.WaitTimeout):
@@ -521,9 +533,25 @@ class NestedSubmissionTests:
         assert run_in_flow(runner, body) == [3, 3, 3, 3]
 
 
-class RunnerConformance(SubmitTests, DependencyTests, MapTests, WaitTests, StateTests,
-                        NamingTests, FlowTests, NestedSubmissionTests, RetryTests,
-                        TimeoutTests, AsyncTests, LoggingTests, OptionTests,
-                        SerializationTests, TracebackTests, FaultTests, PortingTests,
-                        CachingTests, LimitTests):
+class RunnerConformance(
+    SubmitTests,
+    DependencyTests,
+    MapTests,
+    WaitTests,
+    StateTests,
+    NamingTests,
+    FlowTests,
+    NestedSubmissionTests,
+    RetryTests,
+    TimeoutTests,
+    AsyncTests,
+    LoggingTests,
+    OptionTests,
+    SerializationTests,
+    TracebackTests,
+    FaultTests,
+    PortingTests,
+    CachingTests,
+    LimitTests,
+):
     """Every behaviour test; subclass it and provide a ``runner`` fixture."""

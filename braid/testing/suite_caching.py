@@ -44,8 +44,9 @@ class CachingTests:
         from braid.results import ResultStore
 
         store = _shared(tmp_path / "store")
-        keyed = ct.counted_square.with_options(result_storage=store,
-                                               result_storage_key="square-{parameters[x]}")
+        keyed = ct.counted_square.with_options(
+            result_storage=store, result_storage_key="square-{parameters[x]}"
+        )
 
         @flow(task_runner=runner)
         def body() -> int:
@@ -61,15 +62,16 @@ class CachingTests:
         marker = str(tmp_path / "calls.txt")
         policy = (INPUTS - "marker").configure(
             isolation_level="SERIALIZABLE",
-            lock_manager=FileSystemLockManager(str(tmp_path / "locks"), shared=True))
-        once = ct.counted_square.with_options(cache_policy=policy,
-                                              result_storage=_shared(tmp_path / "store"))
+            lock_manager=FileSystemLockManager(str(tmp_path / "locks"), shared=True),
+        )
+        once = ct.counted_square.with_options(
+            cache_policy=policy, result_storage=_shared(tmp_path / "store")
+        )
 
         @flow(task_runner=runner)
         def body() -> Any:
             futures = [once.submit(7, marker) for _ in range(4)]
-            return sorted(f.result() for f in futures), sorted(
-                f.state.name for f in futures)
+            return sorted(f.result() for f in futures), sorted(f.state.name for f in futures)
 
         values, names = body()
         assert values == [49] * 4

@@ -45,7 +45,6 @@ class SerializationTests:
         with pytest.raises(errors.SerializationError, match="return value → _thread.lock"):
             state.result()
 
-
     def test_result_made_inside_the_task_travels_by_value(self, runner):
         def body():
             return st.returns_local_class.submit(41).result().value + 1
@@ -92,7 +91,7 @@ class TracebackTests:
         assert type(exc) is st.UserError
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         assert "sample_tasks.py" in text
-        assert 'raise UserError(message)' in text
+        assert "raise UserError(message)" in text
 
     def test_upstream_failed_cause_survives(self, runner):
         def body():

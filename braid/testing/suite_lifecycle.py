@@ -230,11 +230,13 @@ class OptionTests:
 
     def test_reserved_parameter_names_refused(self):
         with pytest.raises(errors.ReservedParameterName, match="wait_for"):
+
             @task
             def bad(wait_for):
                 return wait_for
 
         with pytest.raises(errors.ReservedParameterName, match="return_state"):
+
             @flow
             def bad_flow(return_state):
                 return return_state

@@ -40,7 +40,8 @@ class PortingTests:
         if runner.capabilities.remote:
             assert int(pid) != os.getpid()  # the hook ran where the run ran
         assert [line for line in lines if line.startswith("failed ")] == [
-            "failed ValueError: asked to fail"]
+            "failed ValueError: asked to fail"
+        ]
         assert lines.count("running hooked") == 2
 
     def test_a_hook_that_raises_changes_nothing_and_hooks_log(self, runner, caplog):
@@ -55,8 +56,11 @@ class PortingTests:
         assert value == 7
         messages = [r.getMessage() for r in caplog.records]
         assert f"hook saw {name} end Completed" in messages
-        broken = [r for r in caplog.records
-                  if r.getMessage().startswith("on_completion hook broken_hook of")]
+        broken = [
+            r
+            for r in caplog.records
+            if r.getMessage().startswith("on_completion hook broken_hook of")
+        ]
         assert broken, messages
         # the traceback comes along (formatted, when the record crossed a process)
         assert "this hook is broken" in (broken[0].exc_text or "") + repr(broken[0].exc_info)

@@ -32,8 +32,7 @@ OTHER_ERRORS = "<!-- braid:other-errors -->"
 def runner_namespace() -> dict:
     import braid
 
-    names = ("ThreadPoolTaskRunner", "ProcessPoolTaskRunner", "DaskTaskRunner",
-             "RayTaskRunner")
+    names = ("ThreadPoolTaskRunner", "ProcessPoolTaskRunner", "DaskTaskRunner", "RayTaskRunner")
     return {name: getattr(braid, name) for name in names}
 
 
@@ -70,8 +69,10 @@ def capabilities_table(spec: str) -> str:
         cells = " | ".join("yes" if getattr(c, field) else "no" for _, c in columns)
         rows.append(f"| `{field}` | {cells} | {described.get(field, '')} |")
     cls = capabilities_class()
-    note = (f"\n*Read from each runner's `capabilities` when this site was built "
-            f"(`{cls.__module__}.{cls.__name__}`).*\n")
+    note = (
+        f"\n*Read from each runner's `capabilities` when this site was built "
+        f"(`{cls.__module__}.{cls.__name__}`).*\n"
+    )
     return "\n".join([header, rule, *rows]) + "\n" + note
 
 

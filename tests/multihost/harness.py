@@ -36,8 +36,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-SUBNET = "10.231.0"          # the one private /24 this harness uses
-PREFIX_LEN = 28              # one /28 of it per slot
+SUBNET = "10.231.0"  # the one private /24 this harness uses
+PREFIX_LEN = 28  # one /28 of it per slot
 SLOTS = 8
 LOCK_DIR = Path("/tmp/braid-multihost")
 REPO = Path(__file__).resolve().parents[2]
@@ -46,13 +46,20 @@ BIN = Path(PYTHON).parent
 
 # Ray: drivers and the head keep 127.0.0.1 as given; worker nodes need the variable set
 # to 1 to join a multi-node cluster (they run where the only route is the private /28)
-RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled",
-           "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
-# the head declares a node dead after ~5 s without health checks (default ~30 s), so
+RAY_ENV = {
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "PYTHONUNBUFFERED": "1",
+}
+# the head declares a node dead after ~8 s without health checks (default ~30 s), so
 # partitions and frozen nodes resolve within a test's time
-RAY_HEAD_ENV = {"RAY_health_check_period_ms": "1000", "RAY_health_check_timeout_ms": "1000",
-                "RAY_health_check_failure_threshold": "4",
-                "RAY_health_check_initial_delay_ms": "1000"}
+RAY_HEAD_ENV = {
+    "RAY_health_check_period_ms": "1500",
+    "RAY_health_check_timeout_ms": "1000",
+    "RAY_health_check_failure_threshold": "5",
+    "RAY_health_check_initial_delay_ms": "1000",
+}
 
 
 class NamespacesUnavailable(RuntimeError):
@@ -73,15 +80,18 @@ def why_unavailable() -> str | None:
     return None
 
 
-def _run(argv: list[str], check: bool = True, timeout: float = 20,
-         ) -> subprocess.CompletedProcess[str]:
+def _run(
+    argv: list[str],
+    check: bool = True,
+    timeout: float = 20,
+) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed: {proc.stderr.strip()}")
     return proc
 
 
-def _wait_until(what: str, predicate, timeout: float, step: float = 0.25) -> None:
+def wait_until(what: str, predicate, timeout: float, step: float = 0.25) -> None:
     """Poll ``predicate`` until true; bounded in time (and so in count)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -152,8 +162,10 @@ class Hosts:
             _run([*inside, "ip", "link", "set", "eth0", "up"])
             _run([*inside, "ip", "link", "set", "lo", "up"])
             for key in ("all", "default"):
-                _run([*inside, "sysctl", "-q", "-w", f"net.ipv6.conf.{key}.disable_ipv6=1"],
-                     check=False)
+                _run(
+                    [*inside, "sysctl", "-q", "-w", f"net.ipv6.conf.{key}.disable_ipv6=1"],
+                    check=False,
+                )
 
     def _clear_leftovers(self) -> None:
         """Remove what an earlier owner of this slot left (it died without tearing down)."""
@@ -187,14 +199,25 @@ class Hosts:
             os.close(self._lock)
 
     # -- processes -------------------------------------------------------------------
-    def spawn(self, host: Host, argv: list[str], log: str, env: dict[str, str] | None = None,
-              ) -> subprocess.Popen[bytes]:
+    def spawn(
+        self,
+        host: Host,
+        argv: list[str],
+        log: str,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.Popen[bytes]:
         """Start ``argv`` inside ``host``'s namespace, output to ``log`` in the workdir."""
         full_env = {**os.environ, **RAY_ENV, **(env or {})}
         out = open(self.workdir / log, "ab")  # noqa: SIM115 - the child keeps it
-        p = subprocess.Popen(["ip", "netns", "exec", host.ns, *argv], stdout=out,
-                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=full_env,
-                             cwd=REPO, start_new_session=True)
+        p = subprocess.Popen(
+            ["ip", "netns", "exec", host.ns, *argv],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=full_env,
+            cwd=REPO,
+            start_new_session=True,
+        )
         out.close()
         self._procs.append(p)
         return p
@@ -249,16 +272,26 @@ class Hosts:
             self.link_up(h)
 
     # -- drivers inside a namespace ---------------------------------------------------------
-    def driver(self, host: Host | None, args: list[str], env: dict[str, str] | None = None,
-               ) -> subprocess.Popen[str]:
+    def driver(
+        self,
+        host: Host | None,
+        args: list[str],
+        env: dict[str, str] | None = None,
+    ) -> subprocess.Popen[str]:
         """Start ``python -m braid.testing.multihost_drivers ARGS`` (in ``host``'s
         namespace, or this one for None), reading its JSON lines from stdout."""
         argv = [PYTHON, "-m", "braid.testing.multihost_drivers", *args]
         if host is not None:
             argv = ["ip", "netns", "exec", host.ns, *argv]
-        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env={**os.environ, **RAY_ENV, **(env or {})}, cwd=REPO,
-                                start_new_session=True)
+        return subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **RAY_ENV, **(env or {})},
+            cwd=REPO,
+            start_new_session=True,
+        )
 
 
 def read_event(proc: subprocess.Popen[str], kind: str, timeout: float) -> dict:
@@ -279,8 +312,7 @@ def read_event(proc: subprocess.Popen[str], kind: str, timeout: float) -> dict:
             line = proc.stdout.readline()
             if not line:
                 err = proc.stderr.read() if proc.stderr else ""
-                raise RuntimeError(f"driver exited ({proc.wait(5)}) before {kind!r}: "
-                                   f"{err[-3000:]}")
+                raise RuntimeError(f"driver exited ({proc.wait(5)}) before {kind!r}: {err[-3000:]}")
             line = line.strip()
             if line.startswith("{"):
                 event = json.loads(line)
@@ -316,8 +348,10 @@ class DaskCluster:
     def __init__(self, hosts: Hosts, worker_ttl: str = "8s") -> None:
         self.hosts = hosts
         self.address = f"tcp://{hosts.sched.ip}:{self.PORT}"
-        self.env = {"DASK_DISTRIBUTED__SCHEDULER__WORKER_TTL": worker_ttl,
-                    "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "3"}
+        self.env = {
+            "DASK_DISTRIBUTED__SCHEDULER__WORKER_TTL": worker_ttl,
+            "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "3",
+        }
         self.nannies: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self) -> None:
@@ -328,17 +362,47 @@ class DaskCluster:
 
     def _start_scheduler(self) -> None:
         h = self.hosts.sched
-        self.scheduler = self.hosts.spawn(h, [
-            str(BIN / "dask"), "scheduler", "--host", h.ip, "--port", str(self.PORT),
-            "--no-dashboard", "--dashboard-address", f"{h.ip}:0"],
-            "dask-scheduler.log", self.env)
+        self.scheduler = self.hosts.spawn(
+            h,
+            [
+                str(BIN / "dask"),
+                "scheduler",
+                "--host",
+                h.ip,
+                "--port",
+                str(self.PORT),
+                "--no-dashboard",
+                "--dashboard-address",
+                f"{h.ip}:0",
+            ],
+            "dask-scheduler.log",
+            self.env,
+        )
 
     def _start_worker(self, h: Host) -> None:
-        self.nannies[h.role] = self.hosts.spawn(h, [
-            str(BIN / "dask"), "worker", self.address, "--host", h.ip, "--nthreads", "1",
-            "--nworkers", "1", "--no-dashboard", "--dashboard-address", f"{h.ip}:0",
-            "--local-directory", str(self.hosts.workdir / f"dask-{h.role}"),
-            "--death-timeout", "60"], f"dask-{h.role}.log", self.env)
+        self.nannies[h.role] = self.hosts.spawn(
+            h,
+            [
+                str(BIN / "dask"),
+                "worker",
+                self.address,
+                "--host",
+                h.ip,
+                "--nthreads",
+                "1",
+                "--nworkers",
+                "1",
+                "--no-dashboard",
+                "--dashboard-address",
+                f"{h.ip}:0",
+                "--local-directory",
+                str(self.hosts.workdir / f"dask-{h.role}"),
+                "--death-timeout",
+                "60",
+            ],
+            f"dask-{h.role}.log",
+            self.env,
+        )
 
     def scheduler_info(self) -> dict:
         """What the scheduler says about its workers and tasks, asked from a fresh client."""
@@ -355,7 +419,8 @@ class DaskCluster:
                 return self.scheduler_info()["workers"] >= n
             except Exception:  # noqa: BLE001 - the scheduler may not listen yet
                 return False
-        _wait_until(f"{n} Dask workers", enough, timeout, step=0.5)
+
+        wait_until(f"{n} Dask workers", enough, timeout, step=0.5)
 
     def worker_pid(self, h: Host) -> int:
         """The pid of the worker process (the nanny's child) in ``h``."""
@@ -400,7 +465,7 @@ class DaskCluster:
 
     def wait_workers_exactly(self, n: int, timeout: float) -> None:
         """Wait until the scheduler has ``n`` workers, every one of them alive."""
-        _wait_until(f"exactly {n} Dask workers", lambda: self._count() == n, timeout, 0.5)
+        wait_until(f"exactly {n} Dask workers", lambda: self._count() == n, timeout, 0.5)
 
     def _count(self) -> int:
         try:
@@ -422,8 +487,11 @@ class RayCluster:
 
     def start(self) -> None:
         h = self.hosts.sched
-        self._ray_start(h, ["--head", f"--port={self.PORT}", "--num-cpus=0",
-                            "--include-dashboard=false"], RAY_HEAD_ENV)
+        self._ray_start(
+            h,
+            ["--head", f"--port={self.PORT}", "--num-cpus=0", "--include-dashboard=false"],
+            RAY_HEAD_ENV,
+        )
         self._start_nodes([self.hosts.w1, self.hosts.w2])
         self.wait_cpus(2, 90)
 
@@ -439,8 +507,9 @@ class RayCluster:
             except BaseException as exc:  # noqa: BLE001 - re-raised below
                 failures.append(exc)
 
-        threads = [threading.Thread(target=start, args=(h,), name=f"ray-start-{h.role}")
-                   for h in nodes]
+        threads = [
+            threading.Thread(target=start, args=(h,), name=f"ray-start-{h.role}") for h in nodes
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -450,11 +519,20 @@ class RayCluster:
 
     def _ray_start(self, h: Host, extra: list[str], env: dict[str, str]) -> None:
         shutil.rmtree(self.temp[h.role], ignore_errors=True)
-        p = self.hosts.spawn(h, [
-            str(BIN / "ray"), "start", f"--node-ip-address={h.ip}",
-            f"--temp-dir={self.temp[h.role]}",
-            "--disable-usage-stats", "--object-store-memory=400000000", *extra],
-            f"ray-{h.role}.log", env)
+        p = self.hosts.spawn(
+            h,
+            [
+                str(BIN / "ray"),
+                "start",
+                f"--node-ip-address={h.ip}",
+                f"--temp-dir={self.temp[h.role]}",
+                "--disable-usage-stats",
+                "--object-store-memory=400000000",
+                *extra,
+            ],
+            f"ray-{h.role}.log",
+            env,
+        )
         try:
             code = p.wait(90)  # `ray start` returns once the node's daemons are up
         except subprocess.TimeoutExpired:
@@ -464,14 +542,19 @@ class RayCluster:
             raise RuntimeError(f"`ray start` in {h.ns} failed ({code}): {log[-3000:]}")
 
     def _start_node(self, h: Host) -> None:
-        self._ray_start(h, [f"--address={self.address}", "--num-cpus=1"],
-                        {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"})
+        self._ray_start(
+            h,
+            [f"--address={self.address}", "--num-cpus=1"],
+            {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"},
+        )
         h.dirty = False
 
     def wait_cpus(self, n: int, timeout: float) -> None:
         """Wait until the cluster's alive nodes offer ``n`` CPUs (asked by a driver)."""
-        proc = self.hosts.driver(self.hosts.sched, ["ray", self.address, "wait-cpus",
-                                                    "--n", str(n), "--timeout", str(timeout)])
+        proc = self.hosts.driver(
+            self.hosts.sched,
+            ["ray", self.address, "wait-cpus", "--n", str(n), "--timeout", str(timeout)],
+        )
         try:
             read_event(proc, "cpus", timeout + 30)
         finally:
@@ -497,8 +580,11 @@ class RayCluster:
                 h.dirty = False
             self.start()
             return
-        broken = [h for h in (self.hosts.w1, self.hosts.w2)
-                  if getattr(h, "dirty", False) or not self._raylet_alive(h)]
+        broken = [
+            h
+            for h in (self.hosts.w1, self.hosts.w2)
+            if getattr(h, "dirty", False) or not self._raylet_alive(h)
+        ]
         for h in broken:
             self.hosts.kill_host(h)
         self._start_nodes(broken)

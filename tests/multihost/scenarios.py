@@ -14,8 +14,14 @@ from typing import Any
 
 from . import harness
 
-FAULTS = ["worker-killed", "node-killed", "partition-10s", "partition", "scheduler-killed",
-          "frozen"]
+FAULTS = [
+    "worker-killed",
+    "node-killed",
+    "partition-10s",
+    "partition",
+    "scheduler-killed",
+    "frozen",
+]
 
 #: a Ray driver whose head died exits after this long (Ray's default is 60 s)
 RAY_DRIVER_ENV = {"RAY_gcs_rpc_server_reconnect_timeout_s": "10"}
@@ -55,17 +61,29 @@ def inject(cluster: Any, fault: str, spare: list[int]) -> None:
     w.dirty = True
 
 
-def run(cluster: Any, mode: str, fault: str | None, *args: str, delay: float = 1.5,
-        on: str = "submitted", deadline: float = 150) -> dict:
+def run(
+    cluster: Any,
+    mode: str,
+    fault: str | None,
+    *args: str,
+    delay: float = 1.5,
+    on: str = "submitted",
+    deadline: float = 150,
+) -> dict:
     """Run the scenario driver in ``mode`` (braid or raw), inject ``fault`` ``delay`` s
     after the driver's ``on`` event, and return its result."""
-    return run_modes(cluster, [mode], fault, *args, delay=delay, on=on,
-                     deadline=deadline)[mode]
+    return run_modes(cluster, [mode], fault, *args, delay=delay, on=on, deadline=deadline)[mode]
 
 
-def run_modes(cluster: Any, modes: list[str], fault: str | None, *args: str,
-              delay: float = 1.5, on: str = "submitted", deadline: float = 150,
-              ) -> dict[str, dict]:
+def run_modes(
+    cluster: Any,
+    modes: list[str],
+    fault: str | None,
+    *args: str,
+    delay: float = 1.5,
+    on: str = "submitted",
+    deadline: float = 150,
+) -> dict[str, dict]:
     """Run one driver per mode at once (braid and raw side by side, sharing the cluster
     and the fault: one recovery wait for both), inject ``fault`` ``delay`` s after every
     driver's ``on`` event, and return each driver's result, with ``fault_at`` (and
@@ -77,10 +95,19 @@ def run_modes(cluster: Any, modes: list[str], fault: str | None, *args: str,
     results: dict[str, dict] = {}
     try:
         for mode in modes:
-            argv = ["ray" if ray else "dask", cluster.address, "scenario", "--mode", mode,
-                    "--deadline", str(deadline), *args]
-            procs[mode] = hosts.driver(hosts.sched if ray else None, argv,
-                                       RAY_DRIVER_ENV if ray else None)
+            argv = [
+                "ray" if ray else "dask",
+                cluster.address,
+                "scenario",
+                "--mode",
+                mode,
+                "--deadline",
+                str(deadline),
+                *args,
+            ]
+            procs[mode] = hosts.driver(
+                hosts.sched if ray else None, argv, RAY_DRIVER_ENV if ray else None
+            )
         for proc in procs.values():
             harness.read_event(proc, "ready", 120)
         for proc in procs.values():
@@ -93,8 +120,13 @@ def run_modes(cluster: Any, modes: list[str], fault: str | None, *args: str,
             try:
                 results[mode] = harness.read_event(proc, "result", deadline + 30)
             except RuntimeError as exc:  # Ray ends a driver that lost its head
-                results[mode] = {"driver_died": True, "error": str(exc)[-600:],
-                                 "final": None, "runs": None, "wall": None}
+                results[mode] = {
+                    "driver_died": True,
+                    "error": str(exc)[-600:],
+                    "final": None,
+                    "runs": None,
+                    "wall": None,
+                }
     finally:
         for mode, proc in procs.items():
             code = harness.stop_driver(proc, 20)
@@ -107,14 +139,31 @@ def run_modes(cluster: Any, modes: list[str], fault: str | None, *args: str,
 
 def brief(engine: str, fault: str, mode: str, r: dict) -> dict:
     """The outcome row of a scenario: runs final, lost, wall, what the user saw."""
-    saw = "returned" if r.get("returned") else (
-        f"{r.get('raised')}: {r.get('message', '')[:160]}" if r.get("raised") else
-        ("driver ended by the engine" if r.get("driver_died") else
-         ("hung" if r.get("hung") else "?")))
-    return {"engine": engine, "fault": fault, "mode": mode, "runs": r.get("runs"),
-            "final": r.get("final"), "correct": r.get("correct"),
-            "lost": None if r.get("runs") is None else r["runs"] - (r.get("correct") or 0),
-            "wall": r.get("wall"), "saw": saw, "states": r.get("states")}
+    saw = (
+        "returned"
+        if r.get("returned")
+        else (
+            f"{r.get('raised')}: {r.get('message', '')[:160]}"
+            if r.get("raised")
+            else (
+                "driver ended by the engine"
+                if r.get("driver_died")
+                else ("hung" if r.get("hung") else "?")
+            )
+        )
+    )
+    return {
+        "engine": engine,
+        "fault": fault,
+        "mode": mode,
+        "runs": r.get("runs"),
+        "final": r.get("final"),
+        "correct": r.get("correct"),
+        "lost": None if r.get("runs") is None else r["runs"] - (r.get("correct") or 0),
+        "wall": r.get("wall"),
+        "saw": saw,
+        "states": r.get("states"),
+    }
 
 
 def assert_bounded(r: dict, bound: float) -> None:

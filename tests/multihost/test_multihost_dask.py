@@ -24,8 +24,9 @@ N, CHAIN = 2000, 100
 
 def _check_idle(cluster: harness.DaskCluster) -> None:
     """Nothing left running: the scheduler forgets every key once the driver is gone."""
-    harness._wait_until("an idle Dask scheduler",
-                        lambda: cluster.scheduler_info()["tasks"] == 0, 30, 0.5)
+    harness.wait_until(
+        "an idle Dask scheduler", lambda: cluster.scheduler_info()["tasks"] == 0, 30, 0.5
+    )
 
 
 @pytest.mark.parametrize("fault", scenarios.FAULTS)
@@ -42,8 +43,11 @@ def test_fault(dask_mh, fault, outcome_log):
         # Dask's reason, or UpstreamFailed naming the crashed upstream
         assert braid["raised"] == "WorkerLost", braid
         assert "scheduler-connection-lost" in braid["message"], braid
-        assert set(braid["states"]) <= {"COMPLETED/Completed", "CRASHED/Crashed",
-                                        "FAILED/UpstreamFailed"}, braid
+        assert set(braid["states"]) <= {
+            "COMPLETED/Completed",
+            "CRASHED/Crashed",
+            "FAILED/UpstreamFailed",
+        }, braid
         return
     _check_idle(dask_mh)
     if scenarios.recovered(out["raw"], N, CHAIN):
@@ -55,8 +59,7 @@ def test_frozen_worker_flow_timeout_ends_the_flow_on_time(dask_mh, outcome_log):
     outcome_log(scenarios.brief("dask", "frozen+flow timeout 8 s", "braid", r))
     scenarios.assert_bounded(r, 8 + 6)
     assert r["raised"] == "FlowTimeout", r
-    assert set(r["states"]) <= {"COMPLETED/Completed", "CANCELLED/Cancelled",
-                                "CRASHED/Crashed"}, r
+    assert set(r["states"]) <= {"COMPLETED/Completed", "CANCELLED/Cancelled", "CRASHED/Crashed"}, r
     crashed = " ".join(r["samples"].get("CRASHED/Crashed", []))
     assert dask_mh.hosts.w1.ip in crashed, f"the frozen worker is not named: {r}"
 
@@ -64,9 +67,22 @@ def test_frozen_worker_flow_timeout_ends_the_flow_on_time(dask_mh, outcome_log):
 def test_frozen_worker_task_timeout_ends_the_run_on_time(dask_mh, outcome_log):
     # the flow's own time-out ends the wait for the runs queued on the frozen worker,
     # which Dask reschedules only after its TTL and a 30 s nanny restart
-    r = scenarios.run(dask_mh, "braid", "frozen", "--n", "20", "--pause", "1.0",
-                      "--chain", "2", "--task-timeout", "2", "--flow-timeout", "15",
-                      delay=1.5)
+    r = scenarios.run(
+        dask_mh,
+        "braid",
+        "frozen",
+        "--n",
+        "20",
+        "--pause",
+        "1.0",
+        "--chain",
+        "2",
+        "--task-timeout",
+        "2",
+        "--flow-timeout",
+        "15",
+        delay=1.5,
+    )
     outcome_log(scenarios.brief("dask", "frozen+task timeout 2 s", "braid", r))
     scenarios.assert_bounded(r, 15 + 6)
     timed_out = r["first_ended"].get("FAILED/TimedOut")
@@ -76,8 +92,12 @@ def test_frozen_worker_task_timeout_ends_the_run_on_time(dask_mh, outcome_log):
 
 
 def test_large_results_stay_on_the_cluster(dask_mh):
-    proc = subprocess.run([sys.executable, "-m", "braid.testing.locality_driver", "dask",
-                           dask_mh.address], capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(
+        [sys.executable, "-m", "braid.testing.locality_driver", "dask", dask_mh.address],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["lengths"] == [100 * 2**20] * 2

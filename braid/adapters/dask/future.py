@@ -138,8 +138,11 @@ def state_from_error(future: DaskFuture, exc: BaseException | None, status: str)
     if exc is None or isinstance(exc, CancelledError) or status in ("cancelled", "lost"):
         # Dask's reason, e.g. "scheduler-connection-lost" when the client lost the scheduler
         reason = getattr(exc, "reason", None)
-        why = f"Dask's reason: {reason!r}" if reason and reason != "unknown" else (
-            "its worker or the scheduler was lost")
+        why = (
+            f"Dask's reason: {reason!r}"
+            if reason and reason != "unknown"
+            else ("its worker or the scheduler was lost")
+        )
         lost = errors.WorkerLost(
             f"task run {name!r}: the Dask cluster dropped it (status {status!r}); {why}"
         )

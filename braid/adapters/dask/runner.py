@@ -44,8 +44,8 @@ import distributed
 from braid import errors
 from braid.adapters.dask import worker
 from braid.adapters.dask.future import DaskFuture, state_from_dask
-from braid.adapters.dask.overdue import GRACE, OverdueRuns, time_limit
 from braid.adapters.dask.worker import current_log_topic, run_call
+from braid.adapters.overdue import GRACE, OverdueRuns, time_limit
 from braid.core.calls import TaskCall
 from braid.core.contract import Capabilities
 from braid.core.futures import TaskFuture
@@ -78,19 +78,29 @@ class DaskTaskRunner(TaskRunner):
 
     capabilities = Capabilities(requires_pickling=True, native_dependencies=True, remote=True)
 
-    def __init__(self, address: str | None = None, cluster_class: type | str | None = None,
-                 cluster_kwargs: Mapping[str, Any] | None = None,
-                 adapt_kwargs: Mapping[str, Any] | None = None,
-                 client_kwargs: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        address: str | None = None,
+        cluster_class: type | str | None = None,
+        cluster_kwargs: Mapping[str, Any] | None = None,
+        adapt_kwargs: Mapping[str, Any] | None = None,
+        client_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
         if address is not None:
             if not isinstance(address, str) or not address:
                 raise errors.ConfigurationError(
                     f"DaskTaskRunner: address must be a scheduler address like "
                     f"'tcp://127.0.0.1:8786', got {address!r}"
                 )
-            given = [n for n, v in (("cluster_class", cluster_class),
-                                    ("cluster_kwargs", cluster_kwargs),
-                                    ("adapt_kwargs", adapt_kwargs)) if v is not None]
+            given = [
+                n
+                for n, v in (
+                    ("cluster_class", cluster_class),
+                    ("cluster_kwargs", cluster_kwargs),
+                    ("adapt_kwargs", adapt_kwargs),
+                )
+                if v is not None
+            ]
             if given:
                 raise errors.ConfigurationError(
                     f"DaskTaskRunner: address={address!r} connects to an existing cluster, "
@@ -105,8 +115,11 @@ class DaskTaskRunner(TaskRunner):
                 f"DaskTaskRunner: cluster_class must be a class or a dotted path like "
                 f"'dask_jobqueue.SLURMCluster', got {cluster_class!r}"
             )
-        for name, value in (("cluster_kwargs", cluster_kwargs), ("adapt_kwargs", adapt_kwargs),
-                            ("client_kwargs", client_kwargs)):
+        for name, value in (
+            ("cluster_kwargs", cluster_kwargs),
+            ("adapt_kwargs", adapt_kwargs),
+            ("client_kwargs", client_kwargs),
+        ):
             if value is not None and not isinstance(value, Mapping):
                 raise errors.ConfigurationError(
                     f"DaskTaskRunner: {name} must be a dict, got {value!r}"
@@ -133,9 +146,13 @@ class DaskTaskRunner(TaskRunner):
         return runner
 
     def duplicate(self) -> DaskTaskRunner:
-        runner = type(self)(self.address, self.cluster_class,
-                            self.cluster_kwargs or None, self.adapt_kwargs,
-                            self.client_kwargs or None)
+        runner = type(self)(
+            self.address,
+            self.cluster_class,
+            self.cluster_kwargs or None,
+            self.adapt_kwargs,
+            self.client_kwargs or None,
+        )
         runner.on_worker_client = self.on_worker_client
         return runner
 
@@ -144,8 +161,11 @@ class DaskTaskRunner(TaskRunner):
             return f"DaskTaskRunner(address={self.address!r})"
         if self.on_worker_client:
             return "DaskTaskRunner(<worker client>)"
-        name = self.cluster_class if isinstance(self.cluster_class, str) else (
-            getattr(self.cluster_class, "__name__", "LocalCluster"))
+        name = (
+            self.cluster_class
+            if isinstance(self.cluster_class, str)
+            else (getattr(self.cluster_class, "__name__", "LocalCluster"))
+        )
         return f"DaskTaskRunner(cluster_class={name!r})"
 
     @property
@@ -266,14 +286,16 @@ class DaskTaskRunner(TaskRunner):
 
     def cancel(self, runs: Sequence[Run]) -> Collection[Run]:
         """Cancel dispatched runs on the cluster; return those a worker was running."""
-        futures = {run.future.key: run for run in runs
-                   if isinstance(run.future, DaskFuture) and run.future.dask_future is not None}
+        futures = {
+            run.future.key: run
+            for run in runs
+            if isinstance(run.future, DaskFuture) and run.future.dask_future is not None
+        }
         if not futures:
             return ()
         dask_futures = [run.future.dask_future for run in futures.values()]
         try:
-            found = self._client.run_on_scheduler(_task_states, list(futures),
-                                                  callback_timeout=5)
+            found = self._client.run_on_scheduler(_task_states, list(futures), callback_timeout=5)
             running = [futures[k] for k, (s, _, _) in found.items() if s == "processing"]
         except Exception:  # noqa: BLE001 - unknown: treat every dispatched run as running
             found, running = {}, list(futures.values())
@@ -281,8 +303,10 @@ class DaskTaskRunner(TaskRunner):
             _, where, silent = found.get(run.future.key, (None, None, None))
             if where is not None:  # say where it was left running, and how long silent
                 name = run.future.task_run_name or run.future.key
-                message = (f"task run {name!r}: stopped while running on Dask worker {where} "
-                           f"(last heard from {silent:.1f} s ago), abandoned with its flow")
+                message = (
+                    f"task run {name!r}: stopped while running on Dask worker {where} "
+                    f"(last heard from {silent:.1f} s ago), abandoned with its flow"
+                )
                 run.finish(Crashed(errors.Crash(message), message))
         try:
             self._client.cancel(dask_futures, force=True)
@@ -293,8 +317,9 @@ class DaskTaskRunner(TaskRunner):
     # -- submitting ---------------------------------------------------------------------
     def new_future(self, call: TaskCall) -> DaskFuture:
         """A DaskFuture keyed ``<task name>-<run id>``."""
-        return DaskFuture(call.task, call.run_name, call.run_id,
-                          f"{call.task.name}-{call.run_id:032x}")
+        return DaskFuture(
+            call.task, call.run_name, call.run_id, f"{call.task.name}-{call.run_id:032x}"
+        )
 
     def limits_backend(self) -> Any:
         """Concurrency limits for a flow run on this cluster: Dask semaphores on the
@@ -305,8 +330,11 @@ class DaskTaskRunner(TaskRunner):
 
     def is_native(self, future: TaskFuture) -> bool:
         """Whether ``future`` is a run on this client (the scheduler orders it)."""
-        return (isinstance(future, DaskFuture) and future.dask_future is not None
-                and future.dask_future.client is self._client)
+        return (
+            isinstance(future, DaskFuture)
+            and future.dask_future is not None
+            and future.dask_future.client is self._client
+        )
 
     def check_call(self, call: TaskCall) -> None:
         """Refuse, at submit, resources no worker of the cluster offers."""
@@ -335,8 +363,12 @@ class DaskTaskRunner(TaskRunner):
         """A ``distributed.Future`` for an upstream on this client, else its pickled State."""
         if isinstance(u, DaskFuture):
             d = u.dask_future
-            if (d is not None and d.client is self._client and d.status in ("pending", "finished")
-                    and (not u.done() or u.state.is_completed())):
+            if (
+                d is not None
+                and d.client is self._client
+                and d.status in ("pending", "finished")
+                and (not u.done() or u.state.is_completed())
+            ):
                 return d
         return dumps_state(u.state, getattr(u.task, "name", "task"))
 
@@ -355,15 +387,37 @@ class DaskTaskRunner(TaskRunner):
             announce = [self._watch(run) for run in runs]
             if len(runs) == 1:
                 f = futures[0]
-                dask_futures = [client.submit(run_call, runs[0].payload, arg_lists[0], level,
-                                              topic, header_topic, f.key, announce[0],
-                                              key=f.key, pure=False, resources=resources)]
+                dask_futures = [
+                    client.submit(
+                        run_call,
+                        runs[0].payload,
+                        arg_lists[0],
+                        level,
+                        topic,
+                        header_topic,
+                        f.key,
+                        announce[0],
+                        key=f.key,
+                        pure=False,
+                        resources=resources,
+                    )
+                ]
             else:
                 n = len(runs)
                 keys = [f.key for f in futures]
-                dask_futures = client.map(run_call, [r.payload for r in runs], arg_lists,
-                                          [level] * n, [topic] * n, [header_topic] * n, keys,
-                                          announce, key=keys, pure=False, resources=resources)
+                dask_futures = client.map(
+                    run_call,
+                    [r.payload for r in runs],
+                    arg_lists,
+                    [level] * n,
+                    [topic] * n,
+                    [header_topic] * n,
+                    keys,
+                    announce,
+                    key=keys,
+                    pure=False,
+                    resources=resources,
+                )
         except Exception as exc:  # noqa: BLE001 - the runs end CRASHED, never pending
             for run in runs:
                 err = errors.Crash(f"Dask did not accept the run: {type(exc).__name__}: {exc}")
@@ -420,9 +474,11 @@ class DaskTaskRunner(TaskRunner):
         if not isinstance(future, DaskFuture) or future.done():
             return
         name = future.task_run_name or future.key
-        message = (f"task run {name!r} exceeded its time limit of {limit:g} s: Dask worker "
-                   f"{where} started it and has not reported back since (frozen or "
-                   f"unreachable?)")
+        message = (
+            f"task run {name!r} exceeded its time limit of {limit:g} s: Dask worker "
+            f"{where} started it and has not reported back since (frozen or "
+            f"unreachable?)"
+        )
         d = future.dask_future
         run.finish(TimedOut(message, errors.TaskTimeout(message)))
         client = self._client
@@ -519,19 +575,23 @@ def _check_workers_have_braid(client: Any, address: str, package: str = "braid-f
         workers = client.get_versions(packages=[package]).get("workers", {})
     except Exception:  # noqa: BLE001 - an old scheduler: the runs will tell
         return
-    missing = sorted(w for w, info in workers.items()
-                     if (info or {}).get("packages", {}).get(package) is None)
+    missing = sorted(
+        w for w, info in workers.items() if (info or {}).get("packages", {}).get(package) is None
+    )
     if missing:
         raise errors.ConfigurationError(
             f"the Dask workers {', '.join(missing)} of the cluster at {address} cannot import "
             f"braid ({package} is not installed there): install it in every worker's "
             f"environment (pip install '{package}=={__version__}') and restart them"
         )
-    others = sorted({info["packages"][package] for info in workers.values()} -
-                    {__version__})
+    others = sorted({info["packages"][package] for info in workers.values()} - {__version__})
     if others:
-        logger.warning("Dask workers at %s run braid %s; this process runs %s",
-                       address, ", ".join(others), __version__)
+        logger.warning(
+            "Dask workers at %s run braid %s; this process runs %s",
+            address,
+            ", ".join(others),
+            __version__,
+        )
 
 
 #: how long connecting to a scheduler by address may take before the flow fails by name
@@ -605,7 +665,9 @@ def _task_states(keys: list, dask_scheduler: Any = None) -> dict:
     for k in keys:
         ts = dask_scheduler.tasks.get(k)
         ws = getattr(ts, "processing_on", None) if ts is not None else None
-        out[k] = (ts.state if ts is not None else None,
-                  ws.address if ws is not None else None,
-                  now - ws.last_seen if ws is not None else None)
+        out[k] = (
+            ts.state if ts is not None else None,
+            ws.address if ws is not None else None,
+            now - ws.last_seen if ws is not None else None,
+        )
     return out

@@ -15,8 +15,9 @@ __all__ = ["get_async_dask_client", "get_dask_client"]
 
 
 @contextlib.asynccontextmanager
-async def get_async_dask_client(timeout: float | str | None = None,
-                                **client_kwargs: Any) -> AsyncIterator[Any]:
+async def get_async_dask_client(
+    timeout: float | str | None = None, **client_kwargs: Any
+) -> AsyncIterator[Any]:
     """Yield an asynchronous ``distributed.Client`` on the scheduler the current run uses.
 
     Inside a task running on a Dask worker it connects to that worker's scheduler; in a

@@ -70,8 +70,8 @@ class _SecedeHook:
 
     def __init__(self) -> None:
         self._thread = threading.get_ident()
-        self._depth = 0          # waits in progress on the task's thread
-        self.seceded = False     # whether the outermost one seceded (and must rejoin)
+        self._depth = 0  # waits in progress on the task's thread
+        self.seceded = False  # whether the outermost one seceded (and must rejoin)
 
     def release(self) -> None:
         if threading.get_ident() != self._thread:
@@ -105,9 +105,15 @@ def _nested_runner() -> Any:
     return runner
 
 
-def run_call(call_bytes: bytes, upstreams: list, log_level: int,
-             log_topic: str | None = None, header_topic: str | None = None,
-             key: str | None = None, announce: bool = False) -> bytes:
+def run_call(
+    call_bytes: bytes,
+    upstreams: list,
+    log_level: int,
+    log_topic: str | None = None,
+    header_topic: str | None = None,
+    key: str | None = None,
+    announce: bool = False,
+) -> bytes:
     """Run one pickled braid call on this Dask worker; return its pickled final State.
 
     Never raises for the task itself (the engine turns every outcome into a State),
@@ -127,8 +133,7 @@ def run_call(call_bytes: bytes, upstreams: list, log_level: int,
     _name_lane()
     try:
         ship = None if log_topic is None else functools.partial(_send_logs, log_topic)
-        state, payload = run_pickled_state(call_bytes, upstreams, _nested_runner(), log_level,
-                                           ship)
+        state, payload = run_pickled_state(call_bytes, upstreams, _nested_runner(), log_level, ship)
         if header_topic is not None:
             _send_header(header_topic, key, state, payload)
     finally:
@@ -144,8 +149,7 @@ def _send_header(topic: str, key: str | None, state: State, payload: bytes) -> N
     if state.is_completed():
         light = state.copy(data=None)
         # log records travel apart; a note that the run's hooks ran stays
-        light.extra = ({HOOKS_RAN: True} if state.extra and state.extra.get(HOOKS_RAN)
-                       else None)
+        light.extra = {HOOKS_RAN: True} if state.extra and state.extra.get(HOOKS_RAN) else None
         header = dumps_state(light)
     else:
         header = payload  # the whole failed state: an exception, small

@@ -36,8 +36,8 @@ from braid.core.states import State
 
 __all__ = ["RayTaskFuture", "RayWait", "RAY_WAIT"]
 
-_SLICE = 0.05   # how long one wait lasts when futures of other runners are in the mix
-_LAG = 1.0      # how long to let Ray's done-callback settle a future whose ref is ready
+_SLICE = 0.05  # how long one wait lasts when futures of other runners are in the mix
+_LAG = 1.0  # how long to let Ray's done-callback settle a future whose ref is ready
 
 
 class RayTaskFuture(TaskFuture):
@@ -63,8 +63,9 @@ class RayTaskFuture(TaskFuture):
         self.native_slots: list[int] = []
 
     # -- runner side ------------------------------------------------------------------
-    def attach(self, header_ref: Any, data_ref: Any,
-               on_outcome: Callable[[Any, Any], None]) -> None:
+    def attach(
+        self, header_ref: Any, data_ref: Any, on_outcome: Callable[[Any, Any], None]
+    ) -> None:
         """Follow a Ray task: ``on_outcome(header_ref, header or RayError)`` when it ends."""
         self.data_ref = data_ref
         self.ref = header_ref
@@ -168,8 +169,9 @@ class RayWait:
             if not refs:
                 others[0].wait(step)
                 continue
-            ready, _ = ray.wait(list(refs), num_returns=1, timeout=left if not others else step,
-                                fetch_local=False)
+            ready, _ = ray.wait(
+                list(refs), num_returns=1, timeout=left if not others else step, fetch_local=False
+            )
             for ref in ready:
                 TaskFuture.wait(refs[ref], _LAG)
 

@@ -27,7 +27,8 @@ _RESERVED = frozenset({"CPU", "GPU", "memory", "object_store_memory", "cpus", "g
 #: ``remote_options(max_retries=...)`` of the submitting code; the Ray runner reads it at
 #: submit (``check_call``) and keeps it with the call
 _max_retries: contextvars.ContextVar[int | None] = contextvars.ContextVar(
-    "braid_ray_max_retries", default=None)
+    "braid_ray_max_retries", default=None
+)
 
 
 def current_max_retries() -> int | None:
@@ -36,10 +37,13 @@ def current_max_retries() -> int | None:
 
 
 @contextmanager
-def remote_options(num_cpus: float | None = None, num_gpus: float | None = None,
-                   memory: int | None = None,
-                   resources: Mapping[str, float] | None = None,
-                   max_retries: int | None = None) -> Iterator[ResourceHints]:
+def remote_options(
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+    memory: int | None = None,
+    resources: Mapping[str, float] | None = None,
+    max_retries: int | None = None,
+) -> Iterator[ResourceHints]:
     """Give every task submitted inside the block these Ray resources (inner values win).
 
     ``memory`` is in bytes; ``resources`` are custom resources such as
@@ -68,8 +72,9 @@ def remote_options(num_cpus: float | None = None, num_gpus: float | None = None,
         )
     token = _max_retries.set(max_retries) if max_retries is not None else None
     try:
-        with core_resources.resources(cpus=num_cpus, gpus=num_gpus, memory=memory,
-                                      **custom) as hints:
+        with core_resources.resources(
+            cpus=num_cpus, gpus=num_gpus, memory=memory, **custom
+        ) as hints:
             yield hints
     finally:
         if token is not None:

@@ -1,12 +1,14 @@
 """Runs whose worker stopped answering: the driver's bound on a task's ``timeout_seconds``.
 
 The engine enforces a task's time-out on the worker.  A worker that no longer runs
-anything (frozen, cut off, its machine gone) cannot: the scheduler may keep the task
-``processing`` there until the worker's TTL, or for ever.  So a run with a time-out
-announces when it starts on a worker (one small event), and the driver keeps a
+anything (frozen, cut off, its machine gone) cannot, and the cluster may keep the task
+assigned to it until it declares the worker dead (Dask's worker TTL, Ray's health
+checks), or for ever.  So a run with a time-out announces where it starts (Dask: an
+event; Ray: a call to a small actor next to the driver), and the driver keeps a
 deadline for it: the longest its attempts may take (time-outs and retry delays) plus
-:data:`GRACE`.  A run still not final then ends FAILED ``TimedOut`` here, naming the
-worker, and its Dask task is cancelled (its dependents end ``UpstreamFailed``).
+:data:`GRACE`.  A run still not final then ends FAILED ``TimedOut`` at the driver,
+naming the worker, and the runner cancels its task on the cluster (its dependents
+end ``UpstreamFailed``).  Shared by the Dask and Ray runners; imports no backend.
 """
 
 from __future__ import annotations
@@ -39,8 +41,9 @@ def time_limit(task: Any) -> float | None:
         except Exception:  # noqa: BLE001 - no bound known: the engine's limit only
             return None
     if isinstance(delays, (list, tuple)):
-        waits = sum(float(delays[min(i, len(delays) - 1)]) for i in range(retries)) \
-            if delays else 0.0
+        waits = (
+            sum(float(delays[min(i, len(delays) - 1)]) for i in range(retries)) if delays else 0.0
+        )
     else:
         waits = retries * float(delays or 0)
     waits *= 1 + float(task.retry_jitter_factor or 0)
@@ -57,8 +60,7 @@ class OverdueRuns:
         self._seq = itertools.count()
         self._cond = threading.Condition()
         self._stopped = False
-        self._thread = threading.Thread(target=self._loop, name="braid-dask-overdue",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="braid-overdue-runs", daemon=True)
         self._thread.start()
 
     def add(self, deadline: float, item: Any) -> None:
