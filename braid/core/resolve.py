@@ -201,6 +201,17 @@ def extract(
     engine unwraps them), but their presence makes the result non-None so the engine
     knows to walk the parameters.
     """
+    if not wait_for:  # the most common call: plain values only, nothing to make
+        atomic = _ATOMIC
+        for a in args:
+            if type(a) not in atomic:
+                break
+        else:
+            for v in kwargs.values():
+                if type(v) not in atomic:
+                    break
+            else:
+                return None
     ex = Extraction()
     flat = _extract_flat(args, kwargs, ex)
     if flat is not None:
