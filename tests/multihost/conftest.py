@@ -23,13 +23,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.multihost)
 
 
-def _hosts_or_skip() -> harness.Hosts:
-    why = harness.why_unavailable()
-    if why is not None:
-        pytest.skip(why)
-    return harness.Hosts()
-
-
 @pytest.fixture(scope="session")
 def dask_session() -> Iterator[harness.DaskCluster]:
     with _hosts_session() as hosts:

@@ -52,12 +52,12 @@ RAY_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
     "PYTHONUNBUFFERED": "1",
 }
-# the head declares a node dead after ~5 s without health checks (default ~30 s), so
+# the head declares a node dead after ~8 s without health checks (default ~30 s), so
 # partitions and frozen nodes resolve within a test's time
 RAY_HEAD_ENV = {
-    "RAY_health_check_period_ms": "1000",
+    "RAY_health_check_period_ms": "1500",
     "RAY_health_check_timeout_ms": "1000",
-    "RAY_health_check_failure_threshold": "4",
+    "RAY_health_check_failure_threshold": "5",
     "RAY_health_check_initial_delay_ms": "1000",
 }
 
@@ -91,7 +91,7 @@ def _run(
     return proc
 
 
-def _wait_until(what: str, predicate, timeout: float, step: float = 0.25) -> None:
+def wait_until(what: str, predicate, timeout: float, step: float = 0.25) -> None:
     """Poll ``predicate`` until true; bounded in time (and so in count)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -420,7 +420,7 @@ class DaskCluster:
             except Exception:  # noqa: BLE001 - the scheduler may not listen yet
                 return False
 
-        _wait_until(f"{n} Dask workers", enough, timeout, step=0.5)
+        wait_until(f"{n} Dask workers", enough, timeout, step=0.5)
 
     def worker_pid(self, h: Host) -> int:
         """The pid of the worker process (the nanny's child) in ``h``."""
@@ -465,7 +465,7 @@ class DaskCluster:
 
     def wait_workers_exactly(self, n: int, timeout: float) -> None:
         """Wait until the scheduler has ``n`` workers, every one of them alive."""
-        _wait_until(f"exactly {n} Dask workers", lambda: self._count() == n, timeout, 0.5)
+        wait_until(f"exactly {n} Dask workers", lambda: self._count() == n, timeout, 0.5)
 
     def _count(self) -> int:
         try:

@@ -24,7 +24,7 @@ N, CHAIN = 2000, 100
 
 def _check_idle(cluster: harness.DaskCluster) -> None:
     """Nothing left running: the scheduler forgets every key once the driver is gone."""
-    harness._wait_until(
+    harness.wait_until(
         "an idle Dask scheduler", lambda: cluster.scheduler_info()["tasks"] == 0, 30, 0.5
     )
 

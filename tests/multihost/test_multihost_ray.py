@@ -76,8 +76,9 @@ def test_results_lost_with_a_node_are_rebuilt(ray_mh, outcome_log):
     assert scenarios.recovered(out["braid"], 200, 20), out
 
 
-def test_frozen_node_task_timeout(ray_mh, outcome_log):
-    """A frozen node's runs end on time: Ray declares the node dead and re-runs them."""
+def test_frozen_node_task_timeout_ends_the_run_on_time(ray_mh, outcome_log):
+    """The run on the frozen node ends TimedOut at its limit (plus 3 s), naming the node,
+    before Ray declares the node dead (~8 s here) and re-runs the rest elsewhere."""
     r = scenarios.run(
         ray_mh,
         "braid",
@@ -85,17 +86,21 @@ def test_frozen_node_task_timeout(ray_mh, outcome_log):
         "--n",
         "20",
         "--pause",
-        "1.0",
+        "0.6",
         "--chain",
         "2",
         "--task-timeout",
-        "2",
+        "1",
         "--flow-timeout",
-        "15",
+        "20",
         delay=1.5,
     )
-    outcome_log(scenarios.brief("ray", "frozen+task timeout 2 s", "braid", r))
-    scenarios.assert_bounded(r, 15 + 6)
+    outcome_log(scenarios.brief("ray", "frozen+task timeout 1 s", "braid", r))
+    scenarios.assert_bounded(r, 20 + 6)
+    timed_out = r["first_ended"].get("FAILED/TimedOut")
+    assert timed_out is not None, f"no run timed out: {r}"
+    assert timed_out - r["fault_at"] < 1 + 5, r
+    assert ray_mh.hosts.w1.ip in " ".join(r["samples"]["FAILED/TimedOut"]), r
 
 
 def test_frozen_node_flow_timeout_ends_the_flow_on_time(ray_mh, outcome_log):

@@ -44,8 +44,8 @@ import distributed
 from braid import errors
 from braid.adapters.dask import worker
 from braid.adapters.dask.future import DaskFuture, state_from_dask
-from braid.adapters.dask.overdue import GRACE, OverdueRuns, time_limit
 from braid.adapters.dask.worker import current_log_topic, run_call
+from braid.adapters.overdue import GRACE, OverdueRuns, time_limit
 from braid.core.calls import TaskCall
 from braid.core.contract import Capabilities
 from braid.core.futures import TaskFuture

@@ -51,25 +51,26 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import ray
-from ray.exceptions import RayError, RayTaskError, TaskCancelledError
 
 from braid import errors
+from braid.adapters.overdue import GRACE, OverdueRuns, time_limit
 from braid.adapters.ray import worker
 from braid.adapters.ray.future import RayTaskFuture
 from braid.adapters.ray.options import current_max_retries, ray_options
+from braid.adapters.ray.outcomes import failure_state, ray_name, read_header
+from braid.adapters.ray.starts import StartWatch
 from braid.adapters.ray.worker import execute
 from braid.core import logs
 from braid.core.calls import TaskCall
-from braid.core.context import default_run_name
 from braid.core.contract import Capabilities
 from braid.core.futures import TaskFuture
 from braid.core.runner import Run, TaskRunner
-from braid.core.serialization import loads
-from braid.core.states import Crashed, DeferredState, Failed, State
+from braid.core.states import Crashed, State, TimedOut
 
 __all__ = ["RayTaskRunner"]
 
@@ -278,10 +279,21 @@ class RayTaskRunner(TaskRunner):
         self._holds_ray = _ray_use.acquire(self.address, self.init_kwargs)
         self._stopping = False
         self._abandoning: set[Run] = set()
+        self._limits: dict[str, tuple[Run, float]] = {}  # runs with a time-out, not started
+        self._watch_lock = threading.Lock()
+        self._starts: StartWatch | None = None
+        self._overdue: OverdueRuns | None = None
 
     def stop(self, abandon: bool) -> None:
         """Release the Ray this runner started or connected (the last user shuts it down)."""
         self._stopping = True
+        with self._watch_lock:
+            starts, overdue = self._starts, self._overdue
+            self._starts = self._overdue = None
+            self._limits.clear()
+        for part in (starts, overdue):
+            if part is not None:
+                part.stop()
         if self._holds_ray:
             self._holds_ray = False
             _ray_use.release()
@@ -387,10 +399,10 @@ class RayTaskRunner(TaskRunner):
         retries = extra.get("ray_max_retries", self.max_retries)
         try:
             header_ref, data_ref = _remote_for(call.task.name, hints, retries).remote(
-                run.payload, logs.driver_level(), *args
+                run.payload, logs.driver_level(), *args, **self._watch(run)
             )
         except Exception as exc:  # noqa: BLE001 - e.g. invalid resources, Ray gone away
-            message = f"Ray refused task run {_ray_name(call)!r}: {type(exc).__name__}: {exc}"
+            message = f"Ray refused task run {ray_name(call)!r}: {type(exc).__name__}: {exc}"
             crash = errors.Crash(message)
             crash.__cause__ = exc
             run.finish(Crashed(crash, message))
@@ -406,11 +418,57 @@ class RayTaskRunner(TaskRunner):
         if isinstance(outcome, BaseException):
             self._ray_error(run, outcome)
             return
-        state, records = _read_header(outcome, future)
+        state, records = read_header(outcome, future)
         # replayed now, not when someone reads the result: unread runs log too
         logs.replay(records, "ray")
         future.header_state = state
         run.finish(state)
+
+    # -- runs whose node stops answering (braid.adapters.overdue) ----------------------
+    def _watch(self, run: Run) -> dict[str, str]:
+        """For a run with a time limit: the keywords that make it announce its start."""
+        call = run.call
+        limit = time_limit(call.task) if call is not None else None
+        if limit is None or call is None:
+            return {}
+        with self._watch_lock:
+            if self._stopping:
+                return {}
+            if self._starts is None:
+                try:
+                    self._starts = StartWatch(self._started)
+                except Exception:  # noqa: BLE001 - then the engine's own limit only
+                    return {}
+                self._overdue = OverdueRuns(self._overdue_run)
+            key = f"{call.run_id:x}"
+            self._limits[key] = (run, limit)
+            return {"starts": self._starts.name, "key": key}
+
+    def _started(self, key: str, where: str) -> None:
+        """A watched run started ``where``: end it if it is not final in time."""
+        with self._watch_lock:
+            entry = self._limits.pop(key, None)
+            overdue = self._overdue
+        if entry is not None and overdue is not None:
+            run, limit = entry
+            overdue.add(time.monotonic() + limit + GRACE, (run, where, limit))
+
+    def _overdue_run(self, item: tuple[Run, str, float]) -> None:
+        run, where, limit = item
+        future = run.future
+        if not isinstance(future, RayTaskFuture) or future.done() or run.call is None:
+            return
+        ref, name = future.ref, future.task_run_name or ray_name(run.call)
+        message = (
+            f"task run {name!r} exceeded its time limit of {limit:g} s: it started on Ray "
+            f"{where}, which has not reported back since (frozen or unreachable?)"
+        )
+        run.finish(TimedOut(message, errors.TaskTimeout(message)))
+        if ref is not None:
+            try:  # runs waiting for its result then end UpstreamFailed (see _recover)
+                ray.cancel(ref, force=True)
+            except Exception:  # noqa: BLE001 - the run is final either way
+                pass
 
     # -- Ray errors -------------------------------------------------------------------
     def _ray_error(self, run: Run, exc: BaseException) -> None:
@@ -427,7 +485,7 @@ class RayTaskRunner(TaskRunner):
                 target=self._recover, args=(run, exc), daemon=True, name="braid-ray-recover"
             ).start()
             return
-        run.finish(_failure_state(exc, run.call))
+        run.finish(failure_state(exc, run.call))
 
     def _recover(self, run: Run, exc: BaseException) -> None:
         """Run again with the States of upstreams whose worker died, or report the crash.
@@ -449,7 +507,7 @@ class RayTaskRunner(TaskRunner):
         if broken:
             self.dispatch(run, broken)
         elif run.call is not None:
-            run.finish(_failure_state(exc, run.call))
+            run.finish(failure_state(exc, run.call))
 
 
 def _cluster_cpus() -> int:
@@ -507,101 +565,9 @@ def _remote_for(task_name: str, hints: Any, max_retries: int) -> Any:
     return remote
 
 
-def _ray_name(call: TaskCall) -> str:
-    """The name Ray shows for the run: braid's run name, known here unless its template
-    needs upstream results (then the task's name)."""
-    if call.run_name is not None:
-        return call.run_name
-    if call.task.task_run_name is None:
-        return default_run_name(call.task.name, call.run_id)
-    return call.task.name
-
-
 def _native_ref(u: TaskFuture) -> Any:
     """The ObjectRef a downstream Ray task can take for upstream ``u`` (its result), or None."""
     return u.data_ref if isinstance(u, RayTaskFuture) else None
 
 
-def _failure_state(exc: BaseException, call: TaskCall) -> State:
-    """Translate a Ray error into braid's: never let a Ray exception reach the user.
-
-    The message names the run (its run name, or braid's default name from its id) and
-    keeps Ray's reason (the first line of Ray's error)."""
-    name = _ray_name(call)
-    cause = exc.cause if isinstance(exc, RayTaskError) and exc.cause is not None else exc
-    if isinstance(cause, TaskCancelledError):
-        message = f"task run {name!r}: its Ray task was cancelled"
-        err: errors.BraidError = errors.Crash(message)
-    elif isinstance(exc, RayTaskError):
-        message = (
-            f"task run {name!r}: the Ray task failed outside the task's code: "
-            f"{type(cause).__name__}: {cause}"
-        )
-        err = errors.Crash(message)
-    else:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        message = (
-            f"task run {name!r}: the Ray worker running it was lost and Ray gave "
-            f"up on it ({type(exc).__name__}: {first})"
-        )
-        err = errors.WorkerLost(message)
-    err.__cause__ = cause
-    return Crashed(err, message)
-
-
-# -- reading a run's header ------------------------------------------------------------
-def _label(future: RayTaskFuture, state: State | None = None) -> str:
-    name = (state.task_run_name if state is not None else None) or future.task_run_name
-    return repr(name) if name else str(future.task_run_id)
-
-
-def _read_header(header: Any, future: RayTaskFuture) -> tuple[State, list[Any] | None]:
-    """The run's final state (data left in Ray when COMPLETED) and its log records."""
-    head, needs_data, shipped = header
-    try:
-        state: State = loads(head)
-    except Exception as exc:  # noqa: BLE001 - e.g. the exception's class is not importable
-        return _undecodable(exc, _label(future)), None
-    if needs_data and state.is_completed():
-        data_ref, label = future.data_ref, _label(future, state)
-        state = DeferredState.wrap(state, lambda: _fetch_state(data_ref, label))
-    records = None
-    if shipped is not None:
-        try:
-            records = loads(shipped)
-        except Exception:  # noqa: BLE001 - losing records must not lose the run
-            _log.warning("log records of task run %s could not be unpickled", _label(future))
-    return state, records
-
-
-def _fetch_state(data_ref: Any, label: str) -> State:
-    """Fetch and unpickle a run's full final State; a failure to do so as a State."""
-    try:
-        payload = ray.get(data_ref)
-    except RayError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        message = (
-            f"task run {label}: its result could not be fetched from Ray "
-            f"({type(exc).__name__}: {first})"
-        )
-        err = errors.WorkerLost(message)
-        err.__cause__ = exc
-        return Crashed(err, message)
-    try:
-        state: State = loads(payload)
-    except Exception as exc:  # noqa: BLE001 - e.g. the result's class is not importable here
-        return _undecodable(exc, label)
-    return state
-
-
-def _undecodable(exc: BaseException, label: str) -> State:
-    err = errors.SerializationError(
-        f"task run {label}: its final state could not be unpickled in this process: "
-        f"{type(exc).__name__}: {exc}"
-    )
-    err.__cause__ = exc
-    return Failed(err)
-
-
-_log = logging.getLogger("braid")
 worker.nested_runner_factory = RayTaskRunner

@@ -28,6 +28,7 @@ from typing import Any
 import ray
 
 from braid.adapters.ray.future import RAY_WAIT
+from braid.adapters.ray.starts import announce
 from braid.core.engine import name_lane, run_pickled_state
 from braid.core.futures import worker_slot
 from braid.core.serialization import dumps, dumps_result
@@ -43,8 +44,20 @@ Header = tuple[bytes, bool, "bytes | None"]
 INLINE_LIMIT = 64 * 1024
 
 
-def execute(call_bytes: bytes, log_level: int, *upstream_payloads: Any) -> tuple[Header, bytes]:
-    """Run the call; return its header and its pickled final State (never raises for it)."""
+def execute(
+    call_bytes: bytes,
+    log_level: int,
+    *upstream_payloads: Any,
+    starts: str | None = None,
+    key: str | None = None,
+) -> tuple[Header, bytes]:
+    """Run the call; return its header and its pickled final State (never raises for it).
+
+    ``starts``: the name of the driver's start board (the run has a time-out the driver
+    bounds); the run announces its start there under ``key``.
+    """
+    if starts is not None and key is not None:
+        announce(starts, key)
     previous = getattr(worker_slot, "hook", None)
     worker_slot.hook = RAY_WAIT
     _name_lane()
