@@ -180,6 +180,7 @@ class DaskTaskRunner(TaskRunner):
         self._offered: dict[str, float] = {}
         self._log_topic: str | None = None
         self._headers: dict[str, bytes] = {}
+        self._abandoning = False
         self._headers_lock = threading.Lock()
         self._limits: dict[str, tuple[Run, float]] = {}  # runs with a time-out, not started
         self._overdue: OverdueRuns | None = None
@@ -286,6 +287,9 @@ class DaskTaskRunner(TaskRunner):
 
     def cancel(self, runs: Sequence[Run]) -> Collection[Run]:
         """Cancel dispatched runs on the cluster; return those a worker was running."""
+        # the core ends every live run next (CANCELLED or CRASHED, with its reason): what
+        # Dask reports for them meanwhile (cancelled, upstream lost) must not end them first
+        self._abandoning = True
         futures = {
             run.future.key: run
             for run in runs
@@ -490,6 +494,8 @@ class DaskTaskRunner(TaskRunner):
 
     def settle(self, run: Run) -> None:
         """The run's Dask future is done: finish the run from its header."""
+        if self._abandoning:
+            return
         future = run.future
         if not isinstance(future, DaskFuture):
             return
