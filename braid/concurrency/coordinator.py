@@ -106,9 +106,9 @@ class LimitsCoordinator:
             connections = list(self._connections.values())
         unregister_backend(KIND, self._key, self)
         self._limits.close()
-        try:  # wake the accept() call with one last connection
-            Client(self._listener.address, authkey=self._authkey).close()
-        except OSError:
+        try:  # wake the accept() call with one last connection (it is closed unheard)
+            Client(self._listener.address).close()
+        except (OSError, EOFError):
             pass
         self._accepting.join()
         self._listener.close()
@@ -125,6 +125,8 @@ class LimitsCoordinator:
 
     # -- serving workers --------------------------------------------------------------------------
     def _accept(self) -> None:
+        """Accept connections; each one's key check and service run in a thread of its own,
+        so a client that connects and says nothing never blocks the next (or close())."""
         while True:
             try:
                 conn = self._listener.accept()
@@ -133,26 +135,30 @@ class LimitsCoordinator:
                     return
                 logger.debug("limits coordinator could not accept a connection: %s", exc)
                 continue
-            try:
-                deliver_challenge(conn, self._authkey)
-                answer_challenge(conn, self._authkey)
-            except Exception as exc:  # noqa: BLE001 - AuthenticationError: a stranger
-                conn.close()
-                if self._closing:
-                    return
-                logger.debug("limits coordinator refused a connection: %s", exc)
-                continue
             with self._lock:
                 if self._closing:
                     conn.close()
                     return
-                self._connections[id(conn)] = conn
+                self._connections[id(conn)] = conn  # shut down by close() if still there
                 thread = threading.Thread(
-                    target=self._serve, args=(conn,), daemon=True, name="braid-limits-connection"
+                    target=self._admit, args=(conn,), daemon=True, name="braid-limits-connection"
                 )
                 self._threads = [t for t in self._threads if t.is_alive()]
                 self._threads.append(thread)
             thread.start()
+
+    def _admit(self, conn: Connection) -> None:
+        """Check the connection's key, then serve it; a stranger is closed at once."""
+        try:
+            deliver_challenge(conn, self._authkey)
+            answer_challenge(conn, self._authkey)
+        except Exception as exc:  # noqa: BLE001 - AuthenticationError, or closed meanwhile
+            with self._lock:
+                self._connections.pop(id(conn), None)
+            conn.close()
+            logger.debug("limits coordinator refused a connection: %s", exc)
+            return
+        self._serve(conn)
 
     def _serve(self, conn: Connection) -> None:
         me = id(conn)
