@@ -55,6 +55,7 @@ __all__ = [
 #: drawn apart; bars are filled with their task's colour
 STATE_COLORS: dict[str, str] = {
     "COMPLETED": "#1f2328",
+    "Cached": "#1a7f37",
     "FAILED": "#d1242f",
     "UpstreamFailed": "#d1242f",
     "CRASHED": "#8250df",
@@ -80,11 +81,13 @@ TASK_COLORS: tuple[str, ...] = (
 FLOW_COLOR = "#c9d1d9"
 _LABELS = {
     "UpstreamFailed": "upstream failed (did not run)",
+    "Cached": "cached (read from the result store; the body did not run)",
     "COMPLETED": "completed",
     "RETRIED": "attempt retried",
 }
 _STYLES = {  # how the legend draws each key (the canvas draws the same)
     "COMPLETED": "background:#8c959f",
+    "Cached": "background:#8c959f;outline:2px dotted #1a7f37",
     "FAILED": "background:#8c959f;box-shadow:0 0 0 2px #d1242f",
     "UpstreamFailed": "background:repeating-linear-gradient(45deg,#d1242f 0 2px,#fff 2px 5px)",
     "CRASHED": "background:#8c959f;box-shadow:0 0 0 2px #8250df",
@@ -102,8 +105,8 @@ _DETAIL_KEYS = ("message", "traceback", "logs", "parameters")
 
 def state_key(state_type: str | None, state_name: str | None) -> str:
     """The legend key of a run: its state type, except runs skipped for a failed upstream."""
-    if state_name == "UpstreamFailed":
-        return "UpstreamFailed"
+    if state_name in ("UpstreamFailed", "Cached"):
+        return state_name
     return state_type or "PENDING"
 
 

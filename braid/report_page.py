@@ -147,7 +147,8 @@ PAGE = """<!DOCTYPE html>
     ctx.strokeStyle = outline[B.state[i]];
     ctx.lineWidth = key === "FAILED" || key === "CRASHED" || key === "RUNNING" ? 2 : 1;
     if (key === "CANCELLED") ctx.setLineDash([3, 2]);
-    if (key === "RETRIED") ctx.setLineDash([1, 2]);
+    if (key === "RETRIED" || key === "Cached") ctx.setLineDash([1, 2]);
+    if (key === "Cached") ctx.lineWidth = 2;
     ctx.strokeRect(x0 + 0.5, y0 + 0.5, Math.max(1, w - 1), h - 1);
     if (key === "CRASHED") {
       ctx.beginPath(); ctx.moveTo(x0, y0); ctx.lineTo(x0 + w, y0 + h);

@@ -715,3 +715,60 @@ def test_ctrl_c_prints_what_stopped_the_summary_and_writes_the_report(tmp_path, 
     assert "Traceback" not in err
     assert report.is_file()
     assert took < 30, took  # hang guard: far less than the tasks' 30 s
+
+
+def test_limit_on_the_command_line_bounds_tagged_runs(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from braid.testing.limited_tasks import TAG, peak
+
+    spans = tmp_path / "spans"
+    spans.mkdir()
+    script = tmp_path / "limited_flow.py"
+    script.write_text(
+        "from braid import flow\nfrom braid.testing import limited_tasks as lt\n\n\n"
+        "@flow\ndef limited(folder: str):\n"
+        "    return lt.tagged_span.map(folder, range(6), 0.15).result()\n"
+    )
+    braid_cmd = Path(sys.executable).parent / "braid"
+    proc = subprocess.run(
+        [
+            str(braid_cmd),
+            "run",
+            f"{script}:limited",
+            "--param",
+            f"folder={spans}",
+            "--limit",
+            f"{TAG}=1",
+            "--runner",
+            "threads",
+            "--max-workers",
+            "4",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert peak(str(spans)) == 1
+    bad = subprocess.run(
+        [
+            str(braid_cmd),
+            "run",
+            f"{script}:limited",
+            "--param",
+            f"folder={spans}",
+            "--limit",
+            "db=many",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert bad.returncode == 2 and "--limit" in bad.stderr

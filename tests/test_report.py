@@ -458,3 +458,11 @@ def test_trace_json_opens_in_perfetto_shape(tmp_path):
     assert {"COMPLETED", "FAILED", "UpstreamFailed"} <= states
     failed = next(e for e in complete if e["args"]["state"] == "FAILED" and e["cat"] != "flow")
     assert failed["args"]["error"].startswith(("ValueError: ", "KeyError: "))
+
+
+def test_cached_runs_have_their_own_legend_key():
+    from braid.report import STATE_COLORS, state_key
+
+    assert state_key("COMPLETED", "Cached") == "Cached"
+    assert state_key("COMPLETED", "Completed") == "COMPLETED"
+    assert "Cached" in STATE_COLORS
