@@ -92,6 +92,18 @@ def _runner(engine: str, address: str) -> Any:
     return RayTaskRunner(address=address)
 
 
+#: the scenario's futures, for a summary even when the flow hangs
+_held: dict[str, Any] = {}
+
+
+def _hang_summary() -> dict:
+    """What the runs of a hung braid scenario are doing (states never block)."""
+    runs = _held.get("mapped", []) + _held.get("chain", [])
+    states = Counter(f"{f.state.type.value}/{f.state.name}" for f in runs)
+    waiting = [repr(f) for f in runs if not f.state.is_final()][:5]
+    return {"runs": len(runs), "states": dict(states), "waiting": waiting}
+
+
 def run_braid(args: argparse.Namespace) -> dict:
     from braid import flow
     from braid import wait as braid_wait
@@ -105,7 +117,7 @@ def run_braid(args: argparse.Namespace) -> dict:
             link.with_options(timeout_seconds=args.task_timeout),
         )
     )
-    held: dict[str, Any] = {}
+    held = _held
 
     @flow(task_runner=runner, name="warm-up")
     def warm_up() -> list:
@@ -350,7 +362,7 @@ def main(argv: list[str] | None = None) -> None:
     t.start()
     t.join(args.deadline)
     if t.is_alive():
-        emit("result", hung=True, wall=round(time.monotonic() - start, 2))
+        emit("result", hung=True, wall=round(time.monotonic() - start, 2), **_hang_summary())
         sys.stdout.flush()
         os._exit(3)
     emit("result", hung=False, **(box[0] if box else {"error": "driver body failed"}))

@@ -163,6 +163,7 @@ def brief(engine: str, fault: str, mode: str, r: dict) -> dict:
         "wall": r.get("wall"),
         "saw": saw,
         "states": r.get("states"),
+        "waiting": r.get("waiting"),
     }
 
 

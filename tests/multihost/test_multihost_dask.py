@@ -29,6 +29,7 @@ def _check_idle(cluster: harness.DaskCluster) -> None:
     )
 
 
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize("fault", scenarios.FAULTS)
 def test_fault(dask_mh, fault, outcome_log):
     """braid and raw Dask side by side, one fault: braid recovers wherever raw does."""
