@@ -176,3 +176,7 @@ def test_conformance_suite(ray_mh):
     assert run.returncode == 0, tail + run.stderr[-2000:]
     summary = re.findall(r"^=* ?(\d+ passed.*)$", run.stdout, re.MULTILINE)
     assert summary and not re.search(r"\d+ failed", summary[-1]), tail
+
+
+def test_latency_and_loss():
+    pytest.skip(harness.why_unavailable() or harness.netem_missing())
