@@ -542,3 +542,18 @@ def test_waiting_on_children_inside_tasks_frees_the_cpu():
         assert out["totals"] == [2 * x + 12 for x in range(4)]
     finally:
         stop_scoped(temp_dir)
+
+
+def test_remote_options_pass_any_ray_task_option(connected):
+    @flow(task_runner=RayTaskRunner())
+    def fresh_workers():
+        with remote_options(max_calls=1):  # each worker process runs one task, then exits
+            first = st.where.submit().result()[0]
+            second = st.where.submit().result()[0]
+        return first, second
+
+    first, second = fresh_workers()
+    assert first != second
+    with pytest.raises(errors.ConfigurationError, match="num_returns"):
+        with remote_options(num_returns=3):
+            pass

@@ -17,7 +17,7 @@ from braid import errors
 from braid.core import resources as core_resources
 from braid.core.resources import ResourceHints
 
-__all__ = ["remote_options", "ray_options", "current_max_retries"]
+__all__ = ["remote_options", "ray_options", "current_max_retries", "current_ray_options"]
 
 # Ray's own names for the resources remote_options takes as keywords; as custom
 # resource names they would be refused by Ray at submit, far from the mistake.
@@ -36,6 +36,21 @@ def current_max_retries() -> int | None:
     return _max_retries.get()
 
 
+#: any other Ray task option given to ``remote_options`` (``max_calls=``,
+#: ``scheduling_strategy=``, ``runtime_env=``, ...); inner blocks win
+_other: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "braid_ray_options", default=None
+)
+
+#: Ray task options braid sets itself: passing them would break how runs travel
+_OWN = frozenset({"num_returns", "name", "retry_exceptions"})
+
+
+def current_ray_options() -> dict[str, Any] | None:
+    """The other Ray task options of the enclosing ``remote_options`` blocks, or None."""
+    return _other.get()
+
+
 @contextmanager
 def remote_options(
     num_cpus: float | None = None,
@@ -43,6 +58,7 @@ def remote_options(
     memory: int | None = None,
     resources: Mapping[str, float] | None = None,
     max_retries: int | None = None,
+    **ray_task_options: Any,
 ) -> Iterator[ResourceHints]:
     """Give every task submitted inside the block these Ray resources (inner values win).
 
@@ -70,7 +86,15 @@ def remote_options(
             f"remote_options: {clash} are not custom resources; use num_cpus=, num_gpus= "
             f"or memory= instead"
         )
+    own = sorted(set(ray_task_options) & _OWN)
+    if own:
+        raise errors.ConfigurationError(
+            f"remote_options: {own} are set by braid for every run and cannot be changed"
+        )
     token = _max_retries.set(max_retries) if max_retries is not None else None
+    other = None
+    if ray_task_options:
+        other = _other.set({**(_other.get() or {}), **ray_task_options})
     try:
         with core_resources.resources(
             cpus=num_cpus, gpus=num_gpus, memory=memory, **custom
@@ -79,6 +103,8 @@ def remote_options(
     finally:
         if token is not None:
             _max_retries.reset(token)
+        if other is not None:
+            _other.reset(other)
 
 
 def ray_options(hints: ResourceHints | None) -> dict[str, Any]:

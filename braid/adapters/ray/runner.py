@@ -61,7 +61,7 @@ from braid import errors
 from braid.adapters.overdue import GRACE, OverdueRuns, time_limit
 from braid.adapters.ray import worker
 from braid.adapters.ray.future import RayTaskFuture
-from braid.adapters.ray.options import current_max_retries, ray_options
+from braid.adapters.ray.options import current_max_retries, current_ray_options, ray_options
 from braid.adapters.ray.outcomes import failure_state, ray_name, read_header
 from braid.adapters.ray.starts import StartWatch
 from braid.adapters.ray.worker import execute
@@ -340,6 +340,9 @@ class RayTaskRunner(TaskRunner):
         retries = current_max_retries()
         if retries is not None:
             call.extra = {**(call.extra or {}), "ray_max_retries": retries}
+        others = current_ray_options()
+        if others:  # remote_options(max_calls=..., scheduling_strategy=..., ...)
+            call.extra = {**(call.extra or {}), "ray_options": others}
 
     def limits_backend(self) -> Any:
         """Concurrency limits for a flow run on this Ray: a named actor per limit on the
@@ -398,9 +401,9 @@ class RayTaskRunner(TaskRunner):
         hints = extra.get("resources")
         retries = extra.get("ray_max_retries", self.max_retries)
         try:
-            header_ref, data_ref = _remote_for(call.task.name, hints, retries).remote(
-                run.payload, logs.driver_level(), *args, **self._watch(run)
-            )
+            header_ref, data_ref = _remote_for(
+                call.task.name, hints, retries, extra.get("ray_options")
+            ).remote(run.payload, logs.driver_level(), *args, **self._watch(run))
         except Exception as exc:  # noqa: BLE001 - e.g. invalid resources, Ray gone away
             message = f"Ray refused task run {ray_name(call)!r}: {type(exc).__name__}: {exc}"
             crash = errors.Crash(message)
@@ -534,7 +537,9 @@ class _Outcome:
 _remote_cache: dict[tuple, Any] = {}
 
 
-def _remote_for(task_name: str, hints: Any, max_retries: int) -> Any:
+def _remote_for(
+    task_name: str, hints: Any, max_retries: int, others: dict[str, Any] | None = None
+) -> Any:
     """The remote function named after the task, with its resource and retry options,
     made once.
 
@@ -555,11 +560,16 @@ def _remote_for(task_name: str, hints: Any, max_retries: int) -> Any:
             tuple(sorted(hints.custom.items())),
         )
     )
+    if others:  # rare: options given to remote_options beyond resources and retries
+        key = (*key, repr(sorted(others.items())))
     remote = _remote_cache.get(key)
     if remote is None:
         if len(_remote_cache) > 4096:
             _remote_cache.clear()
-        remote = _remote_cache[key] = _remote_execute.options(
+        base = _remote_execute
+        if others:  # some options (max_calls=) Ray takes only at ray.remote, not .options
+            base = ray.remote(retry_exceptions=False, num_returns=2, **others)(execute)
+        remote = _remote_cache[key] = base.options(
             name=task_name, max_retries=max_retries, **ray_options(hints)
         )
     return remote
