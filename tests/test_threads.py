@@ -174,15 +174,6 @@ def test_done_callback_may_submit_and_wait_outside_a_flow():
     assert seen == [2]
 
 
-def test_retry_timer_refuses_runs_once_stopped():
-    from braid.core.runs import _DelayedRuns
-
-    timer = _DelayedRuns(lambda run: None)
-    assert timer.add(time.monotonic() + 10, object())
-    assert len(timer.stop()) == 1
-    assert timer.add(time.monotonic(), object()) is False
-
-
 def test_timed_out_waits_leave_no_callbacks_behind():
     from braid import as_completed, errors, wait
 

@@ -13,14 +13,12 @@ end ``UpstreamFailed``).  Shared by the Dask and Ray runners; imports no backend
 
 from __future__ import annotations
 
-import heapq
-import itertools
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["GRACE", "time_limit", "OverdueRuns"]
+from braid.core.timers import Timer
+
+__all__ = ["GRACE", "time_limit", "overdue_timer"]
 
 #: what the driver adds to a run's own limit before it stops waiting for the worker:
 #: the header's trip back, a worker under load
@@ -50,45 +48,7 @@ def time_limit(task: Any) -> float | None:
     return (retries + 1) * float(timeout) + waits
 
 
-class OverdueRuns:
-    """One timer thread calling ``on_overdue(item)`` for items not ``discard``-ed by their
-    deadline; stopped with the runner."""
-
-    def __init__(self, on_overdue: Callable[[Any], None]) -> None:
-        self._on_overdue = on_overdue
-        self._heap: list[tuple[float, int, Any]] = []
-        self._seq = itertools.count()
-        self._cond = threading.Condition()
-        self._stopped = False
-        self._thread = threading.Thread(target=self._loop, name="braid-overdue-runs", daemon=True)
-        self._thread.start()
-
-    def add(self, deadline: float, item: Any) -> None:
-        with self._cond:
-            if not self._stopped:
-                heapq.heappush(self._heap, (deadline, next(self._seq), item))
-                self._cond.notify()
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stopped = True
-            self._heap.clear()
-            self._cond.notify()
-        if self._thread is not threading.current_thread():
-            self._thread.join(5)
-
-    def _loop(self) -> None:
-        while True:
-            with self._cond:
-                while not self._stopped:
-                    if self._heap and self._heap[0][0] <= time.monotonic():
-                        break
-                    wait = self._heap[0][0] - time.monotonic() if self._heap else None
-                    self._cond.wait(wait)
-                if self._stopped:
-                    return
-                item = heapq.heappop(self._heap)[2]
-            try:
-                self._on_overdue(item)
-            except Exception:  # noqa: BLE001 - one run's trouble must not stop the timer
-                pass
+def overdue_timer(on_overdue: Callable[[Any], object]) -> Timer[Any]:
+    """The timer calling ``on_overdue(item)`` for runs still out at their deadline; stop
+    it with the runner (``stop(5)``)."""
+    return Timer(on_overdue, "braid-overdue-runs")

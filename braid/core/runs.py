@@ -26,7 +26,6 @@ workers (``dispatch``) and reports how each ended (``run.finish(state)``)::
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import threading
 import time
@@ -46,6 +45,7 @@ from braid.core.contract import (
 from braid.core.engine import AWAITING_RETRY, run_hooks, run_task
 from braid.core.futures import TaskFuture
 from braid.core.states import Cancelled, Crashed, Failed, State, StateType
+from braid.core.timers import Timer
 
 if TYPE_CHECKING:
     from braid.core.limited import RunLimits
@@ -362,7 +362,7 @@ class RunTable:
         self.draining = False
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        self._delayed: _DelayedRuns | None = None
+        self._delayed: Timer[Run] | None = None
 
     # -- accepting ----------------------------------------------------------------------
     def _new_run(
@@ -537,7 +537,7 @@ class RunTable:
         if delayed is None:
             with self._lock:
                 if self._delayed is None:
-                    self._delayed = _DelayedRuns(self.send)
+                    self._delayed = Timer(self.send, "braid-retry-timer")
                 delayed = self._delayed
         if self.limits is not None:  # no slot held while waiting out the delay
             self.limits.release(run)
@@ -620,49 +620,3 @@ def _dumps_call(call: TaskCall) -> bytes:
     from braid.core.serialization import dumps_call
 
     return dumps_call(call)
-
-
-class _DelayedRuns:
-    """One timer thread that re-dispatches runs whose retry delay has passed."""
-
-    def __init__(self, dispatch: Callable[[Run], None]) -> None:
-        self._dispatch = dispatch
-        self._heap: list[tuple[float, int, Run]] = []
-        self._seq = itertools.count()
-        self._cond = threading.Condition()
-        self._stopped = False
-        self._thread = threading.Thread(target=self._loop, name="braid-retry-timer", daemon=True)
-        self._thread.start()
-
-    def add(self, when: float, run: Run) -> bool:
-        """Schedule ``run``; False if the timer has stopped (the caller must end the run)."""
-        with self._cond:
-            if self._stopped:
-                return False
-            heapq.heappush(self._heap, (when, next(self._seq), run))
-            self._cond.notify()
-            return True
-
-    def stop(self) -> list[Run]:
-        """Stop the timer; return the runs still waiting."""
-        with self._cond:
-            self._stopped = True
-            left = [item[2] for item in self._heap]
-            self._heap.clear()
-            self._cond.notify()
-        if self._thread is not threading.current_thread():
-            self._thread.join()
-        return left
-
-    def _loop(self) -> None:
-        while True:
-            with self._cond:
-                while not self._stopped:
-                    if self._heap and self._heap[0][0] <= time.monotonic():
-                        break
-                    wait = self._heap[0][0] - time.monotonic() if self._heap else None
-                    self._cond.wait(wait)
-                if self._stopped:
-                    return
-                run = heapq.heappop(self._heap)[2]
-            self._dispatch(run)

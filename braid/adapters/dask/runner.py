@@ -45,7 +45,7 @@ from braid import errors
 from braid.adapters.dask import worker
 from braid.adapters.dask.future import DaskFuture, state_from_dask
 from braid.adapters.dask.worker import current_log_topic, run_call
-from braid.adapters.overdue import GRACE, OverdueRuns, time_limit
+from braid.adapters.overdue import GRACE, overdue_timer, time_limit
 from braid.core.calls import TaskCall
 from braid.core.contract import Capabilities
 from braid.core.futures import TaskFuture
@@ -53,6 +53,7 @@ from braid.core.logs import driver_level, replay
 from braid.core.runner import Run, TaskRunner
 from braid.core.serialization import dumps_state, loads
 from braid.core.states import Crashed, State, TimedOut, UpstreamFailedState
+from braid.core.timers import Timer
 
 __all__ = ["DaskTaskRunner"]
 
@@ -183,7 +184,7 @@ class DaskTaskRunner(TaskRunner):
         self._abandoning = False
         self._headers_lock = threading.Lock()
         self._limits: dict[str, tuple[Run, float]] = {}  # runs with a time-out, not started
-        self._overdue: OverdueRuns | None = None
+        self._overdue: Timer[Any] | None = None
         if self.on_worker_client:
             self._client = distributed.get_client()
         else:
@@ -261,7 +262,7 @@ class DaskTaskRunner(TaskRunner):
         """Bring here the results of runs still referenced, then close what we made."""
         overdue, self._overdue = self._overdue, None
         if overdue is not None:
-            overdue.stop()
+            overdue.stop(5)
         try:
             if not abandon:
                 gc.collect()  # runs nobody holds any more must not be fetched
@@ -467,7 +468,7 @@ class DaskTaskRunner(TaskRunner):
             if entry is None:
                 return
             if self._overdue is None:
-                self._overdue = OverdueRuns(self._overdue_run)
+                self._overdue = overdue_timer(self._overdue_run)
             overdue = self._overdue
         run, limit = entry
         overdue.add(time.monotonic() + limit + GRACE, (run, where, limit))

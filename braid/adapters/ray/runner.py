@@ -58,7 +58,7 @@ from typing import Any
 import ray
 
 from braid import errors
-from braid.adapters.overdue import GRACE, OverdueRuns, time_limit
+from braid.adapters.overdue import GRACE, overdue_timer, time_limit
 from braid.adapters.ray import worker
 from braid.adapters.ray.future import RayTaskFuture
 from braid.adapters.ray.options import current_max_retries, current_ray_options, ray_options
@@ -71,6 +71,7 @@ from braid.core.contract import Capabilities
 from braid.core.futures import TaskFuture
 from braid.core.runner import Run, TaskRunner
 from braid.core.states import Crashed, State, TimedOut
+from braid.core.timers import Timer
 
 __all__ = ["RayTaskRunner"]
 
@@ -282,7 +283,7 @@ class RayTaskRunner(TaskRunner):
         self._limits: dict[str, tuple[Run, float]] = {}  # runs with a time-out, not started
         self._watch_lock = threading.Lock()
         self._starts: StartWatch | None = None
-        self._overdue: OverdueRuns | None = None
+        self._overdue: Timer[Any] | None = None
 
     def stop(self, abandon: bool) -> None:
         """Release the Ray this runner started or connected (the last user shuts it down)."""
@@ -291,9 +292,10 @@ class RayTaskRunner(TaskRunner):
             starts, overdue = self._starts, self._overdue
             self._starts = self._overdue = None
             self._limits.clear()
-        for part in (starts, overdue):
-            if part is not None:
-                part.stop()
+        if starts is not None:
+            starts.stop()
+        if overdue is not None:
+            overdue.stop(5)
         if self._holds_ray:
             self._holds_ray = False
             _ray_use.release()
@@ -442,7 +444,7 @@ class RayTaskRunner(TaskRunner):
                     self._starts = StartWatch(self._started)
                 except Exception:  # noqa: BLE001 - then the engine's own limit only
                     return {}
-                self._overdue = OverdueRuns(self._overdue_run)
+                self._overdue = overdue_timer(self._overdue_run)
             key = f"{call.run_id:x}"
             self._limits[key] = (run, limit)
             return {"starts": self._starts.name, "key": key}
