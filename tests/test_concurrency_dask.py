@@ -9,8 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -26,6 +24,7 @@ from braid.concurrency import Limit, LimitTable, use_limits  # noqa: E402
 from braid.concurrency.dask_backend import DaskLimits  # noqa: E402
 from braid.concurrency.sync import concurrency  # noqa: E402
 from braid.testing import limit_tasks as lt  # noqa: E402
+from braid.testing.dask_processes import dask_processes
 
 pytestmark = pytest.mark.timeout(90)
 EPS = 0.02
@@ -130,79 +129,16 @@ def test_a_worker_killed_holding_a_slot_gives_it_back(client, tmp_path):
 @pytest.fixture
 def process_cluster(tmp_path):
     env = {
-        **os.environ,
-        "PYTHONWARNINGS": "ignore",
         "DASK_DISTRIBUTED__SCHEDULER__LOCKS__LEASE_TIMEOUT": "1s",
         "DASK_DISTRIBUTED__SCHEDULER__LOCKS__LEASE_VALIDATION_INTERVAL": "200ms",
     }
-    dask_bin = os.path.join(os.path.dirname(sys.executable), "dask")
-    sched_file = tmp_path / "scheduler.json"
-    procs, logs = [], []
-
-    def start(args, name):
-        log = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 - closed below
-        logs.append(log)
-        procs.append(
-            subprocess.Popen(
-                [dask_bin, *args], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path
-            )
-        )
-
-    start(
-        [
-            "scheduler",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--no-dashboard",
-            "--dashboard-address",
-            "127.0.0.1:0",
-            "--scheduler-file",
-            str(sched_file),
-        ],
-        "scheduler",
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not sched_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        for i in range(2):
-            start(
-                [
-                    "worker",
-                    "--scheduler-file",
-                    str(sched_file),
-                    "--host",
-                    "127.0.0.1",
-                    "--nthreads",
-                    "2",
-                    "--no-dashboard",
-                    "--dashboard-address",
-                    "127.0.0.1:0",
-                    "--local-directory",
-                    str(tmp_path / f"w{i}"),
-                ],
-                f"worker{i}",
-            )
-        with (
-            dask.config.set(FAST_LEASES),
-            Client(scheduler_file=str(sched_file), set_as_default=False) as client,
-        ):
-            client.wait_for_workers(2, timeout=60)
-            yield client
-    finally:
-        for group in (procs[1:], procs[:1]):  # workers first, then the scheduler
-            for p in group:
-                p.send_signal(signal.SIGTERM)
-            for p in group:
-                try:
-                    p.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(timeout=10)
-        for log in logs:
-            log.close()
+    with (
+        dask_processes(tmp_path, nthreads=2, env=env) as (_, sched_file),
+        dask.config.set(FAST_LEASES),
+        Client(scheduler_file=str(sched_file), set_as_default=False) as client,
+    ):
+        client.wait_for_workers(2, timeout=60)
+        yield client
 
 
 def test_process_cluster_peak_and_a_worker_killed_from_outside(process_cluster, tmp_path):

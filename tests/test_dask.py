@@ -24,6 +24,7 @@ from braid.adapters.dask import DaskTaskRunner  # noqa: E402
 from braid.core.resources import resources  # noqa: E402
 from braid.testing import dask_tasks as dt  # noqa: E402
 from braid.testing import sample_tasks as st  # noqa: E402
+from braid.testing.dask_processes import dask_processes
 
 QUIET = {"dashboard_address": "127.0.0.1:0", "silence_logs": logging.ERROR}
 
@@ -238,83 +239,8 @@ def test_own_cluster_is_closed_and_lost_workers_crash_runs(tmp_path):
 # -- real processes: dask scheduler + two dask workers -----------------------------------------
 @pytest.fixture
 def process_cluster(tmp_path):
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    bin_dir = os.path.dirname(sys.executable)
-    sched_file = tmp_path / "scheduler.json"
-    procs = []
-    logs = []
-
-    def start(args, name):
-        log = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 - closed below
-        logs.append(log)
-        procs.append(
-            subprocess.Popen(
-                [os.path.join(bin_dir, "dask"), *args],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=tmp_path,
-            )
-        )
-
-    start(
-        [
-            "scheduler",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--no-dashboard",
-            "--dashboard-address",
-            "127.0.0.1:0",
-            "--scheduler-file",
-            str(sched_file),
-        ],
-        "scheduler",
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not sched_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        for i in range(2):
-            start(
-                [
-                    "worker",
-                    "--scheduler-file",
-                    str(sched_file),
-                    "--host",
-                    "127.0.0.1",
-                    "--nthreads",
-                    "1",
-                    "--no-dashboard",
-                    "--dashboard-address",
-                    "127.0.0.1:0",
-                    "--local-directory",
-                    str(tmp_path / f"w{i}"),
-                ],
-                f"worker{i}",
-            )
-        with Client(scheduler_file=str(sched_file), set_as_default=False) as client:
-            client.wait_for_workers(2, timeout=60)
-            address = client.scheduler.address
+    with dask_processes(tmp_path, nthreads=1) as (address, sched_file):
         yield address, sched_file
-    finally:
-        for p in procs[1:]:  # workers first, then the scheduler
-            p.send_signal(signal.SIGTERM)
-        for p in procs[1:]:
-            _reap(p)
-        procs[0].send_signal(signal.SIGTERM)
-        _reap(procs[0])
-        for log in logs:
-            log.close()
-
-
-def _reap(p: subprocess.Popen) -> None:
-    try:
-        p.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait(timeout=10)
 
 
 def test_worker_killed_mid_map_every_run_ends_final(process_cluster):
@@ -393,7 +319,6 @@ def test_a_mapped_lists_results_come_in_bulk(gpu_cluster, monkeypatch):
 
 
 def test_a_dead_address_fails_fast_by_name():
-    import time
 
     @flow(task_runner=DaskTaskRunner(address="tcp://127.0.0.1:1"))
     def nowhere():
