@@ -193,12 +193,7 @@ def _returned(
         return _final(State(_COMPLETED, "Completed", "", value), ctx, call, started)
     if state.type is not StateType.FAILED:
         return _final(state, ctx, call, started)
-    delay = _retry_delay(call, state)
-    if delay is None:
-        return _final(state, ctx, call, started)
-    if reschedule and delay > 0:
-        return _final(State(StateType.PENDING, AWAITING_RETRY, state.message, delay), ctx, call)
-    return delay
+    return _retry_or_final(state, call, ctx, started, reschedule)
 
 
 def _where() -> str:
@@ -262,6 +257,14 @@ def _after_failure(
     state = _failure_state(exc, call)
     if state.type is StateType.CRASHED:
         return _final(state, ctx, call, started)
+    return _retry_or_final(state, call, ctx, started, reschedule)
+
+
+def _retry_or_final(
+    state: State, call: TaskCall, ctx: _TaskRunContext, started: float, reschedule: bool
+) -> State | float:
+    """A FAILED attempt's outcome: final when it may not retry, AwaitingRetry for the
+    runner to reschedule, or the seconds to wait before retrying in place."""
     delay = _retry_delay(call, state)
     if delay is None:
         return _final(state, ctx, call, started)
