@@ -151,8 +151,9 @@ def test_dask_lock_manager_serializes_across_workers(tmp_path, dask_client):
     lm = DaskLockManager()
     assert lm.acquire_lock("plain", "a") and lm.is_locked("plain")
     assert not lm.acquire_lock("plain", "b", acquire_timeout=0.1)
+    assert not lm.wait_for_lock("plain", timeout=0.1)
     lm.release_lock("plain", "a")
-    assert not lm.is_locked("plain")
+    assert not lm.is_locked("plain") and lm.wait_for_lock("plain", timeout=5)
 
 
 # -- Ray ----------------------------------------------------------------------------------
@@ -180,5 +181,6 @@ def test_ray_lock_manager_serializes_across_workers(tmp_path, local_ray):
     lm = RayLockManager(name=f"locks-{os.getpid()}")
     assert lm.acquire_lock("plain", "a") and lm.is_lock_holder("plain", "a")
     assert not lm.acquire_lock("plain", "b", acquire_timeout=0.05)
+    assert not lm.wait_for_lock("plain", timeout=0.05)
     lm.release_lock("plain", "a")
-    assert not lm.is_locked("plain")
+    assert not lm.is_locked("plain") and lm.wait_for_lock("plain", timeout=5)

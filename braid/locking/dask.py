@@ -12,10 +12,10 @@ and its commit both run on the worker, so they do).
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 from braid import errors
+from braid.locking.protocol import poll_until_free
 
 __all__ = ["DaskLockManager"]
 
@@ -86,14 +86,7 @@ class DaskLockManager:
 
     def wait_for_lock(self, key: str, timeout: float | None = None) -> bool:
         """Poll until ``key`` is free; False if still locked after ``timeout`` seconds."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        pause = 0.01
-        while self.is_locked(key):
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-            time.sleep(pause)
-            pause = min(pause * 2, 0.2)
-        return True
+        return poll_until_free(lambda: self.is_locked(key), timeout, 0.01, 0.2)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, DaskLockManager) and other.prefix == self.prefix

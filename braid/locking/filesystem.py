@@ -22,6 +22,8 @@ import time
 import uuid
 from pathlib import Path
 
+from braid.locking.protocol import poll_until_free
+
 __all__ = ["FileSystemLockManager"]
 
 _POLL_MIN, _POLL_MAX = 0.005, 0.1
@@ -143,14 +145,7 @@ class FileSystemLockManager:
 
     def wait_for_lock(self, key: str, timeout: float | None = None) -> bool:
         """Poll until ``key`` is not locked; False if still locked after ``timeout`` s."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        pause = _POLL_MIN
-        while self.is_locked(key):
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-            time.sleep(pause)
-            pause = min(pause * 2, _POLL_MAX)
-        return True
+        return poll_until_free(lambda: self.is_locked(key), timeout, _POLL_MIN, _POLL_MAX)
 
     def __eq__(self, other: object) -> bool:
         return (

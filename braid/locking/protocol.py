@@ -7,9 +7,11 @@ holder.  ``hold_timeout`` bounds how long a lock outlives a holder that vanished
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
-__all__ = ["LockManager"]
+__all__ = ["LockManager", "poll_until_free"]
 
 
 @runtime_checkable
@@ -46,3 +48,18 @@ class LockManager(Protocol):
     def wait_for_lock(self, key: str, timeout: float | None = None) -> bool:
         """Wait until ``key`` is not locked; False if still locked after ``timeout`` s."""
         ...
+
+
+def poll_until_free(
+    is_locked: Callable[[], bool], timeout: float | None, first: float, most: float
+) -> bool:
+    """Call ``is_locked()`` until it says False, sleeping ``first`` seconds and doubling up
+    to ``most``; True once free, False if still locked after ``timeout`` s (None: never)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pause = first
+    while is_locked():
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        time.sleep(pause)
+        pause = min(pause * 2, most)
+    return True

@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from braid import errors
+from braid.locking.protocol import poll_until_free
 
 __all__ = ["RayLockManager", "LockTable"]
 
@@ -116,14 +117,7 @@ class RayLockManager:
 
     def wait_for_lock(self, key: str, timeout: float | None = None) -> bool:
         """Poll until ``key`` is free; False if still locked after ``timeout`` seconds."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        pause = 0.005
-        while self.is_locked(key):
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-            time.sleep(pause)
-            pause = min(pause * 2, 0.1)
-        return True
+        return poll_until_free(lambda: self.is_locked(key), timeout, 0.005, 0.1)
 
     def __eq__(self, other: object) -> bool:
         return (
