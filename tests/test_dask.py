@@ -331,12 +331,12 @@ def test_a_dead_address_fails_fast_by_name():
 
 
 def test_workers_without_braid_are_named_at_connect(gpu_cluster):
-    from braid.adapters.dask.runner import _check_workers_have_braid
+    from braid.adapters.dask.cluster import check_workers_have_braid
 
     with Client(gpu_cluster.scheduler_address, set_as_default=False) as client:
-        _check_workers_have_braid(client, "here")  # this cluster's workers have braid
+        check_workers_have_braid(client, "here")  # this cluster's workers have braid
         with pytest.raises(
             errors.ConfigurationError,
             match="cannot import braid .no-such-package-x is not installed",
         ):
-            _check_workers_have_braid(client, "here", package="no-such-package-x")
+            check_workers_have_braid(client, "here", package="no-such-package-x")

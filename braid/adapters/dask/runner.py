@@ -43,6 +43,12 @@ import distributed
 
 from braid import errors
 from braid.adapters.dask import worker
+from braid.adapters.dask.cluster import (
+    CONNECT_TIMEOUT,
+    check_workers_have_braid,
+    reachable,
+    task_states,
+)
 from braid.adapters.dask.future import DaskFuture, state_from_dask
 from braid.adapters.dask.worker import current_log_topic, run_call
 from braid.adapters.overdue import GRACE, overdue_timer, time_limit
@@ -191,8 +197,8 @@ class DaskTaskRunner(TaskRunner):
             client_kwargs = {"set_as_default": False, **self.client_kwargs}
             try:
                 if self.address is not None:
-                    _reachable(self.address)
-                    client_kwargs.setdefault("timeout", _CONNECT_TIMEOUT)
+                    reachable(self.address)
+                    client_kwargs.setdefault("timeout", CONNECT_TIMEOUT)
                     self._client = distributed.Client(self.address, **client_kwargs)
                 else:
                     self._cluster = self._make_cluster()
@@ -213,7 +219,7 @@ class DaskTaskRunner(TaskRunner):
             self._log_dashboard()
             if self.address is not None:
                 try:
-                    _check_workers_have_braid(self._client, self.address)
+                    check_workers_have_braid(self._client, self.address)
                 except BaseException:
                     self._close_owned()
                     raise
@@ -300,7 +306,7 @@ class DaskTaskRunner(TaskRunner):
             return ()
         dask_futures = [run.future.dask_future for run in futures.values()]
         try:
-            found = self._client.run_on_scheduler(_task_states, list(futures), callback_timeout=5)
+            found = self._client.run_on_scheduler(task_states, list(futures), callback_timeout=5)
             running = [futures[k] for k, (s, _, _) in found.items() if s == "processing"]
         except Exception:  # noqa: BLE001 - unknown: treat every dispatched run as running
             found, running = {}, list(futures.values())
@@ -572,57 +578,6 @@ class DaskTaskRunner(TaskRunner):
         return offered
 
 
-def _check_workers_have_braid(client: Any, address: str, package: str = "braid-flow") -> None:
-    """Refuse, by name, a cluster whose workers cannot import braid (Dask would only say
-    the environments differ, its real error far up the log); a different braid version
-    is logged."""
-    from braid import __version__
-
-    try:
-        workers = client.get_versions(packages=[package]).get("workers", {})
-    except Exception:  # noqa: BLE001 - an old scheduler: the runs will tell
-        return
-    missing = sorted(
-        w for w, info in workers.items() if (info or {}).get("packages", {}).get(package) is None
-    )
-    if missing:
-        raise errors.ConfigurationError(
-            f"the Dask workers {', '.join(missing)} of the cluster at {address} cannot import "
-            f"braid ({package} is not installed there): install it in every worker's "
-            f"environment (pip install '{package}=={__version__}') and restart them"
-        )
-    others = sorted({info["packages"][package] for info in workers.values()} - {__version__})
-    if others:
-        logger.warning(
-            "Dask workers at %s run braid %s; this process runs %s",
-            address,
-            ", ".join(others),
-            __version__,
-        )
-
-
-#: how long connecting to a scheduler by address may take before the flow fails by name
-_CONNECT_TIMEOUT = 10
-
-
-def _reachable(address: str) -> None:
-    """Fail fast, by name, when nothing listens at a scheduler's address (Dask itself keeps
-    retrying for its whole connect timeout)."""
-    import socket
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(address if "://" in address else f"tcp://{address}")
-    if parts.scheme not in ("tcp", "tls") or parts.hostname is None or parts.port is None:
-        return  # other transports (inproc, ucx, ws): Dask's own check
-    try:
-        socket.create_connection((parts.hostname, parts.port), timeout=5).close()
-    except OSError as exc:
-        raise errors.ClusterUnreachable(
-            f"DaskTaskRunner could not reach a Dask scheduler at {address}: "
-            f"{type(exc).__name__}: {exc}; start one (`dask scheduler`) or fix the address"
-        ) from exc
-
-
 class _Settle:
     """The done-callback of a run's ``distributed.Future`` (no closure per run)."""
 
@@ -660,21 +615,3 @@ worker.nested_runner_factory = DaskTaskRunner.on_worker
 
 def _freeze(resources: dict | None) -> Any:
     return None if resources is None else tuple(sorted(resources.items()))
-
-
-def _task_states(keys: list, dask_scheduler: Any = None) -> dict:
-    """On the scheduler: each key's state ("processing" means on a worker), the worker
-    it is on and how long ago that worker was last heard from."""
-    import time as _time
-
-    out: dict = {}
-    now = _time.time()
-    for k in keys:
-        ts = dask_scheduler.tasks.get(k)
-        ws = getattr(ts, "processing_on", None) if ts is not None else None
-        out[k] = (
-            ts.state if ts is not None else None,
-            ws.address if ws is not None else None,
-            now - ws.last_seen if ws is not None else None,
-        )
-    return out
