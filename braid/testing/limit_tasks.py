@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from braid.concurrency import LimitsHandle, use_limits
@@ -23,14 +24,24 @@ def hold(
         return start, time.time()
 
 
-def rate_times(handle: LimitsHandle, name: str, count: int) -> list[float]:
-    """Call ``rate_limit(name)`` ``count`` times; return the wall time after each call."""
+def rate_times(handle: LimitsHandle, name: str, count: int) -> list[tuple[float, float]]:
+    """Call ``rate_limit(name)`` ``count`` times; return the wall times just before and
+    just after each call (the slot was granted somewhere between the two)."""
     times = []
     with use_limits(handle):
         for _ in range(count):
+            before = time.time()
             rate_limit(name)
-            times.append(time.time())
+            times.append((before, time.time()))
     return times
+
+
+def granted_span(spans: Iterable[list[tuple[float, float]]]) -> float:
+    """The latest return minus the earliest call over ``rate_times`` results: never less
+    than the time from the first grant to the last (each grant lies inside its call), so
+    a rate limit spacing n grants ``interval`` apart makes it at least (n - 1) * interval."""
+    pairs = [pair for calls in spans for pair in calls]
+    return max(after for _, after in pairs) - min(before for before, _ in pairs)
 
 
 def hold_then_die(handle: LimitsHandle, name: str, flag: str | None = None, slots: int = 1) -> None:
