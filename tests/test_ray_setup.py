@@ -40,3 +40,23 @@ def test_a_gpu_no_node_has_is_refused_at_submit():
 
     with pytest.raises(errors.ConfigurationError, match="GPU"):
         wants_a_gpu()
+
+
+def test_a_future_from_an_earlier_ray_feeds_a_later_flow():
+    """braid shuts down the Ray it started with the flow; a future kept from that flow is
+    passed to a run of the next flow (on a new Ray) by its result, not by its dead ref."""
+    kept = []
+
+    @flow(task_runner=RayTaskRunner(init_kwargs={"num_cpus": 1}))
+    def first():
+        read, unread = st.inc.submit(1), st.inc.submit(10)
+        kept.extend([read, unread])
+        unread.wait()
+        return read.result()
+
+    @flow(task_runner=RayTaskRunner(init_kwargs={"num_cpus": 1}))
+    def second():
+        return [st.inc.submit(f).result(timeout=60) for f in kept]  # hang guard
+
+    assert first() == 2
+    assert second() == [3, 12]

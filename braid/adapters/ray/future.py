@@ -47,7 +47,7 @@ class RayTaskFuture(TaskFuture):
     carried, or with one the runner made (a crash, a cancellation).
     """
 
-    __slots__ = ("ref", "data_ref", "on_outcome", "header_state", "native_slots")
+    __slots__ = ("ref", "data_ref", "on_outcome", "header_state", "native_slots", "session")
 
     def __init__(self, task: Any, name: str | None, run_id: int) -> None:
         super().__init__(task, name, run_id)
@@ -61,6 +61,9 @@ class RayTaskFuture(TaskFuture):
         self.header_state: State | None = None
         #: which upstreams were passed to Ray as refs in the current attempt
         self.native_slots: list[int] = []
+        #: the Ray connection its refs belong to (a ref outlives neither its driver nor
+        #: its cluster: a later flow on another connection gets the result, not the ref)
+        self.session: Any = None
 
     # -- runner side ------------------------------------------------------------------
     def attach(

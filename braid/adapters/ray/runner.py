@@ -218,6 +218,7 @@ class RayTaskRunner(TaskRunner):
     """
 
     capabilities = Capabilities(requires_pickling=True, native_dependencies=True, remote=True)
+    _session: Any = None  # the Ray connection of the current start (see _session_token)
 
     def __init__(
         self,
@@ -278,6 +279,7 @@ class RayTaskRunner(TaskRunner):
     def start(self) -> None:
         """Use the Ray this process is connected to, or start / connect one."""
         self._holds_ray = _ray_use.acquire(self.address, self.init_kwargs)
+        self._session = _session_token()
         self._stopping = False
         self._abandoning: set[Run] = set()
         self._limits: dict[str, tuple[Run, float]] = {}  # runs with a time-out, not started
@@ -333,7 +335,9 @@ class RayTaskRunner(TaskRunner):
     # -- submitting -------------------------------------------------------------------
     def new_future(self, call: TaskCall) -> RayTaskFuture:
         """A RayTaskFuture for the call."""
-        return RayTaskFuture(call.task, call.run_name, call.run_id)
+        future = RayTaskFuture(call.task, call.run_name, call.run_id)
+        future.session = self._session
+        return future
 
     def check_call(self, call: TaskCall) -> None:
         """Refuse resources the cluster lacks; keep the submitting code's
@@ -382,7 +386,7 @@ class RayTaskRunner(TaskRunner):
 
     def is_native(self, future: TaskFuture) -> bool:
         """Whether Ray itself waits for ``future`` (a run of Ray with a live data ref)."""
-        return _native_ref(future) is not None
+        return _native_ref(future, self._session) is not None
 
     def dispatch(self, run: Run, replaced: Mapping[int, State] | None = None) -> None:
         """Hand ``run`` to Ray: upstream refs as arguments, other upstreams as States."""
@@ -393,7 +397,7 @@ class RayTaskRunner(TaskRunner):
         args: list[Any] = []
         native: list[int] = []
         for i, u in enumerate(run.upstreams):
-            ref = None if replaced and i in replaced else _native_ref(u)
+            ref = None if replaced and i in replaced else _native_ref(u, self._session)
             if ref is not None:
                 args.append(ref)
                 native.append(i)
@@ -507,7 +511,7 @@ class RayTaskRunner(TaskRunner):
             TaskFuture.wait(u)  # the lock, not ray.get: the ref may be the errored one
             # an upstream that crashed, or whose own upstream failed: Ray passes its error
             # on, and the engine turns its State into UpstreamFailed
-            if _native_ref(u) is None or not u.state.is_completed():
+            if _native_ref(u, self._session) is None or not u.state.is_completed():
                 broken[i] = u.state
         if broken:
             self.dispatch(run, broken)
@@ -577,9 +581,21 @@ def _remote_for(
     return remote
 
 
-def _native_ref(u: TaskFuture) -> Any:
-    """The ObjectRef a downstream Ray task can take for upstream ``u`` (its result), or None."""
-    return u.data_ref if isinstance(u, RayTaskFuture) else None
+def _native_ref(u: TaskFuture, session: Any) -> Any:
+    """The ObjectRef a downstream Ray task can take for upstream ``u`` (its result), or
+    None: not a Ray run, or one of an earlier Ray connection (its ref is dead; the run's
+    State is passed instead, its result read here if it was read before, else it fails
+    by name)."""
+    if isinstance(u, RayTaskFuture) and u.session == session:
+        return u.data_ref
+    return None
+
+
+def _session_token() -> tuple[str, str, str]:
+    """This process's Ray connection: cluster (GCS address), job and node.  A fresh
+    ``ray.init`` or a new cluster gives a new token."""
+    ctx = ray.get_runtime_context()
+    return (str(ctx.gcs_address), str(ctx.get_job_id()), str(ctx.get_node_id()))
 
 
 worker.nested_runner_factory = RayTaskRunner
