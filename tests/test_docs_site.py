@@ -19,8 +19,9 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
+from braid.testing.chromium import run_chromium
+
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
 #: how Chromium (--enable-logging=stderr) reports a page's console messages and uncaught
 #: errors; the canary test proves the pattern still matches this Chromium's output
 CONSOLE_LINE = re.compile(r":CONSOLE[:(]\d*\)?\]? ?(.*)")
@@ -183,33 +184,15 @@ def server(site):
 
 def open_in_chromium(tmp_path: Path, url: str) -> tuple[str, list[str]]:
     """The DOM Chromium rendered for ``url``, and the console messages it logged."""
-    if not CHROMIUM.exists():
-        reason = f"{CHROMIUM} is not installed (bash ci/install-chromium.sh installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(reason + "; in CI the docs site test must run")
-        pytest.skip(reason)
-    command = [
-        str(CHROMIUM),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-        "--window-size=1200,800",
+    done = run_chromium(
+        tmp_path,
+        url,
         "--enable-logging=stderr",
         "--v=0",
         "--virtual-time-budget=5000",
         "--dump-dom",
-        url,
-    ]
-    done = subprocess.run(
-        command, capture_output=True, text=True, timeout=100, stdin=subprocess.DEVNULL
+        test="the docs site test",
     )
-    assert done.returncode == 0, done.stderr[-2000:]
     console = [m.group(1) for m in map(CONSOLE_LINE.search, done.stderr.splitlines()) if m]
     return done.stdout, console
 

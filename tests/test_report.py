@@ -24,8 +24,8 @@ from braid.report import (
     write_report,
 )
 from braid.testing import cli_flows
+from braid.testing.chromium import run_chromium
 
-CHROMIUM = Path("/usr/bin/chromium")
 T0 = 1_700_000_000.0
 
 
@@ -178,31 +178,7 @@ def test_ten_thousand_runs_stay_compact():
 # -- real Chromium ----------------------------------------------------------------------------
 def chromium(tmp_path: Path, url: str, *args: str) -> str:
     """Run headless Chromium on ``url`` with ``args``; returns its stdout."""
-    if not CHROMIUM.exists():
-        reason = f"{CHROMIUM} is not installed (bash ci/install-chromium.sh installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(reason + "; in CI the report test must run")
-        pytest.skip(reason)
-    command = [
-        str(CHROMIUM),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--hide-scrollbars",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-        "--window-size=1200,800",
-        *args,
-        url,
-    ]
-    done = subprocess.run(
-        command, capture_output=True, text=True, timeout=100, stdin=subprocess.DEVNULL
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = run_chromium(tmp_path, url, "--hide-scrollbars", *args, test="the report test")
     return done.stdout
 
 
