@@ -215,6 +215,21 @@ class OptionTests:
         assert run_in_flow(runner, body) == ("r-5", 5)
         assert st.identity.name == "identity"
 
+    def test_a_future_kept_from_a_finished_flow_feeds_a_later_flow(self, runner):
+        kept = []
+
+        def first():
+            read, unread = st.inc.submit(1), st.inc.submit(10)
+            kept.extend([read, unread])
+            unread.wait()
+            return read.result()
+
+        def second():
+            return [st.inc.submit(f).result(timeout=60) for f in kept]  # hang guard
+
+        assert run_in_flow(runner, first) == 2
+        assert run_in_flow(runner.duplicate(), second) == [3, 12]
+
     def test_flow_with_options_runner_and_retries(self, runner):
         attempts = []
 
