@@ -38,6 +38,7 @@ from braid.adapters.ray import RayTaskRunner, remote_options  # noqa: E402
 from braid.core.states import RemoteTraceback  # noqa: E402
 from braid.testing import ray_tasks as rt  # noqa: E402
 from braid.testing import sample_tasks as st  # noqa: E402
+from braid.testing.ray_processes import ray_processes, start_head, stop_scoped  # noqa: E402
 
 DRIVER_TIMEOUT = 100
 
@@ -45,57 +46,6 @@ DRIVER_TIMEOUT = 100
 # -- processes: a head node, subprocess drivers, a scoped stop ---------------------------
 def _short_temp_dir(prefix: str) -> str:
     return tempfile.mkdtemp(prefix=prefix, dir="/tmp")  # Ray's socket paths must stay short
-
-
-def _processes() -> dict[int, tuple[int, str]]:
-    """pid -> (parent pid, command line) of every process we can see."""
-    out = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if stat[0] != "Z":
-            out[int(entry)] = (int(stat[1]), cmd)
-    return out
-
-
-def ray_processes(temp_dir: str) -> dict[int, str]:
-    """The processes of the Ray whose temp dir is ``temp_dir``, with their descendants."""
-    procs = _processes()
-    family = {pid for pid, (_, cmd) in procs.items() if temp_dir in cmd}
-    grew = True
-    while grew:
-        grew = False
-        for pid, (ppid, _) in procs.items():
-            if ppid in family and pid not in family:
-                family.add(pid)
-                grew = True
-    return {pid: procs[pid][1] for pid in family}
-
-
-def _terminate(pids: list[int], timeout: float = 15) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and set(pids) & set(_processes()):
-        time.sleep(0.1)
-
-
-def stop_scoped(temp_dir: str) -> None:
-    """Stop only the Ray using ``temp_dir``: raylet, then the rest, then gcs_server."""
-    family = ray_processes(temp_dir)
-    _terminate([p for p, cmd in family.items() if "/raylet " in cmd])
-    _terminate([p for p, cmd in family.items() if "gcs_server" not in cmd])
-    _terminate([p for p, cmd in family.items() if "gcs_server" in cmd])
-    for pid in set(family) & set(_processes()):
-        os.kill(pid, signal.SIGKILL)
 
 
 def run_driver(code: str, *, env: dict | None = None) -> dict:
@@ -236,28 +186,10 @@ def test_ctrl_c_cancels_waiting_runs_and_exits_promptly():
 @pytest.fixture(scope="module")
 def head():
     temp_dir = _short_temp_dir("brh")
-    ray_exe = str(Path(sys.executable).parent / "ray")
     try:
-        proc = subprocess.run(
-            [
-                ray_exe,
-                "start",
-                "--head",
-                "--node-ip-address=127.0.0.1",
-                "--port=0",
-                "--num-cpus=2",
-                "--include-dashboard=false",
-                "--disable-usage-stats",
-                f"--temp-dir={temp_dir}",
-                '--resources={"braid_slot": 4}',
-            ],
-            env={**os.environ, **_RAY_ENV},
-            capture_output=True,
-            text=True,
-            timeout=120,
+        address = start_head(
+            temp_dir, num_cpus=2, env=_RAY_ENV, extra=('--resources={"braid_slot": 4}',)
         )
-        assert proc.returncode == 0, proc.stderr[-4000:]
-        address = Path(temp_dir, "ray_current_cluster").read_text().strip()
         yield address
     finally:
         stop_scoped(temp_dir)
