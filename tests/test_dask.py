@@ -243,6 +243,26 @@ def process_cluster(tmp_path):
         yield address, sched_file
 
 
+def test_a_small_result_comes_with_its_run_and_survives_its_worker(process_cluster, tmp_path):
+    """A small result travels with the run's end: read after its worker died, it is the
+    value the run returned, not a recomputation (the task counts its runs in a file)."""
+    address, sched_file = process_cluster
+    counter = tmp_path / "runs"
+
+    @flow(task_runner=DaskTaskRunner(address=address))
+    def body():
+        small = dt.count_runs.submit(str(counter))
+        small.wait(timeout=60)
+        with Client(scheduler_file=str(sched_file), set_as_default=False) as client:
+            pids = client.run(os.getpid)
+        for pid in pids.values():  # every worker dies; their nannies start new ones
+            os.kill(pid, signal.SIGKILL)
+        return small.result()
+
+    assert body() == 1
+    assert counter.read_text() == "ran\n"
+
+
 def test_worker_killed_mid_map_every_run_ends_final(process_cluster):
     address, sched_file = process_cluster
 
@@ -296,7 +316,7 @@ def test_large_results_stay_on_a_scheduler_and_worker_processes(process_cluster)
 
 def test_a_mapped_lists_results_come_in_bulk(gpu_cluster, monkeypatch):
     """FutureList.result() brings the ready results of a map in one gather, not one round
-    trip per run."""
+    trip per run (results too large to come with their runs' headers)."""
     from braid.adapters.dask.future import DaskFuture
 
     calls: list[int] = []
@@ -310,11 +330,11 @@ def test_a_mapped_lists_results_come_in_bulk(gpu_cluster, monkeypatch):
 
     @flow(task_runner=DaskTaskRunner(address=gpu_cluster.scheduler_address))
     def body():
-        futures = st.inc.map(range(40))
+        futures = st.identity.map([f"{i:05d}" * 2000 for i in range(40)])
         futures.wait()
         return futures.result()
 
-    assert body() == list(range(1, 41))
+    assert body() == [f"{i:05d}" * 2000 for i in range(40)]
     assert calls and calls[0] == 40 and len(calls) == 1
 
 

@@ -72,22 +72,28 @@ class DaskFuture(TaskFuture):
         return f"<DaskFuture {self.task_run_name or self.key} {self.state.name}>"
 
 
-def state_from_dask(future: DaskFuture, header: bytes | None) -> State:
-    """The final State of a run whose Dask future is done, from its header if it came.
+def state_from_dask(future: DaskFuture, header: bytes | tuple[bytes, bytes] | None) -> State:
+    """The final State of a run, from its header if it came, else from its Dask future
+    (which must be done).
 
-    Without a header (it was lost, or the run was recomputed elsewhere) the State is
-    fetched from the cluster now.
+    A header with the pickled State attached (a small result) needs no fetch; without
+    a header (it was lost, or the run was recomputed elsewhere) the State is fetched
+    from the cluster now.
     """
-    d = future.dask_future
-    status = d.status
-    if status == "finished" and header is not None:
+    if header is not None:  # sent by the worker as the run ended: Dask may lag behind
+        full = None
+        if isinstance(header, tuple):
+            header, full = header
         try:
             light: State = loads(header)
         except Exception:  # noqa: BLE001 - e.g. an exception class not importable here
             return fetch_state(future)
         if not light.is_completed():
             return light
-        return DeferredState.wrap(light, lambda: fetch_state(future))
+        state = DeferredState.wrap(light, lambda: fetch_state(future))
+        if full is not None:
+            state.prefetched(_loaded(full, future))
+        return state
     return fetch_state(future)
 
 

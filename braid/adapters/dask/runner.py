@@ -15,8 +15,9 @@ How a call travels::
                                                         run_call -> engine -> State bytes
     header event (Dask's event stream)   <-------------  the State without its result
     log records event                     <-------------  (both before the key ends)
-    Dask done-callback: run.finish(header state)   the result stays on the cluster;
-      .result() / state.data fetch it then (a run without a header is fetched now)
+    settler thread: run.finish(header state)   a small result came with the header;
+      a larger one stays on the cluster: .result() / state.data fetch it then (a run
+      whose Dask future ends without a header is found by a sweep and fetched)
     stop: futures still referenced get their results brought here (the client
       closes), then the client (and the cluster, when this runner made it) close
 
@@ -50,6 +51,7 @@ from braid.adapters.dask.cluster import (
     task_states,
 )
 from braid.adapters.dask.future import DaskFuture, state_from_dask
+from braid.adapters.dask.inflight import InFlight
 from braid.adapters.dask.worker import current_log_topic, run_call
 from braid.adapters.overdue import GRACE, overdue_timer, time_limit
 from braid.core.calls import TaskCall
@@ -186,7 +188,6 @@ class DaskTaskRunner(TaskRunner):
         self._held: weakref.WeakSet[DaskFuture] = weakref.WeakSet()  # completed, unread
         self._offered: dict[str, float] = {}
         self._log_topic: str | None = None
-        self._headers: dict[str, bytes] = {}
         self._abandoning = False
         self._headers_lock = threading.Lock()
         self._limits: dict[str, tuple[Run, float]] = {}  # runs with a time-out, not started
@@ -227,8 +228,10 @@ class DaskTaskRunner(TaskRunner):
         # worker's shared client subscribes to nothing (its children's states are fetched
         # when they end): nothing is left subscribed when that worker shuts down
         self._header_topic: str | None = None
+        self._inflight: InFlight | None = None
         if not self.on_worker_client:
             self._header_topic = self._client.id
+            self._inflight = InFlight(self._end)
             self._client.subscribe_topic(self._header_topic, self._on_event)
 
     def _make_cluster(self) -> Any:
@@ -269,6 +272,9 @@ class DaskTaskRunner(TaskRunner):
         overdue, self._overdue = self._overdue, None
         if overdue is not None:
             overdue.stop(5)
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None:
+            inflight.stop()
         try:
             if not abandon:
                 gc.collect()  # runs nobody holds any more must not be fetched
@@ -391,6 +397,10 @@ class DaskTaskRunner(TaskRunner):
         topic, header_topic = self._topic(), self._header_topic
         resources = _resources_of(runs[0])
         futures: list[DaskFuture] = [run.future for run in runs]  # type: ignore[misc]
+        inflight = self._inflight
+        if inflight is not None:
+            for run, f in zip(runs, futures, strict=True):
+                inflight.add(f.key, run)
         try:
             if client is None:
                 raise errors.RunnerNotStarted("the DaskTaskRunner stopped before the run")
@@ -430,7 +440,9 @@ class DaskTaskRunner(TaskRunner):
                     resources=resources,
                 )
         except Exception as exc:  # noqa: BLE001 - the runs end CRASHED, never pending
-            for run in runs:
+            for run, f in zip(runs, futures, strict=True):
+                if inflight is not None:
+                    inflight.discard(f.key)
                 err = errors.Crash(f"Dask did not accept the run: {type(exc).__name__}: {exc}")
                 err.__cause__ = exc
                 run.finish(Crashed(err))
@@ -438,7 +450,10 @@ class DaskTaskRunner(TaskRunner):
         for run, future, d in zip(runs, futures, dask_futures, strict=True):
             run.payload = None
             future.dask_future = d
-            d.add_done_callback(_Settle(self, run))
+            if inflight is not None:
+                inflight.submitted(future.key)  # its header (or a sweep) ends it
+            else:  # a worker's client subscribes to no header: Dask says when it ends
+                d.add_done_callback(_Settle(self, run))
 
     def _on_event(self, event: tuple[Any, Any]) -> None:
         """An event on this client's topic: a run's header (kept for its done-callback,
@@ -448,8 +463,9 @@ class DaskTaskRunner(TaskRunner):
             return
         kind, first, second = msg
         if kind == worker.HEADER:
-            with self._headers_lock:
-                self._headers[first] = second
+            inflight = self._inflight
+            if inflight is not None:
+                inflight.header(first, second)
         elif kind == worker.LOGS:
             replay(loads(second), first)
         elif kind == worker.STARTED:
@@ -500,14 +516,16 @@ class DaskTaskRunner(TaskRunner):
                 pass
 
     def settle(self, run: Run) -> None:
-        """The run's Dask future is done: finish the run from its header."""
+        """The run's Dask future is done (a worker's client, no header): finish the run."""
+        self._end(run, None)
+
+    def _end(self, run: Run, header: bytes | tuple[bytes, bytes] | None) -> None:
+        """Finish the run from its header, or (None) from its Dask future, which is done."""
         if self._abandoning:
             return
         future = run.future
         if not isinstance(future, DaskFuture):
             return
-        with self._headers_lock:
-            header = self._headers.pop(future.key, None)
         state = _upstream_first(run, state_from_dask(future, header))
         if future.done():
             return

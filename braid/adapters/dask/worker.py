@@ -11,8 +11,9 @@ Two small things travel to the submitting client as Dask events, before the task
 returns (so they reach the client before the key finishes): the run's log records
 (on ``log_topic``, the driver's) and the run's *header* (on ``header_topic``, the
 submitting client's): its final State without the result, or the whole State when
-it did not complete (an exception, small).  The result itself stays on the worker
-until someone reads it or a downstream run takes it.
+it did not complete (an exception, small).  A result pickled in at most
+``INLINE_BYTES`` travels with its header; a larger one stays on the worker until
+someone reads it or a downstream run takes it.
 """
 
 from __future__ import annotations
@@ -40,7 +41,13 @@ __all__ = ["run_call", "get_dask_client"]
 _nested_runners: dict[str, Any] = {}
 _nested_lock = threading.Lock()
 
-#: the kinds of braid events on a client's topic: (HEADER, key, header bytes),
+#: a completed run whose pickled State is at most this many bytes sends it along with
+#: its header (as Ray returns small results to their owner directly): reading it then
+#: needs no round trip to the worker; a larger result stays on the worker until read
+INLINE_BYTES = 4096
+
+#: the kinds of braid events on a client's topic: (HEADER, key, header bytes or
+#: (header bytes, pickled State) for a small result),
 #: (LOGS, where, pickled records) and (STARTED, key, worker address)
 HEADER, LOGS, STARTED = "braid-header", "braid-logs", "braid-started"
 
@@ -145,12 +152,16 @@ def run_call(
 
 
 def _send_header(topic: str, key: str | None, state: State, payload: bytes) -> None:
-    """Tell the submitting client how the run ended, without its result."""
+    """Tell the submitting client how the run ended: without its result, or with it when
+    the pickled State is at most :data:`INLINE_BYTES` (then reading it costs no fetch)."""
+    header: bytes | tuple[bytes, bytes]
     if state.is_completed():
         light = state.copy(data=None)
         # log records travel apart; a note that the run's hooks ran stays
         light.extra = {HOOKS_RAN: True} if state.extra and state.extra.get(HOOKS_RAN) else None
         header = dumps_state(light)
+        if len(payload) <= INLINE_BYTES:
+            header = (header, payload)
     else:
         header = payload  # the whole failed state: an exception, small
     try:
