@@ -38,6 +38,7 @@ __all__ = ["RayTaskFuture", "RayWait", "RAY_WAIT"]
 
 _SLICE = 0.05  # how long one wait lasts when futures of other runners are in the mix
 _LAG = 1.0  # how long to let Ray's done-callback settle a future whose ref is ready
+_DRIVER_SLICE = 0.2  # longest single ray.get of a wait on the driver (Ctrl-C between)
 
 
 class RayTaskFuture(TaskFuture):
@@ -91,16 +92,20 @@ class RayTaskFuture(TaskFuture):
     def wait(self, timeout: float | None = None) -> None:
         """Block until the run is final or ``timeout`` seconds passed, in ``ray.get``.
 
-        On a Ray worker ``ray.get`` hands the task's CPU back to Ray while it blocks;
-        on the driver the header's done-callback finishes the future, so the wait is
-        on the future's own lock (Ctrl-C interrupts it).
+        The waiter takes the header itself as soon as Ray has it, without waiting for
+        Ray's done-callback to come round (whichever is first ends the run).  On a Ray
+        worker ``ray.get`` hands the task's CPU back to Ray while it blocks; on the
+        driver each ``ray.get`` lasts at most :data:`_DRIVER_SLICE`, so Ctrl-C is
+        seen between them.
         """
-        if getattr(worker_slot, "hook", None) is not RAY_WAIT:
-            TaskFuture.wait(self, timeout)
+        if self.done():
             return
+        on_driver = getattr(worker_slot, "hook", None) is not RAY_WAIT
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self.done():
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if on_driver:
+                left = _DRIVER_SLICE if left is None else min(left, _DRIVER_SLICE)
             ref, handler = self.ref, self.on_outcome
             if ref is None or handler is None:  # not handed to Ray yet, or being run again
                 super().wait(0.05 if left is None else min(left, 0.05))
@@ -108,6 +113,8 @@ class RayTaskFuture(TaskFuture):
                 try:
                     outcome = ray.get(ref, timeout=left)
                 except GetTimeoutError:
+                    if on_driver and (deadline is None or time.monotonic() < deadline):
+                        continue
                     return
                 except RayError as exc:
                     outcome = exc

@@ -284,6 +284,8 @@ class RayTaskRunner(TaskRunner):
         self._abandoning: set[Run] = set()
         self._limits: dict[str, tuple[Run, float]] = {}  # runs with a time-out, not started
         self._watch_lock = threading.Lock()
+        self._settling: set[Any] = set()  # header refs being taken (callback or a waiter)
+        self._settle_lock = threading.Lock()
         self._starts: StartWatch | None = None
         self._overdue: Timer[Any] | None = None
 
@@ -422,16 +424,25 @@ class RayTaskRunner(TaskRunner):
     def settle(self, run: Run, ref: Any, outcome: Any) -> None:
         """Take the outcome of header ``ref`` (a header or a Ray error) unless stale or late."""
         future = run.future
-        if not isinstance(future, RayTaskFuture) or ref is not future.ref or future.done():
+        if not isinstance(future, RayTaskFuture):
             return
-        if isinstance(outcome, BaseException):
-            self._ray_error(run, outcome)
-            return
-        state, records = read_header(outcome, future)
-        # replayed now, not when someone reads the result: unread runs log too
-        logs.replay(records, "ray")
-        future.header_state = state
-        run.finish(state)
+        # Ray's done-callback and a waiter's ray.get may both bring it: one takes it
+        with self._settle_lock:
+            if ref is not future.ref or future.done() or ref in self._settling:
+                return
+            self._settling.add(ref)
+        try:
+            if isinstance(outcome, BaseException):
+                self._ray_error(run, outcome)
+                return
+            state, records = read_header(outcome, future)
+            # replayed now, not when someone reads the result: unread runs log too
+            logs.replay(records, "ray")
+            future.header_state = state
+            run.finish(state)
+        finally:
+            with self._settle_lock:
+                self._settling.discard(ref)
 
     # -- runs whose node stops answering (braid.adapters.overdue) ----------------------
     def _watch(self, run: Run) -> dict[str, str]:
