@@ -67,6 +67,7 @@ from braid.adapters.ray.starts import StartWatch
 from braid.adapters.ray.worker import execute
 from braid.core import logs
 from braid.core.calls import TaskCall
+from braid.core.context import current_run
 from braid.core.contract import Capabilities
 from braid.core.futures import TaskFuture
 from braid.core.runner import Run, TaskRunner
@@ -288,6 +289,9 @@ class RayTaskRunner(TaskRunner):
         self._settle_lock = threading.Lock()
         self._starts: StartWatch | None = None
         self._overdue: Timer[Any] | None = None
+        # a flow with a time-out: every run announces where it starts, so runs the
+        # time-out leaves running are named with their node and worker process
+        self._where: dict[str, tuple[str, float]] | None = {} if _flow_has_timeout() else None
 
     def stop(self, abandon: bool) -> None:
         """Release the Ray this runner started or connected (the last user shuts it down)."""
@@ -313,11 +317,26 @@ class RayTaskRunner(TaskRunner):
         self._abandoning = set(runs)
         # decided for every run before any is cancelled
         started = [run for run in runs if self._may_run(run)]
-        # Ray runs at most as many as it has CPUs; runs are listed in the order they were
-        # dispatched, and Ray starts them about in that order: the rest were queued
-        slots = _cluster_cpus()
-        if slots:
-            started = started[:slots]
+        where, starts = self._where, self._starts
+        if where is not None and starts is not None:
+            starts.collect()  # the latest announcements
+            # every run announces its start: the others are queued
+            started = [run for run in started if _key(run) in where]
+            for run in started:  # name where each is left running
+                at, since = where[_key(run)]
+                name = run.future.task_run_name or str(run.future.task_run_id)
+                message = (
+                    f"task run {name!r}: stopped while running on Ray {at} (started "
+                    f"{time.monotonic() - since:.1f} s ago, not reported back since), "
+                    f"abandoned with its flow"
+                )
+                run.finish(Crashed(errors.Crash(message), message))
+        else:
+            # Ray runs at most as many as it has CPUs; runs are listed in the order they
+            # were dispatched, and Ray starts them about in that order: the rest queued
+            slots = _cluster_cpus()
+            if slots:
+                started = started[:slots]
         for run in runs:
             ref = run.future.ref if isinstance(run.future, RayTaskFuture) else None
             if ref is not None:
@@ -440,6 +459,8 @@ class RayTaskRunner(TaskRunner):
             logs.replay(records, "ray")
             future.header_state = state
             run.finish(state)
+            if self._where is not None:
+                self._where.pop(_key(run), None)
         finally:
             with self._settle_lock:
                 self._settling.discard(ref)
@@ -449,7 +470,7 @@ class RayTaskRunner(TaskRunner):
         """For a run with a time limit: the keywords that make it announce its start."""
         call = run.call
         limit = time_limit(call.task) if call is not None else None
-        if limit is None or call is None:
+        if (limit is None and self._where is None) or call is None:
             return {}
         with self._watch_lock:
             if self._stopping:
@@ -461,7 +482,8 @@ class RayTaskRunner(TaskRunner):
                     return {}
                 self._overdue = overdue_timer(self._overdue_run)
             key = f"{call.run_id:x}"
-            self._limits[key] = (run, limit)
+            if limit is not None:
+                self._limits[key] = (run, limit)
             return {"starts": self._starts.name, "key": key}
 
     def _started(self, key: str, where: str) -> None:
@@ -469,6 +491,8 @@ class RayTaskRunner(TaskRunner):
         with self._watch_lock:
             entry = self._limits.pop(key, None)
             overdue = self._overdue
+            if self._where is not None:
+                self._where[key] = (where, time.monotonic())
         if entry is not None and overdue is not None:
             run, limit = entry
             overdue.add(time.monotonic() + limit + GRACE, (run, where, limit))
@@ -528,6 +552,17 @@ class RayTaskRunner(TaskRunner):
             self.dispatch(run, broken)
         elif run.call is not None:
             run.finish(failure_state(exc, run.call))
+
+
+def _key(run: Run) -> str:
+    """The key a run announces its start under."""
+    return f"{run.call.run_id:x}" if run.call is not None else ""
+
+
+def _flow_has_timeout() -> bool:
+    """Whether the flow run entering this runner has a ``timeout_seconds``."""
+    ctx = current_run.get()
+    return getattr(getattr(ctx, "flow", None), "timeout_seconds", None) is not None
 
 
 def _cluster_cpus() -> int:

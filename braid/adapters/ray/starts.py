@@ -15,7 +15,9 @@ with it::
                                              (braid.adapters.overdue)
 
 The board lives as long as the runner that made it; only runners that dispatch a
-run with a time-out make one.
+run with a time-out make one, or runners of a flow with a time-out: there every run
+announces its start, so the runs the flow's time-out leaves running are named with
+their node and worker process.
 """
 
 from __future__ import annotations
@@ -66,15 +68,21 @@ class StartWatch:
         ).remote()
         self._on_started = on_started
         self._stopped = threading.Event()
+        self._collecting = threading.Lock()
         self._thread = threading.Thread(target=self._poll, name="braid-ray-starts", daemon=True)
         self._thread.start()
 
     def _poll(self) -> None:
         while not self._stopped.wait(POLL):
+            self.collect()
+
+    def collect(self, timeout: float = 5) -> None:
+        """Hand the announcements the board holds now to ``on_started``."""
+        with self._collecting:
             try:
-                seen = ray.get(self._board.take.remote(), timeout=5)
+                seen = ray.get(self._board.take.remote(), timeout=timeout)
             except Exception:  # noqa: BLE001 - Ray going away; the engine's limit still holds
-                continue
+                return
             for key, where, _ in seen:
                 self._on_started(key, where)
 
