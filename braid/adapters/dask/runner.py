@@ -52,6 +52,7 @@ from braid.adapters.dask.cluster import (
 )
 from braid.adapters.dask.future import DaskFuture, state_from_dask
 from braid.adapters.dask.inflight import InFlight
+from braid.adapters.dask.resources import ResourceCheck, freeze, resources_of
 from braid.adapters.dask.worker import current_log_topic, run_call
 from braid.adapters.overdue import GRACE, overdue_timer, time_limit
 from braid.core.calls import TaskCall
@@ -66,10 +67,6 @@ from braid.core.timers import Timer
 __all__ = ["DaskTaskRunner"]
 
 logger = logging.getLogger("braid.dask")
-
-#: how braid's standard hints are named as Dask worker resources (custom names pass as
-#: they are); workers must declare them, e.g. ``dask worker --resources "GPU=1"``.
-RESOURCE_NAMES = {"cpus": "CPU", "gpus": "GPU", "memory": "MEMORY"}
 
 
 class DaskTaskRunner(TaskRunner):
@@ -186,7 +183,7 @@ class DaskTaskRunner(TaskRunner):
     def start(self) -> None:
         """Connect to the cluster (or start one) and subscribe to this client's events."""
         self._held: weakref.WeakSet[DaskFuture] = weakref.WeakSet()  # completed, unread
-        self._offered: dict[str, float] = {}
+        self._resources = ResourceCheck()
         self._log_topic: str | None = None
         self._abandoning = False
         self._headers_lock = threading.Lock()
@@ -355,7 +352,7 @@ class DaskTaskRunner(TaskRunner):
 
     def check_call(self, call: TaskCall) -> None:
         """Refuse, at submit, resources no worker of the cluster offers."""
-        resources = self._resources_for(call)
+        resources = self._resources.for_call(call, self._client, self.adapt_kwargs is not None)
         if resources is not None:
             call.extra = {**(call.extra or {}), "dask_resources": resources}
 
@@ -367,7 +364,7 @@ class DaskTaskRunner(TaskRunner):
         """Hand many runs to the scheduler: one ``client.map`` per set of resources."""
         batches: dict[Any, list[Run]] = {}
         for run in runs:
-            batches.setdefault(_freeze(_resources_of(run)), []).append(run)
+            batches.setdefault(freeze(resources_of(run)), []).append(run)
         for batch in batches.values():
             self._send(batch)
 
@@ -395,7 +392,7 @@ class DaskTaskRunner(TaskRunner):
         client = self._client
         level = driver_level()
         topic, header_topic = self._topic(), self._header_topic
-        resources = _resources_of(runs[0])
+        resources = resources_of(runs[0])
         futures: list[DaskFuture] = [run.future for run in runs]  # type: ignore[misc]
         inflight = self._inflight
         if inflight is not None:
@@ -549,52 +546,6 @@ class DaskTaskRunner(TaskRunner):
             else:
                 state.data  # noqa: B018 - fetches it, or keeps the failure to fetch it
 
-    # -- resources --------------------------------------------------------------------------
-    def _resources_for(self, call: TaskCall) -> dict | None:
-        """Dask ``resources=`` for the call's hints; refuse hints no worker can satisfy.
-
-        Dask would leave such a task waiting forever ("no-worker"), so the check
-        happens at submit, against the workers connected now (refreshed only when a
-        hint is not met by what was seen before).  Clusters that adapt are not checked:
-        their workers come and go.
-        """
-        hints = call.extra.get("resources") if call.extra else None
-        if hints is None or hints.is_empty():
-            return None
-        wanted: dict[str, float] = {}
-        for field, dask_name in RESOURCE_NAMES.items():
-            value = getattr(hints, field)
-            if value:
-                wanted[dask_name] = value
-        for name, value in hints.custom.items():
-            if value:
-                wanted[name] = value
-        if not wanted or self.adapt_kwargs is not None:
-            return wanted or None
-        if not self._satisfied(wanted):
-            self._offered = self._worker_resources()
-            if not self._satisfied(wanted):
-                raise errors.ConfigurationError(
-                    f"task {call.task.name!r} asks for Dask resources {wanted}, but no worker "
-                    f"of the cluster offers them (the largest offers: {self._offered or 'none'}"
-                    f"); start workers with them, e.g. `dask worker --resources "
-                    f"\"GPU=1\"` or LocalCluster(resources={{'GPU': 1}}).  braid names cpus, "
-                    f"gpus and memory {RESOURCE_NAMES}"
-                )
-        return wanted
-
-    def _satisfied(self, wanted: dict[str, float]) -> bool:
-        offered = self._offered
-        return all(offered.get(k, 0) >= v for k, v in wanted.items())
-
-    def _worker_resources(self) -> dict[str, float]:
-        offered: dict[str, float] = {}
-        workers = self._client.scheduler_info(n_workers=-1).get("workers", {})
-        for info in workers.values():
-            for name, amount in (info.get("resources") or {}).items():
-                offered[name] = max(offered.get(name, 0), amount)
-        return offered
-
 
 class _Settle:
     """The done-callback of a run's ``distributed.Future`` (no closure per run)."""
@@ -623,13 +574,4 @@ def _upstream_first(run: Run, state: State) -> State:
     return state
 
 
-def _resources_of(run: Run) -> dict[str, float] | None:
-    extra = run.call.extra if run.call is not None else None
-    return extra.get("dask_resources") if extra else None
-
-
 worker.nested_runner_factory = DaskTaskRunner.on_worker
-
-
-def _freeze(resources: dict | None) -> Any:
-    return None if resources is None else tuple(sorted(resources.items()))

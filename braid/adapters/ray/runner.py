@@ -48,8 +48,6 @@ it never lose it under them.
 
 from __future__ import annotations
 
-import logging
-import socket
 import threading
 import time
 from collections.abc import Collection, Mapping, Sequence
@@ -60,6 +58,7 @@ import ray
 from braid import errors
 from braid.adapters.overdue import GRACE, overdue_timer, time_limit
 from braid.adapters.ray import worker
+from braid.adapters.ray.connection import ray_use
 from braid.adapters.ray.future import RayTaskFuture
 from braid.adapters.ray.options import current_max_retries, current_ray_options, ray_options
 from braid.adapters.ray.outcomes import failure_state, ray_name, read_header
@@ -105,95 +104,6 @@ DEFAULT_MAX_RETRIES = 3
 _remote_execute = ray.remote(
     max_retries=DEFAULT_MAX_RETRIES, retry_exceptions=False, num_returns=2
 )(execute)
-
-
-# -- which Ray, and who shuts it down ------------------------------------------------
-class _RayUse:
-    """Counts the runners using a Ray that braid started or connected (module-wide).
-
-    braid shuts Ray down when the last runner using such a Ray exits; a Ray that
-    was initialised by anyone else (the user, a Ray worker) is only ever used.
-    """
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.owned = False
-        self.users = 0
-
-    def acquire(self, address: str | None, init_kwargs: Mapping[str, Any]) -> bool:
-        """Make sure Ray is initialised; True if this use must later be released."""
-        with self.lock:
-            if ray.is_initialized():
-                if address is not None:
-                    _check_same_cluster(address)
-                if self.owned:
-                    self.users += 1
-                    return True
-                return False
-            kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
-            if address is None:
-                kwargs["include_dashboard"] = False
-            else:
-                _reachable(address)  # Ray itself would retry (and warn) for minutes
-                kwargs["address"] = address
-            kwargs.update(init_kwargs)
-            try:
-                ray.init(**kwargs)
-            except (ConnectionError, ValueError, RuntimeError) as exc:
-                where = f"the Ray cluster at {address!r}" if address else "a local Ray"
-                raise errors.ConfigurationError(
-                    f"RayTaskRunner could not start or connect to {where}: "
-                    f"{type(exc).__name__}: {exc}"
-                ) from exc
-            self.owned, self.users = True, 1
-            return True
-
-    def release(self) -> None:
-        with self.lock:
-            self.users -= 1
-            if self.users == 0 and self.owned:
-                self.owned = False
-                ray.shutdown()
-
-
-_ray_use = _RayUse()
-
-
-def _reachable(address: str) -> None:
-    """Fail fast, by name, when nothing listens at a Ray cluster's GCS address."""
-    if address == "auto":
-        return
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        return  # Ray's own message for an odd address
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
-    except OSError as exc:
-        raise errors.ClusterUnreachable(
-            f"RayTaskRunner could not reach a Ray cluster at {address}: "
-            f"{type(exc).__name__}: {exc}; start one (`ray start --head`) or fix the address"
-        ) from exc
-
-
-def _check_same_cluster(address: str) -> None:
-    if address == "auto":
-        return
-    current = ray.get_runtime_context().gcs_address
-    if _host_port(current) != _host_port(address):
-        raise errors.ConfigurationError(
-            f"RayTaskRunner(address={address!r}): this process is already connected to the "
-            f"Ray cluster at {current!r}, and a process can use one Ray at a time; use "
-            f"that address, or run the flow in another process"
-        )
-
-
-def _host_port(address: str) -> tuple[str, str]:
-    host, _, port = address.rpartition(":")
-    try:
-        host = socket.gethostbyname(host)
-    except OSError:
-        pass
-    return host, port
 
 
 # -- the runner ----------------------------------------------------------------------
@@ -279,7 +189,7 @@ class RayTaskRunner(TaskRunner):
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
         """Use the Ray this process is connected to, or start / connect one."""
-        self._holds_ray = _ray_use.acquire(self.address, self.init_kwargs)
+        self._holds_ray = ray_use.acquire(self.address, self.init_kwargs)
         self._session = _session_token()
         self._stopping = False
         self._abandoning: set[Run] = set()
@@ -306,7 +216,7 @@ class RayTaskRunner(TaskRunner):
             overdue.stop(5)
         if self._holds_ray:
             self._holds_ray = False
-            _ray_use.release()
+            ray_use.release()
 
     def cancel(self, runs: Sequence[Run]) -> Collection[Run]:
         """Cancel the runs' Ray tasks; return those that may be running (Ray cannot say
