@@ -220,8 +220,8 @@ def _first_line(text: str | None) -> str | None:
 
 # -- snapshots: what a final run keeps for its record ------------------------------------
 # A snapshot is one tuple (cheap to make on every run's end; read only for a record):
-_RUN_ID, _TASK, _NAME, _TYPE, _STATE_NAME, _START, _END, _WHERE, _MESSAGE = range(9)
-_ARGS, _KWARGS, _UPSTREAMS, _EARLIER, _FAILURE = range(9, 14)
+_RUN_ID, _TASK_NAME, _NAME, _TYPE, _STATE_NAME, _START, _END, _WHERE, _MESSAGE = range(9)
+_ARGS, _NAMES, _KWARGS, _UPSTREAMS, _EARLIER, _FAILURE = range(9, 15)
 _COMPLETED = StateType.COMPLETED
 _CANCELLED = StateType.CANCELLED
 _CRASHED = StateType.CRASHED
@@ -229,6 +229,7 @@ _UPSTREAM_FAILED = "UpstreamFailed"  # did not run: the upstream's record has th
 #: argument types kept as they are (small and immutable); others become short reprs
 _SCALARS = frozenset({int, bool, float, type(None), UpstreamSlot})
 _BIG_INT = 1 << 64  # an int past this is kept as a repr
+_NO_SHAPE: tuple[Any, ...] = (None,)
 #: the int id of an upstream future (its task_run_id would make a UUID)
 _id_of = operator.attrgetter("_id")
 
@@ -250,13 +251,14 @@ def final_snapshot(
     t = state.type
     args = call.args
     kwargs = call.kwargs
+    task = call.task
     extra = state.extra
     if extra is not None and "attempts" in extra:
         earlier = _and_retried_in_place(earlier, extra)
     started = state.started
     return (
         call.run_id,
-        call.task,
+        task.name,
         state.task_run_name or call.run_name,
         t,
         state.name,
@@ -265,6 +267,9 @@ def final_snapshot(
         state.where,
         None if t is _COMPLETED else state.message,
         kept_arguments(args) if args else None,
+        # the task's positional parameter names (shared by its runs), not the task: a
+        # with_options() copy per run would keep every copy alive
+        (task.__dict__.get("_shape") or _NO_SHAPE)[0] if args else None,
         _kept_keywords(kwargs) if kwargs else None,
         tuple(map(_id_of, upstreams)) if upstreams else None,
         earlier,
@@ -448,7 +453,7 @@ class DirectRun(SnapshotReader):
         t = state.type
         self._snapshot: tuple[Any, ...] = (
             run_id,
-            task,
+            task.name,
             state.task_run_name,
             t,
             state.name,
@@ -456,6 +461,7 @@ class DirectRun(SnapshotReader):
             state.timestamp_seconds,
             state.where,
             None if t is _COMPLETED else state.message,
+            None,
             None,
             None,
             None,
@@ -483,8 +489,8 @@ def _task_record(entry: Any) -> TaskRunRecord:
     run_id = _uuid(entry.run_id)
     snap = entry.snapshot
     if snap is not None:  # final
-        task = snap[_TASK]
-        name = snap[_NAME] or default_run_name(task.name, snap[_RUN_ID])
+        task_name = snap[_TASK_NAME]
+        name = snap[_NAME] or default_run_name(task_name, snap[_RUN_ID])
         last = {
             "start": snap[_START],
             "end": snap[_END],
@@ -501,7 +507,7 @@ def _task_record(entry: Any) -> TaskRunRecord:
         return TaskRunRecord(
             id=run_id,
             name=name,
-            task_name=task.name,
+            task_name=task_name,
             state_type=snap[_TYPE].value,
             state_name=snap[_STATE_NAME],
             start=attempts[0]["start"] if attempts else snap[_START],
@@ -510,7 +516,7 @@ def _task_record(entry: Any) -> TaskRunRecord:
             error=entry.error,
             attempts=attempts,
             upstreams=[_uuid(u) for u in ups] if ups else None,
-            parameters=_parameters(task, snap[_ARGS], snap[_KWARGS]),
+            parameters=_parameters(snap[_NAMES], snap[_ARGS], snap[_KWARGS]),
             message=snap[_MESSAGE] or None,
             traceback=_format_failure(failure) if failure is not None else None,
         )
@@ -542,16 +548,15 @@ def _attempt_dict(attempt: tuple[Any, ...]) -> dict[str, Any]:
 
 
 def _parameters(
-    task: Any, args: tuple[Any, ...] | None, kwargs: dict[str, Any] | None
+    names: Sequence[str] | None, args: tuple[Any, ...] | None, kwargs: dict[str, Any] | None
 ) -> dict[str, Any] | None:
-    """The kept arguments by parameter name (positional ones named from the task's
-    signature), values still to be shown as text (``_name_upstream_slots`` does)."""
+    """The kept arguments by parameter name (positional ones by ``names``, the task's
+    positional parameters), values still to be shown as text (``_name_upstream_slots``)."""
     if args is None and kwargs is None:
         return None
     out: dict[str, Any] = {}
     if args:
-        shape = task.__dict__.get("_shape") if hasattr(task, "__dict__") else None
-        names = shape[0] if shape else ()
+        names = names or ()
         for i, value in enumerate(args):
             if i < len(names):
                 out[names[i]] = value

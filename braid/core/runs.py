@@ -266,7 +266,7 @@ class Run(SnapshotReader):
         """The name of the run's task."""
         snap = self.snapshot
         if snap is not None:
-            return str(snap[1].name)
+            return str(snap[1])
         assert self.call is not None
         return str(self.call.task.name)
 
