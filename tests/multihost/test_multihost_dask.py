@@ -114,5 +114,18 @@ class TestMultiHostDask(RunnerConformance):
         return DaskTaskRunner(address=dask_session.address)
 
 
-def test_latency_and_loss():
-    pytest.skip(harness.why_unavailable() or harness.netem_missing())
+@pytest.mark.timeout(240)
+def test_latency_and_loss(dask_mh, outcome_log):
+    """Every packet into w1 held 50 ms, 2 % of them dropped (``scenarios.DELAY_MS``,
+    ``LOSS``: NFQUEUE and braid.testing.netdelay) for the whole run, braid and raw Dask
+    side by side: every run of both final and correct, braid's within a bound."""
+    out, connect_ms, counts = scenarios.run_latency_loss(dask_mh)
+    fault = f"latency {scenarios.DELAY_MS} ms + loss {scenarios.LOSS:.0%} on w1"
+    for mode, r in out.items():
+        outcome_log({**scenarios.brief("dask", fault, mode, r), "connect_ms": connect_ms})
+    scenarios.assert_latency_loss_was_real(connect_ms, counts)
+    braid, raw = out["braid"], out["raw"]
+    scenarios.assert_bounded(braid, 120)
+    _check_idle(dask_mh)
+    assert scenarios.recovered(raw, N, CHAIN), out
+    assert scenarios.recovered(braid, N, CHAIN), out
