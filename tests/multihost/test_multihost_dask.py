@@ -6,9 +6,11 @@ frozen worker for raw Dask and braid alike."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -129,3 +131,27 @@ def test_latency_and_loss(dask_mh, outcome_log):
     _check_idle(dask_mh)
     assert scenarios.recovered(raw, N, CHAIN), out
     assert scenarios.recovered(braid, N, CHAIN), out
+
+
+def test_delay_is_undone(dask_mh):
+    """The latency fault holds only the packets into its host and only while it is on:
+    healed, its iptables rule and its program are gone and round trips are fast again."""
+    why = harness.why_no_delay()
+    if why is not None:
+        pytest.skip(why)
+    hosts = dask_mh.hosts
+    hosts.delay(hosts.w2, 100)
+    try:
+        assert hosts.connect_ms(hosts.w2) >= 90
+        assert hosts.connect_ms(hosts.w1) < 40
+    finally:
+        hosts.heal_network()
+    assert hosts.connect_ms(hosts.w2) < 40
+    counts = hosts.delay_counts["w2"]
+    assert counts["exit"] == 0 and counts["queued"] >= 5 and counts["dropped"] == 0, counts
+    for binary in harness.IPTABLES:
+        rules = harness._run(["ip", "netns", "exec", hosts.w2.ns, binary, "-S", "INPUT"])
+        assert "NFQUEUE" not in rules.stdout, (binary, rules.stdout)
+    for pid in hosts.pids(hosts.w2):
+        with contextlib.suppress(OSError):
+            assert b"netdelay" not in Path(f"/proc/{pid}/cmdline").read_bytes()
