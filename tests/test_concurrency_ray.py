@@ -20,7 +20,7 @@ for _key, _value in (
 ray = pytest.importorskip("ray")
 
 from braid import errors  # noqa: E402
-from braid.concurrency import Limit, LimitTable, ray_backend, use_limits  # noqa: E402
+from braid.concurrency import Limit, LimitTable, use_limits  # noqa: E402
 from braid.concurrency.ray_backend import RayLimits  # noqa: E402
 from braid.concurrency.sync import concurrency  # noqa: E402
 from braid.testing import limit_tasks as lt  # noqa: E402
@@ -100,30 +100,32 @@ def test_a_ray_worker_killed_holding_a_slot_gives_it_back(limits, tmp_path):
         pass
 
 
-def test_a_release_travels_with_the_next_request_of_this_process(limits, monkeypatch):
-    # no release is sent on its own for a minute, and leases last 2 s here: five slots of
-    # a limit of 2 taken in turn within 0.5 s each were given back by the requests
-    monkeypatch.setattr(ray_backend, "FLUSH_SECONDS", 60.0)
-    handle = limits.handle(LimitTable({"along": 2}))
-    with use_limits(handle):
-        for _ in range(5):
-            with concurrency("along", timeout_seconds=0.5):
-                pass
-    other = RayLimits(lease_seconds=2.5)  # another holder (not the handle's): takes nothing along
+def test_a_release_travels_with_the_next_request_of_this_process(limits):
+    # no release is sent on its own for a minute, and leases last 2.5 s: five slots of a
+    # limit of 2 taken in turn within 0.5 s each were given back by the requests (these two
+    # backends are not the one the module's handles find)
+    mine, other = RayLimits(lease_seconds=2.5), RayLimits(lease_seconds=2.5)
+    mine.releases.delay = 60.0
     try:
+        for _ in range(5):
+            mine.release("along", mine.acquire("along", Limit(2), 1, 0.5))
         assert other.acquire("along", Limit(2), 2, 0.5) is None  # the last one is unsent
     finally:
         other.close()
+        mine.close()  # sends it
+    token = limits.acquire("along", Limit(2), 2, 0.5)
+    assert token is not None
+    limits.release("along", token)
 
 
-def test_a_release_no_request_takes_along_is_sent_soon_or_at_close(limits, monkeypatch):
+def test_a_release_no_request_takes_along_is_sent_soon_or_at_close(limits):
     handle = limits.handle(LimitTable({"flush": 2}))
     with use_limits(handle), concurrency("flush"):
         pass
     # sent within FLUSH_SECONDS: a worker gets both slots long before the lease expires
     ray.get(_run(lt.hold, handle, "flush", 0, 2, 1.0))
-    monkeypatch.setattr(ray_backend, "FLUSH_SECONDS", 60.0)
     other = RayLimits(lease_seconds=2.5)  # not the backend the handle finds
+    other.releases.delay = 60.0
     other.release("flush", other.acquire("flush", Limit(2), 1, 1.0))
     other.close()  # sends it
     with use_limits(handle), concurrency("flush", occupy=2, timeout_seconds=1.0):

@@ -7,9 +7,9 @@
               │    carrying the releases         (namespace "braid", detached, 0 CPU)
               │    not sent yet                  leases {id: (slots, expiry)}, decay time
               ── reserve_rate (1 round trip) ─►
-    background thread ── renew every lease/3 ─►
-                      ── releases no acquire ─►
-                         took along (after at most FLUSH_SECONDS)
+    renewal thread ── renew every lease/3 ──►
+    flush thread ── releases no request took
+                    along (FLUSH_SECONDS) ───►
 
 The actor is created by the first process that needs it (``get_if_exists``) and lives
 detached, so two flows, or two drivers, on one cluster share a limit of the same name.
@@ -20,11 +20,11 @@ holds any.  A worker or driver that dies stops renewing, and its slots come back
 starts afresh empty.
 
 A slot costs one round trip: a release is not sent on its own at once but travels with
-this process's next request to the same actor, so a steady stream of slots sends one
-message per slot.  A release that no request takes along within ``FLUSH_SECONDS`` is sent
-by the background thread; and when the actor's last answer said the limit was full or
-someone was waiting, a release is sent at once, so a contended limit hands its slots on
-without that delay.
+this process's next request to the same actor (``braid.concurrency.deferred``), so a
+steady stream of slots sends one message per slot.  A release that no request takes along
+within ``FLUSH_SECONDS`` is sent on its own; and when the actor's last answer said the
+limit was full or someone was waiting, a release is sent at once, so a contended limit
+hands its slots on without that delay.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from braid.concurrency.backend import (
     register_backend,
     unregister_backend,
 )
+from braid.concurrency.deferred import DeferredReleases
 from braid.concurrency.limits import Limit, LimitTable
 
 __all__ = ["FLUSH_SECONDS", "RayLimits", "connect"]
@@ -198,11 +199,10 @@ class RayLimits:
         self._lock = threading.Condition()
         self._actors: dict[str, tuple[Limit, object]] = {}
         self._held: dict[str, tuple[object, str]] = {}  # lease -> (actor, name)
-        # name -> (actor, leases given back here but not yet sent, when the first was)
-        self._unsent: dict[str, tuple[object, list[str], float]] = {}
         self._full: set[str] = set()  # names whose last answer said full or contended
         self._lease_ids = map(f"{uuid.uuid4().hex}-{{}}".format, itertools.count())
-        self._thread: threading.Thread | None = None
+        self.releases = DeferredReleases(self._send, FLUSH_SECONDS, "braid-limits-flush")
+        self._renewer: threading.Thread | None = None
         self._closed = False
         register_backend(KIND, self._key, self)
 
@@ -211,8 +211,7 @@ class RayLimits:
         return LimitsHandle(KIND, self._key, limits)
 
     def _actor(self, name: str, limit: Limit):
-        with self._lock:
-            known = self._actors.get(name)
+        known = self._actors.get(name)
         if known is not None and (known[0] is limit or known[0] == limit):
             return known[1]
         actor = self._remote.options(
@@ -222,9 +221,7 @@ class RayLimits:
             lifetime="detached",
             num_cpus=0,
         ).remote(limit.limit, limit.slot_decay_per_second)
-        with self._lock:  # releases not sent yet must count: the name may be idle
-            unsent = self._unsent.pop(name, None)
-        released = unsent[1] if unsent is not None else []
+        released = self.releases.take(name, actor)  # they count: the name may be idle
         actual = self._ray.get(
             actor.configure.remote(limit.limit, limit.slot_decay_per_second, released)
         )
@@ -248,25 +245,19 @@ class RayLimits:
             if self._closed:
                 raise errors.LimitsUnavailable("these Ray limits were closed")
             self._held[lease] = (actor, name)  # renewed from now on: the grant may come late
-            unsent = self._unsent.pop(name, None)
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._background, daemon=True, name="braid-limits-renew"
+            if self._renewer is None:
+                self._renewer = threading.Thread(
+                    target=self._renew, daemon=True, name="braid-limits-renew"
                 )
-                self._thread.start()
-        released: list[str] = []
-        if unsent is not None:
-            if unsent[0] is actor:
-                released = unsent[1]
-            else:  # the name has another actor now: the old one gets its own message
-                unsent[0].release.remote(unsent[1])
+                self._renewer.start()
+        released = self.releases.take(name, actor)
         try:
             answer = self._ray.get(
                 actor.acquire.remote(lease, occupy, timeout, self._lease_seconds, released)
             )
         except BaseException:
             if released:  # they may not have arrived: send them again (a repeat is harmless)
-                actor.release.remote(released)
+                self._send(actor, released)
             self.release(name, lease)
             raise
         with self._lock:
@@ -286,17 +277,14 @@ class RayLimits:
             held = self._held.pop(token, None)
             if held is None:
                 return
-            actor = held[0]
-            if name not in self._full and not self._closed:
-                unsent = self._unsent.get(name)
-                if unsent is None:
-                    self._unsent[name] = (actor, [token], time.monotonic())
-                    self._lock.notify_all()
-                    return
-                if unsent[0] is actor:
-                    unsent[1].append(token)
-                    return
-        actor.release.remote([token])
+            now = name in self._full
+        if now:
+            self._send(held[0], [token])
+        else:
+            self.releases.defer(name, held[0], token)
+
+    def _send(self, actor: object, leases: list[Hashable]) -> None:
+        actor.release.remote(list(leases))
 
     def reserve_rate(
         self, name: str, limit: Limit, occupy: int, max_wait: float | None
@@ -304,49 +292,36 @@ class RayLimits:
         """Take decaying slots from the actor (one round trip); return the wait."""
         return self._ray.get(self._actor(name, limit).reserve_rate.remote(occupy, max_wait))
 
-    def _background(self) -> None:
-        """Send releases no request took along, renew leases held; end once idle for a
-        renewal period, or closed."""
+    def _renew(self) -> None:
+        """Renew the leases held here every third of their time; end once nothing has been
+        held for that long, or closed."""
         every = self._lease_seconds / 3
-        next_renewal = time.monotonic() + every
         idle_since: float | None = None
         while True:
-            flush: list[tuple[object, list[str]]] = []
-            renew: dict[int, tuple[object, list[str]]] = {}
             with self._lock:
+                self._lock.wait(every)
                 now = time.monotonic()
                 if self._closed:
                     return
-                if self._held or self._unsent:
-                    idle_since = None
-                elif idle_since is None:
-                    idle_since = now
-                elif now - idle_since >= every:
-                    self._thread = None
-                    return
-                due = [n for n, (_, _, t) in self._unsent.items() if t + FLUSH_SECONDS <= now]
-                for name in due:
-                    actor, leases, _ = self._unsent.pop(name)
-                    flush.append((actor, leases))
-                if next_renewal <= now:
-                    next_renewal = now + every
-                    for lease, (actor, _) in self._held.items():
-                        renew.setdefault(id(actor), (actor, []))[1].append(lease)
-                if not flush and not renew:
-                    wake = [next_renewal, now + every if idle_since is None else idle_since + every]
-                    wake += [t + FLUSH_SECONDS for _, _, t in self._unsent.values()]
-                    self._lock.wait(max(0.0, min(wake) - now))
+                if not self._held:
+                    idle_since = now if idle_since is None else idle_since
+                    if now - idle_since >= every:
+                        self._renewer = None
+                        return
                     continue
-            for actor, leases in flush:
-                actor.release.remote(leases)
-            for actor, leases in renew.values():
+                idle_since = None
+                by_actor: dict[int, tuple[object, list[str]]] = {}
+                for lease, (actor, _) in self._held.items():
+                    by_actor.setdefault(id(actor), (actor, []))[1].append(lease)
+            for actor, leases in by_actor.values():
                 actor.renew.remote(leases, self._lease_seconds)
 
     def remove(self, name: str) -> None:
         """End the actor of ``name`` on the cluster (its slots and decay go with it)."""
         with self._lock:
-            self._actors.pop(name, None)
-            self._unsent.pop(name, None)
+            known = self._actors.pop(name, None)
+        if known is not None:
+            self.releases.take(name, known[1])  # nothing to send to an actor that ends
         try:
             actor = self._ray.get_actor(f"braid-limit-{name}", namespace=self._namespace)
         except ValueError:
@@ -355,23 +330,23 @@ class RayLimits:
 
     def close(self) -> None:
         """Give back every lease held here, send every release not sent yet, and stop the
-        background thread (actors stay on the cluster)."""
+        threads (actors stay on the cluster)."""
         unregister_backend(KIND, self._key, self)
+        pending = self.releases.close()
         with self._lock:
             self._closed = True
             held, self._held = self._held, {}
-            unsent, self._unsent = self._unsent, {}
             self._lock.notify_all()
-            thread, self._thread = self._thread, None
-        by_actor: dict[int, tuple[object, list[str]]] = {}
+            renewer, self._renewer = self._renewer, None
+        by_actor: dict[int, tuple[object, list[Hashable]]] = {}
+        for actor, leases in pending:
+            by_actor.setdefault(id(actor), (actor, []))[1].extend(leases)
         for lease, (actor, _) in held.items():
             by_actor.setdefault(id(actor), (actor, []))[1].append(lease)
-        for actor, leases, _ in unsent.values():
-            by_actor.setdefault(id(actor), (actor, []))[1].extend(leases)
         for actor, leases in by_actor.values():
-            actor.release.remote(leases)
-        if thread is not None:
-            thread.join()
+            self._send(actor, leases)
+        if renewer is not None:
+            renewer.join()
 
 
 def connect(handle: LimitsHandle) -> RayLimits:
