@@ -106,17 +106,12 @@ class LimitActor:
         self.held += occupy
         return _GRANTED_FULL if self.waiting or self.held >= self.limit else _GRANTED
 
-    async def acquire(
-        self,
-        lease: str,
-        occupy: int,
-        timeout: float | None,
-        lease_seconds: float,
-        released: Sequence[str] = (),
-    ) -> int:
-        """Forget the ``released`` leases, then record ``lease`` for ``occupy`` slots once
-        they fit: answers 0 after ``timeout``, 2 if granted with the limit now full or
-        others waiting, else 1."""
+    async def acquire(self, request: tuple[str, int, float | None, float, Sequence[str]]) -> int:
+        """Given (lease, occupy, timeout, lease_seconds, released) — one argument: Ray
+        serializes each argument on its own — forget the ``released`` leases, then record
+        ``lease`` for ``occupy`` slots once they fit, for ``lease_seconds``: answers 0 after
+        ``timeout``, 2 if granted with the limit now full or others waiting, else 1."""
+        lease, occupy, timeout, lease_seconds, released = request
         if released and self._drop(released):
             await self._wake_waiters()
         now = time.monotonic()
@@ -253,7 +248,7 @@ class RayLimits:
         released = self.releases.take(name, actor)
         try:
             answer = self._ray.get(
-                actor.acquire.remote(lease, occupy, timeout, self._lease_seconds, released)
+                actor.acquire.remote((lease, occupy, timeout, self._lease_seconds, released))
             )
         except BaseException:
             if released:  # they may not have arrived: send them again (a repeat is harmless)
