@@ -1,159 +1,122 @@
 """Cost of an uncontended concurrency slot, on each backend, as ratios measured in one run.
 
-    .venv/bin/python bench/bench_limits.py [--quick] [--skip dask,ray]
+    .venv/bin/python bench/bench_limits.py [--quick] [--skip processes,dask,ray] [--repeats R]
+    .venv/bin/python bench/bench_limits.py --callgrind   (threads: instructions per task)
 
-- threads / processes: N no-op tasks on a raw pool (``ThreadPoolExecutor``,
-  ``ProcessPoolExecutor``, 4 workers) against the same tasks each taking and giving
-  back one slot: inside the task (``with concurrency("db")``: in-process, or a round
-  trip to the parent's coordinator), or by the submitter around the task, as the run
-  table does for tag limits; ratio = with limit / without.  The raw pools' per-task
-  cost is far below braid's, so these ratios bound the overhead from above.
-- Dask / Ray: one acquire + release from the driver against one plain round trip to the
-  scheduler (``Client.get_metadata``) or to the limit's actor; ratio = round trips per
-  slot.
+What is compared, each pair measured alternately in the same run (medians of the repeats,
+and the median of the per-repeat ratios):
 
-Prints; no pass/fail.
+- threads / processes (issue 15 target: at most 1.10): a braid flow of N no-op tasks
+  tagged ``db`` with ``concurrency_limits={"db": 100000}`` (every task takes and gives
+  back a tag slot) against the very same flow without the declaration.  Timed inside
+  the flow from the first submit to the last result, after a warm-up batch, so runner
+  start-up is not counted.
+- Dask / Ray (target: one round trip at most, ratio <= 1.00): one ``concurrency("db")``
+  block (acquire + release) from the driver against one plain round trip on the same
+  connection: ``Client.get_metadata`` to the scheduler (LocalCluster, 1 worker), and a
+  call of a no-op async method on a 0-CPU actor (local Ray), without arguments and with
+  one argument the size of an acquire's (Ray serializes every argument, so a request
+  carrying anything costs more than an empty one).  Dask also shows the driver's CPU time
+  per operation (the scheduler of a LocalCluster runs in the driver).
+
+``--callgrind`` counts instructions instead of time (valgrind's callgrind, every thread):
+one threads flow of 100 and one of 1100 tasks, with and without the limit; instructions
+per task = the difference / 1000, so start-up and the warm-up batch cancel out.  On a
+loaded machine this is the steadier figure.
+
+Prints; no pass/fail.  On a shared machine, look at the load printed first and repeat.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import multiprocessing
 import os
+import re
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 
-from braid.concurrency import (
-    Lease,
-    LimitsCoordinator,
-    LimitTable,
-    LocalLimits,
-    acquire_for_tags,
-    use_limits,
-)
-from braid.concurrency.sync import concurrency
+from braid import ProcessPoolTaskRunner, ThreadPoolTaskRunner, flow, task
+
+LIMIT = 100_000  # never reached: every slot is uncontended
+TARGETS = {"threads": 1.10, "processes": 1.10, "dask": 1.00, "ray": 1.00}
 
 
-def noop(_: object = None) -> None:
+@task(tags=["db"])
+def tagged_noop() -> None:
     return None
 
 
-def with_slot(handle) -> None:
-    with use_limits(handle), concurrency("db"):
-        return None
+def _flow_us(make_runner: Callable[[], object], limited: bool, n: int) -> float:
+    """Microseconds per task of one flow run of ``n`` tagged no-op tasks."""
 
-
-def _median(fn: Callable[[], float], repeats: int = 3) -> float:
-    fn()  # warm-up
-    return statistics.median(fn() for _ in range(repeats))
-
-
-def _pool_us(pool: Executor, fn: Callable, arg: object, n: int) -> float:
-    def once() -> float:
+    @flow(
+        name="bench-limits",
+        task_runner=make_runner(),
+        concurrency_limits={"db": LIMIT} if limited else None,
+    )
+    def body() -> float:
+        for f in [tagged_noop.submit() for _ in range(8)]:  # workers up, code paths warm
+            f.result()
         start = time.perf_counter()
-        for future in [pool.submit(fn, arg) for _ in range(n)]:
-            future.result()
+        for f in [tagged_noop.submit() for _ in range(n)]:
+            f.result()
         return (time.perf_counter() - start) / n * 1e6
 
-    return _median(once)
+    return body()
 
 
-def _tagged_pool_us(pool: Executor, handle, n: int, tags: tuple[str, ...] = ("db",)) -> float:
-    """Tag-limit style: the parent takes the slot before submitting and gives it back when
-    the task is done, as the run table does (``tags=()``: the same with nothing limited)."""
-
-    def once() -> float:
-        start = time.perf_counter()
-        futures = []
-        for _ in range(n):
-            lease = acquire_for_tags(tags, handle) or Lease(None, [], 1)
-            future = pool.submit(noop)
-            future.add_done_callback(lambda _, lease=lease: lease.release())
-            futures.append(future)
-        for future in futures:
-            future.result()
-        return (time.perf_counter() - start) / n * 1e6
-
-    return _median(once)
+def _alternate(cases: dict[str, Callable[[], float]], repeats: int) -> dict[str, list[float]]:
+    """Run each case once per repeat, in turn (after one warm-up each); all the values."""
+    for run in cases.values():
+        run()
+    values: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(repeats):
+        for name, run in cases.items():
+            values[name].append(run())
+    return values
 
 
-def _call_us(fn: Callable[[], object], n: int) -> float:
-    def once() -> float:
-        start = time.perf_counter()
-        for _ in range(n):
-            fn()
-        return (time.perf_counter() - start) / n * 1e6
-
-    return _median(once)
-
-
-def _row(name: str, with_limit: float, without: float, unit: str) -> None:
+def _row(backend: str, what: str, with_slot: list[float], without: list[float], unit: str) -> None:
+    ratio = statistics.median(with_slot) / statistics.median(without)
+    paired = statistics.median(a / b for a, b in zip(with_slot, without, strict=True))
+    target = TARGETS[backend]
+    verdict = "met" if ratio <= target else "MISSED"
     print(
-        f"{name:<34} {with_limit:10.1f} us {without:10.1f} us   ratio {with_limit / without:5.2f}"
-        f"  ({unit})"
+        f"{backend:<10} {what:<44} {statistics.median(with_slot):9.1f} "
+        f"{statistics.median(without):9.1f} {unit:<4} ratio {ratio:5.2f} "
+        f"(paired {paired:5.2f}; target <= {target:.2f}: {verdict})"
     )
 
 
-def bench_threads(n: int) -> None:
-    local = LocalLimits()
-    handle = local.handle(LimitTable({"db": 1000}))
-    with ThreadPoolExecutor(4) as pool:
-        plain = _pool_us(pool, noop, None, n)
-        _row(
-            "threads: task + slot / task",
-            _pool_us(pool, with_slot, handle, n),
-            plain,
-            "per task, slot taken in the task",
-        )
-        _row(
-            "threads: tagged task / untagged task",
-            _tagged_pool_us(pool, handle, n),
-            _tagged_pool_us(pool, handle, n, ()),
-            "per task, slot taken by the submitter",
-        )
-    with use_limits(handle):
-
-        def slot() -> None:
-            with concurrency("db"):
-                pass
-
-        _row(
-            "threads: slot alone / empty call",
-            _call_us(slot, n),
-            _call_us(noop, n),
-            "per acquire+release",
-        )
-    local.close()
+def bench_flows(backend: str, make_runner: Callable[[], object], n: int, repeats: int) -> None:
+    values = _alternate(
+        {
+            "limit": lambda: _flow_us(make_runner, True, n),
+            "none": lambda: _flow_us(make_runner, False, n),
+        },
+        repeats,
+    )
+    _row(backend, "flow, tagged tasks: limit / no limit", values["limit"], values["none"], "us")
 
 
-def bench_processes(n: int) -> None:
-    with (
-        LimitsCoordinator() as coordinator,
-        ProcessPoolExecutor(4, mp_context=multiprocessing.get_context("spawn")) as pool,
-    ):
-        handle = coordinator.handle(LimitTable({"db": 1000}))
-        plain = _pool_us(pool, noop, None, n)
-        _row(
-            "processes: task + slot / task",
-            _pool_us(pool, with_slot, handle, n),
-            plain,
-            "per task, slot taken in the worker",
-        )
-        _row(
-            "processes: tagged / untagged task",
-            _tagged_pool_us(pool, handle, n),
-            _tagged_pool_us(pool, handle, n, ()),
-            "per task, slot taken by the parent",
-        )
+def _per_call(fn: Callable[[], object], n: int, clock: Callable[[], float]) -> float:
+    start = clock()
+    for _ in range(n):
+        fn()
+    return (clock() - start) / n * 1e6
 
 
-def bench_dask(n: int) -> None:
+def bench_dask(n: int, repeats: int) -> None:
     from distributed import Client, LocalCluster
 
+    from braid.concurrency import LimitTable, use_limits
     from braid.concurrency.dask_backend import DaskLimits
+    from braid.concurrency.sync import concurrency
 
     with (
         LocalCluster(
@@ -166,71 +129,137 @@ def bench_dask(n: int) -> None:
         Client(cluster, set_as_default=False) as client,
     ):
         limits = DaskLimits(client)
-        handle = limits.handle(LimitTable({"db": 1000}))
-        with use_limits(handle):
+        with use_limits(limits.handle(LimitTable({"db": LIMIT}))):
 
             def slot() -> None:
                 with concurrency("db"):
                     pass
 
-            _row(
-                "dask: slot / scheduler round trip",
-                _call_us(slot, n),
-                _call_us(lambda: client.get_metadata("braid-bench", default=None), n),
-                "round trips per acquire+release",
-            )
+            def round_trip() -> None:
+                client.get_metadata("braid-bench", default=None)
+
+            for clock, unit in ((time.perf_counter, "us"), (time.process_time, "cpu")):
+                values = _alternate(
+                    {
+                        "slot": lambda clock=clock: _per_call(slot, n, clock),
+                        "trip": lambda clock=clock: _per_call(round_trip, n, clock),
+                    },
+                    repeats,
+                )
+                _row("dask", "slot / scheduler round trip", values["slot"], values["trip"], unit)
         limits.close()
 
 
-def bench_ray(n: int) -> None:
+def bench_ray(n: int, repeats: int) -> None:
     import ray
 
+    from braid.concurrency import LimitTable, use_limits
     from braid.concurrency.ray_backend import RayLimits
+    from braid.concurrency.sync import concurrency
 
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     try:
+
+        @ray.remote(num_cpus=0)
+        class Echo:
+            async def ping(self, request: object = None) -> int:  # async, as a limit's actor
+                return 1
+
+        echo = Echo.remote()
+        # what an acquire carries: lease id, occupy, timeout, lease time, one release
+        request = (f"{'0' * 32}-1000", 1, None, 30.0, [f"{'0' * 32}-999"])
         limits = RayLimits()
-        handle = limits.handle(LimitTable({"db": 1000}))
-        with use_limits(handle):
+        with use_limits(limits.handle(LimitTable({"db": LIMIT}))):
 
             def slot() -> None:
                 with concurrency("db"):
                     pass
 
-            slot()
-            actor = ray.get_actor("braid-limit-db", namespace="braid")
-            _row(
-                "ray: slot / actor round trip",
-                _call_us(slot, n),
-                _call_us(lambda: ray.get(actor.configure.remote(1000, 0.0)), n),
-                "round trips per acquire+release",
+            def round_trip() -> None:
+                ray.get(echo.ping.remote())
+
+            def round_trip_carrying() -> None:
+                ray.get(echo.ping.remote(request))
+
+            values = _alternate(
+                {
+                    "slot": lambda: _per_call(slot, n, time.perf_counter),
+                    "empty": lambda: _per_call(round_trip, n, time.perf_counter),
+                    "same": lambda: _per_call(round_trip_carrying, n, time.perf_counter),
+                },
+                repeats,
             )
+            _row("ray", "slot / empty actor round trip", values["slot"], values["empty"], "us")
+            _row("ray", "slot / round trip carrying the same", values["slot"], values["same"], "us")
         limits.close()
         limits.remove("db")
     finally:
         ray.shutdown()
 
 
+def _instructions(limited: bool, n: int) -> int:
+    with tempfile.TemporaryDirectory() as folder:
+        out = os.path.join(folder, "callgrind.out")
+        subprocess.run(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable]
+            + [__file__, "--flow", "limit" if limited else "nolimit", "--n", str(n)],
+            check=True,
+            capture_output=True,
+        )
+        with open(out) as f:
+            return int(re.search(r"^(?:summary|totals): (\d+)", f.read(), re.M).group(1))
+
+
+def bench_callgrind() -> None:
+    per_task = {
+        limited: (_instructions(limited, 1100) - _instructions(limited, 100)) / 1000
+        for limited in (True, False)
+    }
+    ratio = per_task[True] / per_task[False]
+    verdict = "met" if ratio <= TARGETS["threads"] else "MISSED"
+    print(
+        f"{'threads':<10} {'flow, tagged tasks: limit / no limit':<44} {per_task[True]:9.0f} "
+        f"{per_task[False]:9.0f} ins  ratio {ratio:5.2f} (callgrind; target <= "
+        f"{TARGETS['threads']:.2f}: {verdict})"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer iterations")
-    parser.add_argument("--skip", default="", help="comma-separated: dask,ray")
+    parser.add_argument("--skip", default="", help="comma-separated: processes,dask,ray")
+    parser.add_argument("--repeats", type=int, default=0, help="alternations (default 5, quick 3)")
+    parser.add_argument("--flow", choices=["limit", "nolimit"], help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, default=1000, help="tasks of --flow")
+    parser.add_argument("--callgrind", action="store_true", help="threads: count instructions")
     args = parser.parse_args()
+    if args.flow:
+        _flow_us(lambda: ThreadPoolTaskRunner(max_workers=4), args.flow == "limit", args.n)
+        return
+    if args.callgrind:
+        bench_callgrind()
+        return
     skip = set(filter(None, args.skip.split(",")))
     scale = 10 if args.quick else 1
+    repeats = args.repeats or (3 if args.quick else 5)
     for name, value in (
         ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0"),
         ("RAY_AUTH_MODE", "disabled"),
         ("RAY_USAGE_STATS_ENABLED", "0"),
     ):
         os.environ.setdefault(name, value)
-    print(f"{'':<34} {'with limit':>13} {'without':>13}")
-    bench_threads(20000 // scale)
-    bench_processes(4000 // scale)
+    load = os.getloadavg()
+    print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs")
+    print(f"{'':<10} {'':<44} {'with':>9} {'without':>9}")
+    bench_flows("threads", lambda: ThreadPoolTaskRunner(max_workers=4), 20000 // scale, repeats)
+    if "processes" not in skip:
+        bench_flows(
+            "processes", lambda: ProcessPoolTaskRunner(max_workers=4), 2000 // scale, repeats
+        )
     if "dask" not in skip:
-        bench_dask(1000 // scale)
+        bench_dask(2000 // scale, repeats)
     if "ray" not in skip:
-        bench_ray(1000 // scale)
+        bench_ray(1000 // scale, repeats)
 
 
 if __name__ == "__main__":

@@ -14,18 +14,20 @@ Hovering a bar shows its details and its dependency edges; clicking it (or openi
 ``FILE.html#run=NAME``) keeps the edges and opens a detail panel: state and message,
 place and times, attempts, and the arguments, logs and traceback when known.
 
-What a run's dict may carry beyond ``FlowRunRecord.to_dict()`` today, drawn where
-present and left out where not (so every runner is drawn the same way from the same
-data): ``attempts`` (a list of ``{start, end, state_name, where, error}``, one per
-attempt), ``upstreams`` (ids of the task runs it waited for), ``parameters`` (name to
-shortened repr), ``message`` (the whole state message), ``traceback`` and ``logs``
-(text).
+Beyond names, states, times and places, a task run's dict (``TaskRunRecord.to_dict()``)
+may carry what is drawn where present and left out where not, so every runner is
+drawn the same way from the same data: ``attempts`` (a list of ``{start, end,
+state_name, where, error}``, one per attempt; an attempt whose ``where`` is unknown
+is drawn on the lane of the run's last one), ``upstreams`` (ids of the task runs it
+waited for), ``parameters`` (name to shortened repr), ``message`` (the whole state
+message), ``traceback`` and ``logs`` (text).
 
 It stays fast with tens of thousands of task runs because only what is visible is
 drawn: lanes are virtualised (the canvas is the size of the viewport, scrolling
 redraws it) and bars overlapping in time on one lane are packed into rows here, in
 Python, once.  After every paint the script writes how many bars it drew into
-``data-bars-drawn`` on ``<html>`` (and ``data-edges-drawn``), which tests read back.
+``data-bars-drawn`` on ``<html>`` (and ``data-edges-drawn``, ``data-delays-drawn``: the
+dotted lines through retry delays), which tests read back.
 """
 
 from __future__ import annotations
@@ -98,6 +100,7 @@ _STYLES = {  # how the legend draws each key (the canvas draws the same)
 }
 FLOW_LANE = "flow runs"
 NOT_STARTED_LANE = "did not start"
+UNKNOWN_LANE = "unknown place"
 #: characters a lane label keeps (about what the 220-pixel gutter shows)
 LABEL_CHARS = 36
 _DETAIL_KEYS = ("message", "traceback", "logs", "parameters")
@@ -187,7 +190,8 @@ def timeline_items(run: Any) -> tuple[list[dict[str, Any]], float, float]:
     end of the report, a run that never started sits at the time it ended.  Each item
     has ``lane``, ``start``, ``end``, ``key``, ``name``, ``task``, ``flow``, ``error``,
     ``is_flow``, ``depth``, ``id``, ``attempt`` (0 for flow runs), ``attempts``,
-    ``last`` (the run's final attempt) and ``run`` (the source dict).
+    ``last`` (the run's final attempt), ``delay`` (the retry delay after a retried
+    attempt, when known) and ``run`` (the source dict).
     """
     top = _as_dict(run)
     flows = _walk_flows(top)
@@ -209,6 +213,7 @@ def timeline_items(run: Any) -> tuple[list[dict[str, Any]], float, float]:
                 "attempt": 0,
                 "attempts": 0,
                 "last": True,
+                "delay": None,
                 "run": f,
             }
         )
@@ -233,13 +238,15 @@ def timeline_items(run: Any) -> tuple[list[dict[str, Any]], float, float]:
                         "attempt": n,
                         "attempts": len(attempts),
                         "last": last,
-                        "lane": (a.get("where") or "unknown place")
+                        # an attempt whose place is unknown sits on its run's last lane
+                        "lane": (a.get("where") or t.get("where") or UNKNOWN_LANE)
                         if started
                         else NOT_STARTED_LANE,
                         "start": a.get("start") if started else a.get("end"),
                         "end": a.get("end"),
                         "key": key if last else "RETRIED",
                         "error": t.get("error") if last else a.get("error"),
+                        "delay": None if last else a.get("delay"),
                     }
                 )
     starts = [i["start"] for i in items if i["start"] is not None]
@@ -249,6 +256,28 @@ def timeline_items(run: Any) -> tuple[list[dict[str, Any]], float, float]:
         item["start"] = t0 if item["start"] is None else item["start"]
         item["end"] = max(item["start"], t1 if item["end"] is None else item["end"])
     return items, t0, t1
+
+
+def final_bars_and_edges(items: list[dict[str, Any]]) -> tuple[list[int], list[list[int]]]:
+    """For :func:`timeline_items`' bars: the index of each bar's run's final bar, and the
+    dependency edges as [upstream's final bar, downstream's final bar] (upstreams that
+    are not in the run, such as a finished flow's futures, have none)."""
+    final_of_id: dict[Any, int] = {}
+    for n, item in enumerate(items):
+        if item["last"] and item["id"] is not None:
+            final_of_id[(item["is_flow"], item["id"])] = n
+    final = [
+        n if item["last"] else final_of_id.get((item["is_flow"], item["id"]), n)
+        for n, item in enumerate(items)
+    ]
+    edges = []
+    for n, item in enumerate(items):
+        if item["last"]:
+            for up in item["run"].get("upstreams") or ():
+                source = final_of_id.get((False, up))
+                if source is not None:
+                    edges.append([source, n])
+    return final, edges
 
 
 def timeline_data(run: Any) -> dict[str, Any]:
@@ -286,24 +315,13 @@ def timeline_data(run: Any) -> dict[str, Any]:
         if not item["is_flow"] and item["task"] not in tasks:
             tasks.append(item["task"])
     # every bar points at its run's final bar: hover and selection work on runs
-    final_of_id: dict[Any, int] = {}
-    final: list[int] = []
+    final, edges = final_bars_and_edges(items)
+    details = {}
     for n, item in enumerate(items):
-        if item["last"] and item["id"] is not None:
-            final_of_id[(item["is_flow"], item["id"])] = n
-    for n, item in enumerate(items):
-        final.append(final_of_id.get((item["is_flow"], item["id"]), n) if not item["last"] else n)
-    edges, details = [], {}
-    for n, item in enumerate(items):
-        if not item["last"]:
-            continue
-        for up in item["run"].get("upstreams") or ():
-            source = final_of_id.get((False, up))
-            if source is not None:
-                edges.append([source, n])
-        extra = {k: item["run"][k] for k in _DETAIL_KEYS if item["run"].get(k)}
-        if extra:
-            details[str(n)] = extra
+        if item["last"]:
+            extra = {k: item["run"][k] for k in _DETAIL_KEYS if item["run"].get(k)}
+            if extra:
+                details[str(n)] = extra
 
     task_times = [t for i in items if not i["is_flow"] for t in (i["start"], i["end"])]
     # the view opens on the task runs: a cluster's start-up would squeeze them to a line

@@ -158,7 +158,7 @@ PAGE = """<!DOCTYPE html>
   }
 
   function draw() {
-    var top = scroller.scrollTop, drawn = 0;
+    var top = scroller.scrollTop, drawn = 0, delays = 0;
     ctx.clearRect(0, 0, W, H);
     for (var l = 0; l < D.lanes.length; l++) {
       var ly = laneTop[l] - top, lh = D.lanes[l].rows * ROW;
@@ -173,12 +173,13 @@ PAGE = """<!DOCTYPE html>
         if (x1 < GUTTER || x0 > W) continue;
         x0 = Math.max(x0, GUTTER);
         drawBar(i, x0, y0, Math.max(2, x1 - x0));
-        if (B.attempt[i] && B.attempt[i] < B.attempts[i] && B.lane[i + 1] === l) {
-          // the retry delay: a line to the next attempt on the same lane
+        if (B.attempt[i] && B.attempt[i] < B.attempts[i]) {
+          // the retry delay: a dotted line to the next attempt (on any lane)
           ctx.strokeStyle = "#8c959f"; ctx.lineWidth = 1; ctx.setLineDash([2, 2]);
           ctx.beginPath(); ctx.moveTo(x1, y0 + BAR / 2);
-          ctx.lineTo(xOf(B.start[i + 1]), ly + B.row[i + 1] * ROW + 2 + BAR / 2); ctx.stroke();
+          ctx.lineTo(xOf(B.start[i + 1]), yOf(i + 1) + BAR / 2); ctx.stroke();
           ctx.setLineDash([]);
+          delays++;
         }
         drawn++;
       }
@@ -187,6 +188,7 @@ PAGE = """<!DOCTYPE html>
     drawAxis();
     document.documentElement.setAttribute("data-bars-drawn", String(drawn));
     document.documentElement.setAttribute("data-edges-drawn", String(edges));
+    document.documentElement.setAttribute("data-delays-drawn", String(delays));
   }
 
   function drawEdges(r) {
@@ -304,8 +306,10 @@ PAGE = """<!DOCTYPE html>
       .join("\\n"));
     if (extra.logs) field(dl, "logs", extra.logs, true);
     if (extra.traceback) field(dl, "traceback", extra.traceback, true);
+    // a run that did not fail has no traceback to miss
+    var failed = ["FAILED", "CRASHED"].indexOf(keys[B.state[r]]) >= 0;
     var missing = ["arguments", "logs", "traceback"].filter(function (k) {
-      return !extra[k === "arguments" ? "parameters" : k]; });
+      return !extra[k === "arguments" ? "parameters" : k] && (k !== "traceback" || failed); });
     if (!B.is_flow[r] && missing.length) field(dl, "not recorded", missing.join(", "));
   }
 

@@ -4,8 +4,11 @@ Perfetto (ui.perfetto.dev) and ``chrome://tracing`` open the file: one "process"
 place that is a process or a worker (the part of a lane's name before its last
 ``" / "``), one "thread" per lane, one complete event (``"ph": "X"``) per attempt of a
 task run and per flow run, with ``ts`` and ``dur`` in microseconds from the run's
-start and ``args`` holding the run's name, task, state and error.  The bars are the
-same as the HTML report's (:func:`braid.report.timeline_items`).
+start and ``args`` holding the run's name, task, state and error (and, for an attempt
+that was retried, its number and the retry delay).  Each dependency edge is a flow
+event pair (``"ph": "s"`` at the end of the upstream's final attempt, ``"ph": "f"``
+at the start of the downstream's), which Perfetto draws as an arrow.  The bars are
+the same as the HTML report's (:func:`braid.report.timeline_items`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from braid.report import FLOW_LANE, NOT_STARTED_LANE, timeline_items
+from braid.report import FLOW_LANE, NOT_STARTED_LANE, final_bars_and_edges, timeline_items
 
 __all__ = ["trace_events", "write_trace"]
 
@@ -32,7 +35,8 @@ def trace_events(run: Any) -> dict[str, Any]:
     """The trace of ``run`` (a FlowRunRecord or its ``to_dict()``) as a trace-event document.
 
     Returns ``{"traceEvents": [...], "displayTimeUnit": "ms", "otherData": {...}}``:
-    metadata events naming each process and thread, then one ``"X"`` event per bar.
+    metadata events naming each process and thread, one ``"X"`` event per bar, then
+    the flow events of the dependency edges.
     """
     top = run if isinstance(run, Mapping) else run.to_dict()
     items, t0, _ = timeline_items(top)
@@ -86,6 +90,8 @@ def trace_events(run: Any) -> dict[str, Any]:
             args["error"] = item["error"]
         if item["attempts"] > 1:
             args["attempt"] = f"{item['attempt']} of {item['attempts']}"
+        if item["delay"] is not None:
+            args["retry_delay_s"] = item["delay"]
         events.append(
             {
                 "name": item["name"],
@@ -98,6 +104,19 @@ def trace_events(run: Any) -> dict[str, Any]:
                 "args": args,
             }
         )
+    _, edges = final_bars_and_edges(items)
+    for n, (up, down) in enumerate(edges, 1):
+        a, b = items[up], items[down]
+        # "s" binds to the slice around its ts: a hair before the upstream's end
+        end = round((a["end"] - t0) * 1e6, 3)
+        inside = max(round((a["start"] - t0) * 1e6, 3), end - 0.5)
+        for phase, item, ts in (("s", a, inside), ("f", b, round((b["start"] - t0) * 1e6, 3))):
+            pid, tid = tids[item["lane"]]
+            event = {"name": "waited for", "cat": "dependency", "ph": phase, "id": n}
+            event.update(ts=ts, pid=pid, tid=tid)
+            if phase == "f":
+                event["bp"] = "e"
+            events.append(event)
     return {
         "traceEvents": events,
         "displayTimeUnit": "ms",

@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Install iproute2 (`ip`, for the multi-host tests' network namespaces) if it is missing.
-# Without root or apt-get nothing is installed: those tests then skip, saying why.
+# Install iproute2 (`ip`, for the multi-host tests' network namespaces) and iptables (its
+# NFQUEUE target feeds the user-space latency and loss of braid/testing/netdelay.py) if
+# they are missing.  Without root or apt-get nothing is installed: those tests then skip,
+# saying why.
 set -euo pipefail
-if command -v ip >/dev/null 2>&1; then
+missing=()
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v iptables >/dev/null 2>&1 || missing+=(iptables)
+if [ "${#missing[@]}" = 0 ]; then
   exit 0
 fi
 if [ "$(id -u)" != 0 ] && ! command -v sudo >/dev/null 2>&1; then
@@ -19,5 +24,6 @@ if [ "$(id -u)" != 0 ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -q >/dev/null
-$sudo apt-get install -y -q iproute2 >/dev/null
+$sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 ip -V
+iptables -V

@@ -124,6 +124,64 @@ def test_a_worker_killed_holding_a_slot_gives_it_back(client, tmp_path):
         pass
 
 
+def test_a_release_travels_with_the_next_acquire_of_this_process(cluster, client, monkeypatch):
+    # no release is sent on its own for a minute, and leases expire after 1 s here: five
+    # slots of a limit of 2 taken in turn within 0.5 s each were given back by the acquires
+    dask_client, limits = client
+    monkeypatch.setattr(limits.releases, "delay", 60.0)
+    with Client(cluster, set_as_default=False) as second:
+        other = DaskLimits(second)  # another process's view: it takes nothing along
+        try:
+            for _ in range(5):
+                limits.release("along", limits.acquire("along", Limit(2), 1, 0.5))
+            assert other.acquire("along", Limit(2), 2, 0.2) is None  # the last is unsent
+        finally:
+            other.close()
+    limits.close()  # sends it
+    after = DaskLimits(dask_client)
+    try:
+        assert after.acquire("along", Limit(2), 2, 0.5) is not None
+    finally:
+        after.close()
+
+
+def test_a_release_no_acquire_takes_along_is_sent_soon(client):
+    dask_client, limits = client
+    handle = limits.handle(LimitTable({"flush": 2}))
+    with use_limits(handle), concurrency("flush"):
+        pass
+    # sent within FLUSH_SECONDS: a worker gets both slots before the lease would expire
+    dask_client.submit(lt.hold, handle, "flush", 0, 2, 0.5, pure=False).result()
+
+
+def test_without_braids_routes_on_the_scheduler_dask_routes_are_used(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="braid.concurrency")
+    blocked = {"distributed.scheduler.blocked-handlers": ["run_function"], **FAST_LEASES}
+    with (
+        dask.config.set(blocked),
+        LocalCluster(
+            n_workers=1,
+            threads_per_worker=2,
+            processes=True,
+            dashboard_address="127.0.0.1:0",
+            silence_logs=logging.ERROR,
+            local_directory=str(tmp_path),
+        ) as cluster,
+        Client(cluster, set_as_default=False) as dask_client,
+    ):
+        limits = DaskLimits(dask_client)
+        try:
+            handle = limits.handle(LimitTable({"db": 1}))
+            spans = _map(dask_client, lt.hold, [handle] * 4, ["db"] * 4, [0.05] * 4)
+            with use_limits(handle):
+                spans.append(lt.hold(handle, "db", 0.05, 1, 5))
+                spans.append(lt.hold(handle, "db", 0.05, 1, 0.5))  # the release went at once
+            assert lt.peak(spans) == 1
+            assert "cannot add braid's semaphore routes" in caplog.text
+        finally:
+            limits.close()
+
+
 # -- dask scheduler + dask worker processes -------------------------------------------------------
 @pytest.fixture
 def process_cluster(tmp_path):

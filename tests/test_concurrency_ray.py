@@ -28,7 +28,7 @@ from braid.testing import limit_tasks as lt  # noqa: E402
 pytestmark = pytest.mark.timeout(120)
 #: clock resolution: grants are timed by time.time() in different processes
 CLOCK = 0.001
-NAMES = ("db", "api", "one", "redo", "solo")
+NAMES = ("db", "api", "one", "redo", "solo", "along", "flush")
 
 
 @pytest.fixture(scope="module")
@@ -97,4 +97,36 @@ def test_a_ray_worker_killed_holding_a_slot_gives_it_back(limits, tmp_path):
     ref = _run(lt.hold_then_die_once, handle, "solo", str(tmp_path / "flag"), max_retries=1)
     assert ray.get(ref, timeout=60) > 0
     with use_limits(handle), concurrency("solo", timeout_seconds=10):
+        pass
+
+
+def test_a_release_travels_with_the_next_request_of_this_process(limits):
+    # no release is sent on its own for a minute, and leases last 2.5 s: five slots of a
+    # limit of 2 taken in turn within 0.5 s each were given back by the requests (these two
+    # backends are not the one the module's handles find)
+    mine, other = RayLimits(lease_seconds=2.5), RayLimits(lease_seconds=2.5)
+    mine.releases.delay = 60.0
+    try:
+        for _ in range(5):
+            mine.release("along", mine.acquire("along", Limit(2), 1, 0.5))
+        assert other.acquire("along", Limit(2), 2, 0.5) is None  # the last one is unsent
+    finally:
+        other.close()
+        mine.close()  # sends it
+    token = limits.acquire("along", Limit(2), 2, 0.5)
+    assert token is not None
+    limits.release("along", token)
+
+
+def test_a_release_no_request_takes_along_is_sent_soon_or_at_close(limits):
+    handle = limits.handle(LimitTable({"flush": 2}))
+    with use_limits(handle), concurrency("flush"):
+        pass
+    # sent within FLUSH_SECONDS: a worker gets both slots long before the lease expires
+    ray.get(_run(lt.hold, handle, "flush", 0, 2, 1.0))
+    other = RayLimits(lease_seconds=2.5)  # not the backend the handle finds
+    other.releases.delay = 60.0
+    other.release("flush", other.acquire("flush", Limit(2), 1, 1.0))
+    other.close()  # sends it
+    with use_limits(handle), concurrency("flush", occupy=2, timeout_seconds=1.0):
         pass

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
+import pytest
+
 from braid import ThreadPoolTaskRunner, flow
+from braid.core.records import ARGUMENT_CHARS, kept_arguments
 from braid.runners.processes import ProcessPoolTaskRunner
+from braid.testing import report_flows
 from braid.testing import sample_tasks as st
 
 
@@ -69,3 +76,101 @@ def test_watch_flow_runs_sees_top_level_runs_as_they_start():
     assert seen_inside == [1]
     assert [r.flow_name for r in seen] == ["watched", "recorded"]
     assert len(seen[1].flow_runs) == 1
+
+
+# -- what a task run's record holds beyond its state: attempts, edges, arguments ----------
+@pytest.mark.parametrize("runner", ["threads", "processes"])
+def test_record_keeps_attempts_upstreams_arguments_and_traceback(runner):
+    """On the runners whose run table reschedules retries; Dask and Ray: test_report.py."""
+    flow_ = report_flows.retries_and_failures.with_options(
+        task_runner=ThreadPoolTaskRunner(max_workers=2)
+        if runner == "threads"
+        else ProcessPoolTaskRunner(max_workers=2)
+    )
+    state = flow_(return_state=True)
+    assert state.is_failed()
+    runs = {r.task_name: r for r in state.record.task_runs}
+    fetch, load, join, report = runs["fetch"], runs["load"], runs["join"], runs["report"]
+
+    assert [a["state_name"] for a in fetch.attempts] == ["AwaitingRetry"] * 2 + ["Completed"]
+    assert [a["error"] for a in fetch.attempts] == [
+        "FetchError: connection reset on attempt 1",
+        "FetchError: connection reset on attempt 2",
+        None,
+    ]
+    assert [a["delay"] for a in fetch.attempts] == [report_flows.RETRY_DELAY] * 2 + [None]
+    for before, after in zip(fetch.attempts, fetch.attempts[1:], strict=False):
+        assert before["start"] <= before["end"]
+        assert after["start"] - before["end"] >= report_flows.RETRY_DELAY - 0.01
+    assert fetch.start == fetch.attempts[0]["start"] and fetch.end == fetch.attempts[-1]["end"]
+    assert fetch.where == fetch.attempts[-1]["where"] and fetch.where.startswith("pid ")
+    assert fetch.traceback is None and fetch.message is None and fetch.upstreams == []
+    assert fetch.parameters == {"source": "'api'"}
+    assert len(load.attempts) == 1 and load.attempts[0]["state_name"] == "Completed"
+
+    assert join.upstreams == [fetch.id, load.id]
+    assert join.parameters is not None
+    rows = join.parameters.pop("rows")
+    assert rows.startswith("[0, 1, 2, ") and len(rows) <= ARGUMENT_CHARS
+    assert join.parameters == {
+        "left": "<result of fetch-api>",
+        "right": "<result of load-3>",
+        "on": "'user_id'",
+    }
+    assert join.message == "KeyError: 'user_id'" and join.error == "KeyError: 'user_id'"
+    assert join.traceback is not None
+    assert 'report_flows.py", line' in join.traceback and "in join" in join.traceback
+    assert join.traceback.endswith("KeyError: 'user_id'")
+
+    assert report.state_name == "UpstreamFailed" and report.attempts == []
+    assert report.upstreams == [join.id] and report.traceback is None
+    assert report.parameters == {"joined": f"<result of {join.name}>"}
+    as_dict = state.record.to_dict()["task_runs"][2]
+    assert as_dict["upstreams"] == [fetch.id, load.id] and "traceback" in as_dict
+
+
+class Payload:
+    """A large argument; a record must not keep it alive."""
+
+    def __init__(self) -> None:
+        self.blob = bytearray(10_000_000)
+
+    def __repr__(self) -> str:
+        return f"Payload({len(self.blob)} bytes)"
+
+
+_payloads: list[weakref.ref] = []
+
+
+@flow(task_runner=ThreadPoolTaskRunner(max_workers=2))
+def given_a_payload() -> int:
+    payload = Payload()
+    sized = report_flows.size_of.with_options(name="sized")  # a task copy for this run
+    _payloads.extend([weakref.ref(payload), weakref.ref(sized)])
+    return sized.submit(payload, "x" * 1000).result()
+
+
+def test_a_record_keeps_no_argument_alive():
+    state = given_a_payload(return_state=True)
+    gc.collect()
+    # the record holds a repr, not the payload, and the task's name, not the task
+    assert [ref() for ref in _payloads] == [None, None]
+    _payloads.clear()
+    [run] = state.record.task_runs
+    assert run.parameters is not None
+    assert run.parameters["value"] == "Payload(10000000 bytes)"
+    note = run.parameters["note"]
+    assert len(note) <= ARGUMENT_CHARS and note.startswith("'xxx") and note.endswith("xx'")
+
+
+def test_kept_arguments_are_small_scalars_or_bounded_reprs():
+    class Loud:
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr")
+
+    small = (1, 2.5, None, True, "short")
+    assert kept_arguments(small) is small  # nothing copied on the common path
+    kept = kept_arguments((10**40, "y" * 500, list(range(10**5)), {"k": [1] * 100}, Loud()))
+    assert all(len(str(v)) <= ARGUMENT_CHARS for v in kept)
+    assert kept[0] == repr(10**40) and kept[2].startswith("[0, 1, 2")
+    assert kept[4].startswith("<Loud instance at ")  # its repr raised

@@ -28,8 +28,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Hashable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Hashable, Sequence
 from typing import Protocol, runtime_checkable
 
 from braid import errors
@@ -192,20 +191,33 @@ _default_local: LimitBackend | None = None
 _default_lock = threading.Lock()
 
 
-@contextmanager
-def use_limits(handle: LimitsHandle | None) -> Iterator[LimitsHandle | None]:
+class use_limits:  # noqa: N801 - used as a function: with use_limits(handle): ...
     """Within the block, take slots through ``handle``'s backend and see its declared
-    table (``None``: leave things as they are)."""
-    if handle is None:
-        yield None
-        return
-    token = _handle.set(handle)
-    declared = set_declared(handle.limits)
-    try:
-        yield handle
-    finally:
-        reset_declared(declared)
-        _handle.reset(token)
+    table (``None``: leave things as they are); the block's value is ``handle``.
+
+    A class, not a generator: the engine enters one around every task run of a flow that
+    declares limits, so entering and leaving cost two context-variable sets and resets.
+    """
+
+    __slots__ = ("_declared", "_handle", "_token")
+
+    def __init__(self, handle: LimitsHandle | None) -> None:
+        self._handle = handle
+        self._token: contextvars.Token | None = None
+        self._declared: contextvars.Token | None = None
+
+    def __enter__(self) -> LimitsHandle | None:
+        handle = self._handle
+        if handle is not None:
+            self._token = _handle.set(handle)
+            self._declared = set_declared(handle.limits)
+        return handle
+
+    def __exit__(self, *exc: object) -> None:
+        token, self._token = self._token, None
+        if token is not None:
+            reset_declared(self._declared)  # type: ignore[arg-type]
+            _handle.reset(token)
 
 
 def current_handle() -> LimitsHandle | None:

@@ -25,7 +25,7 @@ import os
 import socket
 import sys
 import threading
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import (
     Client,
@@ -96,6 +96,15 @@ class LimitsCoordinator:
     ) -> float | None:
         """Take decaying slots (see ``LimitBackend.reserve_rate``)."""
         return self._limits.reserve_rate(name, limit, occupy, max_wait)
+
+    def hold_now(self, pairs: Sequence[tuple[str, Limit]]) -> bool:
+        """Hold a slot of every pair for this process if free now (see
+        ``LocalLimits.hold_now``)."""
+        return self._limits.hold_now(pairs)
+
+    def give_back(self, pairs: Sequence[tuple[str, Limit]]) -> None:
+        """Give back what one ``hold_now(pairs)`` took."""
+        self._limits.give_back(pairs)
 
     def close(self) -> None:
         """Stop serving: wake waiters, close every connection and join the threads."""

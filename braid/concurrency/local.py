@@ -12,7 +12,7 @@ import itertools
 import threading
 import time
 import uuid
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 
 from braid import errors
 from braid.concurrency.backend import (
@@ -60,12 +60,12 @@ class LocalLimits:
         """Return a handle usable in this process only (threads of a thread pool)."""
         return LimitsHandle(self.kind, self._key, limits)
 
-    def _name(self, name: str, limit: Limit, now: float) -> _Name:
+    def _name(self, name: str, limit: Limit) -> _Name:
         state = self._names.get(name)
         if state is None:
             state = self._names[name] = _Name(limit, self._lock)
-        elif state.limit != limit:
-            if not state.idle(now):
+        elif state.limit is not limit and state.limit != limit:
+            if not state.idle(time.monotonic()):
                 raise errors.LimitRedeclared(
                     f"concurrency limit {name!r} is in use here as {state.limit!r}; it cannot "
                     f"be {limit!r} at the same time"
@@ -84,7 +84,7 @@ class LocalLimits:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             self._check_open()
-            state = self._name(name, limit, time.monotonic())
+            state = self._name(name, limit)
             state.waiting += 1
             try:
                 while state.held + occupy > state.limit.limit:
@@ -110,7 +110,42 @@ class LocalLimits:
             occupy = state.tokens.pop(token, 0) if state is not None else 0
             if occupy:
                 state.held -= occupy
-                state.ready.notify_all()
+                if state.waiting:  # no one waits on it otherwise
+                    state.ready.notify_all()
+
+    def hold_now(self, pairs: Sequence[tuple[str, Limit]]) -> bool:
+        """Hold one slot of every pair if each is free now and no one waits for it, and
+        return True; else hold nothing and return False (the caller then waits in line).
+
+        The slots are counted without a token: the caller gives them back exactly once,
+        with ``give_back(pairs)``.  This is the run table's path for a tag slot taken when
+        nothing contends for it: one lock, no objects.
+        """
+        with self._lock:
+            if self._closed:
+                return False
+            taken = []
+            names = self._names
+            for name, limit in pairs:
+                state = names.get(name)
+                if state is None or state.limit is not limit:
+                    state = self._name(name, limit)
+                if state.waiting or state.held >= state.limit.limit:
+                    for held in taken:
+                        held.held -= 1
+                    return False
+                state.held += 1
+                taken.append(state)
+            return True
+
+    def give_back(self, pairs: Sequence[tuple[str, Limit]]) -> None:
+        """Give back the slots one successful ``hold_now(pairs)`` took."""
+        with self._lock:
+            for name, _ in pairs:
+                state = self._names[name]
+                state.held -= 1
+                if state.waiting:
+                    state.ready.notify_all()
 
     def reserve_rate(
         self, name: str, limit: Limit, occupy: int, max_wait: float | None
@@ -119,7 +154,7 @@ class LocalLimits:
         with self._lock:
             self._check_open()
             now = time.monotonic()
-            state = self._name(name, limit, now)
+            state = self._name(name, limit)
             delay, tat = rate_delay(state.tat, now, state.limit, occupy)
             if max_wait is not None and delay > max_wait:
                 return None

@@ -2,11 +2,14 @@
 
 ::
 
-    driver / any worker                       Ray cluster
-    RayLimits ── acquire (1 round trip) ───► actor "braid-limit-<name>"
-              ── release (no wait) ────────►   (namespace "braid", detached, 0 CPU)
-              ── reserve_rate (1 round trip)►   leases {id: (slots, expiry)}, decay time
-    renewal thread ── renew every lease/3 ─►
+    driver / any worker                        Ray cluster
+    RayLimits ── acquire (1 round trip) ─────► actor "braid-limit-<name>"
+              │    carrying the releases         (namespace "braid", detached, 0 CPU)
+              │    not sent yet                  leases {id: (slots, expiry)}, decay time
+              ── reserve_rate (1 round trip) ─►
+    renewal thread ── renew every lease/3 ──►
+    flush thread ── releases no request took
+                    along (FLUSH_SECONDS) ───►
 
 The actor is created by the first process that needs it (``get_if_exists``) and lives
 detached, so two flows, or two drivers, on one cluster share a limit of the same name.
@@ -15,15 +18,23 @@ renewal; a thread in the holding process renews its leases every third of that w
 holds any.  A worker or driver that dies stops renewing, and its slots come back within
 ``lease_seconds``.  The actor keeps its counts in memory: if its node dies, the limit
 starts afresh empty.
+
+A slot costs one round trip: a release is not sent on its own at once but travels with
+this process's next request to the same actor (``braid.concurrency.deferred``), so a
+steady stream of slots sends one message per slot.  A release that no request takes along
+within ``FLUSH_SECONDS`` is sent on its own; and when the actor's last answer said the
+limit was full or someone was waiting, a release is sent at once, so a contended limit
+hands its slots on without that delay.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 import uuid
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 
 from braid import errors
 from braid.concurrency.backend import (
@@ -32,12 +43,17 @@ from braid.concurrency.backend import (
     register_backend,
     unregister_backend,
 )
+from braid.concurrency.deferred import DeferredReleases
 from braid.concurrency.limits import Limit, LimitTable
 
-__all__ = ["RayLimits", "connect"]
+__all__ = ["FLUSH_SECONDS", "RayLimits", "connect"]
 
 KIND = "ray"
 NAMESPACE = "braid"
+#: the longest a release waits for a request to travel with
+FLUSH_SECONDS = 0.005
+# what the actor's acquire answers
+_REFUSED, _GRANTED, _GRANTED_FULL = 0, 1, 2
 
 
 class LimitActor:
@@ -46,53 +62,88 @@ class LimitActor:
     def __init__(self, limit: int, decay: float) -> None:
         self.limit, self.decay = limit, decay
         self.leases: dict[str, tuple[int, float]] = {}
+        self.held = 0  # slots of the leases, summed
+        self.waiting = 0
         self.tat = 0.0
         self.changed: asyncio.Condition | None = None
 
+    def _drop(self, leases: Sequence[str]) -> int:
+        """Forget ``leases``; return how many slots came back."""
+        gone = 0
+        for lease in leases:
+            entry = self.leases.pop(lease, None)
+            if entry is not None:
+                gone += entry[0]
+        self.held -= gone
+        return gone
+
+    async def _wake_waiters(self) -> None:
+        if self.waiting and self.changed is not None:
+            async with self.changed:
+                self.changed.notify_all()
+
     def _expire(self, now: float) -> float | None:
-        """Drop expired leases; return when the next one expires."""
-        gone = [lease for lease, (_, until) in self.leases.items() if until <= now]
-        for lease in gone:
-            del self.leases[lease]
-        if gone and self.changed is not None:
-            self.changed.notify_all()
+        """Drop expired leases; return when the next one expires (a waiter wakes by then
+        on its own)."""
+        self._drop([lease for lease, (_, until) in self.leases.items() if until <= now])
         return min((until for _, until in self.leases.values()), default=None)
 
-    def configure(self, limit: int, decay: float) -> tuple[int, float]:
-        """Adopt (limit, decay) if nothing is held or decaying; return the values in force."""
+    async def configure(
+        self, limit: int, decay: float, released: Sequence[str] = ()
+    ) -> tuple[int, float]:
+        """Forget the ``released`` leases, then adopt (limit, decay) if nothing is held or
+        decaying; return the values in force."""
+        if released and self._drop(released):
+            await self._wake_waiters()
         now = time.monotonic()
         self._expire(now)
         if not self.leases and self.tat <= now:
             self.limit, self.decay = limit, decay
         return self.limit, self.decay
 
-    async def acquire(
-        self, lease: str, occupy: int, timeout: float | None, lease_seconds: float
-    ) -> bool:
-        """Record ``lease`` for ``occupy`` slots once they fit; False after ``timeout``."""
+    def _grant(self, lease: str, occupy: int, until: float) -> int:
+        self.leases[lease] = (occupy, until)
+        self.held += occupy
+        return _GRANTED_FULL if self.waiting or self.held >= self.limit else _GRANTED
+
+    async def acquire(self, request: tuple[str, int, float | None, float, Sequence[str]]) -> int:
+        """Given (lease, occupy, timeout, lease_seconds, released) — one argument: Ray
+        serializes each argument on its own — forget the ``released`` leases, then record
+        ``lease`` for ``occupy`` slots once they fit, for ``lease_seconds``: answers 0 after
+        ``timeout``, 2 if granted with the limit now full or others waiting, else 1."""
+        lease, occupy, timeout, lease_seconds, released = request
+        if released and self._drop(released):
+            await self._wake_waiters()
+        now = time.monotonic()
+        if self.held + occupy <= self.limit:  # the common case: no waiting, no scan
+            return self._grant(lease, occupy, now + lease_seconds)
         if self.changed is None:
             self.changed = asyncio.Condition()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        async with self.changed:
-            while True:
-                now = time.monotonic()
-                next_expiry = self._expire(now)
-                if sum(n for n, _ in self.leases.values()) + occupy <= self.limit:
-                    self.leases[lease] = (occupy, now + lease_seconds)
-                    return True
-                waits = [t - now for t in (deadline, next_expiry) if t is not None]
-                if deadline is not None and deadline <= now:
-                    return False
-                try:
-                    await asyncio.wait_for(self.changed.wait(), min(waits) if waits else None)
-                except asyncio.TimeoutError:
-                    pass
-
-    async def release(self, lease: str) -> None:
-        """Forget ``lease`` and wake waiters."""
-        if self.leases.pop(lease, None) is not None and self.changed is not None:
+        deadline = None if timeout is None else now + timeout
+        self.waiting += 1
+        try:
             async with self.changed:
-                self.changed.notify_all()
+                while True:
+                    now = time.monotonic()
+                    next_expiry = self._expire(now)
+                    if self.held + occupy <= self.limit:
+                        break
+                    if deadline is not None and deadline <= now:
+                        return _REFUSED
+                    waits = [t - now for t in (deadline, next_expiry) if t is not None]
+                    try:
+                        await asyncio.wait_for(self.changed.wait(), min(waits) if waits else None)
+                    except asyncio.TimeoutError:
+                        pass
+        finally:
+            self.waiting -= 1
+        # no await since the check: the slots are still free
+        return self._grant(lease, occupy, now + lease_seconds)
+
+    async def release(self, leases: Sequence[str]) -> None:
+        """Forget ``leases`` and wake waiters."""
+        if self._drop(leases):
+            await self._wake_waiters()
 
     def renew(self, leases: list[str], lease_seconds: float) -> None:
         """Push back the expiry of every lease still held."""
@@ -143,7 +194,11 @@ class RayLimits:
         self._lock = threading.Condition()
         self._actors: dict[str, tuple[Limit, object]] = {}
         self._held: dict[str, tuple[object, str]] = {}  # lease -> (actor, name)
+        self._full: set[str] = set()  # names whose last answer said full or contended
+        self._lease_ids = map(f"{uuid.uuid4().hex}-{{}}".format, itertools.count())
+        self.releases = DeferredReleases(self._send, FLUSH_SECONDS, "braid-limits-flush")
         self._renewer: threading.Thread | None = None
+        self._closed = False
         register_backend(KIND, self._key, self)
 
     def handle(self, limits: LimitTable | None = None) -> LimitsHandle:
@@ -151,9 +206,8 @@ class RayLimits:
         return LimitsHandle(KIND, self._key, limits)
 
     def _actor(self, name: str, limit: Limit):
-        with self._lock:
-            known = self._actors.get(name)
-        if known is not None and known[0] == limit:
+        known = self._actors.get(name)
+        if known is not None and (known[0] is limit or known[0] == limit):
             return known[1]
         actor = self._remote.options(
             name=f"braid-limit-{name}",
@@ -162,7 +216,10 @@ class RayLimits:
             lifetime="detached",
             num_cpus=0,
         ).remote(limit.limit, limit.slot_decay_per_second)
-        actual = self._ray.get(actor.configure.remote(limit.limit, limit.slot_decay_per_second))
+        released = self.releases.take(name, actor)  # they count: the name may be idle
+        actual = self._ray.get(
+            actor.configure.remote(limit.limit, limit.slot_decay_per_second, released)
+        )
         if tuple(actual) != (limit.limit, limit.slot_decay_per_second):
             raise errors.LimitRedeclared(
                 f"concurrency limit {name!r} is in use on this Ray cluster as "
@@ -175,32 +232,54 @@ class RayLimits:
     def acquire(
         self, name: str, limit: Limit, occupy: int, timeout: float | None
     ) -> Hashable | None:
-        """Take a lease of ``occupy`` slots from the actor (one round trip)."""
+        """Take a lease of ``occupy`` slots from the actor (one round trip, carrying this
+        process's releases of ``name`` not sent yet)."""
         actor = self._actor(name, limit)
-        lease = uuid.uuid4().hex
-        with self._lock:  # renewed from now on, in case the grant comes just at the end
-            self._held[lease] = (actor, name)
-            self._start_renewer()
+        lease = next(self._lease_ids)
+        with self._lock:
+            if self._closed:
+                raise errors.LimitsUnavailable("these Ray limits were closed")
+            self._held[lease] = (actor, name)  # renewed from now on: the grant may come late
+            if self._renewer is None:
+                self._renewer = threading.Thread(
+                    target=self._renew, daemon=True, name="braid-limits-renew"
+                )
+                self._renewer.start()
+        released = self.releases.take(name, actor)
         try:
-            granted = self._ray.get(
-                actor.acquire.remote(lease, occupy, timeout, self._lease_seconds)
+            answer = self._ray.get(
+                actor.acquire.remote((lease, occupy, timeout, self._lease_seconds, released))
             )
         except BaseException:
+            if released:  # they may not have arrived: send them again (a repeat is harmless)
+                self._send(actor, released)
             self.release(name, lease)
             raise
-        if not granted:
-            with self._lock:
+        with self._lock:
+            if answer == _GRANTED_FULL:
+                self._full.add(name)
+            else:
+                self._full.discard(name)
+            if answer == _REFUSED:
                 self._held.pop(lease, None)
-            return None
+                return None
         return lease
 
     def release(self, name: str, token: Hashable) -> None:
-        """Give the lease back (sent without waiting for the actor)."""
+        """Give the lease back: with this process's next request to the same actor, or
+        within ``FLUSH_SECONDS``; at once if the limit was full or contended."""
         with self._lock:
             held = self._held.pop(token, None)
-            self._lock.notify_all()
-        if held is not None:
-            held[0].release.remote(token)
+            if held is None:
+                return
+            now = name in self._full
+        if now:
+            self._send(held[0], [token])
+        else:
+            self.releases.defer(name, held[0], token)
+
+    def _send(self, actor: object, leases: list[Hashable]) -> None:
+        actor.release.remote(list(leases))
 
     def reserve_rate(
         self, name: str, limit: Limit, occupy: int, max_wait: float | None
@@ -208,20 +287,24 @@ class RayLimits:
         """Take decaying slots from the actor (one round trip); return the wait."""
         return self._ray.get(self._actor(name, limit).reserve_rate.remote(occupy, max_wait))
 
-    def _start_renewer(self) -> None:
-        if self._renewer is None or not self._renewer.is_alive():
-            self._renewer = threading.Thread(
-                target=self._renew, daemon=True, name="braid-limits-renew"
-            )
-            self._renewer.start()
-
     def _renew(self) -> None:
+        """Renew the leases held here every third of their time; end once nothing has been
+        held for that long, or closed."""
+        every = self._lease_seconds / 3
+        idle_since: float | None = None
         while True:
             with self._lock:
-                self._lock.wait_for(lambda: not self._held, timeout=self._lease_seconds / 3)
-                if not self._held:
-                    self._renewer = None
+                self._lock.wait(every)
+                now = time.monotonic()
+                if self._closed:
                     return
+                if not self._held:
+                    idle_since = now if idle_since is None else idle_since
+                    if now - idle_since >= every:
+                        self._renewer = None
+                        return
+                    continue
+                idle_since = None
                 by_actor: dict[int, tuple[object, list[str]]] = {}
                 for lease, (actor, _) in self._held.items():
                     by_actor.setdefault(id(actor), (actor, []))[1].append(lease)
@@ -231,7 +314,9 @@ class RayLimits:
     def remove(self, name: str) -> None:
         """End the actor of ``name`` on the cluster (its slots and decay go with it)."""
         with self._lock:
-            self._actors.pop(name, None)
+            known = self._actors.pop(name, None)
+        if known is not None:
+            self.releases.take(name, known[1])  # nothing to send to an actor that ends
         try:
             actor = self._ray.get_actor(f"braid-limit-{name}", namespace=self._namespace)
         except ValueError:
@@ -239,14 +324,22 @@ class RayLimits:
         self._ray.kill(actor)
 
     def close(self) -> None:
-        """Give back every lease held here and stop renewing (actors stay on the cluster)."""
+        """Give back every lease held here, send every release not sent yet, and stop the
+        threads (actors stay on the cluster)."""
         unregister_backend(KIND, self._key, self)
+        pending = self.releases.close()
         with self._lock:
+            self._closed = True
             held, self._held = self._held, {}
             self._lock.notify_all()
-            renewer = self._renewer
+            renewer, self._renewer = self._renewer, None
+        by_actor: dict[int, tuple[object, list[Hashable]]] = {}
+        for actor, leases in pending:
+            by_actor.setdefault(id(actor), (actor, []))[1].extend(leases)
         for lease, (actor, _) in held.items():
-            actor.release.remote(lease)
+            by_actor.setdefault(id(actor), (actor, []))[1].append(lease)
+        for actor, leases in by_actor.values():
+            self._send(actor, leases)
         if renewer is not None:
             renewer.join()
 

@@ -41,6 +41,7 @@ __all__ = [
     "TagWaiter",
     "acquire_for_tags",
     "limited_tags",
+    "tag_pairs",
     "try_acquire_for_tags",
 ]
 
@@ -59,7 +60,9 @@ def limited_tags(tags: Iterable[str], handle: LimitsHandle | None) -> tuple[str,
     return tuple(sorted(tag for tag in set(tags) if tag in table))
 
 
-def _pairs(tags: Iterable[str], handle: LimitsHandle | None) -> list[tuple[str, Limit]]:
+def tag_pairs(tags: Iterable[str], handle: LimitsHandle | None) -> list[tuple[str, Limit]]:
+    """Return the (backend name, Limit) pairs of the limited tags among ``tags``, sorted;
+    raises ``SlotsExceedLimit`` for a tag whose limit is 0 (no I/O)."""
     table = _table(handle)
     pairs = []
     for tag in limited_tags(tags, handle):
@@ -84,7 +87,7 @@ def acquire_for_tags(
 ) -> Lease | None:
     """Hold one slot of every limited tag and return the lease, or None when no tag is
     limited; raises ``ConcurrencyTimeout`` (holding nothing) after ``timeout`` seconds."""
-    pairs = _pairs(tags, handle)
+    pairs = tag_pairs(tags, handle)
     if not pairs:
         return None
     lease = hold_slots(_backend(handle), pairs, 1, timeout)
@@ -96,7 +99,7 @@ def acquire_for_tags(
 def try_acquire_for_tags(tags: Iterable[str], handle: LimitsHandle | None) -> Lease | None:
     """Hold one slot of every limited tag now and return the lease (holding nothing when
     no tag is limited), or return None, holding nothing, if any slot is taken."""
-    pairs = _pairs(tags, handle)
+    pairs = tag_pairs(tags, handle)
     if not pairs:
         return Lease(None, [], 1)
     return hold_slots(_backend(handle), pairs, 1, 0)
@@ -151,6 +154,9 @@ class TagGate:
         self._queues: dict[tuple, collections.deque[TagWaiter]] = {}
         self._threads: dict[tuple, threading.Thread] = {}
         self._closed = False
+        #: requests in the queues (cancelled ones included until their turn comes): while
+        #: any, a slot must be asked for through the gate, so no one jumps the line
+        self.queued = 0
 
     def when_available(
         self, tags: Iterable[str], callback: Callable[[Lease | None], object]
@@ -158,7 +164,7 @@ class TagGate:
         """Call ``callback(lease)`` once one slot of every limited tag is held (at once, in
         this thread, with ``None`` when no tag is limited, or with a lease taken without
         waiting); the callback must see that ``lease.release()`` is called."""
-        pairs = _pairs(tags, self._handle)
+        pairs = tag_pairs(tags, self._handle)
         waiter = TagWaiter(tuple(n for n, _ in pairs), callback)
         if not pairs:
             waiter.grant(None)
@@ -177,6 +183,7 @@ class TagGate:
                 return waiter
         with self._lock:
             queue.append(waiter)
+            self.queued += 1
             if key not in self._threads:
                 thread = threading.Thread(
                     target=self._serve, args=(key, backend), daemon=True, name="braid-limits-gate"
@@ -191,6 +198,7 @@ class TagGate:
             with self._lock:
                 while queue and not queue[0].waiting:
                     queue.popleft()
+                    self.queued -= 1
                 if not queue or self._closed:
                     del self._threads[key]
                     return
@@ -202,6 +210,7 @@ class TagGate:
             with self._lock:
                 if queue and queue[0] is waiter:
                     queue.popleft()
+                    self.queued -= 1
             waiter.grant(lease)
 
     def close(self) -> None:

@@ -29,6 +29,7 @@ from braid.core.contract import ProvidesLimits
 __all__ = ["RunLimits"]
 
 _ENV = "BRAID_CONCURRENCY_LIMITS"
+_REMEMBERED = 256  # distinct tag sets remembered per flow run
 
 
 class RunLimits:
@@ -44,8 +45,13 @@ class RunLimits:
         self.table = table
         self.handle = self.backend.handle(table)
         self.gate = TagGate(self.handle)
+        #: run -> what it holds: a lease, or the pairs a ``hold_now`` took
         self.leases: dict[Any, Any] = {}
         self._lock = threading.Lock()
+        # an in-process backend is asked for a free slot directly, in the sending thread
+        self._here: Any = self.backend if getattr(self.backend, "in_process", False) else None
+        self._limited: dict[Any, tuple[str, ...]] = {}  # tags -> the limited ones
+        self._pairs: dict[tuple[str, ...], tuple[Any, ...]] = {}  # limited tags -> pairs
 
     @classmethod
     def for_runner(cls, runner: Any) -> RunLimits | None:
@@ -59,13 +65,46 @@ class RunLimits:
         return cls(runner, table) if len(table) else None
 
     def limited(self, tags: Any) -> tuple[str, ...]:
-        """Which of ``tags`` are limited (no I/O)."""
+        """Which of ``tags`` are limited, sorted (no I/O; remembered per set of tags)."""
+        if not tags:
+            return ()
+        try:
+            return self._limited[tags]
+        except KeyError:
+            pass
+        except TypeError:  # not hashable: not remembered
+            return self._find_limited(tags)
+        if len(self._limited) >= _REMEMBERED:  # many distinct tag sets: start afresh
+            self._limited.clear()
+        found = self._limited[tags] = self._find_limited(tags)
+        return found
+
+    def _find_limited(self, tags: Any) -> tuple[str, ...]:
         from braid.concurrency import limited_tags
 
-        return limited_tags(tags, self.handle) if tags else ()
+        return limited_tags(tags, self.handle)
 
     def when_available(self, run: Any, tags: tuple[str, ...], then: Callable[[Any], None]) -> None:
-        """Call ``then(run)`` once a slot of every tag in ``tags`` is held for ``run``."""
+        """Call ``then(run)`` once a slot of every tag in ``tags`` is held for ``run``.
+
+        An in-process backend with every slot free and no run waiting in the gate grants
+        them here, in this thread, holding them as a bare count (the uncontended path:
+        one lock, no thread hop, no lease object); otherwise the gate's thread waits.
+        """
+        here = self._here
+        if here is not None and not self.gate.queued:
+            pairs = self._pairs.get(tags)
+            if pairs is None:
+                from braid.concurrency.tags import tag_pairs
+
+                pairs = tuple(tag_pairs(tags, self.handle))  # a limit of 0 raises here
+                if len(self._pairs) >= _REMEMBERED:
+                    self._pairs.clear()
+                self._pairs[tags] = pairs
+            if here.hold_now(pairs):
+                self.leases[run] = pairs
+                then(run)
+                return
 
         def granted(lease: Any) -> None:
             if lease is not None:
@@ -76,17 +115,23 @@ class RunLimits:
         self.gate.when_available(tags, granted)
 
     def release(self, run: Any) -> None:
-        """Give back the slots ``run`` held, if any."""
-        with self._lock:
-            lease = self.leases.pop(run, None)
-        if lease is not None:
-            lease.release()
+        """Give back the slots ``run`` held, if any (once, however often called)."""
+        held = self.leases.pop(run, None)  # atomic: of two callers, one gets it
+        if held is None:
+            return
+        if type(held) is tuple:
+            self.backend.give_back(held)
+        else:
+            held.release()
 
     def close(self) -> None:
         """Stop waiting for slots, give every slot back, and close the backend."""
         self.gate.close()
         with self._lock:
-            leases, self.leases = list(self.leases.values()), {}
-        for lease in leases:
-            lease.release()
+            held, self.leases = list(self.leases.values()), {}
+        for one in held:
+            if type(one) is tuple:
+                self.backend.give_back(one)
+            else:
+                one.release()
         self.backend.close()

@@ -44,6 +44,7 @@ from braid.core.contract import (
 )
 from braid.core.engine import AWAITING_RETRY, run_hooks, run_task
 from braid.core.futures import TaskFuture
+from braid.core.records import SnapshotReader, final_snapshot, retried_attempt
 from braid.core.states import Cancelled, Crashed, Failed, State, StateType
 from braid.core.timers import Timer
 
@@ -55,18 +56,19 @@ if TYPE_CHECKING:
 __all__ = ["Run", "RunTable"]
 
 _PENDING = StateType.PENDING
-_COMPLETED = StateType.COMPLETED
 _RUNNING_NAME = "RUNNING"
 _PENDING_NAME = "PENDING"
+_time = time.time
 
 
-class Run:
+class Run(SnapshotReader):
     """One task run a runner accepted: its call, its upstream futures and its future.
 
     Runners read ``call``, ``upstreams`` and ``payload`` (the pickled call, for runners
     that pickle), start the run with :meth:`begin` and report its end with
-    :meth:`finish`.  Once final, a run keeps only what a run record shows (names, state
-    type and name, times, place), never the future or the result.
+    :meth:`finish`.  Once final, a run keeps only what a run record shows (see
+    :mod:`braid.core.records`: names, state, times, places, attempts, upstream ids,
+    shortened arguments), never the future, the call's values or the result.
     """
 
     __slots__ = (
@@ -79,6 +81,7 @@ class Run:
         "_n",
         "_countdown",
         "_snapshot",
+        "_began",
     )
 
     def __init__(
@@ -96,7 +99,9 @@ class Run:
         #: ACCEPTED, then DISPATCHED (handed to the runner), then BEGAN (on a worker)
         self.phase = ACCEPTED
         self._table = table
-        # _snapshot: what a record shows, set when the run is final (future is None)
+        # _snapshot: the retried attempts while live (None: none), then what a record
+        # shows once final (future is None); _began: when a worker last began it
+        self._snapshot: Any = None
 
     @property
     def began(self) -> bool:
@@ -122,6 +127,7 @@ class Run:
                 self.finish(Cancelled(_cancelled_message(reason or "")))
             return False
         self.phase = BEGAN
+        self._began: float | None = _time()
         future.set_running()
         return True
 
@@ -166,6 +172,8 @@ class Run:
         """
         table = self._table
         if state.type is _PENDING and state.name == AWAITING_RETRY:
+            began = self._began if self.phase == BEGAN else None
+            self._snapshot = retried_attempt(self._snapshot, state, began)
             if table.reschedule(self, state):
                 return
             state = Cancelled(f"not retried: {table.cancel_reason or 'the runner stopped'}")
@@ -186,21 +194,11 @@ class Run:
         if future is None or not future.set_final(state):
             return
         # keep what a record shows; drop the future, the call, the payload, the result
-        t = state.type
         if call is not None:
-            # (run id, task name, run name (None: the default one), type, state name,
-            #  started, ended, where, message of a run that did not complete)
-            self._snapshot = (
-                call.run_id,
-                call.task.name,
-                state.task_run_name or call.run_name,
-                t,
-                state.name,
-                state.started,
-                state.timestamp_seconds,
-                state.where,
-                None if t is _COMPLETED else state.message,
-            )
+            # when a worker took it: the start of a run whose state cannot say (a crash)
+            began = self._began if state.started is None and self.phase == BEGAN else None
+            self._snapshot = final_snapshot(call, state, self.upstreams, self._snapshot, began)
+            self._began = None  # its float would outlive the run
         self.future = None
         self.call = None
         self.upstreams = ()
@@ -279,50 +277,6 @@ class Run:
         if snap is not None:
             return str(snap[3].value)
         return _RUNNING_NAME if self.phase == BEGAN else _PENDING_NAME
-
-    @property
-    def state_type(self) -> str | None:
-        """The final state's type, once final."""
-        snap = self.snapshot
-        return None if snap is None else str(snap[3].value)
-
-    @property
-    def name(self) -> str | None:
-        """The run's name once final; None for a default name (make it from the id)."""
-        snap = self.snapshot
-        return None if snap is None else snap[2]
-
-    @property
-    def state_name(self) -> str | None:
-        """The final state's name, once final."""
-        snap = self.snapshot
-        return None if snap is None else snap[4]
-
-    @property
-    def start(self) -> float | None:
-        """When the run started (epoch seconds), once final and if known."""
-        snap = self.snapshot
-        return None if snap is None else snap[5]
-
-    @property
-    def end(self) -> float | None:
-        """When the run ended (epoch seconds), once final."""
-        snap = self.snapshot
-        return None if snap is None else snap[6]
-
-    @property
-    def where(self) -> str | None:
-        """Where the run ran, once final and if known."""
-        snap = self.snapshot
-        return None if snap is None else snap[7]
-
-    @property
-    def error(self) -> str | None:
-        """The first line of a final state's message when it did not complete."""
-        snap = self.snapshot
-        if snap is None or snap[3] is _COMPLETED:
-            return None
-        return _first_line(snap[8]) or snap[4]
 
     def __repr__(self) -> str:
         return f"<Run {self.task_name} {self.current_type}>"
@@ -608,12 +562,6 @@ def future_done(future: TaskFuture[Any] | None) -> bool:
 
 def _cancelled_message(reason: str) -> str:
     return f"cancelled before it started: {reason}"
-
-
-def _first_line(text: str | None) -> str | None:
-    if not text or not text.strip():
-        return None
-    return text.strip().splitlines()[0]
 
 
 def _dumps_call(call: TaskCall) -> bytes:

@@ -15,6 +15,12 @@ inside can reach any address outside the slot's /28.  A slot is held with ``floc
 ``/tmp/braid-multihost/slot-<s>.lock`` for the harness's life; leftovers of a slot
 whose owner died (its namespaces, their processes, its bridge) are removed before reuse.
 
+Latency and loss (this kernel has no ``tc netem``): an iptables rule in a worker's
+namespace sends every packet arriving on its ``eth0`` to an NFQUEUE queue, and
+``braid.testing.netdelay``, started in that namespace, accepts each after the delay or
+drops it.  ``Hosts.undelay`` (called by ``heal_network`` and ``down``) removes the rule
+and stops the program.
+
 Only processes of this harness's namespaces are signalled (``ip netns pids``): every
 process in them was started by it.  Teardown runs from the fixtures' finalizers, from
 ``atexit`` and on SIGTERM/SIGHUP; every wait is bounded in time.
@@ -29,6 +35,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -80,23 +87,25 @@ def why_unavailable() -> str | None:
     return None
 
 
-def netem_missing() -> str:
-    """Why the latency and loss scenarios skip (said in the skip reason)."""
-    probe = f"braid-mh-netem-{os.getpid()}"
-    if _run(["ip", "netns", "add", probe], check=False).returncode != 0:
-        return "network namespaces cannot be made here"
-    try:
-        argv = ["tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"]
-        tc = _run(["ip", "netns", "exec", probe, *argv], check=False)
-    finally:
-        _run(["ip", "netns", "del", probe], check=False)
-    if tc.returncode != 0:
+class DelayUnavailable(RuntimeError):
+    """Raised by ``Hosts.delay`` when no iptables here takes an NFQUEUE rule in a namespace
+    (the latency and loss tests skip, saying so)."""
+
+
+#: iptables front ends tried in order (both take the NFQUEUE rule in a namespace here)
+IPTABLES = ("iptables", "iptables-legacy")
+#: the NFQUEUE queue a delayed host's packets go to (queues are per network namespace)
+QUEUE = 7
+
+
+def why_no_delay() -> str | None:
+    """Why the latency and loss fault cannot be made here, or None if it may be."""
+    if not any(shutil.which(b) for b in IPTABLES):
         return (
-            f"latency and loss need tc netem, which this kernel lacks ({tc.stderr.strip()}); "
-            f"the NFQUEUE user-space delay of notes/multihost.md (Debian iptables) is not "
-            f"built into the harness yet"
+            "latency and loss need iptables (NFQUEUE to braid.testing.netdelay: this kernel "
+            "has no tc netem); ci/install-netns-tools.sh installs it"
         )
-    return "latency and loss scenarios are not written yet (tc netem is available here)"
+    return None
 
 
 def _run(
@@ -147,6 +156,9 @@ class Hosts:
         self.hosts = [self.sched, self.w1, self.w2]
         self.workdir = Path(tempfile.mkdtemp(prefix=f"bmh{s}", dir="/tmp"))
         self._procs: list[subprocess.Popen[bytes]] = []
+        # host role -> (netdelay process, the iptables that took the rule or None yet)
+        self._delays: dict[str, tuple[subprocess.Popen[str], str | None]] = {}
+        self.delay_counts: dict[str, dict] = {}  # what each undone delay did
         self._up = False
 
     # -- slots ---------------------------------------------------------------------
@@ -201,6 +213,7 @@ class Hosts:
             return
         self._up = False
         for h in self.hosts:
+            self.undelay(h)
             self.thaw(h)
             self._kill_namespace(h.ns)
         for p in self._procs:
@@ -285,10 +298,81 @@ class Hosts:
     def thaw(self, host: Host) -> None:
         self.signal_pids(self.pids(host), signal.SIGCONT)
 
+    def delay(self, host: Host, ms: float, loss: float = 0.0, seconds: float = 300) -> None:
+        """Hold every packet arriving at ``host`` ``ms`` ms and drop a ``loss`` fraction
+        of them, for ``seconds`` at most; undone by ``undelay`` (and so by
+        ``heal_network`` and ``down``).  Raises DelayUnavailable if no iptables takes the
+        NFQUEUE rule."""
+        if host.role in self._delays:
+            raise RuntimeError(f"{host} is already delayed")
+        argv = [
+            *("ip", "netns", "exec", host.ns, PYTHON, "-m", "braid.testing.netdelay"),
+            *("--queue", str(QUEUE), "--delay-ms", str(ms), "--loss", str(loss)),
+            *("--seconds", str(seconds)),
+        ]
+        proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            cwd=REPO,
+            start_new_session=True,
+        )
+        self._delays[host.role] = (proc, None)  # from here on, undelay stops it
+        try:
+            read_event(proc, "ready", 15)  # it holds the queue before packets go there
+            refused = []
+            for binary in IPTABLES:
+                if shutil.which(binary) is None:
+                    continue
+                added = _run(["ip", "netns", "exec", host.ns, binary, *_rule("-A")], check=False)
+                if added.returncode == 0:
+                    self._delays[host.role] = (proc, binary)
+                    return
+                refused.append(f"{binary}: {added.stderr.strip()}")
+            raise DelayUnavailable(f"no iptables takes an NFQUEUE rule here: {refused}")
+        except BaseException:
+            self.undelay(host)
+            raise
+
+    def undelay(self, host: Host) -> dict | None:
+        """Remove ``host``'s delay, if any: the rule first (packets flow undelayed), then
+        the program (it accepts what it holds).  What it did (``delay_counts``)."""
+        entry = self._delays.pop(host.role, None)
+        if entry is None:
+            return None
+        proc, binary = entry
+        if binary is not None:
+            _run(["ip", "netns", "exec", host.ns, binary, *_rule("-D")], check=False)
+        counts: dict = {}
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(Exception):
+                counts = read_event(proc, "stopped", 10)
+        code = stop_driver(proc, 5)
+        counts["exit"] = code
+        self.delay_counts[host.role] = counts
+        return counts
+
     def heal_network(self) -> None:
         for h in self.hosts:
+            self.undelay(h)
             self.thaw(h)
             self.link_up(h)
+
+    def connect_ms(self, host: Host, tries: int = 5) -> float:
+        """The median time, in ms, of a TCP connection attempt from here to a closed port
+        of ``host`` (refused after one round trip); each attempt bounded to 5 s."""
+        times = []
+        for _ in range(tries):
+            start = time.monotonic()
+            with socket.socket() as s, contextlib.suppress(OSError):
+                s.settimeout(5)
+                s.connect((host.ip, 9))  # discard: nothing listens there
+            times.append((time.monotonic() - start) * 1000)
+        return sorted(times)[len(times) // 2]
 
     # -- drivers inside a namespace ---------------------------------------------------------
     def driver(
@@ -311,6 +395,14 @@ class Hosts:
             cwd=REPO,
             start_new_session=True,
         )
+
+
+def _rule(action: str) -> list[str]:
+    """The iptables arguments that add (``-A``) or delete (``-D``) the NFQUEUE rule."""
+    return [
+        *("-w", "5", action, "INPUT", "-i", "eth0", "-j", "NFQUEUE"),
+        *("--queue-num", str(QUEUE), "--queue-bypass"),
+    ]
 
 
 def read_event(proc: subprocess.Popen[str], kind: str, timeout: float) -> dict:

@@ -23,6 +23,10 @@ FAULTS = [
     "frozen",
 ]
 
+#: the latency-loss fault: every packet into w1 held this long, this fraction dropped
+#: (inbound only: a round trip to w1 takes DELAY_MS longer)
+DELAY_MS, LOSS = 50, 0.02
+
 #: a Ray driver whose head died exits after this long (Ray's default is 60 s)
 RAY_DRIVER_ENV = {"RAY_gcs_rpc_server_reconnect_timeout_s": "10"}
 
@@ -56,6 +60,9 @@ def inject(cluster: Any, fault: str, spare: list[int]) -> None:
         hosts.sched.dirty = True
     elif fault == "frozen":
         hosts.freeze(w)
+    elif fault == "latency-loss":
+        hosts.delay(w, DELAY_MS, LOSS)
+        return  # the node stays sound: heal_network undoes the delay, no restart
     else:
         raise ValueError(fault)
     w.dirty = True
@@ -67,11 +74,11 @@ def run(
     fault: str | None,
     *args: str,
     delay: float = 1.5,
-    on: str = "submitted",
+    on: str | None = "submitted",
     deadline: float = 150,
 ) -> dict:
     """Run the scenario driver in ``mode`` (braid or raw), inject ``fault`` ``delay`` s
-    after the driver's ``on`` event, and return its result."""
+    after the driver's ``on`` event (before it starts for None), and return its result."""
     return run_modes(cluster, [mode], fault, *args, delay=delay, on=on, deadline=deadline)[mode]
 
 
@@ -81,18 +88,22 @@ def run_modes(
     fault: str | None,
     *args: str,
     delay: float = 1.5,
-    on: str = "submitted",
+    on: str | None = "submitted",
     deadline: float = 150,
 ) -> dict[str, dict]:
     """Run one driver per mode at once (braid and raw side by side, sharing the cluster
     and the fault: one recovery wait for both), inject ``fault`` ``delay`` s after every
-    driver's ``on`` event, and return each driver's result, with ``fault_at`` (and
-    ``driver_died`` when Ray ended the driver)."""
+    driver's ``on`` event (before the drivers start for None: the whole run under the
+    fault), and return each driver's result, with ``fault_at`` (and ``driver_died`` when
+    Ray ended the driver)."""
     ray = isinstance(cluster, harness.RayCluster)
     hosts: harness.Hosts = cluster.hosts
     procs = {}
     fault_at = None
     results: dict[str, dict] = {}
+    if fault is not None and on is None:
+        fault_at = time.time()
+        inject(cluster, fault, [])
     try:
         for mode in modes:
             argv = [
@@ -110,9 +121,10 @@ def run_modes(
             )
         for proc in procs.values():
             harness.read_event(proc, "ready", 120)
-        for proc in procs.values():
-            harness.read_event(proc, on, 120)
-        if fault is not None:
+        if on is not None:
+            for proc in procs.values():
+                harness.read_event(proc, on, 120)
+        if fault is not None and on is not None:
             time.sleep(delay)
             fault_at = time.time()
             inject(cluster, fault, [p.pid for p in procs.values()])
@@ -179,3 +191,33 @@ def assert_bounded(r: dict, bound: float) -> None:
 def recovered(r: dict, n: int, chain: int) -> bool:
     """Whether every result arrived, correct."""
     return bool(r.get("returned")) and r.get("correct") == n + chain
+
+
+def run_latency_loss(cluster: Any, deadline: float = 150) -> tuple[dict[str, dict], float, dict]:
+    """braid and raw side by side, w1 under the latency-loss fault for the whole run
+    (warm-up included); each driver's result, the connect time to w1 (ms) measured
+    while the fault held, and what the delaying program did.  The fault is undone
+    before this returns; skips where it cannot be made."""
+    import pytest
+
+    why = harness.why_no_delay()
+    if why is not None:
+        pytest.skip(why)
+    hosts: harness.Hosts = cluster.hosts
+    try:
+        out = run_modes(cluster, ["braid", "raw"], "latency-loss", on=None, deadline=deadline)
+        connect_ms = hosts.connect_ms(hosts.w1)
+    except harness.DelayUnavailable as exc:
+        pytest.skip(str(exc))
+    finally:
+        counts = hosts.undelay(hosts.w1) or {}
+    return out, connect_ms, counts
+
+
+def assert_latency_loss_was_real(connect_ms: float, counts: dict) -> None:
+    """The fault did what it says: round trips to w1 took DELAY_MS longer, the program
+    held and dropped packets and stopped cleanly."""
+    assert connect_ms >= 0.9 * DELAY_MS, f"connect to w1 took {connect_ms:.1f} ms"
+    assert counts.get("exit") == 0, counts
+    assert counts["queued"] > 1000 and counts["dropped"] > 0, counts
+    assert counts["verdict_errors"] == 0, counts

@@ -6,9 +6,11 @@ frozen worker for raw Dask and braid alike."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -114,5 +116,42 @@ class TestMultiHostDask(RunnerConformance):
         return DaskTaskRunner(address=dask_session.address)
 
 
-def test_latency_and_loss():
-    pytest.skip(harness.why_unavailable() or harness.netem_missing())
+@pytest.mark.timeout(240)
+def test_latency_and_loss(dask_mh, outcome_log):
+    """Every packet into w1 held 50 ms, 2 % of them dropped (``scenarios.DELAY_MS``,
+    ``LOSS``: NFQUEUE and braid.testing.netdelay) for the whole run, braid and raw Dask
+    side by side: every run of both final and correct, braid's within a bound."""
+    out, connect_ms, counts = scenarios.run_latency_loss(dask_mh)
+    fault = f"latency {scenarios.DELAY_MS} ms + loss {scenarios.LOSS:.0%} on w1"
+    for mode, r in out.items():
+        outcome_log({**scenarios.brief("dask", fault, mode, r), "connect_ms": connect_ms})
+    scenarios.assert_latency_loss_was_real(connect_ms, counts)
+    braid, raw = out["braid"], out["raw"]
+    scenarios.assert_bounded(braid, 120)
+    _check_idle(dask_mh)
+    assert scenarios.recovered(raw, N, CHAIN), out
+    assert scenarios.recovered(braid, N, CHAIN), out
+
+
+def test_delay_is_undone(dask_mh):
+    """The latency fault holds only the packets into its host and only while it is on:
+    healed, its iptables rule and its program are gone and round trips are fast again."""
+    why = harness.why_no_delay()
+    if why is not None:
+        pytest.skip(why)
+    hosts = dask_mh.hosts
+    hosts.delay(hosts.w2, 100)
+    try:
+        assert hosts.connect_ms(hosts.w2) >= 90
+        assert hosts.connect_ms(hosts.w1) < 40
+    finally:
+        hosts.heal_network()
+    assert hosts.connect_ms(hosts.w2) < 40
+    counts = hosts.delay_counts["w2"]
+    assert counts["exit"] == 0 and counts["queued"] >= 5 and counts["dropped"] == 0, counts
+    for binary in harness.IPTABLES:
+        rules = harness._run(["ip", "netns", "exec", hosts.w2.ns, binary, "-S", "INPUT"])
+        assert "NFQUEUE" not in rules.stdout, (binary, rules.stdout)
+    for pid in hosts.pids(hosts.w2):
+        with contextlib.suppress(OSError):
+            assert b"netdelay" not in Path(f"/proc/{pid}/cmdline").read_bytes()

@@ -1,0 +1,116 @@
+"""The run table's tag limits (braid.core.limited.RunLimits) on in-process backends: an
+uncontended slot is granted in the sending thread, a waiting run is never overtaken, and
+every slot comes back once."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from braid import errors
+from braid.concurrency import LimitsCoordinator, LimitTable
+from braid.core.limited import RunLimits
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class _OnCoordinator:
+    """A runner whose limits live in a process coordinator (as ProcessPoolTaskRunner's)."""
+
+    def limits_backend(self) -> LimitsCoordinator:
+        return LimitsCoordinator()
+
+
+@pytest.fixture(params=["local", "coordinator"])
+def limits(request):
+    runner = object() if request.param == "local" else _OnCoordinator()
+    run_limits = RunLimits(runner, LimitTable({"db": 1, "api": 3}))
+    yield run_limits
+    run_limits.close()
+
+
+def _gate_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name == "braid-limits-gate"]
+
+
+def _wait_until(predicate, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def test_an_uncontended_slot_is_granted_in_the_sending_thread(limits):
+    granted: list[tuple[str, threading.Thread]] = []
+    tags = limits.limited(frozenset({"db", "api", "other"}))
+    assert tags == ("api", "db") and limits.limited(frozenset()) == ()
+    limits.when_available("a", tags, lambda run: granted.append((run, threading.current_thread())))
+    assert granted == [("a", threading.current_thread())]
+    assert not _gate_threads()
+    limits.release("a")
+    limits.when_available("b", tags, lambda run: granted.append((run, threading.current_thread())))
+    assert [run for run, _ in granted] == ["a", "b"]  # the slot of "db" came back
+    limits.release("b")
+
+
+def test_waiting_runs_are_granted_in_arrival_order_and_never_overtaken(limits):
+    order: list[str] = []
+    lock = threading.Lock()
+
+    def then(run: str) -> None:
+        with lock:
+            order.append(run)
+
+    tags = limits.limited(frozenset({"db"}))
+    limits.when_available("a", tags, then)  # holds the only slot
+    limits.when_available("b", tags, then)  # waits in the gate
+    assert order == ["a"]
+    limits.release("a")
+    # "c" is sent while "b" may still be waiting: it must not take the slot before "b"
+    limits.when_available("c", tags, then)
+    assert _wait_until(lambda: order[:2] == ["a", "b"])
+    time.sleep(0.05)
+    assert order == ["a", "b"]  # "c" waits while "b" holds the slot
+    limits.release("b")
+    assert _wait_until(lambda: order == ["a", "b", "c"])
+    limits.release("c")
+    assert _wait_until(lambda: not _gate_threads())
+
+
+def test_a_slot_comes_back_once_however_often_released(limits):
+    order: list[str] = []
+    tags = limits.limited(frozenset({"db"}))
+    limits.when_available("a", tags, order.append)
+    limits.release("a")
+    limits.release("a")  # a second release (a retry's and the end's) gives nothing back
+    limits.release("never-held")
+    limits.when_available("b", tags, order.append)
+    limits.when_available("c", tags, order.append)  # the limit is still 1: "c" waits
+    time.sleep(0.05)
+    assert order == ["a", "b"]
+    limits.release("b")
+    assert _wait_until(lambda: order == ["a", "b", "c"])
+    limits.release("c")
+
+
+def test_close_gives_back_slots_held_and_cancels_waiters(limits):
+    order: list[str] = []
+    tags = limits.limited(frozenset({"db"}))
+    limits.when_available("a", tags, order.append)
+    limits.when_available("b", tags, order.append)
+    limits.close()
+    assert order == ["a"] and limits.leases == {}
+    assert not _gate_threads()
+
+
+def test_a_limit_of_zero_fails_the_run_when_sent():
+    limits = RunLimits(object(), LimitTable({"off": 0}))
+    try:
+        with pytest.raises(errors.SlotsExceedLimit):
+            limits.when_available("a", limits.limited(frozenset({"off"})), print)
+    finally:
+        limits.close()
