@@ -273,6 +273,7 @@ def _row(
     }
     if skipped:
         row["skipped"] = skipped
+        row["note"] = "skipped: raw over budget"
     if ours and raw:
         row.update(
             braid_us_per_task=ours["seconds"] / n * 1e6,

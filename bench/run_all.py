@@ -8,8 +8,9 @@ temporary JSON file that this script merges:
 
     bench_threads.py     braid.ThreadPoolTaskRunner   vs ThreadPoolExecutor
     bench_processes.py   braid.ProcessPoolTaskRunner  vs ProcessPoolExecutor + cloudpickle
-    bench_dask.py        braid.DaskTaskRunner         vs distributed.Client.submit
-    bench_ray.py         braid.RayTaskRunner          vs ray.remote
+    bench_growth.py      braid.DaskTaskRunner and braid.RayTaskRunner vs distributed.Client
+                         and ray.remote at N = 1 000, 10 000 and 100 000, with driver RSS
+                         (bench_dask.py and bench_ray.py: one size, for a quick look)
     bench_import.py      import braid and a hello-world flow, vs a bare interpreter
     bench_memory.py      peak memory of 100 000 mapped tasks; the 1 000 000-task target
 
@@ -65,6 +66,7 @@ class Bench:
     ours: bool = True  # ours take --quick; the Dask and Ray scripts only get --json
     extra_module: str | None = None
     extra: str | None = None
+    args: tuple[str, ...] = ()  # put before --json
 
 
 BENCHES = (
@@ -72,13 +74,22 @@ BENCHES = (
     Bench("processes", "bench_processes.py", "overhead"),
     Bench(
         "dask",
-        "bench_dask.py",
+        "bench_growth.py",
         "overhead",
         ours=False,
         extra_module="dask.distributed",
         extra="dask",
+        args=("--engine", "dask"),
     ),
-    Bench("ray", "bench_ray.py", "overhead", ours=False, extra_module="ray", extra="ray"),
+    Bench(
+        "ray",
+        "bench_growth.py",
+        "overhead",
+        ours=False,
+        extra_module="ray",
+        extra="ray",
+        args=("--engine", "ray"),
+    ),
     Bench("import", "bench_import.py", "import"),
     Bench("memory", "bench_memory.py", "memory"),
 )
@@ -134,7 +145,7 @@ def run_bench(bench: Bench, quick: bool, full: bool) -> Outcome:
         return Outcome(bench, "skipped", "skipped: bench script has no --json")
     with tempfile.TemporaryDirectory(prefix="braid-bench-") as tmp:
         out = Path(tmp) / f"{bench.name}.json"
-        argv = [sys.executable, str(path), "--json", str(out)]
+        argv = [sys.executable, str(path), *bench.args, "--json", str(out)]
         if bench.ours and quick:
             argv.append("--quick")
         if bench.ours and full and bench.kind == "memory":
@@ -234,6 +245,15 @@ def targets(
                     "met": r["ratio"] <= TARGET_RATIO,
                 }
             )
+        if r.get("rss_ratio") is not None:
+            out.append(
+                {
+                    "target": f"{r['runner']} {r['case']} N={r['n']}: driver peak RSS "
+                    f"braid/raw ≤ {TARGET_RATIO}",
+                    "measured": round(r["rss_ratio"], 2),
+                    "met": r["rss_ratio"] <= TARGET_RATIO,
+                }
+            )
     if start_up:
         out.append(
             {
@@ -299,6 +319,28 @@ def report(result: dict[str, Any], tables: dict[str, str]) -> str:
                         fmt(g["raw_growth"], 2),
                     ]
                     for g in result["growth"]
+                ],
+            ),
+        ]
+    rss = [r for r in result["overhead"] if r.get("braid_rss_mb") is not None]
+    if rss:
+        parts += [
+            "",
+            "### Driver peak RSS (Dask, Ray: each measured in its own driver process)",
+            "",
+            markdown_table(
+                ["runner", "case", "N", "braid MB", "raw MB", "braid/raw", f"≤ {TARGET_RATIO}"],
+                [
+                    [
+                        r["runner"],
+                        r["case"],
+                        f"{r['n']:,}",
+                        fmt(r["braid_rss_mb"], 0),
+                        fmt(r["raw_rss_mb"], 0),
+                        fmt(r["rss_ratio"], 2),
+                        "ok" if r["rss_ratio"] <= TARGET_RATIO else "**MISS**",
+                    ]
+                    for r in rss
                 ],
             ),
         ]
