@@ -174,3 +174,35 @@ def test_kept_arguments_are_small_scalars_or_bounded_reprs():
     assert all(len(str(v)) <= ARGUMENT_CHARS for v in kept)
     assert kept[0] == repr(10**40) and kept[2].startswith("[0, 1, 2")
     assert kept[4].startswith("<Loud instance at ")  # its repr raised
+
+
+@flow
+def direct_calls():
+    first = st.add(1, 2)
+    upstream = st.inc.submit(first)
+    st.add(upstream, 10)  # a direct call given a future: waits, then runs here
+    return st.fail("called directly")
+
+
+@flow
+async def direct_async_call():
+    return await st.async_add(2, 3)
+
+
+def test_direct_calls_record_arguments_upstreams_and_failures():
+    state = direct_calls(return_state=True)
+    add1, inc, add2, fail = state.record.task_runs
+    assert add1.parameters == {"x": "1", "y": "2"} and add1.upstreams == []
+    assert add2.upstreams == [inc.id]
+    assert add2.parameters == {"x": f"<result of {inc.name}>", "y": "10"}
+    assert fail.state_type == "FAILED" and fail.error == "UserError: called directly"
+    assert fail.traceback is not None and fail.traceback.endswith("UserError: called directly")
+
+
+def test_an_awaited_async_task_is_recorded():
+    import asyncio
+
+    state = asyncio.run(direct_async_call(return_state=True))
+    [run] = state.record.task_runs
+    assert run.task_name == "async_add" and run.state_name == "Completed"
+    assert run.parameters == {"x": "2", "y": "3"}

@@ -443,33 +443,15 @@ class SnapshotReader:
 
 
 class DirectRun(SnapshotReader):
-    """A task called directly in a flow body: already final; only its snapshot is kept."""
+    """A task called directly in a flow body: already final; only its snapshot is kept
+    (arguments, upstream ids and failure as for a submitted run)."""
 
     __slots__ = ("run_id", "task_name", "_snapshot")
 
-    def __init__(self, state: State, task: Any, run_id: int) -> None:
-        self.run_id = run_id
-        self.task_name = task.name
-        t = state.type
-        self._snapshot: tuple[Any, ...] = (
-            run_id,
-            task.name,
-            state.task_run_name,
-            t,
-            state.name,
-            state.started,
-            state.timestamp_seconds,
-            state.where,
-            None if t is _COMPLETED else state.message,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None
-            if t is _COMPLETED or t is _CANCELLED or state.name == _UPSTREAM_FAILED
-            else failure_summary(state),
-        )
+    def __init__(self, call: Any, state: State, upstreams: Sequence[Any] = ()) -> None:
+        self.run_id = call.run_id
+        self.task_name = call.task.name
+        self._snapshot: tuple[Any, ...] = final_snapshot(call, state, upstreams, None, None)
 
     @property
     def snapshot(self) -> tuple[Any, ...]:

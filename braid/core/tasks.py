@@ -379,7 +379,7 @@ class Task(HookDecorators, Generic[R]):
 
             stage_in_transaction(call, state)
         if ctx is not None and ctx.record is not None:
-            ctx.record.add(DirectRun(state, self, call.run_id))
+            ctx.record.add(DirectRun(call, state, upstreams))
         return state if return_state else _direct_result(state)
 
     async def _call_async(
@@ -394,6 +394,9 @@ class Task(HookDecorators, Generic[R]):
                     await asyncio.to_thread(u.wait)
             states = [u.state for u in upstreams]
         state = await run_task_async(call, states, nested_runner=nested)
+        ctx = current_run.get()
+        if ctx is not None and ctx.record is not None:
+            ctx.record.add(DirectRun(call, state, upstreams))
         return state if return_state else _direct_result(state)
 
     @overload
