@@ -114,3 +114,36 @@ def test_a_limit_of_zero_fails_the_run_when_sent():
             limits.when_available("a", limits.limited(frozenset({"off"})), print)
     finally:
         limits.close()
+
+
+def test_a_task_run_in_this_process_finds_its_flow_runs_limits_without_a_handle():
+    """The limits of a flow run on an in-process runner are registered by flow run, so a
+    task run here finds them even where its call carries no handle (``carried`` is None:
+    nothing needs to travel)."""
+    import contextvars
+
+    from braid import ThreadPoolTaskRunner, flow, task
+    from braid.concurrency import Limit, current_backend, current_handle, declared_limits
+    from braid.concurrency import limits as limits_module
+    from braid.core.context import current_run
+
+    @task
+    def look() -> tuple[dict, bool]:
+        run = current_run.get()
+
+        def without_a_handle() -> tuple[dict, bool]:
+            current_run.set(run)  # a fresh context: the task run's, and nothing else
+            handle = current_handle()
+            return dict(declared_limits()), current_backend() is handle.backend()
+
+        return contextvars.Context().run(without_a_handle)
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=2), concurrency_limits={"db": 2})
+    def body() -> tuple[dict, bool]:
+        return look.submit().result()
+
+    assert body() == ({"db": Limit(2)}, True)
+    assert limits_module._run_limits == {}  # forgotten when the flow run ends
+    on_threads = RunLimits(ThreadPoolTaskRunner(max_workers=1), LimitTable({"db": 1}))
+    assert on_threads.carried is None  # tasks run here: calls need not carry the handle
+    on_threads.close()

@@ -38,6 +38,7 @@ from braid.concurrency.limits import (
     LimitTable,
     declared_limits,
     reset_declared,
+    run_limits,
     set_declared,
 )
 
@@ -221,14 +222,16 @@ class use_limits:  # noqa: N801 - used as a function: with use_limits(handle): .
 
 
 def current_handle() -> LimitsHandle | None:
-    """Return the handle set by the innermost ``use_limits``, or None."""
-    return _handle.get()
+    """Return the handle set by the innermost ``use_limits``, else the one registered for
+    the flow run in progress here (``register_run_limits``), or None."""
+    handle = _handle.get()
+    return handle if handle is not None else run_limits()
 
 
 def current_backend() -> LimitBackend:
     """Return the backend in effect: the handle's, or this process's own in-process
     limits when no handle is set."""
-    handle = _handle.get()
+    handle = current_handle()
     if handle is not None:
         return handle.backend()
     global _default_local

@@ -64,8 +64,8 @@ __all__ = ["FLUSH_SECONDS", "DaskLimits", "connect"]
 KIND = "dask"
 #: the longest a release waits for an acquire to travel with
 FLUSH_SECONDS = 0.005
-_ACQUIRE = "braid_semaphore_acquire"
-_RELEASE = "braid_semaphore_release"
+_ACQUIRE = "braid_semaphore_acquire_v1"  # versioned: a scheduler may serve several braids
+_RELEASE = "braid_semaphore_release_v1"
 logger = logging.getLogger("braid.concurrency")
 
 

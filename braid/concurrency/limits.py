@@ -20,10 +20,12 @@ from __future__ import annotations
 import contextvars
 import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 from braid import errors
+from braid.core.context import current_run
 
 __all__ = [
     "ENV_VAR",
@@ -32,6 +34,9 @@ __all__ = [
     "declare_limits",
     "declared_limits",
     "parse_limits",
+    "register_run_limits",
+    "run_limits",
+    "unregister_run_limits",
 ]
 
 ENV_VAR = "BRAID_CONCURRENCY_LIMITS"
@@ -190,11 +195,41 @@ def _env_limits() -> LimitTable:
     return _env_cache[1]
 
 
+# flow run id -> the handle of the limits its runner keeps in this process (RunLimits)
+_run_limits: dict[Hashable, Any] = {}
+
+
+def register_run_limits(flow_run_id: Hashable, handle: Any) -> None:
+    """Make ``handle`` the limits of the task runs of flow run ``flow_run_id`` in this
+    process that carry none (a runner that runs them here need not put it on every call)."""
+    _run_limits[flow_run_id] = handle
+
+
+def unregister_run_limits(flow_run_id: Hashable, handle: Any) -> None:
+    """Undo ``register_run_limits`` (if ``handle`` is still the one registered)."""
+    if _run_limits.get(flow_run_id) is handle:
+        del _run_limits[flow_run_id]
+
+
+def run_limits() -> Any | None:
+    """The handle registered for the flow run of the task run (or flow run) in progress
+    here, or None."""
+    if not _run_limits:
+        return None
+    ctx = current_run.get()
+    flow_run = ctx.flow_run if ctx is not None else None
+    return _run_limits.get(flow_run.id) if flow_run is not None else None
+
+
 def declared_limits() -> LimitTable:
     """Return the table in effect here: the innermost ``declare_limits``/``use_limits``
-    layer, or the environment variable's limits when none is active."""
+    layer; else the table of the flow run in progress here (``register_run_limits``);
+    else the environment variable's limits."""
     table = _declared.get()
-    return _env_limits() if table is None else table
+    if table is not None:
+        return table
+    handle = run_limits()
+    return _env_limits() if handle is None else handle.limits
 
 
 def set_declared(table: LimitTable) -> contextvars.Token:

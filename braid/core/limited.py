@@ -5,8 +5,12 @@ Made by the run table only when limits are declared (on the flow, in
 ``BRAID_CONCURRENCY_LIMITS`` or with ``braid run --limit``), so flows without limits pay
 one look-up per flow run and nothing per task run::
 
+    made            registered by flow run id: a task run in this process finds the
+                    limits by its flow run (``braid.concurrency.limits.run_limits``)
     accept(call)    call.extra["limits"] = handle   (concurrency() inside the task finds
-                                                     the backend where the run runs)
+                                                     the backend where the run runs;
+                                                     needed only where ``carried`` is set:
+                                                     the runner is remote)
     send(run)       a limited tag? gate.when_available(tags, ...): the run waits for one
                     slot of each, holding no worker; then dispatch
     finish(run)     the lease goes back (completed, failed, crashed, cancelled)
@@ -24,6 +28,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from braid.core.context import current_run
 from braid.core.contract import ProvidesLimits
 
 __all__ = ["RunLimits"]
@@ -37,6 +42,7 @@ class RunLimits:
 
     def __init__(self, runner: Any, table: Any) -> None:
         from braid.concurrency import LocalLimits, TagGate
+        from braid.concurrency.limits import register_run_limits
 
         if isinstance(runner, ProvidesLimits):
             self.backend = runner.limits_backend()
@@ -44,6 +50,14 @@ class RunLimits:
             self.backend = LocalLimits()
         self.table = table
         self.handle = self.backend.handle(table)
+        #: the handle a call must carry to where its task runs; None when the runner runs
+        #: tasks in this process, where a task run finds it by its flow run (``run_limits``)
+        remote = getattr(getattr(runner, "capabilities", None), "remote", True)
+        self.carried = self.handle if remote else None
+        ctx = current_run.get()
+        self._flow_run_id = ctx.flow_run.id if ctx is not None and ctx.flow_run else None
+        if self._flow_run_id is not None:
+            register_run_limits(self._flow_run_id, self.handle)
         self.gate = TagGate(self.handle)
         #: run -> what it holds: a lease, or the pairs a ``hold_now`` took
         self.leases: dict[Any, Any] = {}
@@ -126,6 +140,10 @@ class RunLimits:
 
     def close(self) -> None:
         """Stop waiting for slots, give every slot back, and close the backend."""
+        from braid.concurrency.limits import unregister_run_limits
+
+        if self._flow_run_id is not None:
+            unregister_run_limits(self._flow_run_id, self.handle)
         self.gate.close()
         with self._lock:
             held, self.leases = list(self.leases.values()), {}

@@ -41,7 +41,6 @@ NETLINK_NETFILTER = 12
 NLM_F_REQUEST = 0x1
 NLM_F_ACK = 0x4
 NLMSG_ERROR = 0x2
-NLMSG_DONE = 0x3
 SOL_NETLINK = 270
 NETLINK_NO_ENOBUFS = 5
 SO_RCVBUFFORCE = 33
@@ -101,6 +100,27 @@ def _attrs(data: bytes, offset: int) -> dict[int, bytes]:
     return found
 
 
+def _split(data: bytes) -> list[tuple[int, int, bytes]]:
+    """The netlink messages of one datagram: (type, seq, body)."""
+    out = []
+    offset = 0
+    while offset + _NLMSGHDR.size <= len(data):
+        length, kind, _flags, seq, _pid = _NLMSGHDR.unpack_from(data, offset)
+        if length < _NLMSGHDR.size:
+            break
+        out.append((kind, seq, data[offset + _NLMSGHDR.size : offset + length]))
+        offset += (length + 3) & ~3
+    return out
+
+
+def _packet_id(kind: int, body: bytes) -> int | None:
+    """The packet id of a queued-packet message, None for any other message."""
+    if kind != (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET:
+        return None
+    header = _attrs(body, _NFGENMSG.size).get(NFQA_PACKET_HDR)
+    return None if header is None else int(struct.unpack_from("!I", header)[0])
+
+
 class PacketQueue:
     """One nfnetlink_queue queue, bound on a raw netlink socket: packet ids in, verdicts out."""
 
@@ -132,10 +152,12 @@ class PacketQueue:
         while time.monotonic() < deadline:
             if not select.select([self.sock], [], [], deadline - time.monotonic())[0]:
                 break
-            data = self.sock.recv(65536)
-            for kind, msg_seq, body_at, msg in self._split(data):
-                if kind == NLMSG_ERROR and msg_seq == seq:
-                    (code,) = struct.unpack_from("=i", msg, body_at)
+            for kind, msg_seq, msg in _split(self.sock.recv(65536)):
+                pid = _packet_id(kind, msg)
+                if pid is not None:  # queued meanwhile (an unbind's last packets): let it go
+                    self.verdicts([(pid, NF_ACCEPT)])
+                elif kind == NLMSG_ERROR and msg_seq == seq:
+                    (code,) = struct.unpack_from("=i", msg)
                     if code != 0:
                         why = os.strerror(-code)
                         raise QueueError(-code, f"nfnetlink_queue {self.queue}: {why}")
@@ -155,19 +177,6 @@ class PacketQueue:
     def unbind(self) -> None:
         self._configure(_attr(NFQA_CFG_CMD, struct.pack("!BBH", NFQNL_CFG_CMD_UNBIND, 0, 0)))
 
-    @staticmethod
-    def _split(data: bytes) -> list[tuple[int, int, int, bytes]]:
-        """The netlink messages of one datagram: (type, seq, where the body starts, data)."""
-        out = []
-        offset = 0
-        while offset + _NLMSGHDR.size <= len(data):
-            length, kind, _flags, seq, _pid = _NLMSGHDR.unpack_from(data, offset)
-            if length < _NLMSGHDR.size:
-                break
-            out.append((kind, seq, offset + _NLMSGHDR.size, data))
-            offset += (length + 3) & ~3
-        return out
-
     def receive(self, most: int = 256) -> list[int]:
         """The ids of packets the kernel queued since the last call (no waiting; ``most``
         datagrams at most, so held packets' verdicts are not kept waiting by a flood)."""
@@ -181,12 +190,10 @@ class PacketQueue:
                 if exc.errno == errno.ENOBUFS:  # messages lost; their packets failed open
                     continue
                 raise
-            packet_type = (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET
-            for kind, _seq, body_at, msg in self._split(data):
-                if kind == packet_type:
-                    header = _attrs(msg, body_at + _NFGENMSG.size).get(NFQA_PACKET_HDR)
-                    if header is not None:
-                        ids.append(struct.unpack_from("!I", header)[0])
+            for kind, _seq, msg in _split(data):
+                pid = _packet_id(kind, msg)
+                if pid is not None:
+                    ids.append(pid)
                 elif kind == NLMSG_ERROR:
                     self.errors += 1
         return ids
