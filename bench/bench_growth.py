@@ -17,8 +17,9 @@ alternately, so each driver's peak RSS (``VmHWM``) is its own:
   chain submitted before any is read.
 
 Each case is timed after a warm-up of the same case at N = 200 in the same driver;
-the best of ``--rounds`` drivers is kept.  A size is skipped, saying so, when the raw
-engine's time at the size below, scaled linearly, would exceed ``--budget`` seconds.
+the best of ``--rounds`` drivers is kept (one round from N = 100 000).  A size is
+skipped, saying so, when the raw engine's time at the size below, scaled linearly,
+would exceed ``--budget`` seconds.  ``--cases`` picks some of the three.
 Rows follow ``bench/common.py``'s schema plus ``braid_rss_mb`` and ``raw_rss_mb``.
 """
 
@@ -217,11 +218,13 @@ def measure(engine: str, impl: str, address: str, case: str, n: int) -> dict[str
     return out
 
 
-def bench_engine(engine: str, sizes: list[int], rounds: int, budget: float) -> list[dict[str, Any]]:
+def bench_engine(
+    engine: str, sizes: list[int], rounds: int, budget: float, cases: list[str]
+) -> list[dict[str, Any]]:
     """Every case at every size on one cluster of ``engine``; rows, with skips noted."""
     rows: list[dict[str, Any]] = []
     with DaskCluster() if engine == "dask" else RayHead() as address:
-        for case in CASES:
+        for case in cases:
             last: tuple[int, float] | None = None
             for n in sizes:
                 if last is not None and last[1] * n / last[0] > budget:
@@ -233,7 +236,7 @@ def bench_engine(engine: str, sizes: list[int], rounds: int, budget: float) -> l
                     rows.append(_row(engine, case, n, None, None, reason))
                     continue
                 raws, braids = [], []
-                for _ in range(rounds):  # alternate, fresh drivers
+                for _ in range(rounds if n < 100_000 else 1):  # alternate, fresh drivers
                     raws.append(measure(engine, "raw", address, case, n))
                     braids.append(measure(engine, "braid", address, case, n))
                 raw = min(raws, key=lambda r: r["seconds"])
@@ -294,6 +297,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--engine", choices=("dask", "ray", "both"), default="both")
     parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--cases", default=",".join(CASES), help="comma-separated subset")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--budget", type=float, default=120.0, help="seconds per raw case")
     parser.add_argument("--json", metavar="PATH", help="write rows (bench/common.py schema)")
@@ -304,7 +308,7 @@ def main() -> None:
     engines = ("dask", "ray") if args.engine == "both" else (args.engine,)
     rows: list[dict[str, Any]] = []
     for engine in engines:
-        rows += bench_engine(engine, sizes, rounds, args.budget)
+        rows += bench_engine(engine, sizes, rounds, args.budget, args.cases.split(","))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
 
