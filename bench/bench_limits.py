@@ -16,8 +16,10 @@ and the median of the per-repeat ratios):
   connection: ``Client.get_metadata`` to the scheduler (LocalCluster, 1 worker), and a
   call of a no-op async method on a 0-CPU actor (local Ray), without arguments and with
   one argument the size of an acquire's (Ray serializes every argument, so a request
-  carrying anything costs more than an empty one).  Dask also shows the driver's CPU time
-  per operation (the scheduler of a LocalCluster runs in the driver).
+  carrying anything costs more than an empty one).  Two ways: back-to-back (a stream of
+  slots from one process: a slot given back is held back a few milliseconds and taken
+  again without asking, so most slots cost no round trip at all) and isolated (each
+  call ``PAUSE`` after the last, timed alone: nothing held back, so every slot asks).
 
 ``--callgrind`` counts instructions instead of time (valgrind's callgrind, every thread):
 one threads flow of 100 and one of 1100 tasks, with and without the limit; instructions
@@ -111,6 +113,42 @@ def _per_call(fn: Callable[[], object], n: int, clock: Callable[[], float]) -> f
     return (clock() - start) / n * 1e6
 
 
+PAUSE = 0.02  # seconds between isolated calls: longer than a held-back release waits
+
+
+def _spaced_call(fn: Callable[[], object], n: int) -> float:
+    """Microseconds per call of ``fn`` made ``PAUSE`` seconds apart (pauses not counted):
+    each slot is then on its own, nothing held back from the one before."""
+    total = 0.0
+    for _ in range(n):
+        time.sleep(PAUSE)
+        start = time.perf_counter()
+        fn()
+        total += time.perf_counter() - start
+    return total / n * 1e6
+
+
+def _round_trip_rows(
+    backend: str,
+    slot: Callable[[], object],
+    trips: dict[str, Callable[[], object]],
+    n: int,
+    repeats: int,
+) -> None:
+    """Rows for a stream of back-to-back slots and for isolated slots, each against every
+    round trip in ``trips`` (label -> call), timed alternately."""
+    for how, per_call in (
+        ("back-to-back", lambda fn: _per_call(fn, n, time.perf_counter)),
+        ("isolated", lambda fn: _spaced_call(fn, max(20, n // 20))),
+    ):
+        cases = {"slot": lambda per_call=per_call: per_call(slot)}
+        for label, trip in trips.items():
+            cases[label] = lambda per_call=per_call, trip=trip: per_call(trip)
+        values = _alternate(cases, repeats)
+        for label in trips:
+            _row(backend, f"{how} slot / {label}", values["slot"], values[label], "us")
+
+
 def bench_dask(n: int, repeats: int) -> None:
     from distributed import Client, LocalCluster
 
@@ -138,15 +176,7 @@ def bench_dask(n: int, repeats: int) -> None:
             def round_trip() -> None:
                 client.get_metadata("braid-bench", default=None)
 
-            for clock, unit in ((time.perf_counter, "us"), (time.process_time, "cpu")):
-                values = _alternate(
-                    {
-                        "slot": lambda clock=clock: _per_call(slot, n, clock),
-                        "trip": lambda clock=clock: _per_call(round_trip, n, clock),
-                    },
-                    repeats,
-                )
-                _row("dask", "slot / scheduler round trip", values["slot"], values["trip"], unit)
+            _round_trip_rows("dask", slot, {"scheduler round trip": round_trip}, n, repeats)
         limits.close()
 
 
@@ -181,16 +211,13 @@ def bench_ray(n: int, repeats: int) -> None:
             def round_trip_carrying() -> None:
                 ray.get(echo.ping.remote(request))
 
-            values = _alternate(
-                {
-                    "slot": lambda: _per_call(slot, n, time.perf_counter),
-                    "empty": lambda: _per_call(round_trip, n, time.perf_counter),
-                    "same": lambda: _per_call(round_trip_carrying, n, time.perf_counter),
-                },
+            _round_trip_rows(
+                "ray",
+                slot,
+                {"empty round trip": round_trip, "round trip, same size": round_trip_carrying},
+                n,
                 repeats,
             )
-            _row("ray", "slot / empty actor round trip", values["slot"], values["empty"], "us")
-            _row("ray", "slot / round trip carrying the same", values["slot"], values["same"], "us")
         limits.close()
         limits.remove("db")
     finally:

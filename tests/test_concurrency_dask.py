@@ -20,7 +20,12 @@ import dask  # noqa: E402
 from distributed import Client, LocalCluster  # noqa: E402
 
 from braid import errors  # noqa: E402
-from braid.concurrency import Limit, LimitTable, use_limits  # noqa: E402
+from braid.concurrency import (  # noqa: E402
+    Limit,
+    LimitTable,
+    dask_backend,  # noqa: E402
+    use_limits,
+)
 from braid.concurrency.dask_backend import DaskLimits  # noqa: E402
 from braid.concurrency.sync import concurrency  # noqa: E402
 from braid.testing import limit_tasks as lt  # noqa: E402
@@ -180,6 +185,24 @@ def test_without_braids_routes_on_the_scheduler_dask_routes_are_used(tmp_path, c
             assert "cannot add braid's semaphore routes" in caplog.text
         finally:
             limits.close()
+
+
+def test_a_slot_given_back_is_taken_again_without_a_round_trip_only_while_there_is_room(client):
+    # a lease held back, not yet sent, is still counted by the scheduler: this process may
+    # take it again (the same lease) while the scheduler's last answer said there was room
+    _, limits = client
+    roomy = limits.acquire("room", Limit(3), 1, 5)
+    limits.release("room", roomy)
+    again = limits.acquire("room", Limit(3), 1, 5)
+    assert again == roomy
+    limits.release("room", again)
+    time.sleep(2 * dask_backend.FLUSH_SECONDS)  # the answer is too old: ask the scheduler
+    fresh = limits.acquire("room", Limit(3), 1, 5)
+    assert fresh != roomy
+    limits.release("room", fresh)
+    full = limits.acquire("full", Limit(1), 1, 5)  # the semaphore is full: sent at once
+    limits.release("full", full)
+    assert limits.acquire("full", Limit(1), 1, 5) not in (None, full)
 
 
 # -- dask scheduler + dask worker processes -------------------------------------------------------

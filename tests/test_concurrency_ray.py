@@ -7,6 +7,7 @@ import logging
 import os
 import tempfile
 import threading
+import time
 
 import pytest
 
@@ -20,7 +21,7 @@ for _key, _value in (
 ray = pytest.importorskip("ray")
 
 from braid import errors  # noqa: E402
-from braid.concurrency import Limit, LimitTable, use_limits  # noqa: E402
+from braid.concurrency import Limit, LimitTable, ray_backend, use_limits  # noqa: E402
 from braid.concurrency.ray_backend import RayLimits  # noqa: E402
 from braid.concurrency.sync import concurrency  # noqa: E402
 from braid.testing import limit_tasks as lt  # noqa: E402
@@ -28,7 +29,7 @@ from braid.testing import limit_tasks as lt  # noqa: E402
 pytestmark = pytest.mark.timeout(120)
 #: clock resolution: grants are timed by time.time() in different processes
 CLOCK = 0.001
-NAMES = ("db", "api", "one", "redo", "solo", "along", "flush")
+NAMES = ("db", "api", "one", "redo", "solo", "along", "flush", "room", "full")
 
 
 @pytest.fixture(scope="module")
@@ -130,3 +131,20 @@ def test_a_release_no_request_takes_along_is_sent_soon_or_at_close(limits):
     other.close()  # sends it
     with use_limits(handle), concurrency("flush", occupy=2, timeout_seconds=1.0):
         pass
+
+
+def test_a_slot_given_back_is_taken_again_without_a_round_trip_only_while_there_is_room(limits):
+    # a lease held back, not yet sent, is still counted by the actor: this process may take
+    # it again (the same lease) while the actor's last answer said there was room
+    roomy = limits.acquire("room", Limit(3), 1, 5)
+    limits.release("room", roomy)
+    again = limits.acquire("room", Limit(3), 1, 5)
+    assert again == roomy
+    limits.release("room", again)
+    time.sleep(2 * ray_backend.FLUSH_SECONDS)  # the answer is too old: ask the actor
+    fresh = limits.acquire("room", Limit(3), 1, 5)
+    assert fresh != roomy
+    limits.release("room", fresh)
+    full = limits.acquire("full", Limit(1), 1, 5)  # the limit is full: sent at once
+    limits.release("full", full)
+    assert limits.acquire("full", Limit(1), 1, 5) not in (None, full)

@@ -62,3 +62,15 @@ def test_releases_for_another_target_go_on_their_own_first():
     assert releases.take("db", "new actor") == []  # not for this target: sent instead
     assert sent.messages[-1] == ("old actor", [3])
     assert releases.close() == []
+
+
+def test_one_token_can_be_taken_back():
+    sent = Sent()
+    releases = DeferredReleases(sent, 60.0, "braid-limits-test")
+    releases.defer("db", "actor", 1)
+    releases.defer("db", "actor", 2)
+    assert releases.take_one("db", "another actor") is None
+    assert releases.take_one("db", "actor") == 2
+    assert releases.take("db", "actor") == [1]
+    assert releases.take_one("db", "actor") is None
+    assert releases.close() == [] and sent.messages == []

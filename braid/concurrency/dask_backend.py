@@ -20,16 +20,18 @@
   ``lease-validation-interval`` (default 10 s).  ``occupy > 1`` takes its leases one by
   one under a per-name ``distributed.Lock``, so two multi-slot requests never each hold
   part of what the other needs.
-- A slot costs one round trip.  On first use this process adds two routes to the
+- A slot costs one round trip at most.  On first use this process adds two routes to the
   scheduler (``run_on_scheduler`` with a function sent by value: the scheduler needs no
   braid): ``braid_semaphore_acquire`` gives back the leases it is handed, then acquires
   through the semaphore extension's own ``acquire``, and says whether the limit is now
   full; ``braid_semaphore_release`` gives back several leases in one message.  A release
   then waits to travel with this process's next acquire of the same limit, or is sent
   within ``FLUSH_SECONDS`` without waiting for an answer; at once when the limit was
-  full at the last acquire (someone may be waiting).  Where the routes cannot be added,
-  Dask's own ``semaphore_acquire``/``semaphore_release`` are used, a release sent at
-  once without waiting for the answer.
+  full at the last acquire (someone may be waiting).  Until it is sent the scheduler
+  still counts the lease, so while its last answer (room left) is under
+  ``FLUSH_SECONDS`` old, the next acquire here takes that lease back without asking.
+  Where the routes cannot be added, Dask's own ``semaphore_acquire``/``semaphore_release``
+  are used, a release sent at once without waiting for the answer.
 - Decaying slots (``rate_limit``): the time at which everything taken so far will have
   decayed is kept in the scheduler's metadata (``["braid-rate", name]``, wall-clock
   seconds), read and moved under a ``distributed.Lock`` ``braid-rate-<name>``: four
@@ -135,7 +137,9 @@ class DaskLimits:
         self._lock = threading.Lock()
         self._registered: dict[str, tuple[Limit, str]] = {}
         self._held: dict[str, dict[str, None]] = {}  # semaphore -> lease ids held here
-        self._full: set[str] = set()  # semaphores full at this process's last acquire
+        # semaphore -> when the scheduler last answered that it had room (absent: it was
+        # full): until then + FLUSH_SECONDS a lease held back may be taken again here
+        self._room: dict[str, float] = {}
         self._locks: dict[str, object] = {}  # made once: each new one costs a registration
         self._lease_ids = map(f"{uuid.uuid4().hex}-{{}}".format, itertools.count())
         self._routes: bool | None = None  # braid's routes on the scheduler (None: not tried)
@@ -201,7 +205,15 @@ class DaskLimits:
         return self._routes
 
     def _lease(self, semaphore: str, limit: Limit, timeout: float | None) -> str | None:
-        """One lease of ``semaphore``, or None after ``timeout``; one round trip."""
+        """One lease of ``semaphore``, or None after ``timeout``: one round trip; or none,
+        taking back a lease given back here and not yet sent, while the scheduler's last
+        answer (that the semaphore had room) is under ``FLUSH_SECONDS`` old."""
+        if time.monotonic() - self._room.get(semaphore, -FLUSH_SECONDS) < FLUSH_SECONDS:
+            lease_id = self.releases.take_one(semaphore, semaphore)
+            if lease_id is not None:
+                with self._lock:
+                    self._held.setdefault(semaphore, {})[lease_id] = None
+                return lease_id
         lease_id = next(self._lease_ids)
         scheduler = self._client.scheduler
         routes = self._routes if self._routes is not None else self._has_routes()
@@ -226,10 +238,10 @@ class DaskLimits:
             self._send(semaphore, [*released, lease_id])
             raise
         with self._lock:
-            if full:
-                self._full.add(semaphore)
+            if granted and not full:
+                self._room[semaphore] = time.monotonic()
             else:
-                self._full.discard(semaphore)
+                self._room.pop(semaphore, None)
             if granted:
                 self._held.setdefault(semaphore, {})[lease_id] = None
         return lease_id if granted else None
@@ -268,7 +280,7 @@ class DaskLimits:
         with self._lock:
             held = self._held.get(semaphore, {})
             mine = [lease for lease in leases if held.pop(lease, 0) is None]
-            now = not self._routes or semaphore in self._full
+            now = not self._routes or semaphore not in self._room
         if not mine:
             return
         if now:

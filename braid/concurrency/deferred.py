@@ -11,7 +11,12 @@ release must not wait at all (the limit was full: someone may be waiting for it)
 
     release ──► defer(key, target, token) ──► pending[key] = (target, [tokens], since)
     request ──► take(key, target) ──────────► the tokens, sent with the request
+            or  take_one(key, target) ──────► one token, held again: no request at all
     thread  ──► send(target, tokens) ───────► those pending for ``delay`` seconds
+
+A token held back is still counted where the limit lives, so a backend may hand it to
+its next request in this process instead of sending anything (``take_one``), as long as
+its last answer from there said the limit had room, and is recent.
 """
 
 from __future__ import annotations
@@ -84,6 +89,18 @@ class DeferredReleases:
             self._send(pending[0], pending[1])
             return []
         return pending[1]
+
+    def take_one(self, key: Hashable, target: object) -> Hashable | None:
+        """Return the token held back last for ``key`` (the caller holds it again: its slot
+        was never given back where the limit lives), or None; the rest stay held back."""
+        with self._changed:
+            pending = self._pending.get(key)
+            if pending is None or pending[0] != target:
+                return None
+            token = pending[1].pop()
+            if not pending[1]:
+                del self._pending[key]
+            return token
 
     def _run(self) -> None:
         idle_since = time.monotonic()

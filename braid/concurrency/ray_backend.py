@@ -19,12 +19,14 @@ holds any.  A worker or driver that dies stops renewing, and its slots come back
 ``lease_seconds``.  The actor keeps its counts in memory: if its node dies, the limit
 starts afresh empty.
 
-A slot costs one round trip: a release is not sent on its own at once but travels with
-this process's next request to the same actor (``braid.concurrency.deferred``), so a
-steady stream of slots sends one message per slot.  A release that no request takes along
-within ``FLUSH_SECONDS`` is sent on its own; and when the actor's last answer said the
-limit was full or someone was waiting, a release is sent at once, so a contended limit
-hands its slots on without that delay.
+A slot costs one round trip at most: a release is not sent on its own at once but
+travels with this process's next request to the same actor (``braid.concurrency.deferred``).
+Until it is sent the actor still counts the slot, so while the actor's last answer (that
+the limit had room) is under ``FLUSH_SECONDS`` old, the next one-slot request here takes
+that lease back without asking at all.  A release that no request takes within
+``FLUSH_SECONDS`` is sent on its own; and when the actor's last answer said the limit was
+full or someone was waiting, a release is sent at once, so a contended limit hands its
+slots on without that delay.
 """
 
 from __future__ import annotations
@@ -193,8 +195,10 @@ class RayLimits:
         self._namespace = namespace
         self._lock = threading.Condition()
         self._actors: dict[str, tuple[Limit, object]] = {}
-        self._held: dict[str, tuple[object, str]] = {}  # lease -> (actor, name)
-        self._full: set[str] = set()  # names whose last answer said full or contended
+        self._held: dict[str, tuple[object, str, int]] = {}  # lease -> (actor, name, slots)
+        # name -> when the actor last answered that the limit had room (absent: it was full
+        # or contended): until then + FLUSH_SECONDS a slot held back may be taken again here
+        self._room: dict[str, float] = {}
         self._lease_ids = map(f"{uuid.uuid4().hex}-{{}}".format, itertools.count())
         self.releases = DeferredReleases(self._send, FLUSH_SECONDS, "braid-limits-flush")
         self._renewer: threading.Thread | None = None
@@ -233,18 +237,17 @@ class RayLimits:
         self, name: str, limit: Limit, occupy: int, timeout: float | None
     ) -> Hashable | None:
         """Take a lease of ``occupy`` slots from the actor (one round trip, carrying this
-        process's releases of ``name`` not sent yet)."""
+        process's releases of ``name`` not sent yet); or, for one slot, take back a lease
+        given back here and not yet sent, while the actor's last answer (that the limit had
+        room) is under ``FLUSH_SECONDS`` old: no round trip."""
         actor = self._actor(name, limit)
+        if occupy == 1 and time.monotonic() - self._room.get(name, -FLUSH_SECONDS) < FLUSH_SECONDS:
+            lease = self.releases.take_one(name, actor)
+            if lease is not None:
+                self._hold(lease, actor, name, 1)
+                return lease
         lease = next(self._lease_ids)
-        with self._lock:
-            if self._closed:
-                raise errors.LimitsUnavailable("these Ray limits were closed")
-            self._held[lease] = (actor, name)  # renewed from now on: the grant may come late
-            if self._renewer is None:
-                self._renewer = threading.Thread(
-                    target=self._renew, daemon=True, name="braid-limits-renew"
-                )
-                self._renewer.start()
+        self._hold(lease, actor, name, occupy)  # renewed from now on: the grant may be late
         released = self.releases.take(name, actor)
         try:
             answer = self._ray.get(
@@ -256,14 +259,26 @@ class RayLimits:
             self.release(name, lease)
             raise
         with self._lock:
-            if answer == _GRANTED_FULL:
-                self._full.add(name)
+            if answer == _GRANTED:
+                self._room[name] = time.monotonic()
             else:
-                self._full.discard(name)
+                self._room.pop(name, None)
             if answer == _REFUSED:
                 self._held.pop(lease, None)
                 return None
         return lease
+
+    def _hold(self, lease: str, actor: object, name: str, occupy: int) -> None:
+        with self._lock:
+            if self._closed:
+                self.releases.defer(name, actor, lease)  # closed: sent at once
+                raise errors.LimitsUnavailable("these Ray limits were closed")
+            self._held[lease] = (actor, name, occupy)
+            if self._renewer is None:
+                self._renewer = threading.Thread(
+                    target=self._renew, daemon=True, name="braid-limits-renew"
+                )
+                self._renewer.start()
 
     def release(self, name: str, token: Hashable) -> None:
         """Give the lease back: with this process's next request to the same actor, or
@@ -272,11 +287,11 @@ class RayLimits:
             held = self._held.pop(token, None)
             if held is None:
                 return
-            now = name in self._full
-        if now:
-            self._send(held[0], [token])
-        else:
+            wait = held[2] == 1 and name in self._room
+        if wait:
             self.releases.defer(name, held[0], token)
+        else:
+            self._send(held[0], [token])
 
     def _send(self, actor: object, leases: list[Hashable]) -> None:
         actor.release.remote(list(leases))
@@ -306,7 +321,7 @@ class RayLimits:
                     continue
                 idle_since = None
                 by_actor: dict[int, tuple[object, list[str]]] = {}
-                for lease, (actor, _) in self._held.items():
+                for lease, (actor, _, _) in self._held.items():
                     by_actor.setdefault(id(actor), (actor, []))[1].append(lease)
             for actor, leases in by_actor.values():
                 actor.renew.remote(leases, self._lease_seconds)
@@ -336,7 +351,7 @@ class RayLimits:
         by_actor: dict[int, tuple[object, list[Hashable]]] = {}
         for actor, leases in pending:
             by_actor.setdefault(id(actor), (actor, []))[1].extend(leases)
-        for lease, (actor, _) in held.items():
+        for lease, (actor, _, _) in held.items():
             by_actor.setdefault(id(actor), (actor, []))[1].append(lease)
         for actor, leases in by_actor.values():
             self._send(actor, leases)

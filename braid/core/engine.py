@@ -45,7 +45,7 @@ from braid.core.deadlines import (
 from braid.core.futures import worker_slot
 from braid.core.hooks import mark_ran as mark_hooks_ran
 from braid.core.hooks import ran as hooks_ran
-from braid.core.logs import capture, ensure_print_hook
+from braid.core.logs import RecordSink, capture, ensure_print_hook
 from braid.core.states import (
     Crashed,
     Failed,
@@ -57,7 +57,6 @@ from braid.core.states import (
 
 if TYPE_CHECKING:
     import asyncio
-    import logging
     from contextvars import Token
 
     from braid.core.cached import CachedRun
@@ -446,19 +445,20 @@ def run_pickled(
     upstream_payloads: Any = (),
     nested_runner: Any = None,
     log_level: int = 20,
-    ship_logs: Callable[[list[logging.LogRecord]], None] | None = None,
+    sink: RecordSink | None = None,
     reschedule_retries: bool = False,
 ) -> bytes:
     """Run a pickled call where a pickling runner delivered it; return the pickled State.
 
-    ``upstream_payloads`` are the upstreams' final states, pickled or not.  Records of
-    the run loggers at ``log_level`` and above travel back in ``state.extra["logs"]``
-    (or go to ``ship_logs``).  Never raises for the task: a call that cannot be loaded
-    here (a module missing on the worker) or a result that cannot be pickled gives a
-    FAILED state.
+    ``upstream_payloads`` are the upstreams' final states, pickled or not.  Records
+    made in the run at ``log_level`` and above (run loggers, other loggers, prints under
+    ``log_prints``, warnings) go to ``sink`` as they are made (see
+    :mod:`braid.core.logs`); without one, they travel back in ``state.extra["logs"]``.
+    Never raises for the task: a call that cannot be loaded here (a module missing on
+    the worker) or a result that cannot be pickled gives a FAILED state.
     """
     return run_pickled_state(
-        call_bytes, upstream_payloads, nested_runner, log_level, ship_logs, reschedule_retries
+        call_bytes, upstream_payloads, nested_runner, log_level, sink, reschedule_retries
     )[1]
 
 
@@ -467,7 +467,7 @@ def run_pickled_state(
     upstream_payloads: Any = (),
     nested_runner: Any = None,
     log_level: int = 20,
-    ship_logs: Callable[[list[logging.LogRecord]], None] | None = None,
+    sink: RecordSink | None = None,
     reschedule_retries: bool = False,
 ) -> tuple[State, bytes]:
     """As :func:`run_pickled`, returning the final State too (for a header of it)."""
@@ -485,16 +485,10 @@ def run_pickled_state(
         err.__cause__ = exc
         failed = Failed(err)
         return failed, dumps_state(failed)
-    with capture(log_level) as records:
+    with capture(log_level, sink) as records:
         state = run_task(call, states, nested_runner, reschedule_retries)
-    if records:
-        if ship_logs is not None:
-            try:
-                ship_logs(records)
-            except Exception:  # noqa: BLE001 - losing records must never fail the run
-                pass
-        else:
-            state.extra = {**(state.extra or {}), "logs": records}
+    if records:  # no sink: the records travel with the state
+        state.extra = {**(state.extra or {}), "logs": records}
     return pickle_state(state, call.task.name)
 
 

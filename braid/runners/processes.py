@@ -8,14 +8,18 @@ How a call travels::
       upstreams not final? wait in callbacks (no thread per run)
     dispatch: an idle worker? ── send (call bytes, upstream states) ──>  run_pickled
                else queue it (FIFO)                                       (engine: retries,
-                                                                          time-outs, logs)
-    result thread: multiprocessing.connection.wait(<─ pickled State ───  send_bytes
-      on every worker's pipe and process sentinel)
-      result   -> replay logs, run.finish(state), give the worker the next queued run
+                                                                          time-outs)
+    result thread: multiprocessing.connection.wait(<─ log records ────  as they are made
+      on every worker's pipe and process sentinel)  <─ pickled State ───  send_bytes
+      records  -> replayed to this process's loggers at once (the run goes on)
+      result   -> run.finish(state), give the worker the next queued run
                   (an AwaitingRetry state: the core re-dispatches after the delay, so
                   a run waiting to retry holds no worker)
       sentinel -> the worker died: its run ends CRASHED (WorkerLost); a new
                   worker is started if runs are waiting
+
+Log records made in a run (see :mod:`braid.core.logs`) travel on the same pipe as the
+results, so the parent handles every record of a run before it finishes the run.
 
 Each worker runs one call at a time, so the parent always knows which run a dead
 worker took with it, and ``max_workers`` is a hard cap.  Futures never cross the
@@ -43,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from braid import errors
 from braid.core.contract import Capabilities
-from braid.core.logs import driver_level, replay
+from braid.core.logs import driver_level, dumps_records, replay
 from braid.core.runner import Run, TaskRunner
 from braid.core.states import Crashed, Failed, State
 
@@ -262,24 +266,32 @@ class ProcessPoolTaskRunner(TaskRunner):
                 for w in list(self._workers.values()):
                     if w.conn is obj:
                         try:
-                            self._on_result(w)
+                            self._on_message(w)
                         except Exception:  # noqa: BLE001 - this thread must never die
                             logging.getLogger("braid").exception(
                                 "braid: handling a worker process's result failed"
                             )
                         break
 
-    def _on_result(self, worker: _Worker, alive: bool = True) -> None:
+    def _on_message(self, worker: _Worker, alive: bool = True) -> bool:
+        """Handle the worker's next message (log records or a result); False at its end."""
         try:
             payload = worker.conn.recv_bytes()
         except (EOFError, OSError):
-            return  # the sentinel will report the death
+            return False  # the sentinel will report the death
+        if payload[:_LOGS_LEN] == _LOGS:
+            try:
+                replay(_serialization().loads(payload[_LOGS_LEN:]), f"process {worker.proc.pid}")
+            except Exception:  # noqa: BLE001 - a record that will not load here is dropped
+                pass
+            return True
         if payload == _RETIRING:  # it exits after this result: give it no more work
             worker.retiring = True
-            try:
-                payload = worker.conn.recv_bytes()
-            except (EOFError, OSError):
-                return
+            return True
+        self._on_result(worker, payload, alive)
+        return True
+
+    def _on_result(self, worker: _Worker, payload: bytes, alive: bool) -> None:
         run = worker.run
         try:
             state: State = _serialization().loads(payload)
@@ -305,8 +317,6 @@ class ProcessPoolTaskRunner(TaskRunner):
                     self._send(worker, *self._waiting.popleft())
                 else:
                     self._idle.append(worker)
-        if state.extra and "logs" in state.extra:
-            replay(state.extra.pop("logs"), f"process {worker.proc.pid}")
         if run is not None:
             run.finish(state)
 
@@ -315,8 +325,9 @@ class ProcessPoolTaskRunner(TaskRunner):
         with self._lock:
             if worker in self._idle:
                 self._idle.remove(worker)
-        if worker.conn.poll():
-            self._on_result(worker, alive=False)  # it reported, then exited (a stuck time-out)
+        # what it sent before it exited: records, and the result of a stuck time-out
+        while worker.conn.poll() and self._on_message(worker, alive=False):
+            pass
         with self._lock:
             self._workers.pop(worker.proc.sentinel, None)
             if worker in self._idle:
@@ -381,6 +392,9 @@ _KEEP_RESULT_BYTES = 64 * 1024
 _BARE = b"\x00"
 #: what a worker sends just before the result after which it exits
 _RETIRING = b"\x00braid-retiring"
+#: the start of a message of pickled log records (sent while a run goes on)
+_LOGS = b"\x00braid-logs:"
+_LOGS_LEN = len(_LOGS)
 
 
 def _serialization() -> Any:
@@ -432,12 +446,38 @@ _GUARD_MISSING = (
 )
 
 
+class _PipeSink:
+    """A worker's log records, sent to the parent on the result pipe as they are made."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.lock = threading.Lock()  # runs' threads and the main loop share the pipe
+
+    def put(self, record: logging.LogRecord) -> None:
+        message = _LOGS + dumps_records([record])
+        with self.lock:
+            self.conn.send_bytes(message)
+
+    def flush(self) -> None:
+        pass  # sent already, ahead of the result
+
+    def send(self, *messages: bytes) -> None:
+        """Send ``messages`` back to back, with no record between them."""
+        with self.lock:
+            for message in messages:
+                self.conn.send_bytes(message)
+
+
 def _worker_main(conn: Any, log_level: int, init_blob: bytes | None = None) -> None:
     """A worker process: run one call at a time until told to stop (an empty message)."""
     from braid.core.engine import run_pickled
+    from braid.core.logs import set_process_sink
     from braid.core.runner import drain_default_runner
 
     _worker_state["running"] = True  # from here on, flows may start (nested in tasks)
+    sink = _PipeSink(conn)
+    # runs submitted from inside a task run on this process's threads: theirs go there too
+    set_process_sink(sink)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     if init_blob is not None:
         try:
@@ -465,12 +505,11 @@ def _worker_main(conn: Any, log_level: int, init_blob: bytes | None = None) -> N
                 t.name.startswith("braid-timeout-") and t.is_alive() for t in threading.enumerate()
             ):
                 # a timed-out run is still stuck in this process: report, then end it
-                conn.send_bytes(_RETIRING)
-                conn.send_bytes(result)
+                sink.send(_RETIRING, result)
                 drain_default_runner()
                 conn.close()
                 os._exit(0)
-            conn.send_bytes(result)
+            sink.send(result)
     finally:
         # tasks submitted from inside tasks ran on this process's default runner: let
         # them finish (fork-started workers skip atexit)

@@ -41,6 +41,7 @@ from braid.testing.suite_lifecycle import (
     TimeoutTests,
 )
 from braid.testing.suite_limits import LimitTests
+from braid.testing.suite_logging import LiveLoggingTests
 from braid.testing.suite_porting import PortingTests
 
 __all__ = ["RunnerConformance", "require", "run_in_flow"]
@@ -546,6 +547,7 @@ class RunnerConformance(
     TimeoutTests,
     AsyncTests,
     LoggingTests,
+    LiveLoggingTests,
     OptionTests,
     SerializationTests,
     TracebackTests,

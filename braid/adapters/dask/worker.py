@@ -7,20 +7,21 @@ log_topic, header_topic, key)``.  Dask has already replaced the ``distributed.Fu
 which are the pickled final States returned by the upstream runs; upstreams from
 other runners arrive as pickled States too.  The engine does the rest.
 
-Two small things travel to the submitting client as Dask events, before the task
-returns (so they reach the client before the key finishes): the run's log records
-(on ``log_topic``, the driver's) and the run's *header* (on ``header_topic``, the
-submitting client's): its final State without the result, or the whole State when
-it did not complete (an exception, small).  A result pickled in at most
-``INLINE_BYTES`` travels with its header; a larger one stays on the worker until
-someone reads it or a downstream run takes it.
+Two small things travel to the submitting client as Dask events, on the worker's one
+ordered stream to the scheduler, so they reach the client before the key finishes:
+the run's log records, each as it is made (on ``log_topic``, the driver's: Dask's own
+way of forwarding worker logs, ``Worker.log_event`` to ``Client.subscribe_topic``),
+and the run's *header* (on ``header_topic``, the submitting client's): its final State
+without the result, or the whole State when it did not complete (an exception, small).
+A result pickled in at most ``INLINE_BYTES`` travels with its header; a larger one
+stays on the worker until someone reads it or a downstream run takes it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
-import functools
+import logging
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -33,7 +34,8 @@ from braid.core.context import current_run
 from braid.core.engine import name_lane, run_pickled_state
 from braid.core.futures import worker_slot
 from braid.core.hooks import HOOKS_RAN
-from braid.core.serialization import dumps, dumps_state
+from braid.core.logs import dumps_records
+from braid.core.serialization import dumps_state
 from braid.core.states import State
 
 __all__ = ["run_call", "get_dask_client"]
@@ -139,8 +141,8 @@ def run_call(
     token = current_log_topic.set(log_topic)
     _name_lane()
     try:
-        ship = None if log_topic is None else functools.partial(_send_logs, log_topic)
-        state, payload = run_pickled_state(call_bytes, upstreams, _nested_runner(), log_level, ship)
+        sink = None if log_topic is None else _EventSink(log_topic)
+        state, payload = run_pickled_state(call_bytes, upstreams, _nested_runner(), log_level, sink)
         if header_topic is not None:
             _send_header(header_topic, key, state, payload)
     finally:
@@ -183,10 +185,23 @@ def _name_lane() -> None:
             pass
 
 
-def _send_logs(topic: str, records: list) -> None:
-    """Publish a run's log records on the driver's topic (before the run completes)."""
-    where = get_worker().address
-    get_worker().log_event(topic, (LOGS, where, dumps(records)))
+class _EventSink:
+    """A run's log records, published one by one on the driver's topic as they are made."""
+
+    __slots__ = ("topic", "worker")
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self.worker: Any = None
+
+    def put(self, record: logging.LogRecord) -> None:
+        worker = self.worker
+        if worker is None:
+            worker = self.worker = get_worker()
+        worker.log_event(self.topic, (LOGS, worker.address, dumps_records([record])))
+
+    def flush(self) -> None:
+        pass  # events leave on the stream that later reports the key finished
 
 
 @contextlib.contextmanager

@@ -57,7 +57,7 @@ import ray
 
 from braid import errors
 from braid.adapters.overdue import GRACE, overdue_timer, time_limit
-from braid.adapters.ray import worker
+from braid.adapters.ray import logstream, worker
 from braid.adapters.ray.connection import ray_use
 from braid.adapters.ray.future import RayTaskFuture
 from braid.adapters.ray.options import current_max_retries, current_ray_options, ray_options
@@ -190,6 +190,7 @@ class RayTaskRunner(TaskRunner):
     def start(self) -> None:
         """Use the Ray this process is connected to, or start / connect one."""
         self._holds_ray = ray_use.acquire(self.address, self.init_kwargs)
+        logstream.attach()  # records of runs reach this driver while they run
         self._session = _session_token()
         self._stopping = False
         self._abandoning: set[Run] = set()
@@ -214,6 +215,7 @@ class RayTaskRunner(TaskRunner):
             starts.stop()
         if overdue is not None:
             overdue.stop(5)
+        logstream.detach()  # every record of this runner's runs is replayed by now
         if self._holds_ray:
             self._holds_ray = False
             ray_use.release()

@@ -8,7 +8,8 @@ Each braid task run is one Ray task with two return objects::
             state bytes: the final State without its data when COMPLETED with a
                          result over INLINE_LIMIT (the data stays in the payload),
                          else the whole final State
-            log records: the run loggers' records, replayed by the driver on arrival
+            log records: None, or the run's records where the driver has no log
+                         channel (they normally travel live: see logstream)
       -> payload   the pickled final State, with the result: downstream Ray tasks get
                    it as an argument (worker to worker); the driver fetches it only
                    when something reads the result
@@ -28,10 +29,12 @@ from typing import Any
 import ray
 
 from braid.adapters.ray.future import RAY_WAIT
+from braid.adapters.ray.logstream import RaySink
 from braid.adapters.ray.starts import announce
 from braid.core.engine import name_lane, run_pickled_state
 from braid.core.futures import worker_slot
-from braid.core.serialization import dumps, dumps_result
+from braid.core.logs import dumps_records
+from braid.core.serialization import dumps_result
 from braid.core.states import State
 
 __all__ = ["execute", "Header"]
@@ -87,12 +90,13 @@ def _run(
     upstream_payloads: tuple,
     log_level: int,
 ) -> tuple[State, bytes, list | None]:
-    """The engine on the pickled call: its State, the pickled State, its log records."""
-    shipped: list[list[Any]] = []
+    """The engine on the pickled call: its State, the pickled State, and its log records
+    that could not go live (the driver has no channel)."""
+    sink = RaySink()
     state, payload = run_pickled_state(
-        call_bytes, upstream_payloads, _worker_runner(), log_level, shipped.append
+        call_bytes, upstream_payloads, _worker_runner(), log_level, sink
     )
-    return state, payload, shipped[0] if shipped else None
+    return state, payload, sink.kept or None
 
 
 def _header(state: State, payload: bytes, records: list | None) -> Header:
@@ -107,16 +111,9 @@ def _pickle_records(records: list | None) -> bytes | None:
     if not records:
         return None
     try:
-        return dumps(records)
-    except Exception:  # noqa: BLE001 - an attribute set via extra= may not pickle
-        kept = []
-        for record in records:
-            try:
-                dumps(record)
-            except Exception:  # noqa: BLE001 - losing one record must not fail the run
-                continue
-            kept.append(record)
-        return dumps(kept) if kept else None
+        return dumps_records(records)
+    except Exception:  # noqa: BLE001 - losing records must not fail the run
+        return None
 
 
 # -- the runner that tasks submitted from inside a task go to ------------------------------
