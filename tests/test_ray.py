@@ -491,24 +491,28 @@ def test_remote_options_pass_any_ray_task_option(connected):
             pass
 
 
-def test_a_flow_timeout_names_where_it_left_a_run_running(connected):
+def test_a_flow_timeout_names_where_it_left_a_run_running(connected, tmp_path):
     """A run the flow's time-out leaves running ends CRASHED naming its Ray node and
     worker process; a run still queued behind it ends CANCELLED."""
+    marks = [tmp_path / f"started-{i}" for i in range(3)]
 
-    @flow(task_runner=RayTaskRunner(), timeout_seconds=4)
+    @flow(task_runner=RayTaskRunner(), timeout_seconds=12)
     def body():
-        running = [st.sleep_then.submit(i, 60) for i in range(2)]  # the cluster: 2 CPUs
-        queued = st.sleep_then.submit(2, 60)
-        return running, queued
+        futures = [rt.mark_then_sleep.submit(str(m), 60) for m in marks]  # 2 CPUs
+        deadline = time.monotonic() + 10
+        while not any(m.exists() for m in marks) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return futures
 
     state = body(return_state=True)
     assert state.is_failed()
     with pytest.raises(errors.FlowTimeout):
         state.result()
+    started = sum(m.exists() for m in marks)
+    assert 1 <= started <= 2
     runs = state.record.task_runs
     crashed = [r for r in runs if r.state_type == "CRASHED"]
-    # two CPUs: one or two ran (a second worker process may still have been starting)
-    assert 1 <= len(crashed) <= 2, [(r.state_name, r.error) for r in runs]
+    assert len(crashed) == started, [(r.state_name, r.error) for r in runs]
     for r in crashed:
         assert "stopped while running on Ray node 127.0.0.1 (worker pid" in r.error, r.error
     assert {r.state_type for r in runs if r not in crashed} == {"CANCELLED"}

@@ -64,3 +64,12 @@ def wait_on_children(x: int, how: str) -> int:
         assert not not_done
         return sum(f.result() for f in done)
     return sum(f.result() for f in as_completed(children))
+
+
+@task
+def mark_then_sleep(path: str, seconds: float) -> str:
+    """Create the file ``path`` (the run has started), then sleep ``seconds``."""
+    with open(path, "w"):
+        pass
+    time.sleep(seconds)
+    return path
