@@ -178,3 +178,22 @@ def test_a_flow_called_in_a_task_on_threads_sees_the_callers_limits(tmp_path):
     table, done = outer()
     assert table == {"db": Limit(2), lt.TAG: Limit(1), "api": Limit(3)}
     assert done == [0, 1, 2, 3] and lt.peak(str(tmp_path)) == 1
+
+
+def test_a_handle_pickles_as_plain_data_and_unpickles_once_per_value():
+    import pickle
+
+    from braid.concurrency import Limit, LocalLimits
+
+    backend = LocalLimits()
+    try:
+        handle = backend.handle(LimitTable({"db": 2, "api": Limit(5, 1.0)}))
+        data = pickle.dumps(handle)
+        assert b"LimitTable" not in data  # the table travels as plain data
+        again = pickle.loads(data)
+        assert again == handle and again.limits == handle.limits
+        assert pickle.loads(pickle.dumps(handle)) is again  # one object per value here
+        other = backend.handle(LimitTable({"db": 3}))
+        assert pickle.loads(pickle.dumps(other)) == other != again
+    finally:
+        backend.close()
