@@ -118,7 +118,7 @@ def test_a_limit_of_zero_fails_the_run_when_sent():
 
 def test_a_task_run_in_this_process_finds_its_flow_runs_limits_without_a_handle():
     """The limits of a flow run on an in-process runner are registered by flow run, so a
-    task run here finds them even where its call carries no handle (``carried`` is None:
+    task run here finds them where its call carries no handle (``handle`` is None:
     nothing needs to travel)."""
     import contextvars
 
@@ -145,5 +145,55 @@ def test_a_task_run_in_this_process_finds_its_flow_runs_limits_without_a_handle(
     assert body() == ({"db": Limit(2)}, True)
     assert limits_module._run_limits == {}  # forgotten when the flow run ends
     on_threads = RunLimits(ThreadPoolTaskRunner(max_workers=1), LimitTable({"db": 1}))
-    assert on_threads.carried is None  # tasks run here: calls need not carry the handle
+    assert on_threads.handle is None  # tasks run here: calls need not carry a handle
     on_threads.close()
+
+
+def test_a_flow_called_in_a_task_on_threads_sees_the_callers_limits(tmp_path):
+    from braid import ThreadPoolTaskRunner, flow, task
+    from braid.concurrency import Limit, declared_limits
+    from braid.concurrency.sync import concurrency
+    from braid.testing import limited_tasks as lt
+
+    @task
+    def guarded() -> dict:
+        with concurrency("db", strict=True):  # declared by the outer flow
+            return dict(declared_limits())
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=2), concurrency_limits={"api": 3})
+    def inner() -> tuple[dict, list[int]]:
+        spans = lt.tagged_span.map(str(tmp_path), range(4), 0.1)
+        return guarded.submit().result(), spans.result()
+
+    @task
+    def calls_a_flow() -> tuple[dict, list[int]]:
+        return inner()
+
+    limits = {"db": 2, lt.TAG: 1}
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=2), concurrency_limits=limits)
+    def outer() -> tuple[dict, list[int]]:
+        return calls_a_flow.submit().result()
+
+    table, done = outer()
+    assert table == {"db": Limit(2), lt.TAG: Limit(1), "api": Limit(3)}
+    assert done == [0, 1, 2, 3] and lt.peak(str(tmp_path)) == 1
+
+
+def test_a_handle_pickles_as_plain_data_and_unpickles_once_per_value():
+    import pickle
+
+    from braid.concurrency import Limit, LocalLimits
+
+    backend = LocalLimits()
+    try:
+        handle = backend.handle(LimitTable({"db": 2, "api": Limit(5, 1.0)}))
+        data = pickle.dumps(handle)
+        assert b"LimitTable" not in data  # the table travels as plain data
+        again = pickle.loads(data)
+        assert again == handle and again.limits == handle.limits
+        assert pickle.loads(pickle.dumps(handle)) is again  # one object per value here
+        other = backend.handle(LimitTable({"db": 3}))
+        assert pickle.loads(pickle.dumps(other)) == other != again
+    finally:
+        backend.close()

@@ -213,12 +213,18 @@ def unregister_run_limits(flow_run_id: Hashable, handle: Any) -> None:
 
 def run_limits() -> Any | None:
     """The handle registered for the flow run of the task run (or flow run) in progress
-    here, or None."""
+    here, else for its parent flow run (a flow called in a task, before its own limits
+    are made), or None."""
     if not _run_limits:
         return None
     ctx = current_run.get()
     flow_run = ctx.flow_run if ctx is not None else None
-    return _run_limits.get(flow_run.id) if flow_run is not None else None
+    if flow_run is None:
+        return None
+    handle = _run_limits.get(flow_run.id)
+    if handle is None and flow_run.parent_flow_run_id is not None:
+        handle = _run_limits.get(flow_run.parent_flow_run_id)
+    return handle
 
 
 def declared_limits() -> LimitTable:

@@ -7,10 +7,9 @@ one look-up per flow run and nothing per task run::
 
     made            registered by flow run id: a task run in this process finds the
                     limits by its flow run (``braid.concurrency.limits.run_limits``)
-    accept(call)    call.extra["limits"] = handle   (concurrency() inside the task finds
-                                                     the backend where the run runs;
-                                                     needed only where ``carried`` is set:
-                                                     the runner is remote)
+    accept(call)    call.extra["limits"] = handle   (a remote runner: concurrency() in the
+                                                     task finds the backend where it runs;
+                                                     None on a runner in this process)
     send(run)       a limited tag? gate.when_available(tags, ...): the run waits for one
                     slot of each, holding no worker; then dispatch
     finish(run)     the lease goes back (completed, failed, crashed, cancelled)
@@ -49,16 +48,18 @@ class RunLimits:
         else:
             self.backend = LocalLimits()
         self.table = table
-        self.handle = self.backend.handle(table)
-        #: the handle a call must carry to where its task runs; None when the runner runs
-        #: tasks in this process, where a task run finds it by its flow run (``run_limits``)
+        #: where ``concurrency()`` and tag slots find the backend and the table
+        self.backend_handle = self.backend.handle(table)
+        #: the handle a call carries to where its task runs (``call.extra["limits"]``); None
+        #: when the runner runs tasks in this process, where a task run finds the limits by
+        #: its flow run (``run_limits``): then no task run enters them, and none pays for it
         remote = getattr(getattr(runner, "capabilities", None), "remote", True)
-        self.carried = self.handle if remote else None
+        self.handle = self.backend_handle if remote else None
         ctx = current_run.get()
         self._flow_run_id = ctx.flow_run.id if ctx is not None and ctx.flow_run else None
         if self._flow_run_id is not None:
-            register_run_limits(self._flow_run_id, self.handle)
-        self.gate = TagGate(self.handle)
+            register_run_limits(self._flow_run_id, self.backend_handle)
+        self.gate = TagGate(self.backend_handle)
         #: run -> what it holds: a lease, or the pairs a ``hold_now`` took
         self.leases: dict[Any, Any] = {}
         self._lock = threading.Lock()
@@ -96,7 +97,7 @@ class RunLimits:
     def _find_limited(self, tags: Any) -> tuple[str, ...]:
         from braid.concurrency import limited_tags
 
-        return limited_tags(tags, self.handle)
+        return limited_tags(tags, self.backend_handle)
 
     def when_available(self, run: Any, tags: tuple[str, ...], then: Callable[[Any], None]) -> None:
         """Call ``then(run)`` once a slot of every tag in ``tags`` is held for ``run``.
@@ -111,7 +112,7 @@ class RunLimits:
             if pairs is None:
                 from braid.concurrency.tags import tag_pairs
 
-                pairs = tuple(tag_pairs(tags, self.handle))  # a limit of 0 raises here
+                pairs = tuple(tag_pairs(tags, self.backend_handle))  # a limit of 0 raises here
                 if len(self._pairs) >= _REMEMBERED:
                     self._pairs.clear()
                 self._pairs[tags] = pairs
@@ -143,7 +144,7 @@ class RunLimits:
         from braid.concurrency.limits import unregister_run_limits
 
         if self._flow_run_id is not None:
-            unregister_run_limits(self._flow_run_id, self.handle)
+            unregister_run_limits(self._flow_run_id, self.backend_handle)
         self.gate.close()
         with self._lock:
             held, self.leases = list(self.leases.values()), {}

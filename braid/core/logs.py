@@ -92,7 +92,7 @@ class RecordSink(Protocol):
 
     def flush(self) -> None:
         """Return once every record put so far will reach the driver before the run's
-        result does (called at the end of each run that put a record)."""
+        result does (called at the end of each run: cheap when nothing was put)."""
 
 
 class _Collect:
@@ -110,9 +110,6 @@ class _Collect:
 
 _sink: contextvars.ContextVar[RecordSink | None] = contextvars.ContextVar(
     "braid_log_sink", default=None
-)
-_used: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar(
-    "braid_log_sink_used", default=None
 )
 _process_sink: RecordSink | None = None
 _in_emit = threading.local()
@@ -143,9 +140,6 @@ class _Forwarder(logging.Handler):
         _in_emit.active = True
         try:
             sink.put(_portable(record))
-            used = _used.get()
-            if used is not None:
-                used[0] = True
         except Exception:  # noqa: BLE001 - losing a record must never fail the run
             pass
         finally:
@@ -236,26 +230,30 @@ def _showwarning(
 
 _forwarder: _Forwarder | None = None
 _not_forwarded = _NotForwarded()
+_installed = (-1, 0)  # (level, number of root handlers) when last installed
 
 
 def _install(level: int) -> None:
     """Make records the driver wants at all (levels at most ``level``), forward them, and
-    keep the worker's own root handlers from showing them too."""
-    global _forwarder
+    keep the worker's own root handlers from showing them too (cheap when nothing
+    changed since the last run: the common case)."""
+    global _forwarder, _installed
     root = logging.getLogger()
-    if _forwarder is None:
-        with _hook_lock:
-            if _forwarder is None:
-                _forwarder = _Forwarder()
-                root.addHandler(_forwarder)
-                if warnings.showwarning is _original_showwarning:
-                    warnings.showwarning = _showwarning
-    for handler in root.handlers:  # handlers the task's modules added since, too
-        if handler is not _forwarder and _not_forwarded not in handler.filters:
-            handler.addFilter(_not_forwarded)
-    for lg in (root, *(logging.getLogger(name) for name in RUN_LOGGERS)):
-        if lg.getEffectiveLevel() > level:
-            lg.setLevel(level)
+    if _installed == (level, len(root.handlers)):
+        return
+    with _hook_lock:
+        if _forwarder is None:
+            _forwarder = _Forwarder()
+            root.addHandler(_forwarder)
+            if warnings.showwarning is _original_showwarning:
+                warnings.showwarning = _showwarning
+        for handler in root.handlers:  # handlers the task's modules added since, too
+            if handler is not _forwarder and _not_forwarded not in handler.filters:
+                handler.addFilter(_not_forwarded)
+        for lg in (root, *(logging.getLogger(name) for name in RUN_LOGGERS)):
+            if lg.getEffectiveLevel() > level:
+                lg.setLevel(level)
+        _installed = (level, len(root.handlers))
 
 
 @contextmanager
@@ -269,24 +267,22 @@ def capture(level: int, sink: RecordSink | None = None) -> Iterator[list[logging
     travel with the final state.
     """
     _install(level)
-    collect = _Collect()
+    kept: list[logging.LogRecord] = []
     if sink is None and _process_sink is None:
+        collect = _Collect()
+        kept = collect.records
         sink = collect
-    used = [False]
     token = _sink.set(sink)
-    used_token = _used.set(used)
     try:
-        yield collect.records
+        yield kept
     finally:
-        _used.reset(used_token)
         _sink.reset(token)
-        if used[0]:
-            target = sink or _process_sink
-            try:
-                if target is not None:
-                    target.flush()
-            except Exception:  # noqa: BLE001 - losing records must never fail the run
-                pass
+        target = sink or _process_sink
+        try:
+            if target is not None:
+                target.flush()
+        except Exception:  # noqa: BLE001 - losing records must never fail the run
+            pass
 
 
 def set_process_sink(sink: RecordSink | None) -> None:
