@@ -182,7 +182,7 @@ def call_tags(call: TaskCall) -> tuple[str, ...]:
 
 def _returned(
     value: Any, call: TaskCall, ctx: _TaskRunContext, started: float, reschedule: bool
-) -> State | float:
+) -> State | tuple[float, State]:
     """The run's State from what the task returned: COMPLETED with the value, or the
     State it returned (a FAILED one retries like an exception would)."""
     if not isinstance(value, State):
@@ -250,7 +250,7 @@ def _retry_delay(call: TaskCall, state: State) -> float | None:
 
 def _after_failure(
     exc: BaseException, call: TaskCall, ctx: _TaskRunContext, started: float, reschedule: bool
-) -> State | float:
+) -> State | tuple[float, State]:
     """What a failed attempt leads to: the run's final State, an AwaitingRetry State for
     the runner to reschedule, or the seconds to wait before retrying in place."""
     state = _failure_state(exc, call)
@@ -261,15 +261,28 @@ def _after_failure(
 
 def _retry_or_final(
     state: State, call: TaskCall, ctx: _TaskRunContext, started: float, reschedule: bool
-) -> State | float:
+) -> State | tuple[float, State]:
     """A FAILED attempt's outcome: final when it may not retry, AwaitingRetry for the
     runner to reschedule, or the seconds to wait before retrying in place."""
     delay = _retry_delay(call, state)
     if delay is None:
         return _final(state, ctx, call, started)
     if reschedule and delay > 0:
-        return _final(State(StateType.PENDING, AWAITING_RETRY, state.message, delay), ctx, call)
-    return delay
+        # started: the AwaitingRetry state says when and where its attempt ran
+        retry = State(StateType.PENDING, AWAITING_RETRY, state.message, delay)
+        return _final(retry, ctx, call, started)
+    return (delay, state)
+
+
+def _retried_here(
+    retried: list[tuple[Any, ...]] | None, started: float, delay: float, state: State
+) -> list[tuple[Any, ...]]:
+    """``retried`` with an attempt retried in place added, for the run's record (see
+    :mod:`braid.core.records`): start, end, state name, where, first line, delay."""
+    message = state.message.strip()
+    line = message.splitlines()[0] if message else None
+    attempt = (started, time.time(), AWAITING_RETRY, _where(), line, delay)
+    return [attempt] if retried is None else [*retried, attempt]
 
 
 def _failure_state(exc: BaseException, call: TaskCall) -> State:
@@ -360,6 +373,7 @@ def run_task(
         task = call.task
         fn = task.fn
         is_async = task.is_async
+        retried: list[tuple[Any, ...]] | None = None
         while True:
             try:
                 if task.timeout_seconds is not None:
@@ -373,12 +387,18 @@ def run_task(
             else:
                 if not isinstance(value, State):  # the common case, written out
                     done = _final(State(_COMPLETED, "Completed", "", value), ctx, call, started)
+                    if retried:
+                        done.extra = {**(done.extra or {}), "attempts": retried}
                     return done if cached is None else cached.finish(done)
                 outcome = _returned(value, call, ctx, started, reschedule_retries)
             if isinstance(outcome, State):
+                if retried:
+                    outcome.extra = {**(outcome.extra or {}), "attempts": retried}
                 return outcome if cached is None else cached.finish(outcome)
-            if outcome > 0:
-                time.sleep(outcome)
+            retried = _retried_here(retried, started, *outcome)
+            if outcome[0] > 0:
+                time.sleep(outcome[0])
+            started = time.time()
             call = call.next_attempt()
             ctx.task_run.attempt = call.attempt
     finally:
@@ -511,6 +531,7 @@ async def run_task_async(
     except Exception as exc:
         return _final(Failed(exc), None, call)
     started = time.time()
+    retried: list[tuple[Any, ...]] | None = None
     try:
         task = call.task
         while True:
@@ -528,9 +549,13 @@ async def run_task_async(
             else:
                 outcome = _returned(result, call, ctx, started, False)
             if isinstance(outcome, State):
+                if retried:
+                    outcome.extra = {**(outcome.extra or {}), "attempts": retried}
                 return outcome
-            if outcome > 0:
-                await asyncio.sleep(outcome)
+            retried = _retried_here(retried, started, *outcome)
+            if outcome[0] > 0:
+                await asyncio.sleep(outcome[0])
+            started = time.time()
             call = call.next_attempt()
             ctx.task_run.attempt = call.attempt
     finally:

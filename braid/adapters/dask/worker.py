@@ -160,7 +160,10 @@ def _send_header(topic: str, key: str | None, state: State, payload: bytes) -> N
     if state.is_completed():
         light = state.copy(data=None)
         # log records travel apart; a note that the run's hooks ran stays
-        light.extra = {HOOKS_RAN: True} if state.extra and state.extra.get(HOOKS_RAN) else None
+        # (and the attempts retried in place, for the run's record)
+        extra = state.extra
+        kept = {k: extra[k] for k in (HOOKS_RAN, "attempts") if k in extra} if extra else None
+        light.extra = kept or None
         header = dumps_state(light)
         if len(payload) <= INLINE_BYTES:
             header = (header, payload)
