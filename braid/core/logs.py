@@ -8,8 +8,8 @@ How a record travels (processes, Dask and Ray; threads need none of this)::
     inside a task run, with a sink set (capture() or set_process_sink()):
       run logger / other logger / print (log_prints) /
       warnings.warn (as a ``py.warnings`` record)
-        -> root logger -> _Forwarder: freeze the message,
-           add the run's fields, sink.put(record)  --*-->  replay(records): the driver's
+        -> root logger -> _Forwarder: freeze the message
+           (the run's fields are set), sink.put()  --*-->  replay(records): the driver's
            (the worker's own root handlers skip it)          loggers handle it as local
         at the run's end: sink.flush()                       (their handlers and levels)
 
