@@ -231,7 +231,7 @@ class RayTaskRunner(TaskRunner):
         started = [run for run in runs if self._may_run(run)]
         where, starts = self._where, self._starts
         if where is not None and starts is not None:
-            starts.collect()  # the latest announcements
+            starts.collect(timeout=1)  # the latest announcements (bounded: Ray may lag)
             # every run announces its start: the others are queued
             started = [run for run in started if _key(run) in where]
             for run in started:  # name where each is left running

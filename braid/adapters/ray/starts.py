@@ -9,7 +9,8 @@ with it::
     ------                                  -----------------           ------------
     dispatch(run with a time-out)
       execute.remote(..., starts=<board name>, key=<run id>)   ------->  announce(board, key)
-                                            StartBoard.started  <------  (fire and forget)
+                                            StartBoard.started_many <--  a batch per worker
+                                                                         process every FLUSH s
     StartWatch thread, every POLL s:
       StartBoard.take() -> [(key, where)] -> runner: deadline = now + limit + GRACE
                                              (braid.adapters.overdue)
@@ -35,6 +36,8 @@ __all__ = ["StartWatch", "announce"]
 
 #: how often the driver collects announcements (they only start a deadline's clock)
 POLL = 0.5
+#: how often a worker process sends the starts it noted (one actor call per board)
+FLUSH = 0.1
 
 
 class StartBoard:
@@ -45,6 +48,9 @@ class StartBoard:
 
     def started(self, key: str, where: str, at: float) -> None:
         self.seen.append((key, where, at))
+
+    def started_many(self, starts: list[tuple[str, str, float]]) -> None:
+        self.seen.extend(starts)
 
     def take(self) -> list[tuple[str, str, float]]:
         seen, self.seen = self.seen, []
@@ -97,17 +103,44 @@ class StartWatch:
 
 
 _boards: dict[str, Any] = {}
+_pending: dict[str, list[tuple[str, str, float]]] = {}  # board -> starts not yet sent
+_pending_lock = threading.Lock()
+_flusher: threading.Thread | None = None
+_where: str | None = None
 
 
 def announce(board: str, key: str) -> None:
-    """On a Ray worker: tell the driver's board that run ``key`` starts here, now."""
+    """On a Ray worker: note for the driver's board that run ``key`` starts here, now.
+
+    Starts are sent in batches, one actor call per board every :data:`FLUSH` seconds
+    from a thread of this worker process, so announcing costs a run a list append.
+    """
+    global _flusher, _where
     try:
-        handle = _boards.get(board)
-        if handle is None:
-            if len(_boards) > 64:
-                _boards.clear()
-            handle = _boards[board] = ray.get_actor(board)
-        where = f"node {ray.util.get_node_ip_address()} (worker pid {os.getpid()})"
-        handle.started.remote(key, where, time.time())
+        if _where is None:
+            _where = f"node {ray.util.get_node_ip_address()} (worker pid {os.getpid()})"
+        with _pending_lock:
+            _pending.setdefault(board, []).append((key, _where, time.time()))
+            if _flusher is None:
+                _flusher = threading.Thread(target=_flush_loop, name="braid-starts", daemon=True)
+                _flusher.start()
     except Exception:  # noqa: BLE001 - the engine's own time-out still applies
         pass
+
+
+def _flush_loop() -> None:
+    while True:
+        time.sleep(FLUSH)
+        with _pending_lock:
+            batches = list(_pending.items())
+            _pending.clear()
+        for board, starts in batches:
+            try:
+                handle = _boards.get(board)
+                if handle is None:
+                    if len(_boards) > 64:
+                        _boards.clear()
+                    handle = _boards[board] = ray.get_actor(board)
+                handle.started_many.remote(starts)
+            except Exception:  # noqa: BLE001 - the board is gone (its runner stopped)
+                pass
