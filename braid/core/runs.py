@@ -346,8 +346,9 @@ class RunTable:
         # the hot path of every .submit(): _new_run and _gate written out
         if self.check_call is not None:
             self.check_call(call)
-        if self.limits is not None:  # concurrency() inside the task finds the backend
-            call.extra = {**(call.extra or {}), "limits": self.limits.handle}
+        limits = self.limits
+        if limits is not None and limits.handle is not None:  # the task runs elsewhere:
+            call.extra = {**(call.extra or {}), "limits": limits.handle}  # it finds them
         payload = _dumps_call(call) if self.pickles else None  # SerializationError here
         make = self.new_future
         future = (
@@ -380,7 +381,7 @@ class RunTable:
         if self.check_call is not None:
             for call in calls:  # refuse before accepting any
                 self.check_call(call)
-        if self.limits is not None:
+        if self.limits is not None and self.limits.handle is not None:
             handle = self.limits.handle
             for call in calls:
                 call.extra = {**(call.extra or {}), "limits": handle}
