@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from . import harness
+from . import clusters, harness
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -24,17 +24,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def dask_session() -> Iterator[harness.DaskCluster]:
+def dask_session() -> Iterator[clusters.DaskCluster]:
     with _hosts_session() as hosts:
-        cluster = harness.DaskCluster(hosts)
+        cluster = clusters.DaskCluster(hosts)
         cluster.start()
         yield cluster
 
 
 @pytest.fixture(scope="session")
-def ray_session() -> Iterator[harness.RayCluster]:
+def ray_session() -> Iterator[clusters.RayCluster]:
     with _hosts_session() as hosts:
-        cluster = harness.RayCluster(hosts)
+        cluster = clusters.RayCluster(hosts)
         cluster.start()
         try:
             yield cluster
@@ -57,7 +57,7 @@ class _hosts_session:
 
 
 @pytest.fixture
-def dask_mh(dask_session: harness.DaskCluster) -> Iterator[harness.DaskCluster]:
+def dask_mh(dask_session: clusters.DaskCluster) -> Iterator[clusters.DaskCluster]:
     """The session's Dask cluster, healed: a scheduler and two fresh, idle workers."""
     dask_session.heal()
     yield dask_session
@@ -65,7 +65,7 @@ def dask_mh(dask_session: harness.DaskCluster) -> Iterator[harness.DaskCluster]:
 
 
 @pytest.fixture
-def ray_mh(ray_session: harness.RayCluster) -> Iterator[harness.RayCluster]:
+def ray_mh(ray_session: clusters.RayCluster) -> Iterator[clusters.RayCluster]:
     """The session's Ray cluster, healed: a head and two 1-CPU nodes, all CPUs free."""
     ray_session.heal()
     yield ray_session

@@ -80,10 +80,10 @@ def why_unavailable() -> str | None:
     if shutil.which("ip") is None:
         return "multi-host tests need `ip` (iproute2); ci/install-netns-tools.sh installs it"
     name = f"braid-mh-probe-{os.getpid()}"
-    made = _run(["ip", "netns", "add", name], check=False)
+    made = run(["ip", "netns", "add", name], check=False)
     if made.returncode != 0:
         return f"`ip netns add` failed here: {made.stderr.strip()}"
-    _run(["ip", "netns", "del", name], check=False)
+    run(["ip", "netns", "del", name], check=False)
     return None
 
 
@@ -108,7 +108,7 @@ def why_no_delay() -> str | None:
     return None
 
 
-def _run(
+def run(
     argv: list[str],
     check: bool = True,
     timeout: float = 20,
@@ -178,22 +178,22 @@ class Hosts:
     def up(self) -> None:
         self._clear_leftovers()
         self._up = True
-        _run(["ip", "link", "add", self.bridge, "type", "bridge"])
-        _run(["ip", "addr", "add", f"{self.gateway}/{PREFIX_LEN}", "dev", self.bridge])
-        _run(["ip", "link", "set", self.bridge, "up"])
+        run(["ip", "link", "add", self.bridge, "type", "bridge"])
+        run(["ip", "addr", "add", f"{self.gateway}/{PREFIX_LEN}", "dev", self.bridge])
+        run(["ip", "link", "set", self.bridge, "up"])
         for h in self.hosts:
-            _run(["ip", "netns", "add", h.ns])
-            _run(["ip", "link", "add", h.veth, "type", "veth", "peer", "name", f"{h.veth}p"])
-            _run(["ip", "link", "set", f"{h.veth}p", "netns", h.ns])
-            _run(["ip", "link", "set", h.veth, "master", self.bridge])
-            _run(["ip", "link", "set", h.veth, "up"])
+            run(["ip", "netns", "add", h.ns])
+            run(["ip", "link", "add", h.veth, "type", "veth", "peer", "name", f"{h.veth}p"])
+            run(["ip", "link", "set", f"{h.veth}p", "netns", h.ns])
+            run(["ip", "link", "set", h.veth, "master", self.bridge])
+            run(["ip", "link", "set", h.veth, "up"])
             inside = ["ip", "netns", "exec", h.ns]
-            _run([*inside, "ip", "link", "set", f"{h.veth}p", "name", "eth0"])
-            _run([*inside, "ip", "addr", "add", f"{h.ip}/{PREFIX_LEN}", "dev", "eth0"])
-            _run([*inside, "ip", "link", "set", "eth0", "up"])
-            _run([*inside, "ip", "link", "set", "lo", "up"])
+            run([*inside, "ip", "link", "set", f"{h.veth}p", "name", "eth0"])
+            run([*inside, "ip", "addr", "add", f"{h.ip}/{PREFIX_LEN}", "dev", "eth0"])
+            run([*inside, "ip", "link", "set", "eth0", "up"])
+            run([*inside, "ip", "link", "set", "lo", "up"])
             for key in ("all", "default"):
-                _run(
+                run(
                     [*inside, "sysctl", "-q", "-w", f"net.ipv6.conf.{key}.disable_ipv6=1"],
                     check=False,
                 )
@@ -201,11 +201,11 @@ class Hosts:
     def _clear_leftovers(self) -> None:
         """Remove what an earlier owner of this slot left (it died without tearing down)."""
         for h in self.hosts:
-            if _run(["ip", "netns", "pids", h.ns], check=False).returncode == 0:
+            if run(["ip", "netns", "pids", h.ns], check=False).returncode == 0:
                 self._kill_namespace(h.ns)
-                _run(["ip", "netns", "del", h.ns], check=False)
-            _run(["ip", "link", "del", h.veth], check=False)
-        _run(["ip", "link", "del", self.bridge], check=False)
+                run(["ip", "netns", "del", h.ns], check=False)
+            run(["ip", "link", "del", h.veth], check=False)
+        run(["ip", "link", "del", self.bridge], check=False)
 
     def down(self) -> None:
         """Kill every process of the namespaces, delete them, the veths and the bridge."""
@@ -220,9 +220,9 @@ class Hosts:
             with contextlib.suppress(Exception):
                 p.wait(timeout=2)
         for h in self.hosts:
-            _run(["ip", "netns", "del", h.ns], check=False)
-            _run(["ip", "link", "del", h.veth], check=False)
-        _run(["ip", "link", "del", self.bridge], check=False)
+            run(["ip", "netns", "del", h.ns], check=False)
+            run(["ip", "link", "del", h.veth], check=False)
+        run(["ip", "link", "del", self.bridge], check=False)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def release(self) -> None:
@@ -256,12 +256,12 @@ class Hosts:
 
     def pids(self, host: Host) -> list[int]:
         """Every process in ``host``'s namespace (all started by this harness)."""
-        out = _run(["ip", "netns", "pids", host.ns], check=False).stdout
+        out = run(["ip", "netns", "pids", host.ns], check=False).stdout
         return [int(x) for x in out.split()]
 
     def _kill_namespace(self, ns: str) -> None:
         for _ in range(5):  # bounded: children forked meanwhile are caught next round
-            out = _run(["ip", "netns", "pids", ns], check=False).stdout
+            out = run(["ip", "netns", "pids", ns], check=False).stdout
             pids = [int(x) for x in out.split()]
             if not pids:
                 return
@@ -284,10 +284,10 @@ class Hosts:
         return pids
 
     def link_down(self, host: Host) -> None:
-        _run(["ip", "link", "set", host.veth, "down"])
+        run(["ip", "link", "set", host.veth, "down"])
 
     def link_up(self, host: Host) -> None:
-        _run(["ip", "link", "set", host.veth, "up"], check=False)
+        run(["ip", "link", "set", host.veth, "up"], check=False)
 
     def freeze(self, host: Host) -> list[int]:
         """SIGSTOP every process of the host: connections stay open, nothing answers."""
@@ -326,7 +326,7 @@ class Hosts:
             for binary in IPTABLES:
                 if shutil.which(binary) is None:
                     continue
-                added = _run(["ip", "netns", "exec", host.ns, binary, *_rule("-A")], check=False)
+                added = run(["ip", "netns", "exec", host.ns, binary, *_rule("-A")], check=False)
                 if added.returncode == 0:
                     self._delays[host.role] = (proc, binary)
                     return
@@ -344,7 +344,7 @@ class Hosts:
             return None
         proc, binary = entry
         if binary is not None:
-            _run(["ip", "netns", "exec", host.ns, binary, *_rule("-D")], check=False)
+            run(["ip", "netns", "exec", host.ns, binary, *_rule("-D")], check=False)
         counts: dict = {}
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -447,271 +447,6 @@ def stop_driver(proc: subprocess.Popen[str], grace: float = 10) -> int | None:
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
-
-
-# -- Dask ----------------------------------------------------------------------------------
-class DaskCluster:
-    """``dask scheduler`` in the sched namespace and a nanny + 1-thread worker in each
-    worker namespace.  ``worker_ttl`` lets the scheduler drop a frozen worker."""
-
-    PORT = 8786
-
-    def __init__(self, hosts: Hosts, worker_ttl: str = "8s") -> None:
-        self.hosts = hosts
-        self.address = f"tcp://{hosts.sched.ip}:{self.PORT}"
-        self.env = {
-            "DASK_DISTRIBUTED__SCHEDULER__WORKER_TTL": worker_ttl,
-            "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "3",
-        }
-        self.nannies: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self) -> None:
-        self._start_scheduler()
-        for h in (self.hosts.w1, self.hosts.w2):
-            self._start_worker(h)
-        self.wait_workers(2, 90)
-
-    def _start_scheduler(self) -> None:
-        h = self.hosts.sched
-        self.scheduler = self.hosts.spawn(
-            h,
-            [
-                str(BIN / "dask"),
-                "scheduler",
-                "--host",
-                h.ip,
-                "--port",
-                str(self.PORT),
-                "--no-dashboard",
-                "--dashboard-address",
-                f"{h.ip}:0",
-            ],
-            "dask-scheduler.log",
-            self.env,
-        )
-
-    def _start_worker(self, h: Host) -> None:
-        self.nannies[h.role] = self.hosts.spawn(
-            h,
-            [
-                str(BIN / "dask"),
-                "worker",
-                self.address,
-                "--host",
-                h.ip,
-                "--nthreads",
-                "1",
-                "--nworkers",
-                "1",
-                "--no-dashboard",
-                "--dashboard-address",
-                f"{h.ip}:0",
-                "--local-directory",
-                str(self.hosts.workdir / f"dask-{h.role}"),
-                "--death-timeout",
-                "60",
-            ],
-            f"dask-{h.role}.log",
-            self.env,
-        )
-
-    def scheduler_info(self) -> dict:
-        """What the scheduler says about its workers and tasks, asked from a fresh client."""
-        from distributed import Client
-
-        from braid.testing.multihost_drivers import scheduler_summary
-
-        with Client(self.address, timeout=10, set_as_default=False) as c:
-            return c.run_on_scheduler(scheduler_summary)
-
-    def wait_workers(self, n: int, timeout: float) -> None:
-        def enough() -> bool:
-            try:
-                return self.scheduler_info()["workers"] >= n
-            except Exception:  # noqa: BLE001 - the scheduler may not listen yet
-                return False
-
-        wait_until(f"{n} Dask workers", enough, timeout, step=0.5)
-
-    def worker_pid(self, h: Host) -> int:
-        """The pid of the worker process (the nanny's child) in ``h``."""
-        nanny = self.nannies[h.role]
-        children = []
-        for pid in self.hosts.pids(h):
-            try:
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-            except OSError:
-                continue
-            if b"spawn_main" in cmd and b"resource_tracker" not in cmd and pid != nanny.pid:
-                children.append(pid)
-        if not children:
-            raise RuntimeError(f"no Dask worker process in {h.ns}")
-        return children[0]
-
-    def heal(self) -> None:
-        """Bring the cluster back to a scheduler and two fresh workers."""
-        self.hosts.heal_network()
-        if self.scheduler.poll() is not None or not self._answers():
-            for h in self.hosts.hosts:
-                self.hosts.kill_host(h)
-            self.start()
-            return
-        restarted = False
-        for h in (self.hosts.w1, self.hosts.w2):
-            nanny = self.nannies[h.role]
-            if nanny.poll() is not None or getattr(h, "dirty", False):
-                self.hosts.kill_host(h)
-                self._start_worker(h)
-                restarted = True
-            h.dirty = False
-        if restarted:
-            self.wait_workers_exactly(2, 90)
-
-    def _answers(self) -> bool:
-        try:
-            self.scheduler_info()
-            return True
-        except Exception:  # noqa: BLE001
-            return False
-
-    def wait_workers_exactly(self, n: int, timeout: float) -> None:
-        """Wait until the scheduler has ``n`` workers, every one of them alive."""
-        wait_until(f"exactly {n} Dask workers", lambda: self._count() == n, timeout, 0.5)
-
-    def _count(self) -> int:
-        try:
-            return self.scheduler_info()["workers"]
-        except Exception:  # noqa: BLE001
-            return -1
-
-
-# -- Ray ------------------------------------------------------------------------------------
-class RayCluster:
-    """A Ray head (0 CPUs) in the sched namespace and a 1-CPU node in each worker's."""
-
-    PORT = 6379
-
-    def __init__(self, hosts: Hosts) -> None:
-        self.hosts = hosts
-        self.address = f"{hosts.sched.ip}:{self.PORT}"
-        self.temp = {h.role: f"/tmp/bmr{hosts.slot}{h.role}" for h in hosts.hosts}
-
-    def start(self) -> None:
-        h = self.hosts.sched
-        self._ray_start(
-            h,
-            ["--head", f"--port={self.PORT}", "--num-cpus=0", "--include-dashboard=false"],
-            RAY_HEAD_ENV,
-        )
-        self._start_nodes([self.hosts.w1, self.hosts.w2])
-        self.wait_cpus(2, 90)
-
-    def _start_nodes(self, nodes: list[Host]) -> None:
-        """``ray start`` the nodes at once (each takes seconds); raise the first failure."""
-        import threading
-
-        failures: list[BaseException] = []
-
-        def start(h: Host) -> None:
-            try:
-                self._start_node(h)
-            except BaseException as exc:  # noqa: BLE001 - re-raised below
-                failures.append(exc)
-
-        threads = [
-            threading.Thread(target=start, args=(h,), name=f"ray-start-{h.role}") for h in nodes
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(120)
-        if failures:
-            raise failures[0]
-
-    def _ray_start(self, h: Host, extra: list[str], env: dict[str, str]) -> None:
-        shutil.rmtree(self.temp[h.role], ignore_errors=True)
-        p = self.hosts.spawn(
-            h,
-            [
-                str(BIN / "ray"),
-                "start",
-                f"--node-ip-address={h.ip}",
-                f"--temp-dir={self.temp[h.role]}",
-                "--disable-usage-stats",
-                "--object-store-memory=400000000",
-                *extra,
-            ],
-            f"ray-{h.role}.log",
-            env,
-        )
-        try:
-            code = p.wait(90)  # `ray start` returns once the node's daemons are up
-        except subprocess.TimeoutExpired:
-            code = None
-        if code != 0:
-            log = (self.hosts.workdir / f"ray-{h.role}.log").read_text(errors="replace")
-            raise RuntimeError(f"`ray start` in {h.ns} failed ({code}): {log[-3000:]}")
-
-    def _start_node(self, h: Host) -> None:
-        self._ray_start(
-            h,
-            [f"--address={self.address}", "--num-cpus=1"],
-            {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"},
-        )
-        h.dirty = False
-
-    def wait_cpus(self, n: int, timeout: float) -> None:
-        """Wait until the cluster's alive nodes offer ``n`` CPUs (asked by a driver)."""
-        proc = self.hosts.driver(
-            self.hosts.sched,
-            ["ray", self.address, "wait-cpus", "--n", str(n), "--timeout", str(timeout)],
-        )
-        try:
-            read_event(proc, "cpus", timeout + 30)
-        finally:
-            stop_driver(proc)
-
-    def worker_pids(self, h: Host) -> list[int]:
-        """Ray worker processes (``ray::...``, not the raylet) in ``h``, busy ones first."""
-        busy, idle = [], []
-        for pid in self.hosts.pids(h):
-            try:
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if cmd.startswith(b"ray::"):
-                (idle if cmd.startswith(b"ray::IDLE") else busy).append(pid)
-        return busy + idle
-
-    def heal(self) -> None:
-        self.hosts.heal_network()
-        if not self.hosts.pids(self.hosts.sched) or getattr(self.hosts.sched, "dirty", False):
-            for h in self.hosts.hosts:
-                self.hosts.kill_host(h)
-                h.dirty = False
-            self.start()
-            return
-        broken = [
-            h
-            for h in (self.hosts.w1, self.hosts.w2)
-            if getattr(h, "dirty", False) or not self._raylet_alive(h)
-        ]
-        for h in broken:
-            self.hosts.kill_host(h)
-        self._start_nodes(broken)
-        self.wait_cpus(2, 90)  # also: every CPU free, nothing left running
-
-    def _raylet_alive(self, h: Host) -> bool:
-        for pid in self.hosts.pids(h):
-            with contextlib.suppress(OSError):
-                if b"raylet" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]:
-                    return True
-        return False
-
-    def stop(self) -> None:
-        for h in self.hosts.hosts:
-            self.hosts.kill_host(h)
-            shutil.rmtree(self.temp[h.role], ignore_errors=True)
 
 
 # -- one set of hosts per process, torn down whatever happens ---------------------------------

@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Any
 
-from . import harness
+from . import clusters, harness
 
 FAULTS = [
     "worker-killed",
@@ -36,7 +36,7 @@ def inject(cluster: Any, fault: str, spare: list[int]) -> None:
     hosts: harness.Hosts = cluster.hosts
     w = hosts.w1
     if fault == "worker-killed":
-        if isinstance(cluster, harness.DaskCluster):
+        if isinstance(cluster, clusters.DaskCluster):
             pid = cluster.worker_pid(w)
         else:
             pids = cluster.worker_pids(w)
@@ -96,7 +96,7 @@ def run_modes(
     driver's ``on`` event (before the drivers start for None: the whole run under the
     fault), and return each driver's result, with ``fault_at`` (and ``driver_died`` when
     Ray ended the driver)."""
-    ray = isinstance(cluster, harness.RayCluster)
+    ray = isinstance(cluster, clusters.RayCluster)
     hosts: harness.Hosts = cluster.hosts
     procs = {}
     fault_at = None

@@ -19,12 +19,12 @@ pytest.importorskip("distributed")
 from braid.adapters.dask import DaskTaskRunner  # noqa: E402
 from braid.testing.suite import RunnerConformance  # noqa: E402
 
-from . import harness, scenarios  # noqa: E402
+from . import clusters, harness, scenarios  # noqa: E402
 
 N, CHAIN = 2000, 100
 
 
-def _check_idle(cluster: harness.DaskCluster) -> None:
+def _check_idle(cluster: clusters.DaskCluster) -> None:
     """Nothing left running: the scheduler forgets every key once the driver is gone."""
     harness.wait_until(
         "an idle Dask scheduler", lambda: cluster.scheduler_info()["tasks"] == 0, 30, 0.5
@@ -150,7 +150,7 @@ def test_delay_is_undone(dask_mh):
     counts = hosts.delay_counts["w2"]
     assert counts["exit"] == 0 and counts["queued"] >= 5 and counts["dropped"] == 0, counts
     for binary in harness.IPTABLES:
-        rules = harness._run(["ip", "netns", "exec", hosts.w2.ns, binary, "-S", "INPUT"])
+        rules = harness.run(["ip", "netns", "exec", hosts.w2.ns, binary, "-S", "INPUT"])
         assert "NFQUEUE" not in rules.stdout, (binary, rules.stdout)
     for pid in hosts.pids(hosts.w2):
         with contextlib.suppress(OSError):
