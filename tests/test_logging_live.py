@@ -1,6 +1,8 @@
 """Every kind of record a task makes (run logger, other logger, warning, print under
-``log_prints``) is shown once, on every runner, even when the worker configured its own
-logging and (on Ray) its output is streamed to the driver.  The live ordering and the
+``log_prints``) is shown once, on every runner, whether or not the application
+configured logging, even when the worker configured its own
+logging and (on Ray) its output is streamed to the driver, and on Dask workers that are
+threads of the driver's own process.  The live ordering and the
 run fields are checked by the conformance suite (braid/testing/suite_logging.py)."""
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import uuid
 import pytest
 
 
-@pytest.mark.parametrize("runner", ["threads", "processes", "dask", "ray"])
-def test_each_record_of_a_task_is_shown_once(runner):
-    if runner in ("dask", "ray"):
-        pytest.importorskip({"dask": "distributed", "ray": "ray"}[runner])
+@pytest.mark.parametrize("mode", ["basic", "none"])
+@pytest.mark.parametrize("runner", ["threads", "processes", "dask", "dask-inproc", "ray"])
+def test_each_record_of_a_task_is_shown_once(runner, mode):
+    if runner != "threads" and runner != "processes":
+        pytest.importorskip("ray" if runner == "ray" else "distributed")
     token = uuid.uuid4().hex[:12]
     env = {
         **os.environ,
@@ -25,7 +28,7 @@ def test_each_record_of_a_task_is_shown_once(runner):
         "RAY_USAGE_STATS_ENABLED": "0",
     }
     proc = subprocess.run(
-        [sys.executable, "-m", "braid.testing.log_live_driver", runner, token],
+        [sys.executable, "-m", "braid.testing.log_live_driver", runner, token, mode],
         capture_output=True,
         text=True,
         timeout=180,

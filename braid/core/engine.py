@@ -464,7 +464,7 @@ def run_pickled(
     call_bytes: bytes,
     upstream_payloads: Any = (),
     nested_runner: Any = None,
-    log_level: int = 20,
+    log_level: int | None = 20,
     sink: RecordSink | None = None,
     reschedule_retries: bool = False,
 ) -> bytes:
@@ -474,8 +474,10 @@ def run_pickled(
     made in the run at ``log_level`` and above (run loggers, other loggers, prints under
     ``log_prints``, warnings) go to ``sink`` as they are made (see
     :mod:`braid.core.logs`); without one, they travel back in ``state.extra["logs"]``.
-    Never raises for the task: a call that cannot be loaded here (a module missing on
-    the worker) or a result that cannot be pickled gives a FAILED state.
+    ``log_level=None``: this is the driver's own process (a Dask worker thread in it),
+    whose loggers handle the run's records as they are made, as on threads.  Never
+    raises for the task: a call that cannot be loaded here (a module missing on the
+    worker) or a result that cannot be pickled gives a FAILED state.
     """
     return run_pickled_state(
         call_bytes, upstream_payloads, nested_runner, log_level, sink, reschedule_retries
@@ -486,14 +488,15 @@ def run_pickled_state(
     call_bytes: bytes,
     upstream_payloads: Any = (),
     nested_runner: Any = None,
-    log_level: int = 20,
+    log_level: int | None = 20,
     sink: RecordSink | None = None,
     reschedule_retries: bool = False,
 ) -> tuple[State, bytes]:
     """As :func:`run_pickled`, returning the final State too (for a header of it)."""
     from braid.core.serialization import dumps_state, loads, pickle_state
 
-    quiet_console_here()  # this process is a worker: its records are printed by the driver
+    if log_level is not None:
+        quiet_console_here()  # this process is a worker: its records are printed by the driver
     try:
         call = loads(call_bytes)
         states = [p if isinstance(p, State) else loads(p) for p in upstream_payloads]
@@ -505,10 +508,13 @@ def run_pickled_state(
         err.__cause__ = exc
         failed = Failed(err)
         return failed, dumps_state(failed)
-    with capture(log_level, sink) as records:
+    if log_level is None:
         state = run_task(call, states, nested_runner, reschedule_retries)
-    if records:  # no sink: the records travel with the state
-        state.extra = {**(state.extra or {}), "logs": records}
+    else:
+        with capture(log_level, sink) as records:
+            state = run_task(call, states, nested_runner, reschedule_retries)
+        if records:  # no sink: the records travel with the state
+            state.extra = {**(state.extra or {}), "logs": records}
     return pickle_state(state, call.task.name)
 
 

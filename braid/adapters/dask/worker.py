@@ -141,8 +141,13 @@ def run_call(
     token = current_log_topic.set(log_topic)
     _name_lane()
     try:
+        level: int | None = log_level
         sink = None if log_topic is None else _EventSink(log_topic)
-        state, payload = run_pickled_state(call_bytes, upstreams, _nested_runner(), log_level, sink)
+        if get_worker().address.startswith("inproc://"):
+            # a worker thread of the driver's own process (LocalCluster(processes=False)):
+            # its records are handled here as they are made, as on threads, once
+            level, sink = None, None
+        state, payload = run_pickled_state(call_bytes, upstreams, _nested_runner(), level, sink)
         if header_topic is not None:
             _send_header(header_topic, key, state, payload)
     finally:
