@@ -10,18 +10,20 @@ Ray job), on the driver's node, taking no CPU::
     Ray worker (a run's thread)                 channel actor            driver
     ---------------------------                 -------------            ------
     a record made in the run
-      RaySink.put -> channel.put.remote(bytes)  queue it, wake
-      (fire and forget: the run goes on)           the reader    <-----  reader thread:
-    at the run's end, if it put any:                                      take() (waits
-      RaySink.flush: wait for the last put                                until records
-      (so none is lost if the worker exits)                               come), replay
-                                                                          them
+      RaySink.put -> channel.put.remote(        queue it, wake
+        process id, number, bytes)                 the reader    <-----  reader thread:
+      (fire and forget: the run goes on)                                  take() (waits
+    at the run's end: wait for its puts                                   until records
+      (RaySink.flush: none is lost if the                                 come), replay
+      worker exits)                                                       them
     runner stop (the flow's end): waits until the reader has replayed every record the
     channel holds (the last runner out stops the reader, whose last take returns them
     all), so a run's records all arrive before its flow returns
 
-A worker finds the channel by name (its job's), once per process, on its first record;
-where there is none (a driver of an older braid) records travel with the run's header.
+Ray may run an async actor's calls out of order, so each worker process numbers its
+records and the channel releases them in that order.  A worker finds the channel by
+name (its job's), once per process, on its first record; where there is none (a driver
+of an older braid) records travel with the run's header.
 The actor lives as long as the driver's Ray job; the reader thread runs while a runner
 of this process is started.
 """
@@ -53,13 +55,25 @@ class LogChannel:
 
     def __init__(self) -> None:
         self.blobs: list[bytes] = []
-        self.count = 0  # records ever put
+        self.count = 0  # records ever released to readers
         self.wake = asyncio.Event()
         self.stopped: set[str] = set()  # readers told to stop
+        # Ray may run an async actor's calls out of order: each worker process numbers
+        # its records, and a record waits here until those before it came
+        self.early: dict[str, dict[int, bytes]] = {}
+        self.next: dict[str, int] = {}
 
-    async def put(self, blob: bytes) -> None:
-        self.blobs.append(blob)
-        self.count += 1
+    async def put(self, sender: str, seq: int, blob: bytes) -> None:
+        early = self.early.setdefault(sender, {})
+        early[seq] = blob
+        expected = self.next.get(sender, 0)
+        while expected in early:
+            self.blobs.append(early.pop(expected))
+            self.count += 1
+            expected += 1
+        self.next[sender] = expected
+        if not early:
+            del self.early[sender]
         self.wake.set()
 
     async def take(self, reader: str, wait: float) -> tuple[list[bytes], int]:
@@ -216,8 +230,8 @@ def detach() -> None:
 _channels: dict[str, Any] = {}  # by job id: the handle, or None where there is no channel
 
 
-def _channel_here() -> Any:
-    """The channel of the job whose task runs here (looked up once per job), or None."""
+def _channel_here() -> tuple[str, Any]:
+    """The job whose task runs here and its channel (looked up once per job), or None."""
     job = ray.get_runtime_context().get_job_id()
     if job not in _channels:
         try:
@@ -227,7 +241,14 @@ def _channel_here() -> Any:
         if len(_channels) > 64:
             _channels.clear()
         _channels[job] = handle
-    return _channels[job]
+    return job, _channels[job]
+
+
+#: this worker process, to the channel: its records are numbered in the order made,
+#: from 0 for each channel (job) it sends to
+_SENDER = uuid.uuid4().hex
+_seq_lock = threading.Lock()
+_seqs: dict[str, int] = {}
 
 
 class RaySink:
@@ -237,21 +258,26 @@ class RaySink:
     def __init__(self) -> None:
         self.kept: list[logging.LogRecord] = []
         self._channel: Any = False  # unknown until the first record
-        self._last: Any = None
+        self._job = ""
+        self._sent: list[Any] = []  # refs of this run's puts
         self._where: str | None = None
 
     def put(self, record: logging.LogRecord) -> None:
         if self._channel is False:
-            self._channel = _channel_here()
+            self._job, self._channel = _channel_here()
             node = ray.get_runtime_context().get_node_id()[:8]
             self._where = f"ray node {node} / pid {os.getpid()}"
         record.worker = self._where
         if self._channel is None:
             self.kept.append(record)
             return
-        self._last = self._channel.put.remote(dumps_records([record]))
+        blob = dumps_records([record])
+        with _seq_lock:  # numbered and sent together: a number is never skipped
+            seq = _seqs.get(self._job, 0)
+            self._sent.append(self._channel.put.remote(_SENDER, seq, blob))
+            _seqs[self._job] = seq + 1
 
     def flush(self) -> None:
-        last, self._last = self._last, None
-        if last is not None:
-            ray.wait([last], timeout=FLUSH_TIMEOUT)
+        sent, self._sent = self._sent, []
+        if sent:
+            ray.wait(sent, num_returns=len(sent), timeout=FLUSH_TIMEOUT)
