@@ -502,6 +502,7 @@ def test_every_runner_draws_attempts_edges_and_details_of_retries_and_failures(t
     skipped = next(i for i, name in enumerate(names) if name.startswith("report"))
     assert sorted(data["edges"]) == sorted([[fetch[-1], join], [load, join], [join, skipped]])
     assert set(data["details"][str(join)]) == {"message", "parameters", "traceback"}
+    assert "INFO braid.task_runs: loading 3 rows" in data["details"][str(load)]["logs"]
 
     dom = chromium(tmp_path, f"{report.as_uri()}#run=join-user_id", "--dump-dom")
     assert re.search(

@@ -39,6 +39,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
+from braid.core import runlogs
 from braid.core.context import current_run, ensure_console, run_logger_for
 
 __all__ = [
@@ -197,11 +198,16 @@ def _with_run_fields(factory: Any) -> Any:
 
     def make(name: str, *args: Any, **kwargs: Any) -> logging.LogRecord:
         record: logging.LogRecord = factory(name, *args, **kwargs)
-        if name not in RUN_LOGGERS:
-            ctx = current_run.get()
-            if ctx is not None:
-                record.flow_run_name = ctx.flow_run.name if ctx.flow_run is not None else None
-                record.task_run_name = ctx.task_run.name if ctx.task_run is not None else None
+        ctx = current_run.get()
+        if ctx is not None:
+            flow_run, task_run = ctx.flow_run, ctx.task_run
+            if name not in RUN_LOGGERS:
+                record.flow_run_name = flow_run.name if flow_run is not None else None
+                record.task_run_name = task_run.name if task_run is not None else None
+            # which run made it: its line is kept in the run's record (braid.core.runlogs)
+            fid = record.flow_run_id = flow_run.id if flow_run is not None else None
+            tid = record.task_run_id = str(task_run.id) if task_run is not None else None
+            runlogs.note(record, fid, tid)
         return record
 
     return make
@@ -311,6 +317,9 @@ def replay(records: list[logging.LogRecord] | None, where: str | None = None) ->
     for record in records or ():
         if where is not None and not hasattr(record, "worker"):
             record.worker = where
+        runlogs.note(
+            record, getattr(record, "flow_run_id", None), getattr(record, "task_run_id", None)
+        )
         logger = logging.getLogger(record.name)
         if logger.isEnabledFor(record.levelno):
             logger.handle(record)

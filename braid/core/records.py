@@ -40,6 +40,7 @@ from typing import Any
 
 from braid.core.context import default_run_name
 from braid.core.resolve import UpstreamSlot
+from braid.core.runlogs import lines_of, register
 from braid.core.states import State, StateType
 
 __all__ = [
@@ -133,6 +134,9 @@ class FlowRunRecord:
         self.error: str | None = None
         self.flow_runs: list[FlowRunRecord] = []
         self._entries: list[Any] = []  # the run table's Runs and DirectRuns
+        #: log lines by task run id (None: the flow run's own), see braid.core.runlogs
+        self.logs: dict[Any, Any] | None = None
+        self.log_count = 0
 
     def __repr__(self) -> str:
         return f"FlowRunRecord(name={self.name!r}, state_name={self.state_name!r})"
@@ -163,6 +167,9 @@ class FlowRunRecord:
         """The task runs of this flow run (not of nested flows), in submission order."""
         runs = [_task_record(e) for e in self._entries]
         _name_upstream_slots(runs)
+        if self.logs:
+            for r in runs:
+                r.logs = lines_of(self, r.id)
         return runs
 
     def all_task_runs(self) -> list[TaskRunRecord]:
@@ -205,6 +212,7 @@ def watch_flow_runs() -> Iterator[list[FlowRunRecord]]:
 
 def started(record: FlowRunRecord, parent: FlowRunRecord | None) -> None:
     """Called by the flow engine when a flow run starts."""
+    register(record.id, record)
     if parent is not None:
         parent.flow_runs.append(record)
     else:

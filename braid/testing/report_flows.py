@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 
-from braid import flow, get_run_context, task
+from braid import flow, get_run_context, get_run_logger, task
 
 __all__ = ["RETRY_DELAY", "ROWS", "retries_and_failures", "size_of"]
 
@@ -38,6 +38,7 @@ def fetch(source: str) -> list[int]:
 
 @task(task_run_name="load-{n}")
 def load(n: int) -> list[int]:
+    get_run_logger().info("loading %d rows", n)
     return list(range(n))
 
 

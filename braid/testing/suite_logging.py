@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from braid import flow
 from braid.testing import log_tasks as lt
 from braid.testing.harness import run_in_flow
 
@@ -109,3 +110,21 @@ class LiveLoggingTests:
 
             run_in_flow(runner, body)
         assert seen.messages("braid.task_runs") == [f"printed {seen.token} {i}" for i in range(5)]
+
+    def test_a_runs_log_lines_are_kept_in_its_record(self, runner, tmp_path):
+        with _seen(tmp_path) as seen:
+
+            def body():
+                lt.print_lines.submit(seen.token, 3).wait()
+                lt.print_lines.submit(seen.token, 2).wait()
+
+            state = flow(body, name="kept_lines", task_runner=runner)(return_state=True)
+        assert state.is_completed()
+        three, two = state.record.task_runs
+        for run, n in ((three, 3), (two, 2)):
+            assert run.logs is not None, run
+            lines = run.logs.splitlines()
+            assert [line.split(": ", 1)[1] for line in lines] == [
+                f"printed {seen.token} {i}" for i in range(n)
+            ]
+            assert all(" INFO braid.task_runs: " in line for line in lines)
