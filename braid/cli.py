@@ -530,10 +530,10 @@ def summary(record: FlowRunRecord) -> str:
     runs, and the failures grouped by kind (see :func:`failure_groups`)."""
     runs = record.all_task_runs()
     took = (record.end or time.time()) - record.start
-    lines = [
-        f"flow run {record.name!r} {record.state_type or 'RUNNING'} in "
-        f"{format_duration(took)} on {record.runner}"
-    ]
+    head = f"flow run {record.name!r} {record.state_type or 'RUNNING'} in {format_duration(took)}"
+    on = f"on {record.runner}"
+    # one line when it fits an 80-column terminal, else the runner on a line of its own
+    lines = [f"{head} {on}"] if len(head) + len(on) < 80 else [head, f"  {on}"]
     counts: dict[str, int] = {}
     for r in runs:
         counts[r.state_name] = counts.get(r.state_name, 0) + 1

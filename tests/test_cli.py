@@ -97,6 +97,9 @@ def test_completed_flow_prints_its_value_and_a_summary(runner):
     expected_runner = "ThreadPool" if runner == "threads" else "ProcessPool"
     assert f"on {expected_runner}TaskRunner(max_workers=2" in result.stderr
     assert "failed task runs" not in result.stderr
+    summary_at = result.stderr.index("flow run 'completes-")
+    for line in result.stderr[summary_at:].splitlines():  # an 80-column terminal
+        assert len(line) < 80, line
 
 
 def test_console_script_runs_the_flow_on_its_declared_runner(tmp_path):
