@@ -34,6 +34,7 @@ import asyncio
 import logging
 import os
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -136,24 +137,27 @@ class _Reader:
             self.ended = True
             self.cond.notify_all()
 
-    def flush(self) -> None:
-        """Return once every record the channel holds now has been replayed here."""
+    def flush(self, timeout: float = FLUSH_TIMEOUT) -> None:
+        """Return once every record the channel holds now has been replayed here (or
+        ``timeout`` seconds passed)."""
+        deadline = time.monotonic() + timeout
         try:
-            target = ray.get(self.channel.put_count.remote(), timeout=FLUSH_TIMEOUT)
+            target = ray.get(self.channel.put_count.remote(), timeout=timeout)
         except Exception:  # noqa: BLE001 - Ray going away: nothing to wait for
             return
         with self.cond:
-            self.cond.wait_for(lambda: self.replayed >= target or self.ended, FLUSH_TIMEOUT)
+            left = max(0.0, deadline - time.monotonic())
+            self.cond.wait_for(lambda: self.replayed >= target or self.ended, left)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = FLUSH_TIMEOUT) -> None:
         """Stop reading, once every record the channel holds now has been replayed (the
-        take that stop() ends returns all of them)."""
+        take that stop() ends returns all of them), waiting at most ``timeout`` seconds."""
         self.stopping = True
         try:
             self.channel.stop.remote(self.name)
         except Exception:  # noqa: BLE001 - Ray gone: the take has ended already
             pass
-        self.thread.join(FLUSH_TIMEOUT)
+        self.thread.join(timeout)
 
 
 def _replay_blobs(blobs: list[bytes]) -> None:
@@ -206,9 +210,10 @@ def attach() -> None:
         _reader = _Reader(_held[1])
 
 
-def detach() -> None:
+def detach(timeout: float = FLUSH_TIMEOUT) -> None:
     """A runner of this driver stops: every record its runs made has been replayed when
-    this returns; the last runner out stops the reader."""
+    this returns, or ``timeout`` seconds passed (a runner abandoning its runs does not
+    wait long on a loaded or failing Ray); the last runner out stops the reader."""
     global _users, _reader
     if not _on_driver():
         return
@@ -221,9 +226,9 @@ def detach() -> None:
     if reader is None:
         return
     if last:
-        reader.stop()
+        reader.stop(timeout)
     else:
-        reader.flush()
+        reader.flush(timeout)
 
 
 # -- a worker's side ---------------------------------------------------------------------

@@ -75,6 +75,9 @@ from braid.core.timers import Timer
 
 __all__ = ["RayTaskRunner"]
 
+#: how long a runner that abandons its runs waits for their last log records
+ABANDON_LOG_WAIT = 1.0
+
 # ray.init keywords that only make sense when starting a new local Ray; Ray refuses
 # some of them when connecting, and ignores the others silently.
 _LOCAL_ONLY = frozenset(
@@ -215,7 +218,9 @@ class RayTaskRunner(TaskRunner):
             starts.stop()
         if overdue is not None:
             overdue.stop(5)
-        logstream.detach()  # every record of this runner's runs is replayed by now
+        # every record of this runner's runs is replayed by now (abandoning: at most
+        # ABANDON_LOG_WAIT s more, as the flow's time-out or interrupt is due)
+        logstream.detach(ABANDON_LOG_WAIT if abandon else logstream.FLUSH_TIMEOUT)
         if self._holds_ray:
             self._holds_ray = False
             ray_use.release()

@@ -83,14 +83,21 @@ class StartWatch:
             self.collect()
 
     def collect(self, timeout: float = 5) -> None:
-        """Hand the announcements the board holds now to ``on_started``."""
-        with self._collecting:
+        """Hand the announcements the board holds now to ``on_started``, waiting at most
+        about ``timeout`` seconds in all (for the board, and for a collect under way)."""
+        deadline = time.monotonic() + timeout
+        if not self._collecting.acquire(timeout=timeout):
+            return  # the poller is collecting (a loaded Ray can take seconds): it hands them
+        try:
+            left = max(0.05, deadline - time.monotonic())
             try:
-                seen = ray.get(self._board.take.remote(), timeout=timeout)
+                seen = ray.get(self._board.take.remote(), timeout=left)
             except Exception:  # noqa: BLE001 - Ray going away; the engine's limit still holds
                 return
             for key, where, _ in seen:
                 self._on_started(key, where)
+        finally:
+            self._collecting.release()
 
     def stop(self) -> None:
         self._stopped.set()
