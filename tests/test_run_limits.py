@@ -197,3 +197,22 @@ def test_a_handle_pickles_as_plain_data_and_unpickles_once_per_value():
         assert pickle.loads(pickle.dumps(other)) == other != again
     finally:
         backend.close()
+
+
+def test_a_process_worker_started_after_a_death_still_finds_the_flows_limits(tmp_path):
+    # a process pool hands each worker the flow run's limits once, not with every call:
+    # the worker that replaces a dead one must get them too (strict=True fails otherwise)
+    from braid import ProcessPoolTaskRunner, flow
+    from braid.testing import limited_tasks as lt
+
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=1), concurrency_limits={lt.NAME: 1})
+    def body() -> tuple[str, list[int]]:
+        first = lt.guarded_span.submit(str(tmp_path), 0, 0.0)
+        first.wait()
+        died = lt.exit_worker.submit()
+        died.wait()
+        return died.state.name, lt.guarded_span.map(str(tmp_path), [1, 2], 0.0).result()
+
+    name, values = body()
+    assert name == "Crashed"
+    assert values == [1, 2]

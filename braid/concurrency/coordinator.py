@@ -38,7 +38,7 @@ from multiprocessing.connection import (
 from braid import errors
 from braid.concurrency.backend import LimitsHandle, register_backend, unregister_backend
 from braid.concurrency.limits import Limit, LimitTable
-from braid.concurrency.local import LocalLimits
+from braid.concurrency.local import FreeSlots, LocalLimits
 
 __all__ = ["CoordinatorClient", "LimitsCoordinator", "connect"]
 
@@ -97,14 +97,9 @@ class LimitsCoordinator:
         """Take decaying slots (see ``LimitBackend.reserve_rate``)."""
         return self._limits.reserve_rate(name, limit, occupy, max_wait)
 
-    def hold_now(self, pairs: Sequence[tuple[str, Limit]]) -> bool:
-        """Hold a slot of every pair for this process if free now (see
-        ``LocalLimits.hold_now``)."""
-        return self._limits.hold_now(pairs)
-
-    def give_back(self, pairs: Sequence[tuple[str, Limit]]) -> None:
-        """Give back what one ``hold_now(pairs)`` took."""
-        self._limits.give_back(pairs)
+    def slots(self, pairs: Sequence[tuple[str, Limit]]) -> FreeSlots:
+        """Free slots of ``pairs`` taken for this process (see ``LocalLimits.slots``)."""
+        return self._limits.slots(pairs)
 
     def close(self) -> None:
         """Stop serving: wake waiters, close every connection and join the threads."""

@@ -23,13 +23,14 @@ from braid.concurrency.backend import (
 )
 from braid.concurrency.limits import Limit, LimitTable
 
-__all__ = ["LocalLimits"]
+__all__ = ["FreeSlots", "LocalLimits"]
 
 
 class _Name:
-    __slots__ = ("limit", "held", "tokens", "waiting", "tat", "ready")
+    __slots__ = ("limit", "held", "tokens", "waiting", "tat", "ready", "closed")
 
     def __init__(self, limit: Limit, lock: threading.Lock) -> None:
+        self.closed = False
         self.limit = limit
         self.held = 0
         self.tokens: dict[int, int] = {}
@@ -113,39 +114,14 @@ class LocalLimits:
                 if state.waiting:  # no one waits on it otherwise
                     state.ready.notify_all()
 
-    def hold_now(self, pairs: Sequence[tuple[str, Limit]]) -> bool:
-        """Hold one slot of every pair if each is free now and no one waits for it, and
-        return True; else hold nothing and return False (the caller then waits in line).
-
-        The slots are counted without a token: the caller gives them back exactly once,
-        with ``give_back(pairs)``.  This is the run table's path for a tag slot taken when
-        nothing contends for it: one lock, no objects.
-        """
+    def slots(self, pairs: Sequence[tuple[str, Limit]]) -> FreeSlots:
+        """Return the way to take one slot of every pair while each is free and no one
+        waits for it (``take()``), and to give it back (``release()``): the run table's
+        path for tag slots nothing contends for.  Raises ``LimitRedeclared`` if a name is
+        in use with another ``Limit``."""
         with self._lock:
-            if self._closed:
-                return False
-            taken = []
-            names = self._names
-            for name, limit in pairs:
-                state = names.get(name)
-                if state is None or state.limit is not limit:
-                    state = self._name(name, limit)
-                if state.waiting or state.held >= state.limit.limit:
-                    for held in taken:
-                        held.held -= 1
-                    return False
-                state.held += 1
-                taken.append(state)
-            return True
-
-    def give_back(self, pairs: Sequence[tuple[str, Limit]]) -> None:
-        """Give back the slots one successful ``hold_now(pairs)`` took."""
-        with self._lock:
-            for name, _ in pairs:
-                state = self._names[name]
-                state.held -= 1
-                if state.waiting:
-                    state.ready.notify_all()
+            self._check_open()
+            return FreeSlots(self._lock, [self._name(name, limit) for name, limit in pairs])
 
     def reserve_rate(
         self, name: str, limit: Limit, occupy: int, max_wait: float | None
@@ -166,5 +142,45 @@ class LocalLimits:
         with self._lock:
             self._closed = True
             for state in self._names.values():
+                state.closed = True
                 state.ready.notify_all()
         unregister_backend(self.kind, self._key, self)
+
+
+class FreeSlots:
+    """One slot of each of some names of a ``LocalLimits``, counted without a token:
+    ``take()`` holds them if every one is free now and no one waits for it (True), else
+    holds nothing (False, and the caller waits in line); ``release()`` gives back what one
+    successful ``take()`` held, and the caller calls it exactly once per take."""
+
+    __slots__ = ("_lock", "_states", "_one")
+
+    def __init__(self, lock: threading.Lock, states: list[_Name]) -> None:
+        self._lock = lock
+        self._states = states
+        self._one = states[0] if len(states) == 1 else None
+
+    def take(self) -> bool:
+        """Hold one slot of every name now, or nothing (see the class)."""
+        one = self._one
+        with self._lock:
+            if one is not None:  # one tag: the common case, written out
+                if one.waiting or one.closed or one.held >= one.limit.limit:
+                    return False
+                one.held += 1
+                return True
+            states = self._states
+            for state in states:
+                if state.waiting or state.closed or state.held >= state.limit.limit:
+                    return False
+            for state in states:
+                state.held += 1
+            return True
+
+    def release(self) -> None:
+        """Give back the slots one successful ``take()`` held."""
+        with self._lock:
+            for state in self._states:
+                state.held -= 1
+                if state.waiting:  # no one waits on it otherwise
+                    state.ready.notify_all()

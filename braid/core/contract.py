@@ -18,6 +18,7 @@ __all__ = [
     "NativeDependencies",
     "NewFuture",
     "ProvidesLimits",
+    "SharesLimits",
 ]
 
 
@@ -131,6 +132,16 @@ class ChecksCalls(Protocol):
 
     def check_call(self, call: TaskCall) -> None:
         """Raise a named :mod:`braid.errors` error if ``call`` cannot run here (say why)."""
+
+
+@runtime_checkable
+class SharesLimits(Protocol):
+    """A runner that gives a flow run's limits handle to each of its workers once (its
+    task calls then carry none: a worker finds the handle by the run's flow run id)."""
+
+    def share_limits(self, flow_run_id: Any, handle: Any) -> None:
+        """Make ``handle`` the limits of flow run ``flow_run_id``'s task runs in every
+        worker, before the next call that worker runs."""
 
 
 @runtime_checkable

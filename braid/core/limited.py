@@ -9,9 +9,12 @@ one look-up per flow run and nothing per task run::
                     limits by its flow run (``braid.concurrency.limits.run_limits``)
     accept(call)    call.extra["limits"] = handle   (a remote runner: concurrency() in the
                                                      task finds the backend where it runs;
-                                                     None on a runner in this process)
-    send(run)       a limited tag? gate.when_available(tags, ...): the run waits for one
-                    slot of each, holding no worker; then dispatch
+                                                     not on a runner in this process, nor
+                                                     on one that hands each worker the
+                                                     handle once: SharesLimits)
+    send(run)       admit(run): a limited tag? a free slot of each taken here, or the
+                    gate's when_available(tags, ...): the run waits for its slots,
+                    holding no worker; then dispatch
     finish(run)     the lease goes back (completed, failed, crashed, cancelled)
 
 Where the slots live is the runner's choice (:class:`braid.core.contract.ProvidesLimits`):
@@ -28,7 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from braid.core.context import current_run
-from braid.core.contract import ProvidesLimits
+from braid.core.contract import ProvidesLimits, SharesLimits
 
 __all__ = ["RunLimits"]
 
@@ -57,16 +60,20 @@ class RunLimits:
         self.handle = self.backend_handle if remote else None
         ctx = current_run.get()
         self._flow_run_id = ctx.flow_run.id if ctx is not None and ctx.flow_run else None
+        if remote and self._flow_run_id is not None and isinstance(runner, SharesLimits):
+            # each worker gets the handle once, and finds it by the run's flow run id
+            runner.share_limits(self._flow_run_id, self.backend_handle)
+            self.handle = None
         if self._flow_run_id is not None:
             register_run_limits(self._flow_run_id, self.backend_handle)
         self.gate = TagGate(self.backend_handle)
-        #: run -> what it holds: a lease, or the pairs a ``hold_now`` took
+        #: run -> what it holds: a lease, or the ``FreeSlots`` it took one of each
         self.leases: dict[Any, Any] = {}
         self._lock = threading.Lock()
         # an in-process backend is asked for a free slot directly, in the sending thread
         self._here: Any = self.backend if getattr(self.backend, "in_process", False) else None
         self._limited: dict[Any, tuple[str, ...]] = {}  # tags -> the limited ones
-        self._pairs: dict[tuple[str, ...], tuple[Any, ...]] = {}  # limited tags -> pairs
+        self._slots: dict[tuple[str, ...], Any] = {}  # limited tags -> their FreeSlots
 
     @classmethod
     def for_runner(cls, runner: Any) -> RunLimits | None:
@@ -99,6 +106,45 @@ class RunLimits:
 
         return limited_tags(tags, self.backend_handle)
 
+    def admit(self, run: Any, then: Callable[[Any], None]) -> bool:
+        """Return True when ``run`` may be dispatched now: its task's tags are not limited,
+        or an in-process backend gave it a free slot of each here, in this thread (one
+        look-up and one lock: the uncontended path of every tagged run).  Otherwise return
+        False, and ``then(run)`` is called once the gate got it its slots, holding no
+        worker meanwhile.  Raises what declaring the tags does (e.g. a limit of 0)."""
+        call = run.call
+        extra = call.extra
+        tags = call.task.tags
+        if extra is not None and extra.get("tags"):
+            tags = tags | set(extra["tags"])
+        if not tags:
+            return True
+        try:
+            limited = self._limited[tags]
+        except (KeyError, TypeError):
+            limited = self.limited(tags)
+        if not limited:
+            return True
+        if self._here is not None and not self.gate.queued:
+            slots = self._slots.get(limited)
+            if slots is None:
+                slots = self._slots_of(limited)
+            if slots.take():
+                self.leases[run] = slots
+                return True
+        self.when_available(run, limited, then)
+        return False
+
+    def _slots_of(self, tags: tuple[str, ...]) -> Any:
+        from braid.concurrency.tags import tag_pairs
+
+        pairs = tag_pairs(tags, self.backend_handle)  # a limit of 0 raises here
+        slots = self._here.slots(pairs)
+        if len(self._slots) >= _REMEMBERED:
+            self._slots.clear()
+        self._slots[tags] = slots
+        return slots
+
     def when_available(self, run: Any, tags: tuple[str, ...], then: Callable[[Any], None]) -> None:
         """Call ``then(run)`` once a slot of every tag in ``tags`` is held for ``run``.
 
@@ -106,18 +152,12 @@ class RunLimits:
         them here, in this thread, holding them as a bare count (the uncontended path:
         one lock, no thread hop, no lease object); otherwise the gate's thread waits.
         """
-        here = self._here
-        if here is not None and not self.gate.queued:
-            pairs = self._pairs.get(tags)
-            if pairs is None:
-                from braid.concurrency.tags import tag_pairs
-
-                pairs = tuple(tag_pairs(tags, self.backend_handle))  # a limit of 0 raises here
-                if len(self._pairs) >= _REMEMBERED:
-                    self._pairs.clear()
-                self._pairs[tags] = pairs
-            if here.hold_now(pairs):
-                self.leases[run] = pairs
+        if self._here is not None and not self.gate.queued:
+            slots = self._slots.get(tags)
+            if slots is None:
+                slots = self._slots_of(tags)
+            if slots.take():
+                self.leases[run] = slots
                 then(run)
                 return
 
@@ -132,11 +172,7 @@ class RunLimits:
     def release(self, run: Any) -> None:
         """Give back the slots ``run`` held, if any (once, however often called)."""
         held = self.leases.pop(run, None)  # atomic: of two callers, one gets it
-        if held is None:
-            return
-        if type(held) is tuple:
-            self.backend.give_back(held)
-        else:
+        if held is not None:
             held.release()
 
     def close(self) -> None:
@@ -149,8 +185,5 @@ class RunLimits:
         with self._lock:
             held, self.leases = list(self.leases.values()), {}
         for one in held:
-            if type(one) is tuple:
-                self.backend.give_back(one)
-            else:
-                one.release()
+            one.release()
         self.backend.close()

@@ -358,16 +358,21 @@ class RunTable:
         self.live[run] = None
         if record is not None:
             record.add(run)
-        if upstreams:
+        if upstreams or self.cancel_reason is not None:
             self._gate(run)
-        elif self.cancel_reason is None and self.limits is None:
-            run.phase = DISPATCHED
+            return future
+        if limits is not None:
             try:
-                self.dispatch(run)
-            except Exception as exc:  # noqa: BLE001 - the run must not stay live forever
-                _dispatch_failed(run, exc)
-        else:
-            self.send(run)
+                if not limits.admit(run, self._dispatch_now):
+                    return future  # the gate dispatches it once it has its slots
+            except Exception as exc:  # noqa: BLE001 - e.g. a limit of 0: the run fails
+                run.finish(Failed(exc))
+                return future
+        run.phase = DISPATCHED
+        try:
+            self.dispatch(run)
+        except Exception as exc:  # noqa: BLE001 - the run must not stay live forever
+            _dispatch_failed(run, exc)
         return future
 
     def accept_many(
@@ -444,14 +449,9 @@ class RunTable:
             return
         limits = self.limits
         if limits is not None and run.call is not None:
-            call = run.call
-            extra_tags = call.extra.get("tags") if call.extra else None
-            tags = call.task.tags | set(extra_tags) if extra_tags else call.task.tags
             try:
-                limited = limits.limited(tags)
-                if limited:
-                    limits.when_available(run, limited, self._dispatch_now)
-                    return
+                if not limits.admit(run, self._dispatch_now):
+                    return  # the gate dispatches it once it has its slots
             except Exception as exc:  # noqa: BLE001 - e.g. a limit of 0: the run fails
                 run.finish(Failed(exc))
                 return

@@ -119,6 +119,13 @@ class ProcessPoolTaskRunner(TaskRunner):
 
         return LimitsCoordinator()
 
+    def share_limits(self, flow_run_id: Any, handle: Any) -> None:
+        """Give every worker process the limits handle of a flow run's task runs once,
+        ahead of the next call it runs (a call then carries no handle)."""
+        message = _SHARE + _serialization().dumps((flow_run_id, handle))
+        with self._lock:
+            self._shared.append(message)
+
     def __repr__(self) -> str:
         return (
             f"ProcessPoolTaskRunner(max_workers={self.max_workers}, "
@@ -152,6 +159,7 @@ class ProcessPoolTaskRunner(TaskRunner):
             weakref.WeakKeyDictionary()
         )
         self._waiting: collections.deque[tuple[Run, bytes]] = collections.deque()
+        self._shared: list[bytes] = []  # limits handles, sent to each worker once (_SHARE)
         self._idle: list[_Worker] = []
         self._workers: dict[Any, _Worker] = {}  # by sentinel
         self._log_level = driver_level()
@@ -240,6 +248,11 @@ class ProcessPoolTaskRunner(TaskRunner):
             run, message = self._waiting.popleft()
         worker.run = run
         try:
+            shared = self._shared
+            if worker.shared < len(shared):  # limits handles first: the call may need one
+                for one in shared[worker.shared :]:
+                    worker.conn.send_bytes(one)
+                worker.shared = len(shared)
             worker.conn.send_bytes(message)
         except OSError:
             pass  # the worker is dead; its sentinel reports the run as lost
@@ -377,19 +390,22 @@ class ProcessPoolTaskRunner(TaskRunner):
 
 
 class _Worker:
-    __slots__ = ("proc", "conn", "run", "retiring")
+    __slots__ = ("proc", "conn", "run", "retiring", "shared")
 
     def __init__(self, proc: Any, conn: Any) -> None:
         self.proc = proc
         self.conn = conn
         self.run: Run | None = None
         self.retiring = False  # announced it exits after its current result
+        self.shared = 0  # how many of the pool's shared messages it was sent
 
 
 #: results pickled to at most this many bytes are kept to be forwarded as they are
 _KEEP_RESULT_BYTES = 64 * 1024
 #: first byte of a message that is a bare pickled call (a pickle never starts with it)
 _BARE = b"\x00"
+#: first byte of a message that gives the worker a flow run's limits handle (not a call)
+_SHARE = b"\x01"
 #: what a worker sends just before the result after which it exits
 _RETIRING = b"\x00braid-retiring"
 #: the start of a message of pickled log records (sent while a run goes on)
@@ -498,6 +514,11 @@ def _worker_main(conn: Any, log_level: int, init_blob: bytes | None = None) -> N
                 return
             if msg[:1] == _BARE:
                 call_bytes, states = msg[1:], ()
+            elif msg[:1] == _SHARE:
+                from braid.concurrency.limits import register_run_limits
+
+                register_run_limits(*_serialization().loads(msg[1:]))
+                continue
             else:
                 call_bytes, states = _serialization().loads(msg)
             result = run_pickled(call_bytes, states, None, log_level, reschedule_retries=True)
