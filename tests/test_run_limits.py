@@ -216,3 +216,27 @@ def test_a_process_worker_started_after_a_death_still_finds_the_flows_limits(tmp
     name, values = body()
     assert name == "Crashed"
     assert values == [1, 2]
+
+
+@pytest.mark.parametrize("how", ["tags() block", "with_options"])
+def test_tags_given_to_a_run_and_not_its_task_are_limited_too(tmp_path, how):
+    from braid import ThreadPoolTaskRunner, flow, tags
+    from braid.testing import limited_tasks as lt
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=4), concurrency_limits={lt.TAG: 1})
+    def body() -> list[int]:
+        if how == "with_options":
+            tagged = lt.untagged_span.with_options(tags=[lt.TAG])
+            first = [tagged.submit(str(tmp_path), i, 0.1) for i in range(3)]
+        else:
+            with tags(lt.TAG):
+                first = [lt.untagged_span.submit(str(tmp_path), i, 0.1) for i in range(3)]
+        free = [lt.untagged_span.submit(str(tmp_path), i, 0.0) for i in range(3, 5)]
+        return [f.result() for f in first + free]
+
+    assert body() == [0, 1, 2, 3, 4]
+    spans = sorted(
+        tuple(map(float, p.read_text().split())) for p in tmp_path.iterdir() if p.name < "u3"
+    )
+    assert len(spans) == 3
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False))  # one at a time

@@ -74,6 +74,8 @@ class RunLimits:
         self._here: Any = self.backend if getattr(self.backend, "in_process", False) else None
         self._limited: dict[Any, tuple[str, ...]] = {}  # tags -> the limited ones
         self._slots: dict[tuple[str, ...], Any] = {}  # limited tags -> their FreeSlots
+        #: task -> (its limited tags, their FreeSlots or None): for calls without extra tags
+        self._by_task: dict[Any, tuple[tuple[str, ...], Any]] = {}
 
     @classmethod
     def for_runner(cls, runner: Any) -> RunLimits | None:
@@ -106,34 +108,47 @@ class RunLimits:
 
         return limited_tags(tags, self.backend_handle)
 
-    def admit(self, run: Any, then: Callable[[Any], None]) -> bool:
-        """Return True when ``run`` may be dispatched now: its task's tags are not limited,
-        or an in-process backend gave it a free slot of each here, in this thread (one
-        look-up and one lock: the uncontended path of every tagged run).  Otherwise return
-        False, and ``then(run)`` is called once the gate got it its slots, holding no
-        worker meanwhile.  Raises what declaring the tags does (e.g. a limit of 0)."""
+    def admit(self, run: Any) -> tuple[str, ...]:
+        """Return ``()`` when ``run`` may be dispatched now: its task's tags are not
+        limited, or an in-process backend gave it a free slot of each here, in this thread
+        (one look-up and one lock: the uncontended path of every tagged run).  Otherwise
+        return the limited tags, for the caller to wait on with ``when_available``.
+        Raises what declaring the tags does (e.g. a limit of 0)."""
         call = run.call
-        extra = call.extra
-        tags = call.task.tags
-        if extra is not None and extra.get("tags"):
-            tags = tags | set(extra["tags"])
-        if not tags:
-            return True
-        try:
-            limited = self._limited[tags]
-        except (KeyError, TypeError):
-            limited = self.limited(tags)
+        if call.extra is None:  # the task's own tags: what they need is known per task
+            task = call.task
+            try:
+                limited, slots = self._by_task[task]
+            except KeyError:
+                limited, slots = self._task_entry(task)
+        else:
+            limited = self._limited_of(call)
+            slots = None
+            if limited and self._here is not None:
+                slots = self._slots.get(limited) or self._slots_of(limited)
         if not limited:
-            return True
-        if self._here is not None and not self.gate.queued:
-            slots = self._slots.get(limited)
-            if slots is None:
-                slots = self._slots_of(limited)
-            if slots.take():
-                self.leases[run] = slots
-                return True
-        self.when_available(run, limited, then)
-        return False
+            return ()
+        if slots is not None and not self.gate.queued and slots.take():
+            self.leases[run] = slots
+            return ()
+        return limited
+
+    def _task_entry(self, task: Any) -> tuple[tuple[str, ...], Any]:
+        limited = self.limited(task.tags) if task.tags else ()
+        slots = None
+        if limited and self._here is not None:
+            slots = self._slots.get(limited) or self._slots_of(limited)
+        if len(self._by_task) >= _REMEMBERED:  # many tasks (with_options copies)
+            self._by_task.clear()
+        self._by_task[task] = (limited, slots)
+        return limited, slots
+
+    def _limited_of(self, call: Any) -> tuple[str, ...]:
+        tags = call.task.tags
+        extra_tags = call.extra.get("tags")
+        if extra_tags:
+            tags = tags | set(extra_tags)
+        return self.limited(tags) if tags else ()
 
     def _slots_of(self, tags: tuple[str, ...]) -> Any:
         from braid.concurrency.tags import tag_pairs

@@ -363,8 +363,10 @@ class RunTable:
             return future
         if limits is not None:
             try:
-                if not limits.admit(run, self._dispatch_now):
-                    return future  # the gate dispatches it once it has its slots
+                wait = limits.admit(run)
+                if wait:  # the gate dispatches it once it has its slots
+                    limits.when_available(run, wait, self._dispatch_now)
+                    return future
             except Exception as exc:  # noqa: BLE001 - e.g. a limit of 0: the run fails
                 run.finish(Failed(exc))
                 return future
@@ -450,8 +452,10 @@ class RunTable:
         limits = self.limits
         if limits is not None and run.call is not None:
             try:
-                if not limits.admit(run, self._dispatch_now):
-                    return  # the gate dispatches it once it has its slots
+                wait = limits.admit(run)
+                if wait:  # the gate dispatches it once it has its slots
+                    limits.when_available(run, wait, self._dispatch_now)
+                    return
             except Exception as exc:  # noqa: BLE001 - e.g. a limit of 0: the run fails
                 run.finish(Failed(exc))
                 return

@@ -30,6 +30,13 @@ def tagged_span(folder: str, i: int, seconds: float = 0.2) -> int:
 
 
 @task
+def untagged_span(folder: str, i: int, seconds: float = 0.2) -> int:
+    """As ``tagged_span`` without tags of its own (given them with ``tags()``)."""
+    _span(folder, f"u{i}", seconds)
+    return i
+
+
+@task
 def guarded_span(folder: str, i: int, seconds: float = 0.15) -> int:
     """Takes a slot of NAME with ``concurrency()`` around its noted span."""
     with concurrency(NAME, occupy=1, strict=True):
