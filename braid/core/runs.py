@@ -401,28 +401,37 @@ class RunTable:
         # a new run's future is never None
         futures: list[TaskFuture[Any]] = [r.future for r in runs]  # type: ignore[misc]
         many = self.dispatch_many
-        if many is None or self.inline or self.limits is not None:
+        if self.inline or self.limits is not None:
             for run in runs:
                 self._gate(run)
             return futures
         ready = []
         for run in runs:
-            if self._waits_for(run):
+            if run.upstreams and self._waits_for(run):
                 self._gate(run)
             else:
                 ready.append(run)
-        if ready:
-            if self.cancel_reason is not None:
-                for run in ready:
-                    self.send(run)
-            else:
-                for run in ready:
-                    run.phase = DISPATCHED
+        if not ready:
+            return futures
+        if self.cancel_reason is not None:
+            for run in ready:
+                self.send(run)
+            return futures
+        for run in ready:
+            run.phase = DISPATCHED
+        if many is None:  # one by one, without the hops of _gate and send
+            dispatch = self.dispatch
+            for run in ready:
                 try:
-                    many(ready)
+                    dispatch(run)
                 except Exception as exc:  # noqa: BLE001 - no run may stay live forever
-                    for run in ready:
-                        _dispatch_failed(run, exc)
+                    _dispatch_failed(run, exc)
+            return futures
+        try:
+            many(ready)
+        except Exception as exc:  # noqa: BLE001 - no run may stay live forever
+            for run in ready:
+                _dispatch_failed(run, exc)
         return futures
 
     def _waits_for(self, run: Run) -> list[TaskFuture[Any]]:

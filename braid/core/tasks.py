@@ -12,11 +12,11 @@ import importlib
 import random
 import sys
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast, overload
 
 from braid import errors
-from braid.core.annotations import unmapped
+from braid.core import mapping
 from braid.core.calls import DEEP, FLAT, NOTHING, TaskCall, render_run_name
 from braid.core.context import current_run
 from braid.core.context import current_tags as _current_tags
@@ -332,6 +332,64 @@ class Task(HookDecorators, Generic[R]):
             call.extra = self._extras(ctx, flow, hints, ctx_tags, txns)
         return call, upstreams
 
+    def _make_calls(
+        self,
+        rows: list[tuple[tuple[Any, ...], dict[str, Any]]],
+        wait_for: Any,
+        ctx: RunContext | None,
+    ) -> tuple[list[TaskCall], list[Sequence[TaskFuture[Any]]]]:
+        """The calls of one ``.map()``, as ``_make_call`` makes each: what is the same for
+        every row (its argument shape, the run context, tags, hints) is looked at once."""
+        if not rows:
+            return [], []
+        self._check_arguments(*rows[0])  # every row has the same shape
+        flow_run = ctx.flow_run if ctx is not None else None
+        log_prints = ctx is not None and ctx.log_prints
+        hints = current_hints(self.resources)
+        ctx_tags = _current_tags()
+        flow = ctx.flow if ctx is not None else None
+        txns = _modules.get("braid.transactions")
+        extras = (
+            hints is not None
+            or ctx_tags
+            or txns is not None
+            or self.cache_configured
+            or (flow is not None and flow.persists_results)
+        )
+        named = isinstance(self.task_run_name, str)
+        calls: list[TaskCall] = []
+        ups: list[Sequence[TaskFuture[Any]]] = []
+        none: tuple[TaskFuture[Any], ...] = ()
+        for args, kwargs in rows:
+            found = extract(args, kwargs, wait_for)
+            run_id = _getrandbits(128)
+            if found is None:
+                call = TaskCall(self, args, kwargs, None, NOTHING, run_id, None, flow_run)
+                upstreams: Sequence[TaskFuture[Any]] = none
+                if named:
+                    call.run_name = render_run_name(self, args, kwargs, run_id)
+            else:
+                args, kwargs, ex = found
+                upstreams = ex.upstreams
+                resolve = FLAT if ex.flat else DEEP
+                call = TaskCall(
+                    self, args, kwargs, ex.must_succeed, resolve, run_id, None, flow_run
+                )
+                if named and not upstreams:
+                    call.run_name = render_run_name(self, args, kwargs, run_id)
+            if log_prints:
+                call.log_prints = True
+            if extras:
+                call.extra = self._extras(ctx, flow, hints, ctx_tags, txns)
+            calls.append(call)
+            ups.append(upstreams)
+        return calls, ups
+
+    def _map_signature(self) -> inspect.Signature | None:
+        import inspect
+
+        return self._signature or inspect.signature(self.fn)
+
     def _extras(
         self, ctx: RunContext | None, flow: Any, hints: Any, ctx_tags: tuple[str, ...], txns: Any
     ) -> dict[str, Any] | None:
@@ -463,12 +521,9 @@ class Task(HookDecorators, Generic[R]):
         runner = ctx.task_runner if ctx is not None and ctx.task_runner is not None else None
         if runner is None:
             runner = _default_runner()
-        calls: list[TaskCall] = []
-        ups: list[list[TaskFuture[Any]]] = []
-        for a, kw in self._expand_map(args, kwargs):
-            call, upstreams = self._make_call(a, kw, wait_for, ctx)
-            calls.append(call)
-            ups.append(upstreams)
+        calls, ups = self._make_calls(
+            mapping.rows(self.name, self._map_signature, args, kwargs), wait_for, ctx
+        )
         futures: FutureList[R] = FutureList(
             runner.map(calls, ups, ctx.record if ctx is not None else None)
         )
@@ -477,78 +532,8 @@ class Task(HookDecorators, Generic[R]):
             return [f.state for f in futures]
         return futures
 
-    def _expand_map(
-        self, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
-        mapped: dict[Any, list[Any]] = {}
-        static: dict[Any, Any] = {}
-        for key, value in [*enumerate(args), *kwargs.items()]:
-            as_list = _as_map_iterable(value)
-            if as_list is None:
-                static[key] = value.value if isinstance(value, unmapped) else value
-            else:
-                mapped[key] = as_list
-        if not mapped:
-            raise errors.MappingMissingIterable(
-                f"task {self.name!r}.map() got no iterable argument to map over "
-                f"(got {self._describe_keys(list(static))}); pass a list, tuple, set, dict, "
-                f"generator or a future of one, or use .submit() for a single run"
-            )
-        lengths = {k: len(v) for k, v in mapped.items()}
-        if len(set(lengths.values())) > 1:
-            detail = ", ".join(f"{self._describe_key(k)} has {n}" for k, n in lengths.items())
-            raise errors.MappingLengthMismatch(
-                f"task {self.name!r}.map() got iterables of different lengths: {detail}; "
-                f"make them equal or wrap the ones to broadcast in unmapped()"
-            )
-        n = next(iter(lengths.values()))
-        n_pos = len(args)
-        out = []
-        for i in range(n):
-            a = [mapped[j][i] if j in mapped else static[j] for j in range(n_pos)]
-            kw = {k: (mapped[k][i] if k in mapped else static[k]) for k in kwargs}
-            out.append((tuple(a), kw))
-        return out
-
-    def _describe_key(self, key: Any) -> str:
-        if isinstance(key, str):
-            return f"parameter {key!r}"
-        try:
-            import inspect
-
-            sig = self._signature or inspect.signature(self.fn)
-            params = list(sig.parameters)
-            if key < len(params) and sig.parameters[params[key]].kind in (
-                inspect.Parameter.POSITIONAL_ONLY,
-                inspect.Parameter.POSITIONAL_OR_KEYWORD,
-            ):
-                return f"parameter {params[key]!r}"
-        except (TypeError, ValueError):
-            pass
-        return f"positional argument {key}"
-
-    def _describe_keys(self, keys: list[Any]) -> str:
-        return ", ".join(self._describe_key(k) for k in keys) or "no arguments"
-
     def __repr__(self) -> str:
         return f"<Task {self.name!r}>"
-
-
-def _as_map_iterable(value: Any) -> list[Any] | None:
-    """The elements to map over for one argument, or None when it is broadcast."""
-    if isinstance(value, unmapped):
-        return None
-    if isinstance(value, TaskFuture):
-        value = value.result()
-        if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-            return None
-    if isinstance(value, (str, bytes, bytearray)):
-        return None
-    if isinstance(value, dict):
-        return list(value.keys())
-    if isinstance(value, Iterable):
-        return list(value)
-    return None
 
 
 def _shape_of(sig: inspect.Signature | None) -> tuple[Any, ...] | None:
