@@ -270,6 +270,21 @@ class MapTests:
 
         assert run_in_flow(runner, body) == (["p1", "q2"], [1, 11, 21])
 
+    def test_positional_and_keyword_arguments_mapped_and_broadcast_together(self, runner):
+        def body():
+            a = st.add.map([1, 2, 3], y=10).result()
+            b = st.add.map([1, 2], y=[10, 20]).result()
+            c = st.add.map(x=unmapped([0]), y=[[1], [2]]).result()
+            named = st.double_named.map([4, 5]).result()
+            return a, b, c, named
+
+        assert run_in_flow(runner, body) == (
+            [11, 12, 13],
+            [11, 22],
+            [[0, 1], [0, 2]],
+            [("double-4", 8), ("double-5", 10)],
+        )
+
     def test_future_as_iterable(self, runner):
         def body():
             items = st.identity.submit([1, 2, 3])
