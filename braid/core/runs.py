@@ -214,7 +214,15 @@ class Run(SnapshotReader):
     def __call__(self, _upstream: TaskFuture[Any]) -> None:
         """The done-callback this run puts on its upstreams: the last one sends it."""
         if self._n == 1 or next(self._countdown) == self._n:
-            self._table.send(self)
+            table = self._table
+            if table.cancel_reason is not None or table.limits is not None:
+                table.send(self)
+                return
+            self.phase = DISPATCHED  # send() written out: a chain's every link comes here
+            try:
+                table.dispatch(self)
+            except Exception as exc:  # noqa: BLE001 - the run must not stay live forever
+                _dispatch_failed(self, exc)
 
     def wait_for(self, upstreams: Sequence[TaskFuture[Any]]) -> None:
         """Send the run once every future in ``upstreams`` is final (now if they are)."""
@@ -358,8 +366,14 @@ class RunTable:
         self.live[run] = None
         if record is not None:
             record.add(run)
-        if upstreams or self.cancel_reason is not None:
-            self._gate(run)
+        if upstreams:
+            if self.is_native is None and not self.inline:  # _gate's common case
+                run.wait_for(upstreams)
+            else:
+                self._gate(run)
+            return future
+        if self.cancel_reason is not None:
+            self.send(run)
             return future
         if limits is not None:
             try:

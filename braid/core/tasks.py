@@ -300,7 +300,9 @@ class Task(HookDecorators, Generic[R]):
     def _make_call(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], wait_for: Any, ctx: RunContext | None
     ) -> tuple[TaskCall, list[TaskFuture[Any]]]:
-        self._check_arguments(args, kwargs)
+        shape = self.__dict__.get("_shape")
+        if kwargs or shape is None or shape[3] or not len(shape[1]) <= len(args) <= len(shape[0]):
+            self._check_arguments(args, kwargs)  # positional arguments that fit need not
         found = extract(args, kwargs, wait_for)
         run_id = _getrandbits(128)
         if found is None:
