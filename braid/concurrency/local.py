@@ -27,7 +27,9 @@ __all__ = ["FreeSlots", "LocalLimits"]
 
 
 class _Name:
-    __slots__ = ("limit", "held", "tokens", "waiting", "tat", "ready", "closed")
+    """One name's counts; every method is called with the limits' lock held."""
+
+    __slots__ = ("limit", "held", "tokens", "waiting", "tat", "ready", "closed", "returned")
 
     def __init__(self, limit: Limit, lock: threading.Lock) -> None:
         self.closed = False
@@ -37,9 +39,21 @@ class _Name:
         self.waiting = 0
         self.tat = 0.0
         self.ready = threading.Condition(lock)
+        #: slots given back by FreeSlots.release without the lock (one item each), while
+        #: no one waited: counted off ``held`` by the next holder of the lock
+        self.returned: list[int] = []
+
+    def settle(self) -> int:
+        """Count the slots given back without the lock off ``held``; return ``held``."""
+        returned = self.returned
+        if returned:
+            n = len(returned)
+            del returned[:n]  # appends made meanwhile stay, at the end
+            self.held -= n
+        return self.held
 
     def idle(self, now: float) -> bool:
-        return not self.held and not self.waiting and self.tat <= now
+        return not self.settle() and not self.waiting and self.tat <= now
 
 
 class LocalLimits:
@@ -88,7 +102,7 @@ class LocalLimits:
             state = self._name(name, limit)
             state.waiting += 1
             try:
-                while state.held + occupy > state.limit.limit:
+                while state.settle() + occupy > state.limit.limit:
                     if deadline is None:
                         state.ready.wait()
                     else:
@@ -165,22 +179,32 @@ class FreeSlots:
         one = self._one
         with self._lock:
             if one is not None:  # one tag: the common case, written out
+                if one.returned:
+                    one.settle()
                 if one.waiting or one.closed or one.held >= one.limit.limit:
                     return False
                 one.held += 1
                 return True
             states = self._states
             for state in states:
-                if state.waiting or state.closed or state.held >= state.limit.limit:
+                if state.waiting or state.closed or state.settle() >= state.limit.limit:
                     return False
             for state in states:
                 state.held += 1
             return True
 
     def release(self) -> None:
-        """Give back the slots one successful ``take()`` held."""
-        with self._lock:
-            for state in self._states:
-                state.held -= 1
-                if state.waiting:  # no one waits on it otherwise
+        """Give back the slots one successful ``take()`` held.
+
+        Without the lock while no one waits for a name: the slot goes on the name's
+        ``returned`` list (an atomic append), counted by the next holder of the lock.  A
+        waiter counts itself in ``waiting`` and then settles, under the lock, before it
+        sleeps; this appends and then reads ``waiting``: either the waiter's settle sees
+        the slot, or this sees the waiter and wakes it under the lock.
+        """
+        for state in self._states:
+            state.returned.append(1)
+            if state.waiting:
+                with self._lock:
+                    state.settle()
                     state.ready.notify_all()
