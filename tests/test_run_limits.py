@@ -240,3 +240,51 @@ def test_tags_given_to_a_run_and_not_its_task_are_limited_too(tmp_path, how):
     )
     assert len(spans) == 3
     assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:], strict=False))  # one at a time
+
+
+def test_free_slots_given_back_without_the_lock_are_never_lost_nor_overdrawn():
+    # threads take and give back free slots while another thread waits for the same name
+    # through acquire(): at no time more than the limit is held, the waiter is never
+    # stranded, and everything is given back at the end
+    from braid.concurrency import Limit, LocalLimits
+
+    backend, limit = LocalLimits(), Limit(2)
+    slots = backend.slots([("n", limit)])
+    inside, peak, stranded = [0], [0], []
+    count_lock = threading.Lock()
+
+    def hold() -> None:
+        with count_lock:
+            inside[0] += 1
+            peak[0] = max(peak[0], inside[0])
+        time.sleep(0)  # let the others run while this one holds its slot
+        with count_lock:
+            inside[0] -= 1
+
+    def taker() -> None:
+        for _ in range(3000):
+            if slots.take():
+                hold()
+                slots.release()
+
+    def waiter() -> None:
+        for _ in range(200):
+            token = backend.acquire("n", limit, 1, 10.0)
+            if token is None:
+                stranded.append(1)
+                return
+            hold()
+            backend.release("n", token)
+
+    threads = [threading.Thread(target=taker) for _ in range(3)]
+    threads.append(threading.Thread(target=waiter))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads)
+    assert not stranded and peak[0] == 2
+    assert slots.take() and slots.take() and not slots.take()  # both slots came back
+    slots.release()
+    slots.release()
+    backend.close()
