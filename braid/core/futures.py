@@ -237,6 +237,17 @@ class TaskFuture(Generic[R]):
         return f"<TaskFuture {self._name or ''} {self._state.name}>"
 
 
+_NO_PREFETCH = TaskFuture.__dict__["prefetch"]
+
+
+def _class_attr(cls: type, name: str) -> Any:
+    """What the first class in ``cls``'s MRO that defines ``name`` holds for it."""
+    for klass in cls.__mro__:
+        if name in klass.__dict__:
+            return klass.__dict__[name]
+    return None
+
+
 class FutureList(list[TaskFuture[R]], Generic[R]):
     """The futures returned by ``Task.map``, in the order of the mapped elements."""
 
@@ -252,7 +263,8 @@ class FutureList(list[TaskFuture[R]], Generic[R]):
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         out: list[R] = []
-        bulk = bool(self) and type(self[0]).prefetch is not TaskFuture.prefetch
+        # (a classmethod is a new bound method at every look-up: compare what classes hold)
+        bulk = bool(self) and _class_attr(type(self[0]), "prefetch") is not _NO_PREFETCH
         for i, f in enumerate(self):
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             if bulk and f.needs_fetch():

@@ -146,6 +146,10 @@ class FlowRunRecord:
         """Record a submitted run (the run table's ``Run``) or a direct call (``DirectRun``)."""
         self._entries.append(entry)
 
+    def add_many(self, entries: list[Any]) -> None:
+        """Record many submitted runs at once (a ``.map()``), in their order."""
+        self._entries.extend(entries)
+
     def finish(self, state: State) -> None:
         self.end = time.time()
         self.state_type = state.type.value

@@ -19,9 +19,10 @@ from braid.core.annotations import allow_failure, opaque, quote
 from braid.core.futures import FutureList, TaskFuture
 from braid.core.states import State
 
-__all__ = ["UpstreamSlot", "Extraction", "extract", "materialize", "walk_replace"]
+__all__ = ["ATOMIC_TYPES", "UpstreamSlot", "Extraction", "extract", "materialize", "walk_replace"]
 
-_ATOMIC = frozenset({int, float, str, bytes, bool, type(None), complex, range})
+#: types whose values never hold a future: an argument of one needs no walking
+ATOMIC_TYPES = _ATOMIC = frozenset({int, float, str, bytes, bool, type(None), complex, range})
 _unchanged: Any = object()  # what walk_replace gives for "nothing replaced"
 
 

@@ -408,10 +408,15 @@ class RunTable:
                 call.extra = {**(call.extra or {}), "limits": handle}
         payloads: Sequence[bytes | None]
         payloads = [_dumps_call(c) for c in calls] if self.pickles else [None] * len(calls)
-        runs = [
-            self._new_run(c, u, p, record)
-            for c, u, p in zip(calls, upstreams, payloads, strict=True)
-        ]
+        make, live = self.new_future, self.live  # _new_run written out, per run
+        runs = []
+        for c, u, p in zip(calls, upstreams, payloads, strict=True):
+            future = make(c) if make is not None else TaskFuture(c.task, c.run_name, c.run_id)
+            run = Run(c, u, future, p, self)
+            live[run] = None
+            runs.append(run)
+        if record is not None:
+            record.add_many(runs)
         # a new run's future is never None
         futures: list[TaskFuture[Any]] = [r.future for r in runs]  # type: ignore[misc]
         many = self.dispatch_many

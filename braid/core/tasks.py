@@ -24,7 +24,7 @@ from braid.core.engine import run_task, run_task_async
 from braid.core.futures import FutureList, TaskFuture
 from braid.core.hooks import HOOK_OPTIONS, Hook, HookDecorators, StateHooks
 from braid.core.records import DirectRun
-from braid.core.resolve import extract
+from braid.core.resolve import ATOMIC_TYPES, extract
 from braid.core.resources import ResourceHints, current_hints, hints_from
 from braid.core.states import State
 
@@ -362,8 +362,12 @@ class Task(HookDecorators, Generic[R]):
         calls: list[TaskCall] = []
         ups: list[Sequence[TaskFuture[Any]]] = []
         none: tuple[TaskFuture[Any], ...] = ()
+        atomic = ATOMIC_TYPES
         for args, kwargs in rows:
-            found = extract(args, kwargs, wait_for)
+            if not wait_for and len(args) == 1 and not kwargs and type(args[0]) in atomic:
+                found = None  # extract()'s answer for one plain value, without the call
+            else:
+                found = extract(args, kwargs, wait_for)
             run_id = _getrandbits(128)
             if found is None:
                 call = TaskCall(self, args, kwargs, None, NOTHING, run_id, None, flow_run)
