@@ -4,9 +4,10 @@ nodes (1 CPU each), each in its own namespace.
 
 A Ray driver needs a raylet on its own host, and the root namespace has none: every
 driver here (braid's and raw Ray's, and the conformance suite's pytest) runs inside the
-head's namespace.  The head declares a node dead after ~5 s without health checks
-(Ray's default is ~30 s): that is what ends a partition or a frozen node for raw Ray
-and braid alike.  A driver whose head died is ended by Ray itself, after
+head's namespace.  The head is set to declare a node dead after ~5 s without health checks
+(Ray's default is ~30 s; a cut link took up to a minute here, the failed checks
+waiting on TCP): that is what ends a partition or a frozen node for raw Ray and braid
+alike.  A driver whose head died is ended by Ray itself, after
 ``RAY_gcs_rpc_server_reconnect_timeout_s`` (10 s here, 60 s by default).
 """
 
@@ -28,9 +29,10 @@ N, CHAIN = 2000, 100
 
 
 #: faults after which a Ray task can stay pending in Ray itself for good, raw or braid:
-#: a node that is frozen or cut off (its connections stay open) may hold a task Ray
-#: never re-runs; seen for braid's driver more often than raw's (ray.get on it times
-#: out too), so these two record the outcome and check only that the wait is bounded
+#: a worker request Ray sent to the node just before declaring it dead is never answered
+#: nor failed (ray-project/ray#63405), so the task never runs; seen for 3 of 23 braid
+#: drivers and 2 of 23 raw ones (both sides: the chain's next link, the only task
+#: waiting), so these two record the outcome and check only that the wait is bounded
 RAY_MAY_HOLD = {"frozen", "partition"}
 
 

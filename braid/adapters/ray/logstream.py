@@ -202,7 +202,9 @@ def attach() -> None:
                     name=_channel_name(job),
                     namespace=NAMESPACE,
                     get_if_exists=True,
-                    scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True),
+                    # on the driver's node, never elsewhere: a channel on a node that
+                    # freezes would stall every flush of the driver's records
+                    scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False),
                 ).remote()
             except Exception:  # noqa: BLE001 - records then travel with each run's header
                 return
