@@ -317,7 +317,7 @@ def test_remote_options_and_task_hints_reach_ray(connected):
         return [(f.task_run_name, f.result()) for f in futures]
 
     (name, plain), (_, two), (_, inner), (_, declared), (_, overridden) = views()
-    # Ray shows the task's name (one wrapper per task: see runner._remote_for)
+    # Ray shows the task's name (one wrapper per task: see remotes.remote_for)
     assert plain["name"] == "ray_view" and name.startswith("ray_view-")
     assert plain["resources"] == {"CPU": 1.0}
     assert two["resources"] == {"CPU": 2.0}
@@ -516,3 +516,44 @@ def test_a_flow_timeout_names_where_it_left_a_run_running(connected, tmp_path):
     for r in crashed:
         assert "stopped while running on Ray node 127.0.0.1 (worker pid" in r.error, r.error
     assert {r.state_type for r in runs if r not in crashed} == {"CANCELLED"}
+
+
+# -- runs of a map sharing Ray tasks (braid.adapters.ray.batches) ------------------------
+def test_a_big_map_shares_ray_tasks_and_each_run_keeps_its_own_state(connected):
+    @flow(task_runner=RayTaskRunner())
+    def body():
+        mixed = rt.five_fails.map(range(64))
+        mixed.wait()
+        blobs = rt.blob.map([100_000] * 32)  # over the header's inline limit: data refs
+        sizes = rt.size_of.map(blobs).result()  # taken worker to worker
+        shared = len({id(f.ref) for f in mixed})
+        return quote(([f.state for f in mixed], sizes, shared))
+
+    states, sizes, shared = body().unquote()
+    assert shared < 64  # 2 CPUs: 8 Ray tasks of 8 runs
+    assert [s.name for s in states].count("Failed") == 1
+    assert isinstance(states[5].result(raise_on_failure=False), ValueError)
+    assert [s.result() for i, s in enumerate(states) if i != 5] == [i for i in range(64) if i != 5]
+    assert sizes == [100_000] * 32
+
+
+def test_a_shared_ray_task_lost_with_its_worker_is_rerun_or_crashes_each_run(connected, tmp_path):
+    @flow(task_runner=RayTaskRunner())
+    def rerun():
+        return rt.first_kills_worker.map(str(tmp_path / "died"), range(64)).result()
+
+    assert rerun() == list(range(64))  # Ray re-ran the lost task: every run completed
+
+    @flow(task_runner=RayTaskRunner(max_retries=0))
+    def given_up():
+        runs = rt.first_kills_worker.map(str(tmp_path / "died-again"), range(64))
+        runs.wait()
+        return quote([f.state for f in runs])
+
+    states = given_up().unquote()
+    crashed = [s for s in states if s.is_crashed()]
+    assert 1 <= len(crashed) < 64  # the lost task's runs; the other tasks' completed
+    for state in crashed:
+        with pytest.raises(errors.WorkerLost, match="task run 'first_kills_worker-"):
+            state.result()
+    assert all(s.is_completed() for s in states if not s.is_crashed())

@@ -73,3 +73,21 @@ def mark_then_sleep(path: str, seconds: float) -> str:
         pass
     time.sleep(seconds)
     return path
+
+
+@task
+def five_fails(x: int) -> int:
+    """``x``, except for 5: raises ``ValueError`` (one failure among a map's runs)."""
+    if x == 5:
+        raise ValueError("five")
+    return x
+
+
+@task
+def first_kills_worker(marker: str, x: int) -> int:
+    """``x``; the first run to start kills its worker process (``marker`` records it)."""
+    if not os.path.exists(marker):
+        with open(marker, "w") as f:
+            f.write(str(os.getpid()))
+        os._exit(1)
+    return x

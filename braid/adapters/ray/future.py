@@ -48,7 +48,15 @@ class RayTaskFuture(TaskFuture):
     carried, or with one the runner made (a crash, a cancellation).
     """
 
-    __slots__ = ("ref", "data_ref", "on_outcome", "header_state", "native_slots", "session")
+    __slots__ = (
+        "ref",
+        "data_ref",
+        "on_outcome",
+        "header_state",
+        "native_slots",
+        "session",
+        "index",
+    )
 
     def __init__(self, task: Any, name: str | None, run_id: int) -> None:
         super().__init__(task, name, run_id)
@@ -65,6 +73,9 @@ class RayTaskFuture(TaskFuture):
         #: the Ray connection its refs belong to (a ref outlives neither its driver nor
         #: its cluster: a later flow on another connection gets the result, not the ref)
         self.session: Any = None
+        #: its place in the header list of a Ray task it shares with other runs (None:
+        #: the header ref is its own)
+        self.index: int | None = None
 
     # -- runner side ------------------------------------------------------------------
     def attach(
@@ -74,12 +85,44 @@ class RayTaskFuture(TaskFuture):
         self.data_ref = data_ref
         self.ref = header_ref
         self.on_outcome = on_outcome
+        self.index = None
         header_ref.future().add_done_callback(lambda cf: on_outcome(header_ref, _outcome(cf)))
+
+    @staticmethod
+    def attach_shared(
+        futures: list[RayTaskFuture],
+        header_ref: Any,
+        data_refs: list[Any],
+        handlers: list[Callable[[Any, Any], None]],
+    ) -> None:
+        """Follow one Ray task that runs several runs: ``futures[i]``'s header is item
+        ``i`` of the list ``header_ref`` holds, its result ``data_refs[i]``; one callback
+        hands the list (or the Ray error) to every handler."""
+        for i, future in enumerate(futures):
+            future.data_ref = data_refs[i]
+            future.ref = header_ref
+            future.on_outcome = handlers[i]
+            future.index = i
+
+        def ended(cf: Any) -> None:
+            outcome = _outcome(cf)
+            for handler in handlers:
+                handler(header_ref, outcome)
+
+        header_ref.future().add_done_callback(ended)
 
     def detach(self) -> None:
         """Forget the current Ray task (it failed for Ray's reasons; it may run again)."""
         self.ref = None
         self.data_ref = None
+        self.index = None
+
+    def own_header(self, outcome: Any) -> Any:
+        """This run's header out of what its header ref held (or the Ray error)."""
+        index = self.index
+        if index is None or isinstance(outcome, BaseException):
+            return outcome
+        return outcome[index]
 
     def set_final(self, state: State, if_set: Callable[[], Any] | None = None) -> bool:
         """As :meth:`TaskFuture.set_final`; a state made here (a crash, a cancellation)

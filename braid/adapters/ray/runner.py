@@ -32,6 +32,10 @@ How a call travels::
                                       upstream's State so the engine decides
                                       (UpstreamFailed, or allow_failure)
 
+A ``.map()`` big enough for the cluster (at least 4 Ray tasks per CPU) puts up to 16
+of its runs in one Ray task (``dispatch_many``, :mod:`braid.adapters.ray.remotes`):
+one list of headers comes back for them, and one result object per run.
+
 Retries of task exceptions, time-outs, naming and failure propagation all happen in
 the engine on the worker.  System failures are Ray's: a Ray task lost with its worker
 process or node is re-run by Ray up to ``max_retries`` times (Ray's default, 3), and a
@@ -57,13 +61,13 @@ import ray
 
 from braid import errors
 from braid.adapters.overdue import GRACE, overdue_timer, time_limit
-from braid.adapters.ray import logstream, worker
+from braid.adapters.ray import logstream, remotes, worker
 from braid.adapters.ray.connection import ray_use
 from braid.adapters.ray.future import RayTaskFuture
-from braid.adapters.ray.options import current_max_retries, current_ray_options, ray_options
+from braid.adapters.ray.options import current_max_retries, current_ray_options
 from braid.adapters.ray.outcomes import failure_state, ray_name, read_header
+from braid.adapters.ray.remotes import DEFAULT_MAX_RETRIES
 from braid.adapters.ray.starts import StartWatch
-from braid.adapters.ray.worker import execute
 from braid.core import logs
 from braid.core.calls import TaskCall
 from braid.core.context import current_run
@@ -95,18 +99,6 @@ _LOCAL_ONLY = frozenset(
         "_enable_object_reconstruction",
     }
 )
-
-
-#: how often Ray re-runs a task lost with its worker or node, unless configured (Ray's own
-#: default for system failures)
-DEFAULT_MAX_RETRIES = 3
-
-# retry_exceptions=False: a task's exceptions are braid's (the engine's retries); Ray
-# re-runs a task only when its worker or node is lost (max_retries, set per runner).
-# num_returns=2: a small header for the driver, the result for downstream tasks.
-_remote_execute = ray.remote(
-    max_retries=DEFAULT_MAX_RETRIES, retry_exceptions=False, num_returns=2
-)(execute)
 
 
 # -- the runner ----------------------------------------------------------------------
@@ -345,7 +337,7 @@ class RayTaskRunner(TaskRunner):
         hints = extra.get("resources")
         retries = extra.get("ray_max_retries", self.max_retries)
         try:
-            header_ref, data_ref = _remote_for(
+            header_ref, data_ref = remotes.remote_for(
                 call.task.name, hints, retries, extra.get("ray_options")
             ).remote(run.payload, logs.driver_level(), *args, **self._watch(run))
         except Exception as exc:  # noqa: BLE001 - e.g. invalid resources, Ray gone away
@@ -356,6 +348,69 @@ class RayTaskRunner(TaskRunner):
             return
         future.native_slots = native
         future.attach(header_ref, data_ref, _Outcome(self, run))
+
+    def dispatch_many(self, runs: Sequence[Run]) -> None:
+        """Hand a map's ready runs to Ray: runs of one task with the same options share
+        Ray tasks, up to ``remotes.MAX_BATCH`` each, when the map is big enough for the
+        cluster (see :mod:`braid.adapters.ray.remotes`); the others go one by one."""
+        size = remotes.batch_size(len(runs), _cluster_cpus()) if self._where is None else 1
+        if size <= 1:
+            for run in runs:
+                self.dispatch(run)
+            return
+        groups: dict[tuple, tuple[Any, int, list[Run]]] = {}
+        for run in runs:
+            call = run.call
+            extra = call.extra or {} if call is not None else {}
+            if (
+                call is None
+                or run.upstreams
+                or extra.get("ray_options")
+                or time_limit(call.task) is not None
+            ):
+                self.dispatch(run)
+                continue
+            hints = extra.get("resources")
+            retries = extra.get("ray_max_retries", self.max_retries)
+            key = (call.task.name, repr(hints), retries)
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = (hints, retries, [])
+            group[2].append(run)
+            if len(group[2]) == size:
+                self._dispatch_batch(call.task.name, hints, retries, group[2])
+                del groups[key]
+        for (name, _, _), (hints, retries, rest) in groups.items():
+            if len(rest) == 1:
+                self.dispatch(rest[0])
+            else:
+                self._dispatch_batch(name, hints, retries, rest)
+
+    def _dispatch_batch(self, name: str, hints: Any, retries: int, runs: list[Run]) -> None:
+        """One Ray task for ``runs``: one list of headers, one result object per run."""
+        try:
+            refs = remotes.remote_batch(name, hints, retries, len(runs)).remote(
+                [run.payload for run in runs], logs.driver_level()
+            )
+        except Exception as exc:  # noqa: BLE001 - e.g. invalid resources, Ray gone away
+            for run in runs:
+                if run.call is None:
+                    continue
+                message = (
+                    f"Ray refused task run {ray_name(run.call)!r}: {type(exc).__name__}: {exc}"
+                )
+                crash = errors.Crash(message)
+                crash.__cause__ = exc
+                run.finish(Crashed(crash, message))
+            return
+        futures: list[RayTaskFuture] = []
+        for run in runs:
+            assert isinstance(run.future, RayTaskFuture)
+            run.future.native_slots = []
+            futures.append(run.future)
+        RayTaskFuture.attach_shared(
+            futures, refs[0], list(refs[1:]), [_Outcome(self, run) for run in runs]
+        )
 
     def settle(self, run: Run, ref: Any, outcome: Any) -> None:
         """Take the outcome of header ``ref`` (a header or a Ray error) unless stale or late."""
@@ -368,6 +423,7 @@ class RayTaskRunner(TaskRunner):
                 return
             self._settling.add(ref)
         try:
+            outcome = future.own_header(outcome)
             if isinstance(outcome, BaseException):
                 self._ray_error(run, outcome)
                 return
@@ -501,47 +557,6 @@ class _Outcome:
 
     def __call__(self, ref: Any, outcome: Any) -> None:
         self.runner.settle(self.run, ref, outcome)
-
-
-_remote_cache: dict[tuple, Any] = {}
-
-
-def _remote_for(
-    task_name: str, hints: Any, max_retries: int, others: dict[str, Any] | None = None
-) -> Any:
-    """The remote function named after the task, with its resource and retry options,
-    made once.
-
-    Ray builds a new wrapper (a class, and a validation of the options) on every
-    ``.options()`` call: ~100 µs, as much as the rest of a submit.  Runs of one task
-    with the same hints share one wrapper, so Ray's tools show the task's name; braid's
-    run names are in braid's own records and logs.
-    """
-    key = (
-        (task_name, max_retries)
-        if hints is None
-        else (
-            task_name,
-            max_retries,
-            hints.cpus,
-            hints.gpus,
-            hints.memory,
-            tuple(sorted(hints.custom.items())),
-        )
-    )
-    if others:  # rare: options given to remote_options beyond resources and retries
-        key = (*key, repr(sorted(others.items())))
-    remote = _remote_cache.get(key)
-    if remote is None:
-        if len(_remote_cache) > 4096:
-            _remote_cache.clear()
-        base = _remote_execute
-        if others:  # some options (max_calls=) Ray takes only at ray.remote, not .options
-            base = ray.remote(retry_exceptions=False, num_returns=2, **others)(execute)
-        remote = _remote_cache[key] = base.options(
-            name=task_name, max_retries=max_retries, **ray_options(hints)
-        )
-    return remote
 
 
 def _native_ref(u: TaskFuture, session: Any) -> Any:

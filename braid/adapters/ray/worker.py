@@ -14,6 +14,9 @@ Each braid task run is one Ray task with two return objects::
                    it as an argument (worker to worker); the driver fetches it only
                    when something reads the result
 
+Runs of a ``.map()`` may share one Ray task (``execute_many``, see
+``braid.adapters.ray.batches``): one list of headers, then one payload per run.
+
 While a task waits on several futures (``braid.wait``/``as_completed``), the hook
 installed here waits in ``ray.wait`` on their header refs, which gives the task's
 CPU back to Ray for as long as it blocks, so parents waiting on children never
@@ -37,7 +40,7 @@ from braid.core.logs import dumps_records
 from braid.core.serialization import dumps_result
 from braid.core.states import State
 
-__all__ = ["execute", "Header"]
+__all__ = ["execute", "execute_many", "Header"]
 
 #: what a run's first return object holds: (state bytes, needs_data, pickled records)
 Header = tuple[bytes, bool, "bytes | None"]
@@ -69,6 +72,24 @@ def execute(
     finally:
         worker_slot.hook = previous
     return _header(state, payload, records), payload
+
+
+def execute_many(calls: list[bytes], log_level: int) -> tuple[Any, ...]:
+    """Run several calls (runs of one ``.map()``) one after another; return their headers
+    (one list: the driver's only object) followed by each run's pickled final State."""
+    previous = getattr(worker_slot, "hook", None)
+    worker_slot.hook = RAY_WAIT
+    _name_lane()
+    headers: list[Header] = []
+    payloads: list[bytes] = []
+    try:
+        for call_bytes in calls:
+            state, payload, records = _run(call_bytes, (), log_level)
+            headers.append(_header(state, payload, records))
+            payloads.append(payload)
+    finally:
+        worker_slot.hook = previous
+    return (headers, *payloads)
 
 
 _lane_named = threading.local()
