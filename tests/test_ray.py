@@ -557,3 +557,28 @@ def test_a_shared_ray_task_lost_with_its_worker_is_rerun_or_crashes_each_run(con
         with pytest.raises(errors.WorkerLost, match="task run 'first_kills_worker-"):
             state.result()
     assert all(s.is_completed() for s in states if not s.is_crashed())
+
+
+def test_submits_that_queue_up_share_ray_tasks_and_feed_downstream_runs(connected):
+    # more live runs than 4 per CPU: the next submits wait a moment to share a Ray task;
+    # a run held so is sent at once when a downstream run takes its result, which then
+    # travels worker to worker (the downstream gets the Ray object, not the state)
+    @flow(task_runner=RayTaskRunner())
+    def body():
+        first = [st.inc.submit(i) for i in range(200)]
+        blobs = [rt.blob.submit(100_000) for _ in range(20)]
+        sizes = [rt.size_of.submit(b) for b in blobs]
+        return quote(
+            (
+                [f.result() for f in first],
+                len({id(f.ref) for f in first}),
+                [s.result() for s in sizes],
+                [s.native_slots for s in sizes],
+            )
+        )
+
+    values, tasks, sizes, native = body().unquote()
+    assert values == list(range(1, 201))
+    assert tasks < 200
+    assert sizes == [100_000] * 20
+    assert native == [[0]] * 20

@@ -62,6 +62,7 @@ import ray
 from braid import errors
 from braid.adapters.overdue import GRACE, overdue_timer, time_limit
 from braid.adapters.ray import logstream, remotes, worker
+from braid.adapters.ray.batching import Batcher
 from braid.adapters.ray.connection import ray_use
 from braid.adapters.ray.future import RayTaskFuture
 from braid.adapters.ray.options import current_max_retries, current_ray_options
@@ -198,10 +199,12 @@ class RayTaskRunner(TaskRunner):
         # a flow with a time-out: every run announces where it starts, so runs the
         # time-out leaves running are named with their node and worker process
         self._where: dict[str, tuple[str, float]] | None = {} if _flow_has_timeout() else None
+        self._batcher = Batcher(self, _cluster_cpus())
 
     def stop(self, abandon: bool) -> None:
         """Release the Ray this runner started or connected (the last user shuts it down)."""
         self._stopping = True
+        self._batcher.stop()
         with self._watch_lock:
             starts, overdue = self._starts, self._overdue
             self._starts = self._overdue = None
@@ -316,9 +319,39 @@ class RayTaskRunner(TaskRunner):
 
     def is_native(self, future: TaskFuture) -> bool:
         """Whether Ray itself waits for ``future`` (a run of Ray with a live data ref)."""
+        if isinstance(future, RayTaskFuture) and future.ref is None:
+            self._batcher.send_holding(future)  # held for a batch: its data ref, now
         return _native_ref(future, self._session) is not None
 
     def dispatch(self, run: Run, replaced: Mapping[int, State] | None = None) -> None:
+        """Hand ``run`` to Ray, alone or sharing a Ray task with the next submits when
+        this runner's runs already queue up (see :mod:`braid.adapters.ray.batching`)."""
+        if replaced is None and self._batcher.offer(run):
+            return
+        self.send_one(run, replaced)
+
+    # -- for braid.adapters.ray.batching --------------------------------------------
+    @property
+    def watches_starts(self) -> bool:
+        """Whether every run announces its start (a flow with a time-out)."""
+        return self._where is not None
+
+    @property
+    def stopping(self) -> bool:
+        """Whether the runner is stopping or abandoning its runs."""
+        return self._stopping
+
+    def backlog(self) -> int:
+        """How many runs of this runner are not final yet."""
+        table = self._table
+        return len(table.live) if table is not None else 0
+
+    def send_batch(self, key: tuple, runs: list[Run]) -> None:
+        """One Ray task for ``runs`` (of the task named ``key[0]``, with hints ``key[1]``
+        and ``key[2]`` retries): one list of headers, one result object per run."""
+        self._dispatch_batch(key[0], key[1], key[2], runs)
+
+    def send_one(self, run: Run, replaced: Mapping[int, State] | None = None) -> None:
         """Hand ``run`` to Ray: upstream refs as arguments, other upstreams as States."""
         future = run.future
         call = run.call
@@ -351,40 +384,9 @@ class RayTaskRunner(TaskRunner):
 
     def dispatch_many(self, runs: Sequence[Run]) -> None:
         """Hand a map's ready runs to Ray: runs of one task with the same options share
-        Ray tasks, up to ``remotes.MAX_BATCH`` each, when the map is big enough for the
-        cluster (see :mod:`braid.adapters.ray.remotes`); the others go one by one."""
-        size = remotes.batch_size(len(runs), _cluster_cpus()) if self._where is None else 1
-        if size <= 1:
-            for run in runs:
-                self.dispatch(run)
-            return
-        groups: dict[tuple, tuple[Any, int, list[Run]]] = {}
-        for run in runs:
-            call = run.call
-            extra = call.extra or {} if call is not None else {}
-            if (
-                call is None
-                or run.upstreams
-                or extra.get("ray_options")
-                or time_limit(call.task) is not None
-            ):
-                self.dispatch(run)
-                continue
-            hints = extra.get("resources")
-            retries = extra.get("ray_max_retries", self.max_retries)
-            key = (call.task.name, repr(hints), retries)
-            group = groups.get(key)
-            if group is None:
-                group = groups[key] = (hints, retries, [])
-            group[2].append(run)
-            if len(group[2]) == size:
-                self._dispatch_batch(call.task.name, hints, retries, group[2])
-                del groups[key]
-        for (name, _, _), (hints, retries, rest) in groups.items():
-            if len(rest) == 1:
-                self.dispatch(rest[0])
-            else:
-                self._dispatch_batch(name, hints, retries, rest)
+        Ray tasks when the map is big enough for the cluster (see
+        :mod:`braid.adapters.ray.batching`); the others go one by one."""
+        self._batcher.dispatch_many(runs)
 
     def _dispatch_batch(self, name: str, hints: Any, retries: int, runs: list[Run]) -> None:
         """One Ray task for ``runs``: one list of headers, one result object per run."""
