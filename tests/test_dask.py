@@ -360,3 +360,30 @@ def test_workers_without_braid_are_named_at_connect(gpu_cluster):
             match="cannot import braid .no-such-package-x is not installed",
         ):
             check_workers_have_braid(client, "here", package="no-such-package-x")
+
+
+def test_a_finished_run_is_freed_as_soon_as_nobody_holds_it(gpu_cluster):
+    """No reference cycle keeps a finished run's future (and so its result on the
+    cluster) alive until the next full garbage collection: read, unread, small or
+    large, it goes when the caller drops it."""
+    import gc
+    import weakref
+
+    @flow(task_runner=DaskTaskRunner(address=gpu_cluster.scheduler_address))
+    def body():
+        gc.disable()
+        try:
+            small, large = st.inc.submit(1), st.identity.submit("x" * 100_000)
+            unread = st.identity.submit("y" * 100_000)
+            assert small.result() == 2 and len(large.result()) == 100_000
+            unread.wait(timeout=60)
+            refs = [weakref.ref(f) for f in (small, large, unread)]
+            del small, large, unread
+            deadline = time.monotonic() + 10  # the run table lets go just after the end
+            while any(r() is not None for r in refs) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            return [r() is None for r in refs]
+        finally:
+            gc.enable()
+
+    assert body() == [True, True, True]

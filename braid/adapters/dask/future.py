@@ -66,7 +66,7 @@ class DaskFuture(TaskFuture):
             for f, payload in zip(group, payloads, strict=True):
                 state = f.state
                 if isinstance(state, DeferredState):
-                    state.prefetched(_loaded(payload, f))
+                    state.prefetched(_loaded(payload, f.task_run_name or f.key))
 
     def __repr__(self) -> str:
         return f"<DaskFuture {self.task_run_name or self.key} {self.state.name}>"
@@ -87,37 +87,67 @@ def state_from_dask(future: DaskFuture, header: bytes | tuple[bytes, bytes] | No
         try:
             light: State = loads(header)
         except Exception:  # noqa: BLE001 - e.g. an exception class not importable here
-            return fetch_state(future)
+            return Fetch(future)()
         if not light.is_completed():
             return light
-        state = DeferredState.wrap(light, lambda: fetch_state(future))
+        # every run's record keeps these two: one string each for all runs, not one per run
+        light.name = _shared(light.name)
+        light.where = _shared(light.where)
+        fetch = Fetch(future, light.task_run_name)
+        state = DeferredState.wrap(light, fetch)
         if full is not None:
-            state.prefetched(_loaded(full, future))
+            state.prefetched(_loaded(full, fetch.name))
         return state
-    return fetch_state(future)
+    return Fetch(future)()
 
 
-def fetch_state(future: DaskFuture) -> State:
-    """Fetch the full State of a run from the cluster (its result included)."""
-    d = future.dask_future
-    status = d.status
-    try:
-        if status in ("finished", "lost", "pending", "cancelled"):
-            # a result lost with its worker is recomputed by Dask while this client
-            # holds the key: d.result() waits for that instead of declaring it lost; a
-            # cancelled one raises the CancelledError that carries Dask's reason
-            return _loaded(d.result(), future)
-        return state_from_error(future, d.exception(), status)
-    except Exception as exc:  # noqa: BLE001 - e.g. the client closed meanwhile
-        return state_from_error(future, exc, d.status)
+class Fetch:
+    """Fetches the full State of a run (its result included) from the cluster.
+
+    It holds the run's ``distributed.Future`` and the names its messages use, never
+    the :class:`DaskFuture`: the future holds the run's state, which holds this, and
+    that cycle would keep every completed run's future (and its result on the
+    cluster) until the next full garbage collection.
+    """
+
+    __slots__ = ("dask_future", "key", "name", "task_name")
+
+    def __init__(self, future: DaskFuture, name: str | None = None) -> None:
+        self.dask_future: Any = future.dask_future
+        self.key = future.key
+        self.name: str = name or future.task_run_name or future.key
+        self.task_name: str = getattr(future.task, "name", "task")
+
+    def __call__(self) -> State:
+        d = self.dask_future
+        status = d.status
+        try:
+            if status in ("finished", "lost", "pending", "cancelled"):
+                # a result lost with its worker is recomputed by Dask while this client
+                # holds the key: d.result() waits for that instead of declaring it lost; a
+                # cancelled one raises the CancelledError that carries Dask's reason
+                return _loaded(d.result(), self.name)
+            return state_from_error(self, d.exception(), status)
+        except Exception as exc:  # noqa: BLE001 - e.g. the client closed meanwhile
+            return state_from_error(self, exc, d.status)
 
 
-def _loaded(payload: bytes, future: DaskFuture) -> State:
+_SHARED: dict[str, str] = {}
+
+
+def _shared(text: str | None) -> str | None:
+    """One string object for equal ``text`` (state names, worker addresses: few values)."""
+    if text is None or len(_SHARED) >= 4096:
+        return text
+    return _SHARED.setdefault(text, text)
+
+
+def _loaded(payload: bytes, name: str) -> State:
     try:
         state: State = loads(payload)
     except Exception as exc:  # noqa: BLE001 - e.g. the result's class is not importable here
         err = errors.SerializationError(
-            f"task run {future.task_run_name or future.key!r}: its final state could not be "
+            f"task run {name!r}: its final state could not be "
             f"unpickled in this process: {type(exc).__name__}: {exc}"
         )
         err.__cause__ = exc
@@ -125,20 +155,20 @@ def _loaded(payload: bytes, future: DaskFuture) -> State:
     return state
 
 
-def state_from_error(future: DaskFuture, exc: BaseException | None, status: str) -> State:
+def state_from_error(run: Fetch, exc: BaseException | None, status: str) -> State:
     """The braid State of a run whose Dask future ended in error, cancelled or lost."""
-    name = future.task_run_name or future.key
+    name, key = run.name, run.key
     if isinstance(exc, KilledWorker):
-        culprit = exc.args[0] if exc.args else future.key
+        culprit = exc.args[0] if exc.args else key
         err = errors.WorkerLost(
             f"task run {name!r}: the Dask workers running "
-            f"{'it' if culprit == future.key else repr(culprit)} died ({exc})"
+            f"{'it' if culprit == key else repr(culprit)} died ({exc})"
         )
         err.__cause__ = exc
         crashed = Crashed(err)
-        if culprit != future.key:
+        if culprit != key:
             # Dask errs every dependent of a task that killed its workers
-            return UpstreamFailedState(crashed, f"task {future.task.name!r}")
+            return UpstreamFailedState(crashed, f"task {run.task_name!r}")
         return crashed
     lost: errors.BraidError
     if exc is None or isinstance(exc, CancelledError) or status in ("cancelled", "lost"):

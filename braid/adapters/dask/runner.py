@@ -7,8 +7,8 @@ How a call travels::
     core: submit pickles the call (SerializationError here); check_call refuses
       resources no worker offers; upstreams of other runners: wait in callbacks
     dispatch / dispatch_many (one client.map for a .map())
-      client.submit(run_call, call_bytes, [dask futures | pickled States], level,
-                    log topic, header topic, key, key="<task>-<run id hex>") ---->  scheduler
+      client.submit(run_call, call_bytes, level, log topic, header topic, announce,
+                    *[dask futures | pickled States], key="<task>-<run id hex>") -->  scheduler
                                                                    waits for upstream keys,
                                                                    moves their data worker
                                                                    to worker, then on a worker:
@@ -21,8 +21,8 @@ How a call travels::
     stop: futures still referenced get their results brought here (the client
       closes), then the client (and the cluster, when this runner made it) close
 
-Upstream braid futures of the same client are passed as ``distributed.Future`` s in
-a list argument (Dask resolves futures inside lists), so the scheduler orders the
+Upstream braid futures of the same client are passed as ``distributed.Future``
+arguments (Dask resolves them to their values), so the scheduler orders the
 runs and the driver never touches intermediate data.  A worker that dies mid-run
 is Dask's business (it reschedules); a run that kills every worker it lands on
 ends with Dask's ``KilledWorker``, which becomes a CRASHED state with
@@ -361,10 +361,11 @@ class DaskTaskRunner(TaskRunner):
         self._send([run])
 
     def dispatch_many(self, runs: Sequence[Run]) -> None:
-        """Hand many runs to the scheduler: one ``client.map`` per set of resources."""
+        """Hand many runs to the scheduler: one ``client.map`` per set of resources and
+        number of upstreams (each upstream is an argument of its own)."""
         batches: dict[Any, list[Run]] = {}
         for run in runs:
-            batches.setdefault(freeze(resources_of(run)), []).append(run)
+            batches.setdefault((freeze(resources_of(run)), len(run.upstreams)), []).append(run)
         for batch in batches.values():
             self._send(batch)
 
@@ -401,7 +402,6 @@ class DaskTaskRunner(TaskRunner):
         try:
             if client is None:
                 raise errors.RunnerNotStarted("the DaskTaskRunner stopped before the run")
-            arg_lists = [[self._upstream_arg(u) for u in run.upstreams] for run in runs]
             announce = [self._watch(run) for run in runs]
             if len(runs) == 1:
                 f = futures[0]
@@ -409,29 +409,28 @@ class DaskTaskRunner(TaskRunner):
                     client.submit(
                         run_call,
                         runs[0].payload,
-                        arg_lists[0],
                         level,
                         topic,
                         header_topic,
-                        f.key,
                         announce[0],
+                        *[self._upstream_arg(u) for u in runs[0].upstreams],
                         key=f.key,
                         pure=False,
                         resources=resources,
                     )
                 ]
-            else:
+            else:  # a batch's runs have as many upstreams each (see dispatch_many)
                 n = len(runs)
                 keys = [f.key for f in futures]
+                upstreams = [[self._upstream_arg(u) for u in run.upstreams] for run in runs]
                 dask_futures = client.map(
                     run_call,
                     [r.payload for r in runs],
-                    arg_lists,
                     [level] * n,
                     [topic] * n,
                     [header_topic] * n,
-                    keys,
                     announce,
+                    *zip(*upstreams, strict=True),
                     key=keys,
                     pure=False,
                     resources=resources,

@@ -1,11 +1,11 @@
 """The worker side of :class:`~braid.adapters.dask.DaskTaskRunner`: what a braid task runs
 as on a Dask worker, and :func:`get_dask_client`.
 
-Every braid task is the Dask task ``run_call(call_bytes, upstreams, log_level,
-log_topic, header_topic, key)``.  Dask has already replaced the ``distributed.Future`` objects in
-``upstreams`` (a list: one of the containers Dask looks into) by their values,
-which are the pickled final States returned by the upstream runs; upstreams from
-other runners arrive as pickled States too.  The engine does the rest.
+Every braid task is the Dask task ``run_call(call_bytes, log_level, log_topic,
+header_topic, announce, *upstreams)`` under the run's key.  Dask has already replaced
+the ``distributed.Future`` objects among ``upstreams`` by their values, which are the
+pickled final States returned by the upstream runs; upstreams from other runners
+arrive as pickled States too.  The engine does the rest.
 
 Two small things travel to the submitting client as Dask events, on the worker's one
 ordered stream to the scheduler, so they reach the client before the key finishes:
@@ -116,20 +116,21 @@ def _nested_runner() -> Any:
 
 def run_call(
     call_bytes: bytes,
-    upstreams: list,
     log_level: int,
-    log_topic: str | None = None,
-    header_topic: str | None = None,
-    key: str | None = None,
-    announce: bool = False,
+    log_topic: str | None,
+    header_topic: str | None,
+    announce: bool,
+    *upstreams: Any,
 ) -> bytes:
     """Run one pickled braid call on this Dask worker; return its pickled final State.
 
     Never raises for the task itself (the engine turns every outcome into a State),
     so a Dask error on this key always means Dask could not run it (a dead worker).
     ``announce``: tell the client the run started here (it has a time-out, which the
-    client then bounds even if this worker stops answering).
+    client then bounds even if this worker stops answering).  ``upstreams`` come last,
+    as arguments of their own: Dask resolves futures there without a container.
     """
+    key = get_worker().get_current_task() if header_topic is not None else None
     if announce and header_topic is not None:
         try:
             get_worker().log_event(header_topic, (STARTED, key, get_worker().address))
