@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from collections.abc import Sequence
 from typing import Any
 
 from braid import errors
@@ -101,20 +100,6 @@ class ThreadPoolTaskRunner(TaskRunner):
             h.next = run
             return
         self._enqueue(run)
-
-    def dispatch_many(self, runs: Sequence[Run]) -> None:
-        """Queue every run in ``runs`` for the pool threads (``.map()``): one count update
-        and the threads they need started, for all of them."""
-        put = self._q.put
-        for run in runs:
-            put(run)
-        with self._lock:
-            self._queued += len(runs)
-            for _ in range(self.max_workers):
-                n = len(self._threads)
-                if not (self._queued > n - self._busy and n - self._blocked < self.max_workers):
-                    break
-                self._spawn_if_needed()
 
     def _enqueue(self, run: Run) -> None:
         self._q.put(run)
