@@ -76,7 +76,6 @@ class ThreadPoolTaskRunner(TaskRunner):
         self._q: queue.SimpleQueue[Run | None] = queue.SimpleQueue()
         self._slot_free = threading.Condition(self._lock)
         self._threads: list[threading.Thread] = []
-        self._queued = 0  # runs put on the queue, not yet taken
         self._busy = 0  # threads between taking a run and finishing it
         self._blocked = 0  # busy threads waiting on a future (slot given back)
         self._active = 0  # slots in use: runs executing now (<= max_workers)
@@ -86,7 +85,7 @@ class ThreadPoolTaskRunner(TaskRunner):
     def _spawn_if_needed(self) -> None:
         # called with self._lock held
         n = len(self._threads)
-        if self._queued > n - self._busy and n - self._blocked < self.max_workers:
+        if self._q.qsize() > n - self._busy and n - self._blocked < self.max_workers:
             t = threading.Thread(target=self._work, daemon=True, name=f"braid-worker-{n}")
             self._threads.append(t)
             t.start()
@@ -103,10 +102,10 @@ class ThreadPoolTaskRunner(TaskRunner):
 
     def _enqueue(self, run: Run) -> None:
         self._q.put(run)
-        with self._lock:
-            self._queued += 1
-            n = len(self._threads)
-            if self._queued > n - self._busy and n - self._blocked < self.max_workers:
+        # every thread there is and none blocked: none to start, and no lock to take
+        # (pool threads take it twice per run: a lock per put made them convoy on it)
+        if len(self._threads) - self._blocked < self.max_workers:
+            with self._lock:
                 self._spawn_if_needed()
 
     def _take_slot(self) -> None:
@@ -129,7 +128,6 @@ class ThreadPoolTaskRunner(TaskRunner):
                     if run is None:
                         return
                     with lock:
-                        self._queued -= 1
                         self._busy += 1
                         if self._active >= self.max_workers:
                             self._take_slot()
@@ -149,6 +147,16 @@ class ThreadPoolTaskRunner(TaskRunner):
                             h.runner = None
                             follow, h.next = h.next, None
                 finally:
+                    stop = False
+                    if follow is None and not self._slot_waiters:
+                        # a run waiting in the queue: take it now, keeping the slot, with
+                        # no lock (threads that count each run under it convoy on it)
+                        try:
+                            follow = q.get_nowait()
+                        except queue.Empty:
+                            pass
+                        else:
+                            stop = follow is None  # stop()'s word for this thread
                     # go on with `follow`, keeping the slot (no lock needed), unless a
                     # resumed task is waiting for a slot: then it gets this one
                     keep = follow is not None and not self._slot_waiters
@@ -160,6 +168,8 @@ class ThreadPoolTaskRunner(TaskRunner):
                                 self._slot_free.notify()
                     if follow is not None and not keep:
                         self._enqueue(follow)
+                if stop:
+                    return
                 run = follow if keep else None
         finally:
             worker_slot.hook = None
