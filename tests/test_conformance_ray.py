@@ -1,4 +1,7 @@
-"""The conformance suite on RayTaskRunner, against one local Ray started once for this file.
+"""The conformance suite on RayTaskRunner, against one local Ray started once for this file:
+as it comes, and with every run that may share a Ray task sharing one
+(``braid.adapters.ray.remotes.PER_CPU = 0``: a map's runs go in batches however few, and
+every eligible submit waits to join others), so every semantic holds batched too.
 
 The runner finds Ray already initialised, so it uses it and leaves it running: the
 file's fixture owns it and shuts it down at the end.
@@ -21,7 +24,7 @@ for _key, _value in (
 
 ray = pytest.importorskip("ray")
 
-from braid.adapters.ray import RayTaskRunner  # noqa: E402
+from braid.adapters.ray import RayTaskRunner, remotes  # noqa: E402
 from braid.testing.suite import RunnerConformance  # noqa: E402
 
 
@@ -44,4 +47,11 @@ def local_ray():
 class TestRay(RunnerConformance):
     @pytest.fixture
     def runner(self, local_ray):
+        return RayTaskRunner()
+
+
+class TestRayBatched(RunnerConformance):
+    @pytest.fixture
+    def runner(self, local_ray, monkeypatch):
+        monkeypatch.setattr(remotes, "PER_CPU", 0)
         return RayTaskRunner()

@@ -47,7 +47,8 @@ DEFAULT_MAX_RETRIES = 3
 
 #: most runs in one Ray task
 MAX_BATCH = 16
-#: fewest batches per CPU of the cluster: fewer, and runs go one per task
+#: fewest batches per CPU of the cluster: fewer, and runs go one per task (0: runs
+#: share Ray tasks whenever they can; the tests use it to run every semantic batched)
 PER_CPU = 4
 
 # retry_exceptions=False: a task's exceptions are braid's (the engine's retries); Ray
@@ -65,7 +66,8 @@ def batch_size(runs: int, cpus: int) -> int:
     """How many runs of a map of ``runs`` share one Ray task on ``cpus`` CPUs (1: none)."""
     if cpus <= 0:
         return 1
-    return max(1, min(MAX_BATCH, runs // (PER_CPU * cpus)))
+    per_batch = PER_CPU * cpus
+    return max(1, min(MAX_BATCH, runs // per_batch if per_batch else runs))
 
 
 def remote_batch(task_name: str, hints: Any, max_retries: int, size: int) -> Any:
