@@ -19,6 +19,7 @@ other takes it worker to worker.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -28,10 +29,14 @@ from braid.adapters.overdue import time_limit
 from braid.adapters.ray import remotes
 from braid.core.runner import Run
 
-__all__ = ["HOLD_SECONDS", "Batcher"]
+__all__ = ["HOLD_SECONDS", "STOP_WAIT", "Batcher"]
 
 #: longest a submitted run waits for others to share its Ray task
 HOLD_SECONDS = 0.002
+#: longest a stopping runner waits for held runs to be sent
+STOP_WAIT = 10.0
+
+logger = logging.getLogger("braid.ray")
 
 
 class Batcher:
@@ -141,9 +146,15 @@ class Batcher:
         elif runs:
             self._runner.send_batch(key, runs)
 
-    def stop(self) -> None:
-        """Send what is held and wait for the flushing thread to end."""
+    def stop(self, timeout: float = STOP_WAIT) -> None:
+        """Send what is held and wait for the flushing thread to end (at most ``timeout``
+        seconds: a Ray that stopped answering must not hold the runner's stop)."""
+        deadline = time.monotonic() + timeout
         with self._changed:
             self._stopped = True
             while self._thread is not None:
-                self._changed.wait(1.0)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    logger.warning("braid: Ray batches still being sent after %.0f s", timeout)
+                    return
+                self._changed.wait(min(left, 1.0))

@@ -374,10 +374,7 @@ class RayTaskRunner(TaskRunner):
                 call.task.name, hints, retries, extra.get("ray_options")
             ).remote(run.payload, logs.driver_level(), *args, **self._watch(run))
         except Exception as exc:  # noqa: BLE001 - e.g. invalid resources, Ray gone away
-            message = f"Ray refused task run {ray_name(call)!r}: {type(exc).__name__}: {exc}"
-            crash = errors.Crash(message)
-            crash.__cause__ = exc
-            run.finish(Crashed(crash, message))
+            _refused(run, exc)
             return
         future.native_slots = native
         future.attach(header_ref, data_ref, _Outcome(self, run))
@@ -396,14 +393,7 @@ class RayTaskRunner(TaskRunner):
             )
         except Exception as exc:  # noqa: BLE001 - e.g. invalid resources, Ray gone away
             for run in runs:
-                if run.call is None:
-                    continue
-                message = (
-                    f"Ray refused task run {ray_name(run.call)!r}: {type(exc).__name__}: {exc}"
-                )
-                crash = errors.Crash(message)
-                crash.__cause__ = exc
-                run.finish(Crashed(crash, message))
+                _refused(run, exc)
             return
         futures: list[RayTaskFuture] = []
         for run in runs:
@@ -527,6 +517,16 @@ class RayTaskRunner(TaskRunner):
             self.dispatch(run, broken)
         elif run.call is not None:
             run.finish(failure_state(exc, run.call))
+
+
+def _refused(run: Run, exc: BaseException) -> None:
+    """End ``run`` CRASHED because Ray would not take its task (``exc`` says why)."""
+    if run.call is None:
+        return
+    message = f"Ray refused task run {ray_name(run.call)!r}: {type(exc).__name__}: {exc}"
+    crash = errors.Crash(message)
+    crash.__cause__ = exc
+    run.finish(Crashed(crash, message))
 
 
 def _key(run: Run) -> str:
