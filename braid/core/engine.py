@@ -46,6 +46,7 @@ from braid.core.futures import worker_slot
 from braid.core.hooks import mark_ran as mark_hooks_ran
 from braid.core.hooks import ran as hooks_ran
 from braid.core.logs import RecordSink, capture, ensure_print_hook
+from braid.core.resolve import ONE_UPSTREAM_ARGS
 from braid.core.states import (
     Crashed,
     Failed,
@@ -88,6 +89,10 @@ def _prepare(
     args, kwargs = call.args, call.kwargs
     if not call.resolve:
         return args, kwargs
+    if args is ONE_UPSTREAM_ARGS:  # a chain's link: the upstream's value is the argument
+        st = upstream_states[0]
+        if st.type is _COMPLETED:
+            return (st.data,), kwargs
     values = []
     must = call.must_succeed or ()
     for i, st in enumerate(upstream_states or ()):

@@ -19,7 +19,16 @@ from braid.core.annotations import allow_failure, opaque, quote
 from braid.core.futures import FutureList, TaskFuture
 from braid.core.states import State
 
-__all__ = ["ATOMIC_TYPES", "UpstreamSlot", "Extraction", "extract", "materialize", "walk_replace"]
+__all__ = [
+    "ATOMIC_TYPES",
+    "ONE_UPSTREAM_ARGS",
+    "REQUIRED_ONE",
+    "UpstreamSlot",
+    "Extraction",
+    "extract",
+    "materialize",
+    "walk_replace",
+]
 
 #: types whose values never hold a future: an argument of one needs no walking
 ATOMIC_TYPES = _ATOMIC = frozenset({int, float, str, bytes, bool, type(None), complex, range})
@@ -42,18 +51,18 @@ class UpstreamSlot:
 
 
 # UpstreamSlot(i) is immutable: the first ones are made once and shared
-_SLOTS: list[UpstreamSlot] = []
+_SLOTS: list[UpstreamSlot] = [UpstreamSlot(n) for n in range(32)]
+
+#: the arguments of a call whose only argument is one future (a chain's link), shared
+#: by every such call: the engine knows them by identity and skips the general fill-in
+ONE_UPSTREAM_ARGS: tuple[UpstreamSlot] = (_SLOTS[0],)
 
 
 def _slot(i: int) -> UpstreamSlot:
-    if i < 32:
-        if not _SLOTS:
-            _SLOTS.extend(UpstreamSlot(n) for n in range(32))
-        return _SLOTS[i]
-    return UpstreamSlot(i)
+    return _SLOTS[i] if i < 32 else UpstreamSlot(i)
 
 
-_REQUIRED = (True,)
+REQUIRED_ONE = _REQUIRED = (True,)
 _ALLOWED = (False,)
 
 

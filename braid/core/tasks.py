@@ -24,7 +24,7 @@ from braid.core.engine import run_task, run_task_async
 from braid.core.futures import FutureList, TaskFuture
 from braid.core.hooks import HOOK_OPTIONS, Hook, HookDecorators, StateHooks
 from braid.core.records import DirectRun
-from braid.core.resolve import ATOMIC_TYPES, extract
+from braid.core.resolve import ATOMIC_TYPES, ONE_UPSTREAM_ARGS, REQUIRED_ONE, extract
 from braid.core.resources import ResourceHints, current_hints, hints_from
 from braid.core.states import State
 
@@ -307,13 +307,16 @@ class Task(HookDecorators, Generic[R]):
             self._check_arguments(args, kwargs)  # positional arguments that fit need not
         else:
             kwargs = _NO_KWARGS  # one empty dict for every live call (nothing writes to it)
-        found = extract(args, kwargs, wait_for)
-        run_id = _getrandbits(128)
-        if found is None:
-            upstreams: Sequence[TaskFuture[Any]] = ()
-            must = None
-            resolve = NOTHING
+        upstreams: Sequence[TaskFuture[Any]]
+        if len(args) == 1 and not kwargs and not wait_for and isinstance(args[0], TaskFuture):
+            # a chain's link: its one argument is a future (extract()'s answer, shared)
+            found = None
+            upstreams, args, must, resolve = args, ONE_UPSTREAM_ARGS, REQUIRED_ONE, FLAT
         else:
+            found = extract(args, kwargs, wait_for)
+            upstreams, must, resolve = (), None, NOTHING
+        run_id = _getrandbits(128)
+        if found is not None:
             args, kwargs, ex = found
             # a tuple: kept by the run while it is live, 40 bytes less than the list
             upstreams, must = tuple(ex.upstreams), ex.must_succeed
