@@ -142,13 +142,35 @@ class FlowRunRecord:
         return f"FlowRunRecord(name={self.name!r}, state_name={self.state_name!r})"
 
     # -- filled in while running ------------------------------------------------------
-    def add(self, entry: Any) -> None:
-        """Record a submitted run (the run table's ``Run``) or a direct call (``DirectRun``)."""
-        self._entries.append(entry)
+    def add(self, entry: Any) -> int:
+        """Record a submitted run (the run table's ``Run``) or a direct call (``DirectRun``);
+        return its place, for :meth:`settle`."""
+        entries = self._entries
+        at = len(entries)
+        entries.append(entry)
+        return at
 
-    def add_many(self, entries: list[Any]) -> None:
-        """Record many submitted runs at once (a ``.map()``), in their order."""
-        self._entries.extend(entries)
+    def add_many(self, entries: list[Any]) -> int:
+        """Record many submitted runs at once (a ``.map()``), in their order; return the
+        place of the first (the others follow it)."""
+        mine = self._entries
+        at = len(mine)
+        mine.extend(entries)
+        return at
+
+    def settle(self, at: int, run: Any, snapshot: tuple[Any, ...]) -> None:
+        """Keep ``snapshot`` in place of the final ``run`` added at place ``at``, so the
+        record no longer holds the run object (nor makes the garbage collector visit it).
+
+        ``at`` is where ``run`` went unless another thread added at the same moment;
+        then the run is looked for."""
+        entries = self._entries
+        if at >= len(entries) or entries[at] is not run:
+            try:
+                at = entries.index(run)
+            except ValueError:
+                return
+        entries[at] = snapshot
 
     def finish(self, state: State) -> None:
         self.end = time.time()
@@ -162,7 +184,7 @@ class FlowRunRecord:
         """Task runs by state type now (PENDING, RUNNING, COMPLETED, ...), this flow only."""
         out: dict[str, int] = {}
         for entry in self._entries:
-            key = entry.current_type
+            key = entry[_TYPE] if type(entry) is tuple else entry.current_type
             out[key] = out.get(key, 0) + 1
         return out
 
@@ -235,6 +257,7 @@ def _first_line(text: str | None) -> str | None:
 _RUN_ID, _TASK_NAME, _NAME, _TYPE, _STATE_NAME, _START, _END, _WHERE, _MESSAGE = range(9)
 _ARGS, _NAMES, _KWARGS, _UPSTREAMS, _EARLIER, _FAILURE = range(9, 15)
 _COMPLETED = StateType.COMPLETED
+_COMPLETED_NAME = _COMPLETED.value
 _CANCELLED = StateType.CANCELLED
 _CRASHED = StateType.CRASHED
 _UPSTREAM_FAILED = "UpstreamFailed"  # did not run: the upstream's record has the traceback
@@ -272,7 +295,7 @@ def final_snapshot(
         call.run_id,
         task.name,
         state.task_run_name or call.run_name,
-        t,
+        t.value,  # a str, not the enum: a snapshot of plain values is not GC-tracked
         state.name,
         began if started is None and t is _CRASHED else started,
         state.timestamp_seconds,
@@ -413,7 +436,7 @@ class SnapshotReader:
     def state_type(self) -> str | None:
         """The final state's type, once final."""
         snap = self.snapshot
-        return None if snap is None else str(snap[_TYPE].value)
+        return None if snap is None else str(snap[_TYPE])
 
     @property
     def name(self) -> str | None:
@@ -449,9 +472,7 @@ class SnapshotReader:
     def error(self) -> str | None:
         """The first line of a final state's message when it did not complete."""
         snap = self.snapshot
-        if snap is None or snap[_TYPE] is _COMPLETED:
-            return None
-        return _first_line(snap[_MESSAGE]) or snap[_STATE_NAME]
+        return None if snap is None else _error_of(snap)
 
 
 class DirectRun(SnapshotReader):
@@ -471,7 +492,14 @@ class DirectRun(SnapshotReader):
 
     @property
     def current_type(self) -> str:
-        return str(self._snapshot[_TYPE].value)
+        return str(self._snapshot[_TYPE])
+
+
+def _error_of(snap: tuple[Any, ...]) -> str | None:
+    """The first line of a snapshot's message when its run did not complete."""
+    if snap[_TYPE] == _COMPLETED_NAME:
+        return None
+    return _first_line(snap[_MESSAGE]) or snap[_STATE_NAME]
 
 
 def _uuid(run_id: int) -> str:
@@ -480,8 +508,12 @@ def _uuid(run_id: int) -> str:
 
 def _task_record(entry: Any) -> TaskRunRecord:
     """The record of a run table's run or a direct call (snapshots; nothing is fetched)."""
-    run_id = _uuid(entry.run_id)
-    snap = entry.snapshot
+    if type(entry) is tuple:  # a final run's snapshot, kept in place of the run
+        snap: tuple[Any, ...] | None = entry
+        run_id = _uuid(entry[_RUN_ID])
+    else:
+        snap = entry.snapshot
+        run_id = _uuid(entry.run_id)
     if snap is not None:  # final
         task_name = snap[_TASK_NAME]
         name = snap[_NAME] or default_run_name(task_name, snap[_RUN_ID])
@@ -490,7 +522,7 @@ def _task_record(entry: Any) -> TaskRunRecord:
             "end": snap[_END],
             "state_name": snap[_STATE_NAME],
             "where": snap[_WHERE],
-            "error": entry.error,
+            "error": _error_of(snap),
             "delay": None,
         }
         attempts = [_attempt_dict(a) for a in snap[_EARLIER] or ()]
@@ -502,12 +534,12 @@ def _task_record(entry: Any) -> TaskRunRecord:
             id=run_id,
             name=name,
             task_name=task_name,
-            state_type=snap[_TYPE].value,
+            state_type=snap[_TYPE],
             state_name=snap[_STATE_NAME],
             start=attempts[0]["start"] if attempts else snap[_START],
             end=snap[_END],
             where=snap[_WHERE],
-            error=entry.error,
+            error=_error_of(snap),
             attempts=attempts,
             upstreams=[_uuid(u) for u in ups] if ups else None,
             parameters=_parameters(snap[_NAMES], snap[_ARGS], snap[_KWARGS]),

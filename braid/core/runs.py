@@ -82,7 +82,12 @@ class Run(SnapshotReader):
         "_countdown",
         "_snapshot",
         "_began",
+        "in_record",
+        "record_at",
     )
+    #: the flow run record listing the run (until final) and the run's place in it
+    in_record: FlowRunRecord | None
+    record_at: int
 
     def __init__(
         self,
@@ -102,6 +107,9 @@ class Run(SnapshotReader):
         # _snapshot: the retried attempts while live (None: none), then what a record
         # shows once final (future is None); _began: when a worker last began it
         self._snapshot: Any = None
+        # the flow run record that lists the run, and where (it keeps the snapshot in
+        # the run's place once final, so a final run is freed)
+        self.in_record = None
 
     @property
     def began(self) -> bool:
@@ -197,8 +205,14 @@ class Run(SnapshotReader):
         if call is not None:
             # when a worker took it: the start of a run whose state cannot say (a crash)
             began = self._began if state.started is None and self.phase == BEGAN else None
-            self._snapshot = final_snapshot(call, state, self.upstreams, self._snapshot, began)
+            snap = self._snapshot = final_snapshot(
+                call, state, self.upstreams, self._snapshot, began
+            )
             self._began = None  # its float would outlive the run
+            record = self.in_record
+            if record is not None:
+                self.in_record = None
+                record.settle(self.record_at, self, snap)
         self.future = None
         self.call = None
         self.upstreams = ()
@@ -283,7 +297,7 @@ class Run(SnapshotReader):
         """The run's state type now: the final one, or RUNNING/PENDING (never blocks)."""
         snap = self.snapshot
         if snap is not None:
-            return str(snap[3].value)
+            return str(snap[3])
         return _RUNNING_NAME if self.phase == BEGAN else _PENDING_NAME
 
     def __repr__(self) -> str:
@@ -341,7 +355,8 @@ class RunTable:
         run = Run(call, upstreams, future, payload, self)
         self.live[run] = None
         if record is not None:
-            record.add(run)
+            run.in_record = record
+            run.record_at = record.add(run)
         return run
 
     def accept(
@@ -365,7 +380,8 @@ class RunTable:
         run = Run(call, upstreams, future, payload, self)
         self.live[run] = None
         if record is not None:
-            record.add(run)
+            run.in_record = record
+            run.record_at = record.add(run)
         if upstreams:
             if self.is_native is None and not self.inline:  # _gate's common case
                 run.wait_for(upstreams)
@@ -416,7 +432,11 @@ class RunTable:
             live[run] = None
             runs.append(run)
         if record is not None:
-            record.add_many(runs)
+            at = record.add_many(runs)
+            for run in runs:
+                run.in_record = record
+                run.record_at = at
+                at += 1
         # a new run's future is never None
         futures: list[TaskFuture[Any]] = [r.future for r in runs]  # type: ignore[misc]
         many = self.dispatch_many
