@@ -206,3 +206,37 @@ def test_an_awaited_async_task_is_recorded():
     [run] = state.record.task_runs
     assert run.task_name == "async_add" and run.state_name == "Completed"
     assert run.parameters == {"x": "2", "y": "3"}
+
+
+def _live_runs() -> list[object]:
+    from braid.core.runs import Run
+
+    return [o for o in gc.get_objects() if type(o) is Run]
+
+
+def test_a_final_run_is_freed_and_its_record_still_lists_it():
+    held: list[object] = []
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=2))
+    def many():
+        futures = st.inc.map(range(200))
+        held.extend([futures, st.inc.submit(futures[0])])
+
+    # the futures outlive the flow run (the test holds them): only the record could
+    # keep the runs, and it keeps their snapshots instead (reference counting alone
+    # frees them: the collector is off; runs of earlier tests are left out)
+    before = {id(r) for r in _live_runs()}
+    gc.disable()
+    try:
+        state = many(return_state=True)
+        live = [r for r in _live_runs() if id(r) not in before]
+    finally:
+        gc.enable()
+    futures, chained = held
+    assert futures.result() == list(range(1, 201)) and chained.result() == 2
+    assert live == []
+    record = state.record
+    assert record.counts() == {"COMPLETED": 201}
+    runs = record.task_runs
+    assert len(runs) == 201 and {r.state_type for r in runs} == {"COMPLETED"}
+    assert runs[-1].upstreams == [runs[0].id] and runs[-1].error is None
