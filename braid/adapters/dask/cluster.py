@@ -1,5 +1,6 @@
 """Facts about a Dask cluster the runner checks or asks for: is a scheduler listening,
-can its workers import braid, and where are a flow's tasks now.
+can its workers import braid, and where are a flow's tasks now; and the client the
+runner opens to it.
 
 Shared by :class:`braid.adapters.dask.DaskTaskRunner`; ``task_states`` runs on the
 scheduler (``Client.run_on_scheduler``).
@@ -12,7 +13,15 @@ from typing import Any
 
 from braid import errors
 
-__all__ = ["CONNECT_TIMEOUT", "check_workers_have_braid", "reachable", "task_states"]
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "MESSAGE_LOG",
+    "check_workers_have_braid",
+    "make_cluster",
+    "new_client",
+    "reachable",
+    "task_states",
+]
 
 logger = logging.getLogger("braid.dask")
 
@@ -66,6 +75,76 @@ def reachable(address: str) -> None:
             f"DaskTaskRunner could not reach a Dask scheduler at {address}: "
             f"{type(exc).__name__}: {exc}; start one (`dask scheduler`) or fix the address"
         ) from exc
+
+
+def make_cluster(
+    cluster_class: type | str | None,
+    cluster_kwargs: dict[str, Any],
+    adapt_kwargs: dict[str, Any] | None,
+) -> Any:
+    """Start a cluster of ``cluster_class`` (a class, a dotted path, or None for
+    ``distributed.LocalCluster`` with worker processes) and make it adaptive if asked."""
+    import importlib
+
+    import distributed
+
+    cls = cluster_class
+    if cls is None:
+        cls = distributed.LocalCluster
+    elif isinstance(cls, str):
+        module, _, name = cls.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError) as exc:
+            raise errors.ConfigurationError(
+                f"DaskTaskRunner: cluster_class {cluster_class!r} cannot be imported: {exc}"
+            ) from exc
+    kwargs = dict(cluster_kwargs)
+    if cls is distributed.LocalCluster:
+        # processes give real parallelism and make forwarding logs safe; a private
+        # dashboard port avoids "port 8787 in use" warnings from a second cluster
+        kwargs.setdefault("processes", True)
+        kwargs.setdefault("dashboard_address", "127.0.0.1:0")
+    cluster = cls(**kwargs)
+    if adapt_kwargs is not None:
+        cluster.adapt(**adapt_kwargs)
+    return cluster
+
+
+#: Dask's setting for how many batches of recently sent messages a comm keeps for debugging
+LOG_LENGTH = "distributed.admin.low-level-log-length"
+#: how many such batches a client the runner opens keeps, unless the user set the length
+MESSAGE_LOG = 50
+
+
+def new_client(target: Any, client_kwargs: dict[str, Any]) -> Any:
+    """A ``distributed.Client`` of ``target`` (an address or a cluster) that keeps the last
+    :data:`MESSAGE_LOG` batches of messages it sent to the scheduler, not Dask's 1000.
+
+    Every run is one ``update-graph`` message (~2 kB with its pickled call), and a batch
+    goes every 10 ms: Dask's log kept every run submitted in the last ~10 s alive, ~60 MB
+    of a 100 000-link chain's driver.  A length set in Dask's config is kept.
+    """
+    import dask
+    import distributed
+
+    if dask.config.get(LOG_LENGTH, None) != _dask_default(LOG_LENGTH):
+        return distributed.Client(target, **client_kwargs)
+    with dask.config.set({LOG_LENGTH: MESSAGE_LOG}):
+        return distributed.Client(target, **client_kwargs)
+
+
+def _dask_default(name: str) -> Any:
+    """The value Dask's own defaults give the setting ``name`` (None if none does)."""
+    import dask
+
+    for defaults in dask.config.defaults:
+        node: Any = defaults
+        for part in name.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None:
+            return node
+    return None
 
 
 def task_states(keys: list, dask_scheduler: Any = None) -> dict:

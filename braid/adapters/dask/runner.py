@@ -32,7 +32,6 @@ ends with Dask's ``KilledWorker``, which becomes a CRASHED state with
 from __future__ import annotations
 
 import gc
-import importlib
 import logging
 import threading
 import time
@@ -47,6 +46,8 @@ from braid.adapters.dask import worker
 from braid.adapters.dask.cluster import (
     CONNECT_TIMEOUT,
     check_workers_have_braid,
+    make_cluster,
+    new_client,
     reachable,
     task_states,
 )
@@ -197,10 +198,12 @@ class DaskTaskRunner(TaskRunner):
                 if self.address is not None:
                     reachable(self.address)
                     client_kwargs.setdefault("timeout", CONNECT_TIMEOUT)
-                    self._client = distributed.Client(self.address, **client_kwargs)
+                    self._client = new_client(self.address, client_kwargs)
                 else:
-                    self._cluster = self._make_cluster()
-                    self._client = distributed.Client(self._cluster, **client_kwargs)
+                    self._cluster = make_cluster(
+                        self.cluster_class, self.cluster_kwargs, self.adapt_kwargs
+                    )
+                    self._client = new_client(self._cluster, client_kwargs)
             except errors.ClusterUnreachable:
                 self._close_owned()
                 raise
@@ -230,30 +233,6 @@ class DaskTaskRunner(TaskRunner):
             self._header_topic = self._client.id
             self._inflight = InFlight(self._end)
             self._client.subscribe_topic(self._header_topic, self._on_event)
-
-    def _make_cluster(self) -> Any:
-        cls = self.cluster_class
-        if cls is None:
-            cls = distributed.LocalCluster
-        elif isinstance(cls, str):
-            module, _, name = cls.rpartition(".")
-            try:
-                cls = getattr(importlib.import_module(module), name)
-            except (ImportError, AttributeError) as exc:
-                raise errors.ConfigurationError(
-                    f"DaskTaskRunner: cluster_class {self.cluster_class!r} cannot be "
-                    f"imported: {exc}"
-                ) from exc
-        kwargs = dict(self.cluster_kwargs)
-        if cls is distributed.LocalCluster:
-            # processes give real parallelism and make forwarding logs safe; a private
-            # dashboard port avoids "port 8787 in use" warnings from a second cluster
-            kwargs.setdefault("processes", True)
-            kwargs.setdefault("dashboard_address", "127.0.0.1:0")
-        cluster = cls(**kwargs)
-        if self.adapt_kwargs is not None:
-            cluster.adapt(**self.adapt_kwargs)
-        return cluster
 
     def _log_dashboard(self) -> None:
         try:
