@@ -42,7 +42,8 @@ _allocate_lock = threading.Lock
 _getrandbits = random.getrandbits
 _PENDING = State(StateType.PENDING, "Pending", "", None, 0.0)
 _RUNNING = State(StateType.RUNNING, "Running", "", None, 0.0)
-_FINAL = (StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED)
+# a set: a PENDING or RUNNING type is not compared, as a str, with each final one
+_FINAL = frozenset((StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED))
 
 
 class WorkerSlot(Protocol):
@@ -110,7 +111,8 @@ class TaskFuture(Generic[R]):
         self._state: State = _PENDING
         self._done = lock = _allocate_lock()
         lock.acquire()
-        self._callbacks: list[Callable[[TaskFuture[R]], Any]] | None = None
+        # None, the one callback (a chain's link: no list), or a list of them
+        self._callbacks: Any = None
         self.task = task
 
     # -- identity -----------------------------------------------------------------
@@ -176,10 +178,13 @@ class TaskFuture(Generic[R]):
         """Call ``fn(future)`` once the run is final (at once if it already is)."""
         with _finish_lock:
             if self._state.type not in _FINAL:
-                if self._callbacks is None:
-                    self._callbacks = [fn]
+                callbacks = self._callbacks
+                if callbacks is None:
+                    self._callbacks = fn
+                elif type(callbacks) is list:
+                    callbacks.append(fn)
                 else:
-                    self._callbacks.append(fn)
+                    self._callbacks = [callbacks, fn]
                 return
         fn(self)
 
@@ -187,11 +192,13 @@ class TaskFuture(Generic[R]):
         """Forget ``fn`` if it has not run yet (a waiter that gave up)."""
         with _finish_lock:
             callbacks = self._callbacks
-            if callbacks is not None:
+            if type(callbacks) is list:
                 try:
                     callbacks.remove(fn)
                 except ValueError:
                     pass
+            elif callbacks is not None and callbacks == fn:
+                self._callbacks = None
 
     # -- runner side (the run table calls these; see braid.core.runs) ------------------
     def set_running(self) -> None:
@@ -222,8 +229,8 @@ class TaskFuture(Generic[R]):
             self._name = state.task_run_name
         # callbacks first: whoever waited on the future sees them done (a callback that
         # waits on this future returns at once, since the state is already final)
-        if callbacks:
-            for fn in callbacks:
+        if callbacks is not None:
+            for fn in callbacks if type(callbacks) is list else (callbacks,):
                 try:
                     fn(self)
                 except BaseException:  # a callback's failure must not stop the others

@@ -258,6 +258,8 @@ _RUN_ID, _TASK_NAME, _NAME, _TYPE, _STATE_NAME, _START, _END, _WHERE, _MESSAGE =
 _ARGS, _NAMES, _KWARGS, _UPSTREAMS, _EARLIER, _FAILURE = range(9, 15)
 _COMPLETED = StateType.COMPLETED
 _COMPLETED_NAME = _COMPLETED.value
+#: each state type's value (``.value`` is a Python-level descriptor: slow on every run)
+_TYPE_NAMES = {t: t.value for t in StateType}
 _CANCELLED = StateType.CANCELLED
 _CRASHED = StateType.CRASHED
 _UPSTREAM_FAILED = "UpstreamFailed"  # did not run: the upstream's record has the traceback
@@ -295,7 +297,7 @@ def final_snapshot(
         call.run_id,
         task.name,
         state.task_run_name or call.run_name,
-        t.value,  # a str, not the enum: a snapshot of plain values is not GC-tracked
+        _TYPE_NAMES[t],  # a str, not the enum: a snapshot of plain values is not GC-tracked
         state.name,
         began if started is None and t is _CRASHED else started,
         state.timestamp_seconds,

@@ -160,7 +160,7 @@ class Run(SnapshotReader):
         try:
             return run_task(
                 call,
-                [u.state for u in ups] if ups else None,
+                None if not ups else [ups[0].state] if len(ups) == 1 else [u.state for u in ups],
                 nested_runner,
                 self._table.reschedules,
                 on_start,

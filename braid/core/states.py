@@ -50,6 +50,10 @@ class StateType(str, enum.Enum):
     CRASHED = "CRASHED"
     CANCELLED = "CANCELLED"
 
+    # the hash of the value, in C: equal to a plain string's as equality already is, and
+    # no Python call per set or dict look-up (Enum's own __hash__ is Python code)
+    __hash__ = str.__hash__
+
 
 _FINAL = frozenset({StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED})
 _time = time.time
