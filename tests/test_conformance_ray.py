@@ -1,7 +1,8 @@
 """The conformance suite on RayTaskRunner, against one local Ray started once for this file:
 as it comes, and with every run that may share a Ray task sharing one
-(``braid.adapters.ray.remotes.PER_CPU = 0``: a map's runs go in batches however few, and
-every eligible submit waits to join others), so every semantic holds batched too.
+(``braid.adapters.ray.remotes.PER_CPU = 0``: a map's runs go in batches however few,
+every eligible submit waits to join others, and a run whose upstream waits so joins
+its upstream's batch, as a chain's links do), so every semantic holds batched too.
 
 The runner finds Ray already initialised, so it uses it and leaves it running: the
 file's fixture owns it and shuts it down at the end.

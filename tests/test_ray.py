@@ -561,8 +561,8 @@ def test_a_shared_ray_task_lost_with_its_worker_is_rerun_or_crashes_each_run(con
 
 def test_submits_that_queue_up_share_ray_tasks_and_feed_downstream_runs(connected):
     # more live runs than 4 per CPU: the next submits wait a moment to share a Ray task;
-    # a run held so is sent at once when a downstream run takes its result, which then
-    # travels worker to worker (the downstream gets the Ray object, not the state)
+    # a downstream run joins its held upstream's task, or takes its Ray object worker to
+    # worker once it is sent (either way Ray, not the driver, passes the result on)
     @flow(task_runner=RayTaskRunner())
     def body():
         first = [st.inc.submit(i) for i in range(200)]

@@ -56,6 +56,7 @@ class RayTaskFuture(TaskFuture):
         "native_slots",
         "session",
         "index",
+        "held",
     )
 
     def __init__(self, task: Any, name: str | None, run_id: int) -> None:
@@ -76,6 +77,9 @@ class RayTaskFuture(TaskFuture):
         #: its place in the header list of a Ray task it shares with other runs (None:
         #: the header ref is its own)
         self.index: int | None = None
+        #: the pending batch (``braid.adapters.ray.batching``) holding the run before
+        #: it is sent, else None
+        self.held: Any = None
 
     # -- runner side ------------------------------------------------------------------
     def attach(

@@ -15,9 +15,16 @@ from typing import Any
 
 from braid import errors
 from braid.core import resources as core_resources
+from braid.core.calls import TaskCall
 from braid.core.resources import ResourceHints
 
-__all__ = ["remote_options", "ray_options", "current_max_retries", "current_ray_options"]
+__all__ = [
+    "check_resources",
+    "remote_options",
+    "ray_options",
+    "current_max_retries",
+    "current_ray_options",
+]
 
 # Ray's own names for the resources remote_options takes as keywords; as custom
 # resource names they would be refused by Ray at submit, far from the mistake.
@@ -121,3 +128,31 @@ def ray_options(hints: ResourceHints | None) -> dict[str, Any]:
     if hints.custom:
         out["resources"] = dict(hints.custom)
     return out
+
+
+def check_resources(call: TaskCall) -> None:
+    """Refuse, at submit, resources no node of the Ray cluster has (Ray would keep the
+    task pending forever)."""
+    hints = (call.extra or {}).get("resources")
+    if hints is None:
+        return
+    wanted = {
+        k: v for k, v in (("CPU", hints.cpus), ("GPU", hints.gpus), ("memory", hints.memory)) if v
+    }
+    wanted.update({k: v for k, v in hints.custom.items() if v})
+    if not wanted:
+        return
+    import ray
+
+    try:
+        offered = ray.cluster_resources()
+    except Exception:  # noqa: BLE001 - unknown: let Ray judge
+        return
+    missing = {k: v for k, v in wanted.items() if offered.get(k, 0) < v}
+    if missing:
+        raise errors.ConfigurationError(
+            f"task {call.task.name!r} asks for Ray resources {wanted}, but the cluster "
+            f"has { ({k: offered.get(k, 0) for k in wanted}) } in all (missing {missing}); "
+            f"start nodes with them (`ray start --num-gpus=1`, `--resources='{{...}}'`) "
+            f"or ask for less"
+        )

@@ -13,10 +13,12 @@ from braid import errors
 from braid.adapters.ray.future import RayTaskFuture
 from braid.core.calls import TaskCall
 from braid.core.context import default_run_name
+from braid.core.futures import TaskFuture
+from braid.core.runner import Run
 from braid.core.serialization import loads
 from braid.core.states import Crashed, DeferredState, Failed, State
 
-__all__ = ["ray_name", "failure_state", "read_header"]
+__all__ = ["ray_name", "failure_state", "native_ref", "read_header", "refuse"]
 
 _log = logging.getLogger("braid")
 
@@ -56,6 +58,26 @@ def failure_state(exc: BaseException, call: TaskCall) -> State:
         err = errors.WorkerLost(message)
     err.__cause__ = cause
     return Crashed(err, message)
+
+
+def refuse(run: Run, exc: BaseException) -> None:
+    """End ``run`` CRASHED because Ray would not take its task (``exc`` says why)."""
+    if run.call is None:
+        return
+    message = f"Ray refused task run {ray_name(run.call)!r}: {type(exc).__name__}: {exc}"
+    crash = errors.Crash(message)
+    crash.__cause__ = exc
+    run.finish(Crashed(crash, message))
+
+
+def native_ref(u: TaskFuture, session: Any) -> Any:
+    """The ObjectRef a downstream Ray task can take for upstream ``u`` (its result), or
+    None: not a Ray run, or one of an earlier Ray connection (its ref is dead; the run's
+    State is passed instead, its result read here if it was read before, else it fails
+    by name)."""
+    if isinstance(u, RayTaskFuture) and u.session == session:
+        return u.data_ref
+    return None
 
 
 # -- reading a run's header ------------------------------------------------------------

@@ -15,12 +15,15 @@ many items hands its ready runs to ``RayTaskRunner.dispatch_many``, which puts u
                                       a lost one is rebuilt by lineage (the batch runs
                                       again, as Ray re-runs any task)
 
-Only runs without upstreams and without a time limit the driver watches go in
-batches (a watched run is cancelled on its own), and only when there are at least
-``PER_CPU`` batches per CPU of the cluster, so the cluster stays as busy as with
-one task per run.  A lost worker makes Ray re-run the whole batch (its finished runs
-too: their side effects repeat, as with any Ray re-run); a batch Ray gives up on ends
-each of its runs CRASHED with ``WorkerLost``, named.
+Submits that queue up and a chain's links share Ray tasks the same way
+(:mod:`braid.adapters.ray.batching`): ``execute_many`` then also takes the batch's
+upstream objects and a plan saying which run takes which, a run whose upstream ran
+before it in the batch getting that upstream's payload on the worker.  Runs with a
+time limit the driver watches never share (a watched run is cancelled on its own).
+A lost worker makes Ray re-run the whole batch (its finished runs too: their side
+effects repeat, as with any Ray re-run); a batch Ray gives up on ends each of its
+runs CRASHED with ``WorkerLost``, named, except runs whose upstream in the batch was
+lost, which end ``UpstreamFailed`` as downstream runs of a lost run do.
 """
 
 from __future__ import annotations

@@ -32,9 +32,10 @@ How a call travels::
                                       upstream's State so the engine decides
                                       (UpstreamFailed, or allow_failure)
 
-A ``.map()`` big enough for the cluster (at least 4 Ray tasks per CPU) puts up to 16
-of its runs in one Ray task (``dispatch_many``, :mod:`braid.adapters.ray.remotes`):
-one list of headers comes back for them, and one result object per run.
+Runs that would only queue in Ray share Ray tasks, up to 16 in one (a big ``.map()``,
+submits made while runs queue up, a chain's next links joining their upstream's task;
+:mod:`braid.adapters.ray.batching`): one list of headers comes back for them, and one
+result object per run.
 
 Retries of task exceptions, time-outs, naming and failure propagation all happen in
 the engine on the worker.  System failures are Ray's: a Ray task lost with its worker
@@ -65,8 +66,8 @@ from braid.adapters.ray import logstream, remotes, worker
 from braid.adapters.ray.batching import Batcher
 from braid.adapters.ray.connection import ray_use
 from braid.adapters.ray.future import RayTaskFuture
-from braid.adapters.ray.options import current_max_retries, current_ray_options
-from braid.adapters.ray.outcomes import failure_state, ray_name, read_header
+from braid.adapters.ray.options import check_resources, current_max_retries, current_ray_options
+from braid.adapters.ray.outcomes import failure_state, native_ref, ray_name, read_header, refuse
 from braid.adapters.ray.remotes import DEFAULT_MAX_RETRIES
 from braid.adapters.ray.starts import StartWatch
 from braid.core import logs
@@ -275,7 +276,7 @@ class RayTaskRunner(TaskRunner):
     def check_call(self, call: TaskCall) -> None:
         """Refuse resources the cluster lacks; keep the submitting code's
         ``remote_options(max_retries=...)`` with the call."""
-        self._check_resources(call)
+        check_resources(call)
         retries = current_max_retries()
         if retries is not None:
             call.extra = {**(call.extra or {}), "ray_max_retries": retries}
@@ -290,38 +291,16 @@ class RayTaskRunner(TaskRunner):
 
         return RayLimits()
 
-    def _check_resources(self, call: TaskCall) -> None:
-        """Refuse, at submit, resources no node of the Ray cluster has (Ray would keep the
-        task pending forever)."""
-        hints = (call.extra or {}).get("resources")
-        if hints is None:
-            return
-        wanted = {
-            k: v
-            for k, v in (("CPU", hints.cpus), ("GPU", hints.gpus), ("memory", hints.memory))
-            if v
-        }
-        wanted.update({k: v for k, v in hints.custom.items() if v})
-        if not wanted:
-            return
-        try:
-            offered = ray.cluster_resources()
-        except Exception:  # noqa: BLE001 - unknown: let Ray judge
-            return
-        missing = {k: v for k, v in wanted.items() if offered.get(k, 0) < v}
-        if missing:
-            raise errors.ConfigurationError(
-                f"task {call.task.name!r} asks for Ray resources {wanted}, but the cluster "
-                f"has { ({k: offered.get(k, 0) for k in wanted}) } in all (missing {missing}); "
-                f"start nodes with them (`ray start --num-gpus=1`, `--resources='{{...}}'`) "
-                f"or ask for less"
-            )
-
     def is_native(self, future: TaskFuture) -> bool:
-        """Whether Ray itself waits for ``future`` (a run of Ray with a live data ref)."""
+        """Whether Ray itself waits for ``future`` (a run of Ray with a live data ref, or
+        held in one of this runner's pending batches, which its downstream joins or has
+        sent first)."""
         if isinstance(future, RayTaskFuture) and future.ref is None:
-            self._batcher.send_holding(future)  # held for a batch: its data ref, now
-        return _native_ref(future, self._session) is not None
+            batch = future.held
+            if batch is not None and batch.owner is self._batcher:
+                return True
+            self._batcher.send_held(future)  # another runner's batch: its data ref, now
+        return native_ref(future, self._session) is not None
 
     def dispatch(self, run: Run, replaced: Mapping[int, State] | None = None) -> None:
         """Hand ``run`` to Ray, alone or sharing a Ray task with the next submits when
@@ -346,10 +325,18 @@ class RayTaskRunner(TaskRunner):
         table = self._table
         return len(table.live) if table is not None else 0
 
-    def send_batch(self, key: tuple, runs: list[Run]) -> None:
-        """One Ray task for ``runs`` (of the task named ``key[0]``, with hints ``key[1]``
-        and ``key[2]`` retries): one list of headers, one result object per run."""
-        self._dispatch_batch(key[0], key[1], key[2], runs)
+    @property
+    def session(self) -> Any:
+        """The Ray connection of this start (refs of another one are dead)."""
+        return self._session
+
+    def outcome_handler(self, run: Run, batch_upstreams: tuple = ()) -> Any:
+        """What the header ref of ``run`` calls when it is ready; ``batch_upstreams``:
+        the futures whose Ray objects the run's batch took (a batch they fail for
+        another run's sake is sent again, see ``_recover``)."""
+        if batch_upstreams:
+            return _BatchOutcome(self, run, batch_upstreams)
+        return _Outcome(self, run)
 
     def send_one(self, run: Run, replaced: Mapping[int, State] | None = None) -> None:
         """Hand ``run`` to Ray: upstream refs as arguments, other upstreams as States."""
@@ -360,7 +347,9 @@ class RayTaskRunner(TaskRunner):
         args: list[Any] = []
         native: list[int] = []
         for i, u in enumerate(run.upstreams):
-            ref = None if replaced and i in replaced else _native_ref(u, self._session)
+            if isinstance(u, RayTaskFuture) and u.held is not None:
+                self._batcher.send_held(u)  # its Ray object, before this run takes it
+            ref = None if replaced and i in replaced else native_ref(u, self._session)
             if ref is not None:
                 args.append(ref)
                 native.append(i)
@@ -374,7 +363,7 @@ class RayTaskRunner(TaskRunner):
                 call.task.name, hints, retries, extra.get("ray_options")
             ).remote(run.payload, logs.driver_level(), *args, **self._watch(run))
         except Exception as exc:  # noqa: BLE001 - e.g. invalid resources, Ray gone away
-            _refused(run, exc)
+            refuse(run, exc)
             return
         future.native_slots = native
         future.attach(header_ref, data_ref, _Outcome(self, run))
@@ -385,26 +374,7 @@ class RayTaskRunner(TaskRunner):
         :mod:`braid.adapters.ray.batching`); the others go one by one."""
         self._batcher.dispatch_many(runs)
 
-    def _dispatch_batch(self, name: str, hints: Any, retries: int, runs: list[Run]) -> None:
-        """One Ray task for ``runs``: one list of headers, one result object per run."""
-        try:
-            refs = remotes.remote_batch(name, hints, retries, len(runs)).remote(
-                [run.payload for run in runs], logs.driver_level()
-            )
-        except Exception as exc:  # noqa: BLE001 - e.g. invalid resources, Ray gone away
-            for run in runs:
-                _refused(run, exc)
-            return
-        futures: list[RayTaskFuture] = []
-        for run in runs:
-            assert isinstance(run.future, RayTaskFuture)
-            run.future.native_slots = []
-            futures.append(run.future)
-        RayTaskFuture.attach_shared(
-            futures, refs[0], list(refs[1:]), [_Outcome(self, run) for run in runs]
-        )
-
-    def settle(self, run: Run, ref: Any, outcome: Any) -> None:
+    def settle(self, run: Run, ref: Any, outcome: Any, batch_upstreams: tuple = ()) -> None:
         """Take the outcome of header ``ref`` (a header or a Ray error) unless stale or late."""
         future = run.future
         if not isinstance(future, RayTaskFuture):
@@ -417,7 +387,7 @@ class RayTaskRunner(TaskRunner):
         try:
             outcome = future.own_header(outcome)
             if isinstance(outcome, BaseException):
-                self._ray_error(run, outcome)
+                self._ray_error(run, outcome, batch_upstreams)
                 return
             state, records = read_header(outcome, future)
             # replayed now, not when someone reads the result: unread runs log too
@@ -480,53 +450,55 @@ class RayTaskRunner(TaskRunner):
                 pass
 
     # -- Ray errors -------------------------------------------------------------------
-    def _ray_error(self, run: Run, exc: BaseException) -> None:
-        """A run's ref holds a Ray error: its worker died, or an upstream's did."""
+    def _ray_error(self, run: Run, exc: BaseException, batch_upstreams: tuple = ()) -> None:
+        """A run's ref holds a Ray error: its worker died, or an upstream's did (its own,
+        or, in a batch, another run's: ``batch_upstreams``)."""
         future = run.future
         assert isinstance(future, RayTaskFuture) and run.call is not None
         if run in self._abandoning:
             return
         if self._stopping:  # abandoning: the run table ends every run (cancel, crash)
             return
-        if future.native_slots:
+        if future.native_slots or batch_upstreams:
             future.detach()
             threading.Thread(
-                target=self._recover, args=(run, exc), daemon=True, name="braid-ray-recover"
+                target=self._recover,
+                args=(run, exc, batch_upstreams),
+                daemon=True,
+                name="braid-ray-recover",
             ).start()
             return
         run.finish(failure_state(exc, run.call))
 
-    def _recover(self, run: Run, exc: BaseException) -> None:
+    def _recover(self, run: Run, exc: BaseException, batch_upstreams: tuple = ()) -> None:
         """Run again with the States of upstreams whose worker died, or report the crash.
 
         Ray fails a task whose argument is an error without running it; the engine,
         given that upstream's CRASHED state, decides what braid promises instead
-        (UpstreamFailed, or the exception under ``allow_failure``).
+        (UpstreamFailed, or the exception under ``allow_failure``).  An upstream in the
+        same batch counts as one (it ends first, by the same rule).  A batched run none
+        of whose upstreams broke, in a batch that never ran because another run's
+        upstream broke, is sent again alone.
         """
         broken: dict[int, State] = {}
         future = run.future
         slots = future.native_slots if isinstance(future, RayTaskFuture) else []
         for i in slots:
-            u = run.upstreams[i]
-            TaskFuture.wait(u)  # the lock, not ray.get: the ref may be the errored one
-            # an upstream that crashed, or whose own upstream failed: Ray passes its error
-            # on, and the engine turns its State into UpstreamFailed
-            if _native_ref(u, self._session) is None or not u.state.is_completed():
-                broken[i] = u.state
+            if self._broke(run.upstreams[i]):
+                broken[i] = run.upstreams[i].state
         if broken:
             self.dispatch(run, broken)
+        elif any([self._broke(u) for u in batch_upstreams]):
+            self.dispatch(run, {})
         elif run.call is not None:
             run.finish(failure_state(exc, run.call))
 
-
-def _refused(run: Run, exc: BaseException) -> None:
-    """End ``run`` CRASHED because Ray would not take its task (``exc`` says why)."""
-    if run.call is None:
-        return
-    message = f"Ray refused task run {ray_name(run.call)!r}: {type(exc).__name__}: {exc}"
-    crash = errors.Crash(message)
-    crash.__cause__ = exc
-    run.finish(Crashed(crash, message))
+    def _broke(self, u: TaskFuture) -> bool:
+        """Wait for upstream ``u``; whether it ended without a result in Ray."""
+        TaskFuture.wait(u)  # the lock, not ray.get: the ref may be the errored one
+        # an upstream that crashed, or whose own upstream failed: Ray passes its error
+        # on, and the engine turns its State into UpstreamFailed
+        return native_ref(u, self._session) is None or not u.state.is_completed()
 
 
 def _key(run: Run) -> str:
@@ -561,14 +533,17 @@ class _Outcome:
         self.runner.settle(self.run, ref, outcome)
 
 
-def _native_ref(u: TaskFuture, session: Any) -> Any:
-    """The ObjectRef a downstream Ray task can take for upstream ``u`` (its result), or
-    None: not a Ray run, or one of an earlier Ray connection (its ref is dead; the run's
-    State is passed instead, its result read here if it was read before, else it fails
-    by name)."""
-    if isinstance(u, RayTaskFuture) and u.session == session:
-        return u.data_ref
-    return None
+class _BatchOutcome(_Outcome):
+    """As :class:`_Outcome`, for a run of a batch that took upstreams' Ray objects."""
+
+    __slots__ = ("upstreams",)
+
+    def __init__(self, runner: RayTaskRunner, run: Run, upstreams: tuple) -> None:
+        super().__init__(runner, run)
+        self.upstreams = upstreams
+
+    def __call__(self, ref: Any, outcome: Any) -> None:
+        self.runner.settle(self.run, ref, outcome, self.upstreams)
 
 
 def _session_token() -> tuple[str, str, str]:

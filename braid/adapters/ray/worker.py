@@ -14,8 +14,9 @@ Each braid task run is one Ray task with two return objects::
                    it as an argument (worker to worker); the driver fetches it only
                    when something reads the result
 
-Runs of a ``.map()`` may share one Ray task (``execute_many``, see
-``braid.adapters.ray.batches``): one list of headers, then one payload per run.
+Runs may share one Ray task (``execute_many``, see ``braid.adapters.ray.batching``):
+one list of headers, then one payload per run; a run whose upstream ran before it in
+the same task is given that upstream's payload from here.
 
 While a task waits on several futures (``braid.wait``/``as_completed``), the hook
 installed here waits in ``ray.wait`` on their header refs, which gives the task's
@@ -74,17 +75,30 @@ def execute(
     return _header(state, payload, records), payload
 
 
-def execute_many(calls: list[bytes], log_level: int) -> tuple[Any, ...]:
-    """Run several calls (runs of one ``.map()``) one after another; return their headers
-    (one list: the driver's only object) followed by each run's pickled final State."""
+def execute_many(
+    calls: list[bytes],
+    log_level: int,
+    *upstreams: Any,
+    plan: list[list[int]] | None = None,
+) -> tuple[Any, ...]:
+    """Run several calls one after another, in order; return their headers (one list:
+    the driver's only object) followed by each run's pickled final State.
+
+    ``plan[n]`` (None: no run has upstreams) gives run ``n``'s upstreams in slot order:
+    ``j >= 0`` is ``upstreams[j]`` (a payload Ray resolved, or a State), ``j < 0`` the
+    pickled final State of run ``-j - 1`` of this batch, which ran before it here.
+    """
     previous = getattr(worker_slot, "hook", None)
     worker_slot.hook = RAY_WAIT
     _name_lane()
     headers: list[Header] = []
     payloads: list[bytes] = []
     try:
-        for call_bytes in calls:
-            state, payload, records = _run(call_bytes, (), log_level)
+        for n, call_bytes in enumerate(calls):
+            ups: tuple = ()
+            if plan is not None and plan[n]:
+                ups = tuple(upstreams[j] if j >= 0 else payloads[-j - 1] for j in plan[n])
+            state, payload, records = _run(call_bytes, ups, log_level)
             headers.append(_header(state, payload, records))
             payloads.append(payload)
     finally:
