@@ -357,10 +357,13 @@ def run_task(
     run ``call.next_attempt()`` later without holding a worker; otherwise the engine
     sleeps and retries in place.
     """
-    prepared = _prepare(call, upstream_states)
-    if isinstance(prepared, State):
-        return _final(prepared, None, call)
-    args, kwargs = prepared
+    if not call.resolve:  # no upstream values to put in place: _prepare's first case
+        args, kwargs = call.args, call.kwargs
+    else:
+        prepared = _prepare(call, upstream_states)
+        if isinstance(prepared, State):
+            return _final(prepared, None, call)
+        args, kwargs = prepared
     try:
         ctx, token = _enter_context(call, args, kwargs, nested_runner, on_start)
     except Exception as exc:
@@ -533,10 +536,13 @@ async def run_task_async(
     """
     import asyncio
 
-    prepared = _prepare(call, upstream_states)
-    if isinstance(prepared, State):
-        return _final(prepared, None, call)
-    args, kwargs = prepared
+    if not call.resolve:  # no upstream values to put in place: _prepare's first case
+        args, kwargs = call.args, call.kwargs
+    else:
+        prepared = _prepare(call, upstream_states)
+        if isinstance(prepared, State):
+            return _final(prepared, None, call)
+        args, kwargs = prepared
     try:
         ctx, token = _enter_context(call, args, kwargs, nested_runner, None)
     except Exception as exc:

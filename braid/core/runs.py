@@ -78,7 +78,7 @@ class Run(SnapshotReader):
         "payload",
         "phase",
         "_table",
-        "_n",
+        "gate_count",
         "_countdown",
         "_snapshot",
         "_began",
@@ -88,6 +88,8 @@ class Run(SnapshotReader):
     #: the flow run record listing the run (until final) and the run's place in it
     in_record: FlowRunRecord | None
     record_at: int
+    #: how many upstreams the run waits for (it is sent when the last one is final)
+    gate_count: int
 
     def __init__(
         self,
@@ -227,7 +229,7 @@ class Run(SnapshotReader):
 
     def __call__(self, _upstream: TaskFuture[Any]) -> None:
         """The done-callback this run puts on its upstreams: the last one sends it."""
-        if self._n == 1 or next(self._countdown) == self._n:
+        if self.gate_count == 1 or next(self._countdown) == self.gate_count:
             table = self._table
             if table.cancel_reason is not None or table.limits is not None:
                 table.send(self)
@@ -244,15 +246,15 @@ class Run(SnapshotReader):
             if upstreams[0].done():
                 self._table.send(self)
                 return
-            self._n = 1
+            self.gate_count = 1
             upstreams[0].add_done_callback(self)
             return
         pending = [f for f in upstreams if not f.done()]
         if not pending:
             self._table.send(self)
             return
-        self._n = len(pending)
-        self._countdown = itertools.count(1)  # next() is atomic: one call sees _n
+        self.gate_count = len(pending)
+        self._countdown = itertools.count(1)  # next() is atomic: one call sees gate_count
         for f in pending:
             f.add_done_callback(self)
 
@@ -384,7 +386,11 @@ class RunTable:
             run.record_at = record.add(run)
         if upstreams:
             if self.is_native is None and not self.inline:  # _gate's common case
-                run.wait_for(upstreams)
+                if len(upstreams) == 1 and not upstreams[0].done():  # a chain's link
+                    run.gate_count = 1
+                    upstreams[0].add_done_callback(run)
+                else:
+                    run.wait_for(upstreams)
             else:
                 self._gate(run)
             return future
