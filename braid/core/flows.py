@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar, cast
 
 from braid import errors
-from braid.core import records
+from braid.core import collector, records
 from braid.core.context import FlowRunInfo, RunContext, current_run, current_tags
 from braid.core.deadlines import call_before_deadline, raise_in_thread
 from braid.core.flowcalls import BoundFlow, type_hints, validate_arguments
@@ -274,6 +274,7 @@ class Flow(HookDecorators, Generic[R]):
             attempt,
         )
         ctx = RunContext(info, None, runner, log_prints, self, params, record)
+        collector.flow_run_began()  # a bad BRAID_GC_THRESHOLD fails here, by name
         token = current_run.set(ctx)
         declared = None
         try:
@@ -287,6 +288,7 @@ class Flow(HookDecorators, Generic[R]):
             if declared is not None:
                 declared.__exit__(None, None, None)
             current_run.reset(token)
+            collector.flow_run_ended()
             raise
         if self.hooks is not None:
             self.hooks.run(self, info, State(StateType.RUNNING))
@@ -518,8 +520,11 @@ class _FlowToken:
 
     def reset(self) -> None:
         current_run.reset(self.run)
-        if self.declared is not None:
-            self.declared.__exit__(None, None, None)
+        try:
+            if self.declared is not None:
+                self.declared.__exit__(None, None, None)
+        finally:
+            collector.flow_run_ended()
 
 
 def _with_record(state: State, record: FlowRunRecord) -> State:
