@@ -1,9 +1,27 @@
 """In-process limits: threads of one process share them.
 
-One lock guards every name; each name has its own condition variable, notified when
-its slots come back.  Decaying slots need no timer: each name keeps the time at which
-everything it gave out will have decayed, and a rate request computes its wait from
-it (see ``rate_delay``).
+One lock guards every name's counts; each name has its own condition variable, notified
+when its slots come back.  Decaying slots need no timer: each name keeps the time at
+which everything it gave out will have decayed, and a rate request computes its wait
+from it (see ``rate_delay``).
+
+A slot nothing contends for is taken and given back without the lock.  Each name is a
+``SlotPool``: a list whose items are free slots already counted out of the limit, so
+that ``pop()`` takes one and ``append()`` gives one back, each atomic under the GIL::
+
+    held (under the lock) = slots of acquire() tokens + slots out in the pool's circle
+    the pool's circle     = its items (free) + slots popped from it and not yet back
+    take()    pop()  -- IndexError -->  the lock: no one waiting, room left?  held += k,
+                                        k - 1 of them appended (the next takes are free)
+    release() append(), then, if anyone waits, the lock: the items counted off held
+                (settle) and the waiters woken
+    acquire() the lock: waiting += 1, settle, wait until held + occupy <= limit
+
+A waiter counts itself in ``waiting`` and settles, under the lock, before it sleeps; a
+release appends and then reads ``waiting``: either the settle sees the slot, or the
+release sees the waiter and wakes it under the lock.  While anyone waits (and once the
+limits are closed, which counts as a waiter that never leaves) nothing is appended under
+the lock, so every free slot reaches the waiters.
 """
 
 from __future__ import annotations
@@ -23,33 +41,90 @@ from braid.concurrency.backend import (
 )
 from braid.concurrency.limits import Limit, LimitTable
 
-__all__ = ["FreeSlots", "LocalLimits"]
+__all__ = ["SLOT", "FreeSlots", "LocalLimits", "SlotPool"]
+
+#: a free slot in a ``SlotPool`` (any item would do: only their number counts)
+SLOT = 1
+_BATCH = 32  # slots a take that finds the pool empty counts out at once (k above)
+_REFILL = [SLOT] * (_BATCH - 1)
 
 
-class _Name:
-    """One name's counts; every method is called with the limits' lock held."""
+class SlotPool(list[int]):
+    """One name's counts in a ``LocalLimits``; its items are free slots anyone may take
+    without the lock (``pop()``: ``IndexError`` when none, then call ``take()``) and give
+    back (``append(SLOT)``, then ``wake()`` if ``waiting``); every attribute is changed
+    with the limits' lock held."""
 
-    __slots__ = ("limit", "held", "tokens", "waiting", "tat", "ready", "closed", "returned")
+    __slots__ = ("limit", "held", "tokens", "waiting", "tat", "ready", "closed", "lock")
 
     def __init__(self, limit: Limit, lock: threading.Lock) -> None:
+        super().__init__()
         self.closed = False
         self.limit = limit
+        #: slots counted out of the limit: acquire()'s tokens and the pool's circle
         self.held = 0
         self.tokens: dict[int, int] = {}
+        #: threads waiting for slots in acquire() (+1 once closed: see the module)
         self.waiting = 0
         self.tat = 0.0
+        self.lock = lock
         self.ready = threading.Condition(lock)
-        #: slots given back by FreeSlots.release without the lock (one item each), while
-        #: no one waited: counted off ``held`` by the next holder of the lock
-        self.returned: list[int] = []
+
+    def take(self) -> bool:
+        """Hold one slot if one is free now and no one waits for it (True), else hold
+        nothing (False: the caller waits in line)."""
+        if not self.waiting:
+            try:
+                self.pop()
+                return True
+            except IndexError:
+                pass
+        with self.lock:
+            return self.take_counted()
+
+    def take_counted(self) -> bool:
+        """``take()`` with the lock held: a free item, else room counted out of the limit
+        (and up to ``_BATCH - 1`` more slots put in the pool for the next takes)."""
+        if self.waiting or self.closed:
+            return False
+        try:
+            self.pop()  # given back since the caller looked
+            return True
+        except IndexError:
+            pass
+        room = self.limit.limit - self.held
+        if room <= 0:
+            return False
+        if room > _BATCH:
+            room = _BATCH
+        self.held += room
+        if room > 1:
+            self.extend(_REFILL[: room - 1])
+        return True
+
+    def release(self) -> None:
+        """Give back the slot one successful ``take()`` held (without the lock while no one
+        waits for one)."""
+        self.append(SLOT)
+        if self.waiting:
+            self.wake()
+
+    def wake(self) -> None:
+        """Count the free slots off ``held`` and wake the waiters (a slot was given back
+        while someone waits)."""
+        with self.lock:
+            self.settle()
+            self.ready.notify_all()
 
     def settle(self) -> int:
-        """Count the slots given back without the lock off ``held``; return ``held``."""
-        returned = self.returned
-        if returned:
-            n = len(returned)
-            del returned[:n]  # appends made meanwhile stay, at the end
-            self.held -= n
+        """Count the free slots off ``held`` (with the lock held); return ``held``."""
+        pop = self.pop
+        while self:
+            try:
+                pop()  # one by one: a taker without the lock may pop meanwhile
+            except IndexError:
+                break
+            self.held -= 1
         return self.held
 
     def idle(self, now: float) -> bool:
@@ -65,7 +140,7 @@ class LocalLimits:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._names: dict[str, _Name] = {}
+        self._names: dict[str, SlotPool] = {}
         self._tokens = itertools.count(1)
         self._closed = False
         self._key = (uuid.uuid4().hex,)
@@ -75,10 +150,10 @@ class LocalLimits:
         """Return a handle usable in this process only (threads of a thread pool)."""
         return LimitsHandle(self.kind, self._key, limits)
 
-    def _name(self, name: str, limit: Limit) -> _Name:
+    def _name(self, name: str, limit: Limit) -> SlotPool:
         state = self._names.get(name)
         if state is None:
-            state = self._names[name] = _Name(limit, self._lock)
+            state = self._names[name] = SlotPool(limit, self._lock)
         elif state.limit is not limit and state.limit != limit:
             if not state.idle(time.monotonic()):
                 raise errors.LimitRedeclared(
@@ -156,7 +231,10 @@ class LocalLimits:
         with self._lock:
             self._closed = True
             for state in self._names.values():
-                state.closed = True
+                if not state.closed:
+                    state.closed = True
+                    state.waiting += 1  # slots given back from now on are settled at once
+                    state.settle()
                 state.ready.notify_all()
         unregister_backend(self.kind, self._key, self)
 
@@ -165,46 +243,33 @@ class FreeSlots:
     """One slot of each of some names of a ``LocalLimits``, counted without a token:
     ``take()`` holds them if every one is free now and no one waits for it (True), else
     holds nothing (False, and the caller waits in line); ``release()`` gives back what one
-    successful ``take()`` held, and the caller calls it exactly once per take."""
+    successful ``take()`` held, and the caller calls it exactly once per take.
 
-    __slots__ = ("_lock", "_states", "_one")
+    ``pool`` is the name's ``SlotPool`` when there is one name (its ``take()`` and
+    ``release()`` are these), else None."""
 
-    def __init__(self, lock: threading.Lock, states: list[_Name]) -> None:
+    __slots__ = ("_lock", "_pools", "pool")
+
+    def __init__(self, lock: threading.Lock, pools: list[SlotPool]) -> None:
         self._lock = lock
-        self._states = states
-        self._one = states[0] if len(states) == 1 else None
+        self._pools = pools
+        self.pool = pools[0] if len(pools) == 1 else None
 
     def take(self) -> bool:
         """Hold one slot of every name now, or nothing (see the class)."""
-        one = self._one
-        with self._lock:
-            if one is not None:  # one tag: the common case, written out
-                if one.returned:
-                    one.settle()
-                if one.waiting or one.closed or one.held >= one.limit.limit:
+        if self.pool is not None:
+            return self.pool.take()
+        taken: list[SlotPool] = []
+        with self._lock:  # no waiter can come while it is held: nothing to wake below
+            for pool in self._pools:
+                if not pool.take_counted():
+                    for back in taken:
+                        back.append(SLOT)
                     return False
-                one.held += 1
-                return True
-            states = self._states
-            for state in states:
-                if state.waiting or state.closed or state.settle() >= state.limit.limit:
-                    return False
-            for state in states:
-                state.held += 1
-            return True
+                taken.append(pool)
+        return True
 
     def release(self) -> None:
-        """Give back the slots one successful ``take()`` held.
-
-        Without the lock while no one waits for a name: the slot goes on the name's
-        ``returned`` list (an atomic append), counted by the next holder of the lock.  A
-        waiter counts itself in ``waiting`` and then settles, under the lock, before it
-        sleeps; this appends and then reads ``waiting``: either the waiter's settle sees
-        the slot, or this sees the waiter and wakes it under the lock.
-        """
-        for state in self._states:
-            state.returned.append(1)
-            if state.waiting:
-                with self._lock:
-                    state.settle()
-                    state.ready.notify_all()
+        """Give back the slots one successful ``take()`` held."""
+        for pool in self._pools:
+            pool.release()

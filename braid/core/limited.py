@@ -45,6 +45,7 @@ class RunLimits:
     def __init__(self, runner: Any, table: Any) -> None:
         from braid.concurrency import LocalLimits, TagGate
         from braid.concurrency.limits import register_run_limits
+        from braid.concurrency.local import SLOT, SlotPool
 
         if isinstance(runner, ProvidesLimits):
             self.backend = runner.limits_backend()
@@ -67,15 +68,18 @@ class RunLimits:
         if self._flow_run_id is not None:
             register_run_limits(self._flow_run_id, self.backend_handle)
         self.gate = TagGate(self.backend_handle)
-        #: run -> what it holds: a lease, or the ``FreeSlots`` it took one of each
+        #: run -> what it holds: a lease, the ``SlotPool`` of its one tag it took a slot
+        #: of, or the ``FreeSlots`` it took one slot of each
         self.leases: dict[Any, Any] = {}
+        self._pool, self._slot = SlotPool, SLOT
         self._lock = threading.Lock()
         # an in-process backend is asked for a free slot directly, in the sending thread
         self._here: Any = self.backend if getattr(self.backend, "in_process", False) else None
         self._limited: dict[Any, tuple[str, ...]] = {}  # tags -> the limited ones
         self._slots: dict[tuple[str, ...], Any] = {}  # limited tags -> their FreeSlots
-        #: task -> (its limited tags, their FreeSlots or None): for calls without extra tags
-        self._by_task: dict[Any, tuple[tuple[str, ...], Any]] = {}
+        #: task -> (its limited tags, the SlotPool of its one tag or None, the FreeSlots of
+        #: its tags or None): for calls without extra tags
+        self._by_task: dict[Any, tuple[tuple[str, ...], Any, Any]] = {}
 
     @classmethod
     def for_runner(cls, runner: Any) -> RunLimits | None:
@@ -111,37 +115,49 @@ class RunLimits:
     def admit(self, run: Any) -> tuple[str, ...]:
         """Return ``()`` when ``run`` may be dispatched now: its task's tags are not
         limited, or an in-process backend gave it a free slot of each here, in this thread
-        (one look-up and one lock: the uncontended path of every tagged run).  Otherwise
-        return the limited tags, for the caller to wait on with ``when_available``.
-        Raises what declaring the tags does (e.g. a limit of 0)."""
+        (one look-up and, for one tag, one pop from its ``SlotPool`` without a lock: the
+        uncontended path of every tagged run).  Otherwise return the limited tags, for the
+        caller to wait on with ``when_available``.  Raises what declaring the tags does
+        (e.g. a limit of 0)."""
         call = run.call
         if call.extra is None:  # the task's own tags: what they need is known per task
             task = call.task
             try:
-                limited, slots = self._by_task[task]
+                limited, pool, slots = self._by_task[task]
             except KeyError:
-                limited, slots = self._task_entry(task)
+                limited, pool, slots = self._task_entry(task)
         else:
             limited = self._limited_of(call)
             slots = None
             if limited and self._here is not None:
                 slots = self._slots.get(limited) or self._slots_of(limited)
+            pool = None if slots is None else slots.pool
+        if pool is not None:  # one tag counted here: SlotPool.take written out
+            if pool.waiting or self.gate.queued:
+                return limited
+            try:
+                pool.pop()
+            except IndexError:
+                if not pool.take():
+                    return limited
+            self.leases[run] = pool
+            return ()
         if not limited:
             return ()
-        if slots is not None and not self.gate.queued and slots.take():
+        if slots is not None and not self.gate.queued and slots.take():  # several tags
             self.leases[run] = slots
             return ()
         return limited
 
-    def _task_entry(self, task: Any) -> tuple[tuple[str, ...], Any]:
+    def _task_entry(self, task: Any) -> tuple[tuple[str, ...], Any, Any]:
         limited = self.limited(task.tags) if task.tags else ()
         slots = None
         if limited and self._here is not None:
             slots = self._slots.get(limited) or self._slots_of(limited)
         if len(self._by_task) >= _REMEMBERED:  # many tasks (with_options copies)
             self._by_task.clear()
-        self._by_task[task] = (limited, slots)
-        return limited, slots
+        entry = self._by_task[task] = (limited, None if slots is None else slots.pool, slots)
+        return entry
 
     def _limited_of(self, call: Any) -> tuple[str, ...]:
         tags = call.task.tags
@@ -187,7 +203,13 @@ class RunLimits:
     def release(self, run: Any) -> None:
         """Give back the slots ``run`` held, if any (once, however often called)."""
         held = self.leases.pop(run, None)  # atomic: of two callers, one gets it
-        if held is not None:
+        if held is None:
+            return
+        if held.__class__ is self._pool:  # SlotPool.release written out
+            held.append(self._slot)
+            if held.waiting:
+                held.wake()
+        else:
             held.release()
 
     def close(self) -> None:
