@@ -128,6 +128,8 @@ class SlotPool(list[int]):
         return self.held
 
     def idle(self, now: float) -> bool:
+        """Whether nothing is held, no one waits and every decaying slot has decayed (with
+        the lock held): the name may then take another ``Limit``."""
         return not self.settle() and not self.waiting and self.tat <= now
 
 
