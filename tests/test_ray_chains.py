@@ -169,3 +169,26 @@ def test_a_batched_chain_lost_for_good_crashes_its_first_link_by_name(connected,
     with pytest.raises(errors.WorkerLost, match="task run 'logged_link-"):
         first.result()
     assert [s.name for s in rest] == ["UpstreamFailed"] * 7
+
+
+def test_runs_of_a_batch_that_failed_for_another_runs_upstream_run_again_alone(connected, batched):
+    @flow(task_runner=RayTaskRunner(max_retries=0))
+    def body():
+        lost = ct.dies_after.submit(3)
+        lost.wait(0.6)  # sent by now (held at most 0.5 s), and still running
+        a = ct.link.submit(0)
+        b = ct.link.submit(10)  # shares a's batch
+        c = ct.add.submit(a, lost)  # joins them: the batch now waits for ``lost``
+        runs = [lost, a, b, c]
+        for f in runs:
+            f.wait()
+        return quote([f.state for f in runs])
+
+    lost, a, b, c = body().unquote()
+    # ``lost`` took its worker down with it, so Ray failed the batch without running
+    # it: a and b had no part in that and ran again alone; c ends as its upstream says
+    assert lost.is_crashed()
+    with pytest.raises(errors.WorkerLost):
+        lost.result()
+    assert (a.result(), b.result()) == (1, 11)
+    assert c.name == "UpstreamFailed"

@@ -4,6 +4,7 @@ importable on the Ray workers, so defined at module level."""
 from __future__ import annotations
 
 import os
+import time
 
 from braid import task
 
@@ -51,3 +52,16 @@ def logged_link(log: str, marker: str, x: int, kill_at: int) -> int:
             f.write(str(os.getpid()))
         os._exit(1)
     return x + 1
+
+
+@task
+def dies_after(seconds: float) -> int:
+    """Sleep ``seconds``, then kill the worker process running it (never returns)."""
+    time.sleep(seconds)
+    os._exit(1)
+
+
+@task
+def add(x: int, y: int) -> int:
+    """``x + y``."""
+    return x + y

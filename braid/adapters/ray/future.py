@@ -23,6 +23,7 @@ the task's CPU back to Ray while it waits.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -102,18 +103,15 @@ class RayTaskFuture(TaskFuture):
         """Follow one Ray task that runs several runs: ``futures[i]``'s header is item
         ``i`` of the list ``header_ref`` holds, its result ``data_refs[i]``; one callback
         hands the list (or the Ray error) to every handler."""
+        # whoever brings the list first (Ray's callback, or a waiter's ray.get) settles
+        # every run, in order: none is final before an upstream of it in the same task
+        shared = _SharedOutcome(handlers)
         for i, future in enumerate(futures):
             future.data_ref = data_refs[i]
             future.ref = header_ref
-            future.on_outcome = handlers[i]
+            future.on_outcome = shared
             future.index = i
-
-        def ended(cf: Any) -> None:
-            outcome = _outcome(cf)
-            for handler in handlers:
-                handler(header_ref, outcome)
-
-        header_ref.future().add_done_callback(ended)
+        header_ref.future().add_done_callback(lambda cf: shared(header_ref, _outcome(cf)))
 
     def detach(self) -> None:
         """Forget the current Ray task (it failed for Ray's reasons; it may run again)."""
@@ -181,6 +179,22 @@ class RayTaskFuture(TaskFuture):
 
     def __repr__(self) -> str:
         return f"<RayTaskFuture {self.task_run_name or ''} {self.state.name}>"
+
+
+class _SharedOutcome:
+    """The handlers of the runs of one shared Ray task, called in the runs' order, by
+    one thread at a time (a second caller finds them settled)."""
+
+    __slots__ = ("handlers", "lock")
+
+    def __init__(self, handlers: list[Callable[[Any, Any], None]]) -> None:
+        self.handlers = handlers
+        self.lock = threading.RLock()
+
+    def __call__(self, ref: Any, outcome: Any) -> None:
+        with self.lock:
+            for handler in self.handlers:
+                handler(ref, outcome)
 
 
 def _outcome(cf: Any) -> Any:
