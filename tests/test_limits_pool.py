@@ -163,16 +163,16 @@ def test_the_run_tables_inline_path_acquire_and_the_gate_share_one_exact_count()
             else:
                 admitted(run)
 
-    def acquirer() -> None:
+    def acquirer(occupy: int) -> None:
         for _ in range(200):
-            token = backend.acquire(name, declared, 1, 30.0)
+            token = backend.acquire(name, declared, occupy, 30.0)
             if token is None:
-                stranded.append(1)
+                stranded.append(occupy)
                 return
-            inside.hold()
+            inside.hold(occupy)
             backend.release(name, token)
 
-    _run_all(*[sender] * 4, *[acquirer] * 2)
+    _run_all(*[sender] * 4, partial(acquirer, 1), partial(acquirer, limit))  # all slots
     for _ in range(4 * 2000):  # every run got its slot, at once or from the gate
         assert done.acquire(timeout=60)
     assert not stranded and inside.peak == limit and limits.leases == {}
