@@ -74,8 +74,11 @@ def _wait_any_hook() -> Any:
     return getattr(getattr(worker_slot, "hook", None), "wait_any", None)
 
 
-def _blocking_acquire(lock: threading.Lock, timeout: float | None) -> bool:
-    """Acquire ``lock`` (then release it at once), handing a pool slot back while blocked."""
+def _blocking_acquire(lock: threading.Lock | None, timeout: float | None) -> bool:
+    """Acquire ``lock`` (then release it at once), handing a pool slot back while blocked;
+    True at once for None (the run was final when the waiter looked)."""
+    if lock is None:
+        return True
     if lock.acquire(False):
         lock.release()
         return True
@@ -109,8 +112,9 @@ class TaskFuture(Generic[R]):
         self._id = _getrandbits(128) if run_id is None else run_id
         self._name = name
         self._state: State = _PENDING
-        self._done = lock = _allocate_lock()
-        lock.acquire()
+        # the lock waiters block on, made (held) by the first waiter that needs it:
+        # most runs end before anyone waits, and need none (56 bytes each)
+        self._done: Any = None
         # None, the one callback (a chain's link: no list), or a list of them
         self._callbacks: Any = None
         self.task = task
@@ -145,10 +149,23 @@ class TaskFuture(Generic[R]):
         """Whether the run is final."""
         return self._state.type in _FINAL
 
+    def _waiters_lock(self) -> Any:
+        """The held lock ``set_final`` releases, made now if need be; None once final."""
+        with _finish_lock:
+            if self._state.type in _FINAL:
+                return None
+            lock = self._done
+            if lock is None:
+                lock = self._done = _allocate_lock()
+                lock.acquire()
+            return lock
+
     def wait(self, timeout: float | None = None) -> None:
         """Block until the run is final, or until ``timeout`` seconds have passed."""
         if self._state.type not in _FINAL:
-            _blocking_acquire(self._done, timeout)
+            lock = self._waiters_lock()
+            if lock is not None:
+                _blocking_acquire(lock, timeout)
 
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> R:
         """Wait for the run and return its value, or raise its exception.
@@ -156,7 +173,7 @@ class TaskFuture(Generic[R]):
         ``raise_on_failure=False`` returns the exception instead.  If the run is not
         final after ``timeout`` seconds, raise :class:`braid.errors.WaitTimeout`.
         """
-        if self._state.type not in _FINAL and not _blocking_acquire(self._done, timeout):
+        if self._state.type not in _FINAL and not _blocking_acquire(self._waiters_lock(), timeout):
             raise errors.WaitTimeout(
                 f"task run {self._name or self.task_run_id!s} is not final after {timeout} s"
                 f" (state {self._state.name})"
@@ -225,6 +242,7 @@ class TaskFuture(Generic[R]):
             if if_set is not None:
                 if_set()
             callbacks, self._callbacks = self._callbacks, None
+            waiters = self._done
         if self._name is None:
             self._name = state.task_run_name
         # callbacks first: whoever waited on the future sees them done (a callback that
@@ -237,7 +255,8 @@ class TaskFuture(Generic[R]):
                     import logging
 
                     logging.getLogger("braid").exception("done callback %r raised", fn)
-        self._done.release()
+        if waiters is not None:
+            waiters.release()
         return True
 
     def __repr__(self) -> str:
