@@ -137,7 +137,8 @@ class Batcher:
 
     def _offer_downstream(self, run: Run) -> bool:
         ups = run.upstreams
-        held = [u.held for u in ups if isinstance(u, RayTaskFuture) and u.held is not None]
+        # read once: the thread sending a batch clears its runs' ``held``
+        held = [b for u in ups if isinstance(u, RayTaskFuture) and (b := u.held) is not None]
         for batch in held:  # another runner's batch (a nested flow): it sends it now
             if batch.owner is not self:
                 batch.owner.send_batch_of(batch)
@@ -227,8 +228,9 @@ class Batcher:
         runs = [run for run in batch.runs if run.call is not None and run.future is not None]
         for run in runs:
             for u in run.upstreams:
-                if isinstance(u, RayTaskFuture) and u.held is not None and u.held is not batch:
-                    u.held.owner.send_batch_of(u.held)
+                other = u.held if isinstance(u, RayTaskFuture) else None
+                if other is not None and other is not batch:
+                    other.owner.send_batch_of(other)
         try:
             if len(runs) == 1:
                 self._runner.send_one(runs[0])
