@@ -536,13 +536,10 @@ async def run_task_async(
     """
     import asyncio
 
-    if not call.resolve:  # no upstream values to put in place: _prepare's first case
-        args, kwargs = call.args, call.kwargs
-    else:
-        prepared = _prepare(call, upstream_states)
-        if isinstance(prepared, State):
-            return _final(prepared, None, call)
-        args, kwargs = prepared
+    prepared = _prepare(call, upstream_states)
+    if isinstance(prepared, State):
+        return _final(prepared, None, call)
+    args, kwargs = prepared
     try:
         ctx, token = _enter_context(call, args, kwargs, nested_runner, None)
     except Exception as exc:
