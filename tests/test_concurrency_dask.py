@@ -17,7 +17,7 @@ import pytest
 pytest.importorskip("distributed")
 
 import dask  # noqa: E402
-from distributed import Client, LocalCluster  # noqa: E402
+from distributed import Client  # noqa: E402
 
 from braid import errors  # noqa: E402
 from braid.concurrency import (  # noqa: E402
@@ -29,7 +29,7 @@ from braid.concurrency import (  # noqa: E402
 from braid.concurrency.dask_backend import DaskLimits  # noqa: E402
 from braid.concurrency.sync import concurrency  # noqa: E402
 from braid.testing import limit_tasks as lt  # noqa: E402
-from braid.testing.dask_processes import dask_processes
+from braid.testing.dask_processes import dask_processes, local_cluster
 
 pytestmark = pytest.mark.timeout(90)
 #: clock resolution: grants are timed by time.time() in different processes
@@ -44,14 +44,7 @@ FAST_LEASES = {
 def cluster(tmp_path_factory):
     with (
         dask.config.set(FAST_LEASES),
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=2,
-            processes=True,
-            dashboard_address="127.0.0.1:0",
-            silence_logs=logging.ERROR,
-            local_directory=str(tmp_path_factory.mktemp("dask")),
-        ) as cluster,
+        local_cluster(tmp_path_factory.mktemp("dask"), nthreads=2) as cluster,
     ):
         yield cluster
 
@@ -164,14 +157,7 @@ def test_without_braids_routes_on_the_scheduler_dask_routes_are_used(tmp_path, c
     blocked = {"distributed.scheduler.blocked-handlers": ["run_function"], **FAST_LEASES}
     with (
         dask.config.set(blocked),
-        LocalCluster(
-            n_workers=1,
-            threads_per_worker=2,
-            processes=True,
-            dashboard_address="127.0.0.1:0",
-            silence_logs=logging.ERROR,
-            local_directory=str(tmp_path),
-        ) as cluster,
+        local_cluster(tmp_path, workers=1, nthreads=2) as cluster,
         Client(cluster, set_as_default=False) as dask_client,
     ):
         limits = DaskLimits(dask_client)

@@ -3,28 +3,19 @@ one thread each) started once for this file; each flow run connects by address."
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 
 pytest.importorskip("distributed")
 
-from distributed import LocalCluster  # noqa: E402
 
 from braid.adapters.dask import DaskTaskRunner  # noqa: E402
+from braid.testing.dask_processes import local_cluster  # noqa: E402
 from braid.testing.suite import RunnerConformance  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def dask_cluster(tmp_path_factory):
-    with LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address="127.0.0.1:0",
-        silence_logs=logging.ERROR,
-        local_directory=str(tmp_path_factory.mktemp("dask")),
-    ) as cluster:
+    with local_cluster(tmp_path_factory.mktemp("dask")) as cluster:
         yield cluster
 
 

@@ -4,7 +4,6 @@ log of the messages it sent (each run is one), and a user's own setting of that 
 
 from __future__ import annotations
 
-import logging
 import time
 
 import pytest
@@ -12,12 +11,12 @@ import pytest
 pytest.importorskip("distributed")
 
 import dask  # noqa: E402
-from distributed import LocalCluster  # noqa: E402
 
 from braid import flow  # noqa: E402
 from braid.adapters.dask import DaskTaskRunner  # noqa: E402
 from braid.adapters.dask.cluster import LOG_LENGTH, MESSAGE_LOG  # noqa: E402
 from braid.testing import sample_tasks as st  # noqa: E402
+from braid.testing.dask_processes import local_cluster  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -25,14 +24,7 @@ pytestmark = pytest.mark.timeout(120)
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """One worker process with one thread."""
-    with LocalCluster(
-        n_workers=1,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address="127.0.0.1:0",
-        silence_logs=logging.ERROR,
-        local_directory=str(tmp_path_factory.mktemp("dask")),
-    ) as made:
+    with local_cluster(tmp_path_factory.mktemp("dask"), workers=1) as made:
         yield made
 
 

@@ -19,6 +19,7 @@ from braid.caching import cache_plan, resolve_cache_options
 from braid.locking.filesystem import FileSystemLockManager
 from braid.locking.memory import MemoryLockManager
 from braid.testing import cache_tasks as ct
+from braid.testing.dask_processes import local_cluster
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -123,14 +124,7 @@ def test_serializable_without_lock_manager_is_a_configuration_error(tmp_path):
 def dask_client(tmp_path_factory):
     distributed = pytest.importorskip("distributed")
     with (
-        distributed.LocalCluster(
-            n_workers=2,
-            threads_per_worker=2,
-            processes=True,
-            dashboard_address="127.0.0.1:0",
-            silence_logs=logging.ERROR,
-            local_directory=str(tmp_path_factory.mktemp("dask")),
-        ) as cluster,
+        local_cluster(tmp_path_factory.mktemp("dask"), nthreads=2) as cluster,
         distributed.Client(cluster) as client,
     ):
         yield client

@@ -14,10 +14,33 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 from braid import errors
 
-__all__ = ["dask_processes"]
+__all__ = ["dask_processes", "local_cluster"]
+
+
+def local_cluster(
+    directory: Path | str, *, workers: int = 2, nthreads: int = 1, **extra: Any
+) -> Any:
+    """A quiet ``distributed.LocalCluster`` of ``workers`` worker processes with ``nthreads``
+    threads each, its dashboard on a free loopback port and its files in ``directory``;
+    use it as a context manager (leaving the block stops every process it started).
+    ``extra`` goes to ``LocalCluster`` as is (e.g. ``resources={"GPU": 1}``)."""
+    import logging
+
+    from distributed import LocalCluster
+
+    return LocalCluster(
+        n_workers=workers,
+        threads_per_worker=nthreads,
+        processes=True,
+        dashboard_address="127.0.0.1:0",
+        silence_logs=logging.ERROR,
+        local_directory=str(directory),
+        **extra,
+    )
 
 
 @contextmanager
