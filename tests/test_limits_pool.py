@@ -132,10 +132,12 @@ class _Task:
 
 
 class _Run:
-    """What the run table reads of a run: its call's task and extra options (none)."""
+    """What the run table reads of a run: its call's task and extra options (none), and
+    where it keeps the slots it takes in this process."""
 
     def __init__(self, task: _Task) -> None:
         self.call = SimpleNamespace(extra=None, task=task)
+        self.held: object = None  # the in-process slots it holds
 
 
 def test_the_run_tables_inline_path_acquire_and_the_gate_share_one_exact_count():

@@ -31,6 +31,17 @@ def limits(request):
     run_limits.close()
 
 
+class _Run(str):
+    """A run as ``RunLimits`` sees it here: hashable, named, and where its in-process slots
+    are kept (``held``); equal to its name, so the order of grants reads as names."""
+
+    held: object = None
+
+
+def _runs(*names: str) -> list[_Run]:
+    return [_Run(name) for name in names]
+
+
 def _gate_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name == "braid-limits-gate"]
 
@@ -45,19 +56,21 @@ def _wait_until(predicate, seconds: float = 10.0) -> bool:
 
 
 def test_an_uncontended_slot_is_granted_in_the_sending_thread(limits):
+    a, b = _runs("a", "b")
     granted: list[tuple[str, threading.Thread]] = []
     tags = limits.limited(frozenset({"db", "api", "other"}))
     assert tags == ("api", "db") and limits.limited(frozenset()) == ()
-    limits.when_available("a", tags, lambda run: granted.append((run, threading.current_thread())))
+    limits.when_available(a, tags, lambda run: granted.append((run, threading.current_thread())))
     assert granted == [("a", threading.current_thread())]
     assert not _gate_threads()
-    limits.release("a")
-    limits.when_available("b", tags, lambda run: granted.append((run, threading.current_thread())))
+    limits.release(a)
+    limits.when_available(b, tags, lambda run: granted.append((run, threading.current_thread())))
     assert [run for run, _ in granted] == ["a", "b"]  # the slot of "db" came back
-    limits.release("b")
+    limits.release(b)
 
 
 def test_waiting_runs_are_granted_in_arrival_order_and_never_overtaken(limits):
+    a, b, c = _runs("a", "b", "c")
     order: list[str] = []
     lock = threading.Lock()
 
@@ -66,44 +79,53 @@ def test_waiting_runs_are_granted_in_arrival_order_and_never_overtaken(limits):
             order.append(run)
 
     tags = limits.limited(frozenset({"db"}))
-    limits.when_available("a", tags, then)  # holds the only slot
-    limits.when_available("b", tags, then)  # waits in the gate
+    limits.when_available(a, tags, then)  # holds the only slot
+    limits.when_available(b, tags, then)  # waits in the gate
     assert order == ["a"]
-    limits.release("a")
+    limits.release(a)
     # "c" is sent while "b" may still be waiting: it must not take the slot before "b"
-    limits.when_available("c", tags, then)
+    limits.when_available(c, tags, then)
     assert _wait_until(lambda: order[:2] == ["a", "b"])
     time.sleep(0.05)
     assert order == ["a", "b"]  # "c" waits while "b" holds the slot
-    limits.release("b")
+    limits.release(b)
     assert _wait_until(lambda: order == ["a", "b", "c"])
-    limits.release("c")
+    limits.release(c)
     assert _wait_until(lambda: not _gate_threads())
 
 
 def test_a_slot_comes_back_once_however_often_released(limits):
+    a, b, c, never_held = _runs("a", "b", "c", "never-held")
     order: list[str] = []
     tags = limits.limited(frozenset({"db"}))
-    limits.when_available("a", tags, order.append)
-    limits.release("a")
-    limits.release("a")  # a second release (a retry's and the end's) gives nothing back
-    limits.release("never-held")
-    limits.when_available("b", tags, order.append)
-    limits.when_available("c", tags, order.append)  # the limit is still 1: "c" waits
+    limits.when_available(a, tags, order.append)
+    limits.release(a)
+    limits.release(a)  # a second release (a retry's and the end's) gives nothing back
+    limits.release(never_held)
+    limits.when_available(b, tags, order.append)
+    limits.when_available(c, tags, order.append)  # the limit is still 1: "c" waits
     time.sleep(0.05)
     assert order == ["a", "b"]
-    limits.release("b")
+    limits.release(b)
     assert _wait_until(lambda: order == ["a", "b", "c"])
-    limits.release("c")
+    limits.release(c)
 
 
-def test_close_gives_back_slots_held_and_cancels_waiters(limits):
+def test_close_gives_back_the_gates_leases_and_cancels_waiters(limits):
+    a, b, c = _runs("a", "b", "c")
     order: list[str] = []
     tags = limits.limited(frozenset({"db"}))
-    limits.when_available("a", tags, order.append)
-    limits.when_available("b", tags, order.append)
+    limits.when_available(a, tags, order.append)  # a free slot, kept on the run
+    limits.when_available(b, tags, order.append)  # waits in the gate
+    limits.when_available(c, tags, order.append)  # waits behind "b"
+    assert a.held is not None and limits.leases == {}
+    limits.release(a)  # "b" gets the slot from the gate: a lease the table keeps
+    assert _wait_until(lambda: order == ["a", "b"])
+    lease = limits.leases[b]
+    assert lease.names == ("tag:db",)
     limits.close()
-    assert order == ["a"] and limits.leases == {}
+    assert order == ["a", "b"] and limits.leases == {}  # "c" was cancelled
+    assert lease.names == ()  # given back
     assert not _gate_threads()
 
 
@@ -111,7 +133,7 @@ def test_a_limit_of_zero_fails_the_run_when_sent():
     limits = RunLimits(object(), LimitTable({"off": 0}))
     try:
         with pytest.raises(errors.SlotsExceedLimit):
-            limits.when_available("a", limits.limited(frozenset({"off"})), print)
+            limits.when_available(_Run("a"), limits.limited(frozenset({"off"})), print)
     finally:
         limits.close()
 

@@ -15,7 +15,8 @@ one look-up per flow run and nothing per task run::
     send(run)       admit(run): a limited tag? a free slot of each taken here, or the
                     gate's when_available(tags, ...): the run waits for its slots,
                     holding no worker; then dispatch
-    finish(run)     the lease goes back (completed, failed, crashed, cancelled)
+    finish(run)     its slots go back (completed, failed, crashed, cancelled): in-process
+                    slots are on the run (run.held), gate leases in RunLimits.leases
 
 Where the slots live is the runner's choice (:class:`braid.core.contract.ProvidesLimits`):
 in this process for threads, a coordinator in the parent for processes, Dask's
@@ -68,8 +69,8 @@ class RunLimits:
         if self._flow_run_id is not None:
             register_run_limits(self._flow_run_id, self.backend_handle)
         self.gate = TagGate(self.backend_handle)
-        #: run -> what it holds: a lease, the ``SlotPool`` of its one tag it took a slot
-        #: of, or the ``FreeSlots`` it took one slot of each
+        #: run -> the lease the gate got for it (a backend's request, in any process);
+        #: the in-process slots a run takes without waiting are on the run (``run.held``)
         self.leases: dict[Any, Any] = {}
         self._pool, self._slot = SlotPool, SLOT
         self._lock = threading.Lock()
@@ -140,12 +141,12 @@ class RunLimits:
             except IndexError:
                 if not pool.take():
                     return limited
-            self.leases[run] = pool
+            run.held = pool
             return ()
         if not limited:
             return ()
         if slots is not None and not self.gate.queued and slots.take():  # several tags
-            self.leases[run] = slots
+            run.held = slots
             return ()
         return limited
 
@@ -188,7 +189,7 @@ class RunLimits:
             if slots is None:
                 slots = self._slots_of(tags)
             if slots.take():
-                self.leases[run] = slots
+                run.held = slots
                 then(run)
                 return
 
@@ -201,19 +202,33 @@ class RunLimits:
         self.gate.when_available(tags, granted)
 
     def release(self, run: Any) -> None:
-        """Give back the slots ``run`` held, if any (once, however often called)."""
-        held = self.leases.pop(run, None)  # atomic: of two callers, one gets it
-        if held is None:
-            return
-        if held.__class__ is self._pool:  # SlotPool.release written out
-            held.append(self._slot)
-            if held.waiting:
-                held.wake()
-        else:
-            held.release()
+        """Give back the slots ``run`` holds, if any, and forget them.
+
+        The run table calls it once per holding: when the run ends (from the one thread
+        whose final state won) and before a retry's delay (from the thread finishing the
+        attempt; the run is sent again, and takes slots again, only after).  Slots taken
+        in this process are on the run (``run.held``); a lease the gate got is in
+        ``leases``, popped atomically, so a lease granted to a run that ended meanwhile is
+        given back by :meth:`close` or here, once.
+        """
+        held = run.held
+        if held is not None:
+            run.held = None
+            if held.__class__ is self._pool:  # SlotPool.release written out
+                held.append(self._slot)
+                if held.waiting:
+                    held.wake()
+            else:
+                held.release()
+        elif self.leases:
+            lease = self.leases.pop(run, None)  # atomic: of two callers, one gets it
+            if lease is not None:
+                lease.release()
 
     def close(self) -> None:
-        """Stop waiting for slots, give every slot back, and close the backend."""
+        """Stop waiting for slots, give back every lease the gate got, and close the
+        backend (slots taken in this process go back as their runs end: each ends before
+        the table closes, and a closed ``LocalLimits`` gives nothing out again)."""
         from braid.concurrency.limits import unregister_run_limits
 
         if self._flow_run_id is not None:

@@ -84,12 +84,16 @@ class Run(SnapshotReader):
         "_began",
         "in_record",
         "record_at",
+        "held",
     )
     #: the flow run record listing the run (until final) and the run's place in it
     in_record: FlowRunRecord | None
     record_at: int
     #: how many upstreams the run waits for (it is sent when the last one is final)
     gate_count: int
+    #: the in-process tag slots the run holds (a ``SlotPool`` or ``FreeSlots``), set and
+    #: given back by :class:`braid.core.limited.RunLimits`; None when it holds none
+    held: Any
 
     def __init__(
         self,
@@ -112,6 +116,7 @@ class Run(SnapshotReader):
         # the flow run record that lists the run, and where (it keeps the snapshot in
         # the run's place once final, so a final run is freed)
         self.in_record = None
+        self.held = None
 
     @property
     def began(self) -> bool:
