@@ -212,3 +212,30 @@ def test_growth_compares_largest_to_smallest_n(run_all):
             "raw_growth": 1.5,
         }
     ]
+
+
+def test_growth_on_dask_and_ray_is_a_target_flat_or_no_worse_than_raw(run_all):
+    common = sys.modules["common"]
+    rows = [
+        common.make_row(runner, "B", case, n, us, raw)
+        for runner, case, n, us, raw in (
+            ("DaskTaskRunner", "map", 1_000, 10.0, 10.0),
+            ("DaskTaskRunner", "map", 10_000, 12.0, 10.0),  # grew 1.20, raw flat: missed
+            ("DaskTaskRunner", "chain", 1_000, 10.0, 10.0),
+            ("DaskTaskRunner", "chain", 10_000, 14.0, 13.0),  # 1.40, raw grew 1.30: met
+            ("RayTaskRunner", "submit", 1_000, 10.0, 10.0),
+            ("RayTaskRunner", "submit", 100_000, 11.0, 8.0),  # 1.10: flat enough, met
+            ("ThreadPoolTaskRunner", "map", 1_000, 1.0, 1.0),
+            ("ThreadPoolTaskRunner", "map", 100_000, 2.0, 1.0),  # not an issue-18 runner
+        )
+    ]
+    found = {
+        t["target"].split(":")[0]: t["met"]
+        for t in run_all.targets(rows, None, None)
+        if "growth" in t["target"]
+    }
+    assert found == {
+        "DaskTaskRunner map N=1000→10000": False,
+        "DaskTaskRunner chain N=1000→10000": True,
+        "RayTaskRunner submit N=1000→100000": True,
+    }
