@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 from braid import task
@@ -61,3 +62,14 @@ def count_runs(path):
         fh.write("ran\n")
     with open(path) as fh:
         return len(fh.readlines())
+
+
+#: gates that ``gated`` runs wait at, opened by the test (workers in the test's process)
+GATES: dict[str, threading.Event] = {}
+
+
+@task
+def gated(name):
+    """Wait (at most a minute) until the test opens the gate ``name``; return the name."""
+    GATES.setdefault(name, threading.Event()).wait(60)
+    return name

@@ -13,8 +13,9 @@ How a call travels::
                                                                    moves their data worker
                                                                    to worker, then on a worker:
                                                         run_call -> engine -> State bytes
-    header event (Dask's event stream)   <-------------  the State without its result
-    log records event                     <-------------  (both before the key ends)
+    headers event (Dask's event stream)  <-------------  the States without their results,
+                                                         batched while the worker is busy
+    log records event                     <-------------  (sent as they are made)
     settler thread: run.finish(header state)   a small result came with the header;
       a larger one stays on the cluster: .result() / state.data fetch it then (a run
       whose Dask future ends without a header is found by a sweep and fetched)
@@ -431,16 +432,17 @@ class DaskTaskRunner(TaskRunner):
                 d.add_done_callback(_Settle(self, run))
 
     def _on_event(self, event: tuple[Any, Any]) -> None:
-        """An event on this client's topic: a run's header (kept for its done-callback,
-        which follows) or log records a worker published; Dask's own are ignored."""
+        """An event on this client's topic: the headers of runs that ended on a worker,
+        log records a worker published, or a run's start; Dask's own are ignored."""
         msg = event[1]
         if not isinstance(msg, tuple) or len(msg) != 3:
             return
         kind, first, second = msg
-        if kind == worker.HEADER:
+        if kind == worker.HEADERS:
             inflight = self._inflight
             if inflight is not None:
-                inflight.header(first, second)
+                for key, header in first:
+                    inflight.header(key, header)
         elif kind == worker.LOGS:
             replay(loads(second), first)
         elif kind == worker.STARTED:

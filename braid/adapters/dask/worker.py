@@ -8,13 +8,19 @@ pickled final States returned by the upstream runs; upstreams from other runners
 arrive as pickled States too.  The engine does the rest.
 
 Two small things travel to the submitting client as Dask events, on the worker's one
-ordered stream to the scheduler, so they reach the client before the key finishes:
-the run's log records, each as it is made (on ``log_topic``, the driver's: Dask's own
-way of forwarding worker logs, ``Worker.log_event`` to ``Client.subscribe_topic``),
-and the run's *header* (on ``header_topic``, the submitting client's): its final State
-without the result, or the whole State when it did not complete (an exception, small).
-A result pickled in at most ``INLINE_BYTES`` travels with its header; a larger one
-stays on the worker until someone reads it or a downstream run takes it.
+ordered stream to the scheduler: the run's log records, each as it is made (on
+``log_topic``, the driver's: Dask's own way of forwarding worker logs,
+``Worker.log_event`` to ``Client.subscribe_topic``), and the run's *header* (on
+``header_topic``, the submitting client's): its final State without the result, or
+the whole State when it did not complete (an exception, small).  A result pickled in
+at most ``INLINE_BYTES`` travels with its header; a larger one stays on the worker
+until someone reads it or a downstream run takes it.
+
+Records go before the key finishes.  Headers leave in batches (:class:`_Headers`):
+each Dask event costs the worker, the scheduler and the client a message, so while
+the worker has more runs to do, the headers of the runs it ended wait for the next
+(at most :data:`BATCH_SECONDS` or :data:`BATCH_SIZE` headers later); a worker with
+nothing else to run sends at once.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import contextlib
 import contextvars
 import logging
 import threading
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -48,10 +55,15 @@ _nested_lock = threading.Lock()
 #: needs no round trip to the worker; a larger result stays on the worker until read
 INLINE_BYTES = 4096
 
-#: the kinds of braid events on a client's topic: (HEADER, key, header bytes or
-#: (header bytes, pickled State) for a small result),
-#: (LOGS, where, pickled records) and (STARTED, key, worker address)
-HEADER, LOGS, STARTED = "braid-header", "braid-logs", "braid-started"
+#: the kinds of braid events on a client's topic: (HEADERS, ((key, header), ...), "")
+#: with each header the header bytes, or (header bytes, pickled State) for a small
+#: result; (LOGS, where, pickled records) and (STARTED, key, worker address)
+HEADERS, LOGS, STARTED = "braid-headers", "braid-logs", "braid-started"
+
+#: the longest a run's header waits on its worker for others to go with it
+BATCH_SECONDS = 0.01
+#: the most headers one event carries
+BATCH_SIZE = 64
 
 #: makes the runner that tasks submitted from a run on this worker go to; set by
 #: ``braid.adapters.dask.runner`` when it is imported (the package imports it first)
@@ -150,7 +162,7 @@ def run_call(
             level, sink = None, None
         state, payload = run_pickled_state(call_bytes, upstreams, _nested_runner(), level, sink)
         if header_topic is not None:
-            _send_header(header_topic, key, state, payload)
+            _send_header(header_topic, key, _header(state, payload))
     finally:
         current_log_topic.reset(token)
         worker_slot.hook = previous
@@ -159,26 +171,105 @@ def run_call(
     return payload
 
 
-def _send_header(topic: str, key: str | None, state: State, payload: bytes) -> None:
-    """Tell the submitting client how the run ended: without its result, or with it when
-    the pickled State is at most :data:`INLINE_BYTES` (then reading it costs no fetch)."""
-    header: bytes | tuple[bytes, bytes]
-    if state.is_completed():
-        light = state.copy(data=None)
-        # log records travel apart; a note that the run's hooks ran stays
-        # (and the attempts retried in place, for the run's record)
-        extra = state.extra
-        kept = {k: extra[k] for k in (HOOKS_RAN, "attempts") if k in extra} if extra else None
-        light.extra = kept or None
-        header = dumps_state(light)
-        if len(payload) <= INLINE_BYTES:
-            header = (header, payload)
-    else:
-        header = payload  # the whole failed state: an exception, small
-    try:
-        get_worker().log_event(topic, (HEADER, key, header))
-    except Exception:  # noqa: BLE001 - the client then fetches the State instead
-        pass
+def _header(state: State, payload: bytes) -> bytes | tuple[bytes, bytes]:
+    """How the run ended, for the submitting client: the State without its result, or
+    with it when the pickled State is at most :data:`INLINE_BYTES` (then reading it
+    costs no fetch)."""
+    if not state.is_completed():
+        return payload  # the whole failed state: an exception, small
+    light = state.copy(data=None)
+    # log records travel apart; a note that the run's hooks ran stays
+    # (and the attempts retried in place, for the run's record)
+    extra = state.extra
+    kept = {k: extra[k] for k in (HOOKS_RAN, "attempts") if k in extra} if extra else None
+    light.extra = kept or None
+    header = dumps_state(light)
+    if len(payload) <= INLINE_BYTES:
+        return (header, payload)
+    return header
+
+
+class _Headers:
+    """The headers of runs that ended on one worker, not sent yet, by client topic.
+
+    A run's thread adds its header and sends the batch itself when the worker has no
+    other run ready or running (so a lone run's client hears at once), or when the
+    batch is full; otherwise a timer on the worker's event loop sends it within
+    :data:`BATCH_SECONDS`.  Sending from the event loop costs no wake-up of it.
+    """
+
+    __slots__ = ("worker", "lock", "waiting", "count", "armed")
+
+    def __init__(self, worker: Any) -> None:
+        self.worker: weakref.ref[Any] = weakref.ref(worker)  # no cycle: it goes with its worker
+        self.lock = threading.Lock()
+        self.waiting: dict[str, list[tuple[Any, Any]]] = {}
+        self.count = 0
+        self.armed = False  # a timer will send what is waiting
+
+    def add(self, worker: Any, topic: str, key: Any, header: Any) -> None:
+        """Queue one run's header for ``topic``; send the batch now if it is time."""
+        state = getattr(worker, "state", None)
+        busy = state is not None and (
+            len(state.executing) > 1 or len(state.ready) > 0 or len(state.constrained) > 0
+        )
+        with self.lock:
+            self.waiting.setdefault(topic, []).append((key, header))
+            self.count += 1
+            if busy and self.count < BATCH_SIZE:
+                arm, batches = not self.armed, None
+                self.armed = True
+            else:
+                arm, batches = False, self._take()
+        if batches is not None:
+            _send(worker, batches)
+        elif arm:
+            try:
+                worker.loop.add_callback(self._arm)
+            except Exception:  # noqa: BLE001 - the worker is closing: send what waits now
+                self.flush()
+
+    def _take(self) -> dict[str, list[tuple[Any, Any]]]:
+        waiting, self.waiting, self.count = self.waiting, {}, 0
+        return waiting
+
+    def _arm(self) -> None:
+        worker = self.worker()
+        if worker is not None:
+            worker.loop.call_later(BATCH_SECONDS, self.flush)
+
+    def flush(self) -> None:
+        """Send every waiting header (on the worker's event loop, from its timer)."""
+        with self.lock:
+            self.armed = False
+            batches = self._take()
+        worker = self.worker()
+        if worker is not None:
+            _send(worker, batches)
+
+
+def _send(worker: Any, batches: dict[str, list[tuple[Any, Any]]]) -> None:
+    for topic, items in batches.items():
+        try:
+            worker.log_event(topic, (HEADERS, tuple(items), ""))
+        except Exception:  # noqa: BLE001 - the client then fetches the States instead
+            pass
+
+
+#: each worker's header batch; a batch holds its worker weakly, so both go together
+_batches: weakref.WeakKeyDictionary[Any, _Headers] = weakref.WeakKeyDictionary()
+
+
+def _send_header(topic: str, key: Any, header: Any) -> None:
+    """Queue a run's header in the batch of the worker this run is on."""
+    worker = get_worker()
+    batch = _batches.get(worker)
+    if batch is None:
+        with _nested_lock:
+            batch = _batches.get(worker)
+            if batch is None:
+                batch = _batches[worker] = _Headers(worker)
+    batch.add(worker, topic, key, header)
 
 
 _lane_named = threading.local()
