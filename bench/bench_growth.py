@@ -1,7 +1,7 @@
 """Growth of braid's per-task overhead on Dask and Ray from 1 000 to 100 000 tasks.
 
     .venv/bin/python bench/bench_growth.py [--engine dask|ray|both] [--sizes 1000,10000,100000]
-                                           [--rounds 2] [--budget 120] [--json PATH]
+                                           [--rounds 3] [--budget 120] [--json PATH]
 
 One cluster per engine, started here and stopped here (a ``LocalCluster`` of 2 worker
 processes x 1 thread; a ``ray start --head`` node with 2 CPUs, stopped by its own temp
@@ -17,7 +17,9 @@ alternately, so each driver's peak RSS (``VmHWM``) is its own:
   chain submitted before any is read.
 
 Each case is timed after a warm-up of the same case at N = 200 in the same driver;
-the best of ``--rounds`` drivers is kept (one round from N = 100 000).  A size is
+the best of ``--rounds`` drivers is kept (one round from N = 100 000), braid and raw
+taking turns to go first, so a slow spell of the shared machine (raw Dask's chain of
+10 000 took 10.2 to 16.6 s in identical runs) is unlikely to decide a ratio.  A size is
 skipped, saying so, when the raw engine's time at the size below, scaled linearly,
 would exceed ``--budget`` seconds.  ``--cases`` picks some of the three.
 Rows follow ``bench/common.py``'s schema plus ``braid_rss_mb`` and ``raw_rss_mb``.
@@ -236,9 +238,10 @@ def bench_engine(
                     rows.append(_row(engine, case, n, None, None, reason))
                     continue
                 raws, braids = [], []
-                for _ in range(rounds if n < 100_000 else 1):  # alternate, fresh drivers
-                    raws.append(measure(engine, "raw", address, case, n))
-                    braids.append(measure(engine, "braid", address, case, n))
+                for turn in range(rounds if n < 100_000 else 1):  # fresh drivers
+                    for impl in ("raw", "braid") if turn % 2 == 0 else ("braid", "raw"):
+                        got = measure(engine, impl, address, case, n)
+                        (raws if impl == "raw" else braids).append(got)
                 raw = min(raws, key=lambda r: r["seconds"])
                 ours = min(braids, key=lambda r: r["seconds"])
                 last = (n, raw["seconds"])
@@ -298,7 +301,7 @@ def main() -> None:
     parser.add_argument("--engine", choices=("dask", "ray", "both"), default="both")
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated subset")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--budget", type=float, default=120.0, help="seconds per raw case")
     parser.add_argument("--json", metavar="PATH", help="write rows (bench/common.py schema)")
     parser.add_argument("--quick", action="store_true", help="N = 1 000 only, one round")
