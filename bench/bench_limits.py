@@ -14,7 +14,8 @@ between repeats moves both sides of a pair alike), the ratio of the medians prin
   start-up is not counted.
 - Dask / Ray (target: one round trip at most, ratio <= 1.00): one ``concurrency("db")``
   block (acquire + release) from the driver against one plain round trip on the same
-  connection: ``Client.get_metadata`` to the scheduler (LocalCluster, 1 worker), and a
+  connection: ``Client.get_metadata`` to the scheduler (LocalCluster, 1 worker; and
+  Dask's own ``distributed.Semaphore`` acquire + release, the raw engine's way), and a
   call of a no-op async method on a 0-CPU actor (local Ray), without arguments and with
   one argument the size of an acquire's (Ray serializes every argument, so a request
   carrying anything costs more than an empty one).  Two ways: back-to-back (a stream of
@@ -156,7 +157,7 @@ def _round_trip_rows(
 
 
 def bench_dask(n: int, repeats: int) -> None:
-    from distributed import Client, LocalCluster
+    from distributed import Client, LocalCluster, Semaphore
 
     from braid.concurrency import LimitTable, use_limits
     from braid.concurrency.dask_backend import DaskLimits
@@ -182,7 +183,22 @@ def bench_dask(n: int, repeats: int) -> None:
             def round_trip() -> None:
                 client.get_metadata("braid-bench", default=None)
 
-            _round_trip_rows("dask", slot, {"scheduler round trip": round_trip}, n, repeats)
+            own = Semaphore(
+                LIMIT, "braid-bench-raw", scheduler_rpc=client.scheduler, loop=client.loop
+            )
+
+            def dask_semaphore() -> None:  # Dask's own: acquire, then release
+                own.acquire()
+                own.release()
+
+            _round_trip_rows(
+                "dask",
+                slot,
+                {"scheduler round trip": round_trip, "distributed.Semaphore": dask_semaphore},
+                n,
+                repeats,
+            )
+            own.close()
         limits.close()
 
 
