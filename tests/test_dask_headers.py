@@ -9,7 +9,6 @@ hands it every run at once (no queuing), so its runs end while others are ready.
 
 from __future__ import annotations
 
-import logging
 import threading
 
 import pytest
@@ -17,7 +16,6 @@ import pytest
 pytest.importorskip("distributed")
 
 import dask  # noqa: E402
-from distributed import LocalCluster  # noqa: E402
 
 from braid import flow  # noqa: E402
 from braid.adapters.dask import DaskTaskRunner, get_dask_client  # noqa: E402
@@ -25,6 +23,7 @@ from braid.adapters.dask import worker as dask_worker  # noqa: E402
 from braid.core.states import DeferredState  # noqa: E402
 from braid.testing import dask_tasks as dt  # noqa: E402
 from braid.testing import sample_tasks as st  # noqa: E402
+from braid.testing.dask_processes import local_cluster  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -33,14 +32,7 @@ pytestmark = pytest.mark.timeout(120)
 def cluster(tmp_path):
     """One worker thread in this process; the scheduler sends it every run at once."""
     with dask.config.set({"distributed.scheduler.worker-saturation": float("inf")}):
-        with LocalCluster(
-            n_workers=1,
-            threads_per_worker=1,
-            processes=False,
-            dashboard_address="127.0.0.1:0",
-            silence_logs=logging.ERROR,
-            local_directory=str(tmp_path),
-        ) as made:
+        with local_cluster(tmp_path, workers=1, processes=False) as made:
             yield made
 
 

@@ -22,12 +22,18 @@ __all__ = ["dask_processes", "local_cluster"]
 
 
 def local_cluster(
-    directory: Path | str, *, workers: int = 2, nthreads: int = 1, **extra: Any
+    directory: Path | str,
+    *,
+    workers: int = 2,
+    nthreads: int = 1,
+    processes: bool = True,
+    **extra: Any,
 ) -> Any:
-    """A quiet ``distributed.LocalCluster`` of ``workers`` worker processes with ``nthreads``
-    threads each, its dashboard on a free loopback port and its files in ``directory``;
-    use it as a context manager (leaving the block stops every process it started).
-    ``extra`` goes to ``LocalCluster`` as is (e.g. ``resources={"GPU": 1}``)."""
+    """A quiet ``distributed.LocalCluster`` of ``workers`` worker processes (threads of this
+    process with ``processes=False``) with ``nthreads`` threads each, its dashboard on a
+    free loopback port and its files in ``directory``; use it as a context manager
+    (leaving the block stops every process it started).  ``extra`` goes to
+    ``LocalCluster`` as is (e.g. ``resources={"GPU": 1}``)."""
     import logging
 
     from distributed import LocalCluster
@@ -35,7 +41,7 @@ def local_cluster(
     return LocalCluster(
         n_workers=workers,
         threads_per_worker=nthreads,
-        processes=True,
+        processes=processes,
         dashboard_address="127.0.0.1:0",
         silence_logs=logging.ERROR,
         local_directory=str(directory),
